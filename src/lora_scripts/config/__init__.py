@@ -1,0 +1,20 @@
+"""Typed configuration: one pydantic model per section, one `Config` that flows down."""
+
+from .data import DataConfig
+from .load import build_config, load_config
+from .model import ModelConfig
+from .network import NetworkConfig
+from .output import OutputConfig
+from .root import Config
+from .train import TrainConfig
+
+__all__ = [
+    "Config",
+    "DataConfig",
+    "ModelConfig",
+    "NetworkConfig",
+    "OutputConfig",
+    "TrainConfig",
+    "build_config",
+    "load_config",
+]

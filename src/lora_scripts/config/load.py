@@ -1,0 +1,123 @@
+"""YAML (and `key=value` overrides) -> Config, with errors a non-expert can act on."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from ..errors import ConfigError
+from .root import ALIASES, SECTIONS, Config, key_to_section
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read a YAML config file, apply `key=value` overrides and validate it."""
+    raw = read_yaml(Path(path))
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"Override '{item}' is not in key=value form", "Write it like learning_rate=1e-4")
+        raw[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return build_config(raw, source=str(path))
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"Config file '{path}' does not exist", "Check the path, or copy one from configs/")
+    text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        tab = " (YAML does not allow tab characters for indentation; use spaces)" if "\t" in text else ""
+        raise ConfigError(
+            f"Config file '{path}' is not valid YAML{line}{tab}", "Fix that line; every entry is `key: value`"
+        ) from exc
+    if data is None:
+        raise ConfigError(f"Config file '{path}' is empty", "Copy an example from configs/ and edit it")
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file '{path}' must be a list of `key: value` lines, not a {type(data).__name__}")
+    return data
+
+
+def build_config(raw: dict[str, Any], source: str = "config") -> Config:
+    """Place flat keys into their sections (sectioned YAML works too) and validate."""
+    owners = key_to_section()
+    nested: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for key, value in raw.items():
+        key = str(key)
+        if key in SECTIONS and isinstance(value, dict):
+            for sub_key, sub_value in value.items():
+                _place(nested, owners, str(sub_key), sub_value, source, section_hint=key)
+        else:
+            _place(nested, owners, key, value, source)
+    _require(nested, source)
+    try:
+        return Config(**{name: values for name, values in nested.items() if values or name in ("model", "data")})
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc.errors()[0], source)) from exc
+
+
+def _place(nested, owners, key, value, source, section_hint=None):
+    key = ALIASES.get(key, key)
+    section = owners.get(key)
+    if section is None or (section_hint and section != section_hint):
+        raise ConfigError(f"Unknown key '{key}' in {source}", _did_you_mean(key, owners))
+    nested[section][key] = value
+
+
+def _require(nested, source):
+    for section, key, hint in (
+        ("model", "base_model", "point it at your .safetensors checkpoint or diffusers folder"),
+        ("data", "train_data_dir", "point it at the folder of training images"),
+    ):
+        if nested[section].get(key) in (None, ""):
+            raise ConfigError(f"Key '{key}' is missing in {source}", f"Add `{key}: ...`: {hint}")
+
+
+def _did_you_mean(key: str, owners: dict[str, str]) -> str:
+    close = difflib.get_close_matches(key, list(owners) + list(ALIASES), n=1, cutoff=0.6)
+    if close:
+        return f"Did you mean '{ALIASES.get(close[0], close[0])}'?"
+    return "See docs/config.md for every valid key"
+
+
+_TYPE_WORDS = {
+    "float_parsing": "a number such as 2e-4",
+    "float_type": "a number such as 2e-4",
+    "int_parsing": "a whole number",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "path_type": "a path",
+}
+
+
+def _explain(err: dict[str, Any], source: str) -> str:
+    key = str(err["loc"][-1]) if err["loc"] else "?"
+    value = err.get("input")
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    if kind in _TYPE_WORDS:
+        allowed = _TYPE_WORDS[kind]
+    elif kind == "literal_error":
+        allowed = "one of " + str(ctx.get("expected", "")).replace("'", "")
+    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        sign = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        bound = next(iter(ctx.values()), "")
+        allowed = f"a value {sign} {bound}"
+    elif kind == "multiple_of":
+        allowed = f"a multiple of {ctx.get('multiple_of')}"
+    elif kind == "string_pattern_mismatch":
+        allowed = "a name without / \\ : * ? \" < > |"
+    elif kind == "extra_forbidden":
+        return f"Unknown key '{key}' in {source}"
+    else:
+        allowed = err.get("msg", "a valid value")
+    return f"Key '{key}' in {source} has value {value!r}, but it must be {allowed}"

@@ -1,0 +1,25 @@
+"""`model` section: which base checkpoint to train on."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .base import Section
+
+
+class ModelConfig(Section):
+    base_model: str = Field(
+        ...,
+        description="Base Stable Diffusion model: a single-file .safetensors checkpoint (the file WebUI uses), "
+        "a diffusers folder, or a Hugging Face hub id when online.",
+    )
+    model_family: Literal["auto", "sd1", "sd2"] = Field(
+        "auto", description="Model family. `auto` reads it from the checkpoint; set it only if detection is wrong."
+    )
+    prediction_type: Literal["auto", "epsilon", "v_prediction"] = Field(
+        "auto",
+        description="What the UNet predicts. `auto`: epsilon for SD1, v_prediction for SD2 single files "
+        "(the 768-v models); set `epsilon` for SD2 512-base checkpoints.",
+    )
