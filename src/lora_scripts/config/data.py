@@ -17,7 +17,8 @@ class DataConfig(Section):
     )
     metadata_path: Path | None = Field(
         None,
-        description="CSV with `filename,prompt` columns (what auto_label writes). When empty, captions come from "
+        description="CSV with `filename,prompt` columns (what auto_label writes). When empty, captions "
+        "come from "
         "`<image>.txt` sidecar files, else from `train_data_dir/metadata.csv` if it exists.",
     )
     caption_extension: str = Field(".txt", description="Extension of sidecar caption files.")
@@ -27,17 +28,21 @@ class DataConfig(Section):
     enable_bucket: bool = Field(
         True, description="Group images by aspect ratio into buckets instead of cropping everything square."
     )
-    min_bucket_reso: int = Field(256, ge=64, description="Smallest bucket side in pixels.")
+    min_bucket_reso: int = Field(256, ge=32, description="Smallest bucket side in pixels.")
     max_bucket_reso: int = Field(1024, ge=64, description="Largest bucket side in pixels.")
     bucket_reso_steps: int = Field(64, ge=8, multiple_of=8, description="Bucket sides are multiples of this.")
     shuffle_caption: bool = Field(False, description="Shuffle comma-separated caption tags every step.")
     keep_tokens: int = Field(
-        0, ge=0, description="Number of leading caption tags kept in place when shuffling (e.g. a trigger word)."
+        0,
+        ge=0,
+        description="Number of leading caption tags kept in place when shuffling (e.g. a trigger word).",
     )
     caption_dropout_rate: float = Field(
         0.0, ge=0.0, le=1.0, description="Probability of training a step with an empty caption."
     )
-    flip_aug: bool = Field(False, description="Randomly mirror images horizontally (not for asymmetric subjects).")
+    flip_aug: bool = Field(
+        False, description="Randomly mirror images horizontally (not for asymmetric subjects)."
+    )
     num_repeats: int = Field(
         1, ge=1, description="Times each image is seen per epoch (folders named `N_name` override this)."
     )

@@ -19,7 +19,9 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"Override '{item}' is not in key=value form", "Write it like learning_rate=1e-4")
+            raise ConfigError(
+                f"Override '{item}' is not in key=value form", "Write it like learning_rate=1e-4"
+            )
         raw[key.strip()] = yaml.safe_load(value) if value.strip() else None
     return build_config(raw, source=str(path))
 
@@ -40,7 +42,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         raise ConfigError(f"Config file '{path}' is empty", "Copy an example from configs/ and edit it")
     if not isinstance(data, dict):
-        raise ConfigError(f"Config file '{path}' must be a list of `key: value` lines, not a {type(data).__name__}")
+        raise ConfigError(
+            f"Config file '{path}' must be a list of `key: value` lines, not a {type(data).__name__}"
+        )
     return data
 
 
@@ -57,7 +61,9 @@ def build_config(raw: dict[str, Any], source: str = "config") -> Config:
             _place(nested, owners, key, value, source)
     _require(nested, source)
     try:
-        return Config(**{name: values for name, values in nested.items() if values or name in ("model", "data")})
+        return Config(
+            **{name: values for name, values in nested.items() if values or name in ("model", "data")}
+        )
     except ValidationError as exc:
         raise ConfigError(_explain(exc.errors()[0], source)) from exc
 
@@ -109,13 +115,15 @@ def _explain(err: dict[str, Any], source: str) -> str:
     elif kind == "literal_error":
         allowed = "one of " + str(ctx.get("expected", "")).replace("'", "")
     elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        sign = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[kind]
+        sign = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[
+            kind
+        ]
         bound = next(iter(ctx.values()), "")
         allowed = f"a value {sign} {bound}"
     elif kind == "multiple_of":
         allowed = f"a multiple of {ctx.get('multiple_of')}"
     elif kind == "string_pattern_mismatch":
-        allowed = "a name without / \\ : * ? \" < > |"
+        allowed = 'a name without / \\ : * ? " < > |'
     elif kind == "extra_forbidden":
         return f"Unknown key '{key}' in {source}"
     else:

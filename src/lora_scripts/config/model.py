@@ -12,11 +12,13 @@ from .base import Section
 class ModelConfig(Section):
     base_model: str = Field(
         ...,
-        description="Base Stable Diffusion model: a single-file .safetensors checkpoint (the file WebUI uses), "
+        description="Base Stable Diffusion model: a single-file .safetensors checkpoint (the file WebUI "
+        "uses), "
         "a diffusers folder, or a Hugging Face hub id when online.",
     )
     model_family: Literal["auto", "sd1", "sd2"] = Field(
-        "auto", description="Model family. `auto` reads it from the checkpoint; set it only if detection is wrong."
+        "auto",
+        description="Model family. `auto` reads it from the checkpoint; set it only if detection is wrong.",
     )
     prediction_type: Literal["auto", "epsilon", "v_prediction"] = Field(
         "auto",

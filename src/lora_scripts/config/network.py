@@ -10,7 +10,9 @@ from .base import Section
 class NetworkConfig(Section):
     lora_rank: int = Field(8, ge=1, le=1024, description="LoRA rank (kohya: network_dim).")
     lora_alpha: float | None = Field(
-        None, gt=0, description="LoRA alpha; the update is scaled by alpha/rank. Empty means alpha = rank (1.0)."
+        None,
+        gt=0,
+        description="LoRA alpha; the update is scaled by alpha/rank. Empty means alpha = rank (1.0).",
     )
     conv_rank: int | None = Field(
         None,
@@ -19,7 +21,9 @@ class NetworkConfig(Section):
         description="Also train 3x3 convolutions of ResNet/up/down-sample blocks at this rank (LoCon). "
         "Empty: attention and feed-forward layers only (kohya's default).",
     )
-    conv_alpha: float | None = Field(None, gt=0, description="Alpha of the conv layers. Empty means conv_rank.")
+    conv_alpha: float | None = Field(
+        None, gt=0, description="Alpha of the conv layers. Empty means conv_rank."
+    )
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA path during training.")
     train_text_encoder: bool = Field(False, description="Also train LoRA on the CLIP text encoder.")
 

@@ -11,15 +11,21 @@ from .base import Section
 
 
 class OutputConfig(Section):
-    output_dir: Path = Field(Path("output"), description="Folder for the LoRA files, samples and the run log.")
+    output_dir: Path = Field(
+        Path("output"), description="Folder for the LoRA files, samples and the run log."
+    )
     output_name: str | None = Field(
         None,
         pattern=r"^[^/\\:*?\"<>|]+$",
         description="File name of the LoRA without extension; it is the name in `<lora:NAME:0.7>`. "
         "Empty means the output folder's name.",
     )
-    save_steps: int = Field(0, ge=0, description="Also save `NAME-stepNNNNNN.safetensors` every N steps (0: off).")
-    save_every_n_epochs: int = Field(0, ge=0, description="Also save `NAME-epochNNNN.safetensors` every N epochs.")
+    save_steps: int = Field(
+        0, ge=0, description="Also save `NAME-stepNNNNNN.safetensors` every N steps (0: off)."
+    )
+    save_every_n_epochs: int = Field(
+        0, ge=0, description="Also save `NAME-epochNNNN.safetensors` every N epochs."
+    )
     save_precision: Literal["fp16", "bf16", "float"] = Field(
         "fp16", description="Precision of the saved LoRA weights. fp16 is what WebUI/ComfyUI users expect."
     )

@@ -42,7 +42,9 @@ class TrainConfig(Section):
     seed: int = Field(42, description="Random seed for noise, timesteps and data order.")
     optimizer: Literal["adamw", "sgd"] = Field("adamw", description="Optimiser.")
     weight_decay: float = Field(1e-2, ge=0.0, description="AdamW weight decay.")
-    max_grad_norm: float = Field(1.0, ge=0.0, description="Clip gradients to this norm (0 turns clipping off).")
+    max_grad_norm: float = Field(
+        1.0, ge=0.0, description="Clip gradients to this norm (0 turns clipping off)."
+    )
     noise_offset: float = Field(0.0, ge=0.0, le=1.0, description="Noise offset for darker/brighter images.")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where to train.")
 

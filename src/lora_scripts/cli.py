@@ -1,0 +1,81 @@
+"""The `lora-scripts` command: train, demo, config-docs (label, doctor, generate and tools come next)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .console import console, guarded, setup_logging
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Train LoRA adapters for Stable Diffusion."
+)
+
+DEBUG = typer.Option(False, "--debug", help="Show full tracebacks and library logs.")
+
+
+@app.command()
+def train(
+    config: Path = typer.Option(..., "--config", "-c", help="YAML config file (see configs/)."),
+    overrides: list[str] = typer.Argument(None, help="key=value pairs that override the config."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Print the resolved config and the data found, then exit."
+    ),
+    debug: bool = DEBUG,
+) -> None:
+    """Train a LoRA from a YAML config."""
+    setup_logging(debug)
+
+    def action():
+        from .config import load_config
+        from .train.run import check_inputs, run_training
+
+        cfg = load_config(config, overrides)
+        if dry_run:
+            from .config.show import resolved_yaml
+
+            index = check_inputs(cfg)
+            console.print(resolved_yaml(cfg), highlight=False, markup=False)
+            console.print(index.summary(), highlight=False, markup=False)
+            return
+        result = run_training(cfg)
+        console.print(f"[bold green]LoRA saved:[/] {result.lora_path}")
+        console.print(f"Run log: {cfg.output.output_dir / 'train.log'}")
+
+    guarded(action, debug)
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("demo_run"), "--out", help="Folder for the demo model, images and LoRA."),
+    steps: int = typer.Option(40, "--steps", help="Training steps."),
+    debug: bool = DEBUG,
+) -> None:
+    """Build a tiny model and sample images, label them, train a LoRA and generate with it (CPU, ~2 min)."""
+    setup_logging(debug)
+
+    def action():
+        from .demo import run_demo
+
+        run_demo(out, steps)
+
+    guarded(action, debug)
+
+
+@app.command("config-docs")
+def config_docs(out: Path = typer.Option(Path("docs/config.md"), "--out")) -> None:
+    """Write the config reference (every key, default and meaning) generated from the config classes."""
+    from .config.show import reference_markdown
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(reference_markdown(), encoding="utf-8")
+    console.print(f"Wrote {out}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

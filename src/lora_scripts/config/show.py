@@ -1,0 +1,53 @@
+"""Config for people: the resolved YAML (`--dry-run`) and the Markdown reference in docs/config.md."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from .root import ALIASES, SECTIONS, Config
+
+
+def resolved_yaml(cfg: Config) -> str:
+    """Flat `key: value` YAML with every default filled in, grouped by section."""
+    lines = []
+    for name in SECTIONS:
+        section = getattr(cfg, name)
+        lines.append(f"# --- {name} ---")
+        for key, value in section.model_dump(mode="json").items():
+            lines.append(
+                yaml.safe_dump({key: value}, allow_unicode=True, default_flow_style=True).strip()
+                if isinstance(value, (dict, list))
+                else f"{key}: {_scalar(value)}"
+            )
+    return "\n".join(lines)
+
+
+def _scalar(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str | Path):
+        return json.dumps(str(value), ensure_ascii=False)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def reference_markdown() -> str:
+    out = [
+        "# Config reference",
+        "",
+        "Generated from `src/lora_scripts/config/` by `lora-scripts config-docs`; do not edit by hand.",
+        "",
+        "Keys may be written flat (`lora_rank: 8`) or under their section (`network: {lora_rank: 8}`).",
+        "",
+    ]
+    for name, cls in SECTIONS.items():
+        out += [f"## {name}", "", "| key | default | meaning |", "|---|---|---|"]
+        for key, field in cls.model_fields.items():
+            default = "**required**" if field.is_required() else f"`{_scalar(field.default)}`"
+            out.append(f"| `{key}` | {default} | {(field.description or '').replace('|', '/')} |")
+        out.append("")
+    out += ["## Accepted kohya names", "", "| kohya key | our key |", "|---|---|"]
+    out += [f"| `{k}` | `{v}` |" for k, v in ALIASES.items()]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,53 @@
+"""Logging to the terminal (rich) and the one place user errors become a sentence and exit code 2."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from typing import TypeVar
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from .errors import LoraScriptsError
+
+console = Console(stderr=True)
+T = TypeVar("T")
+
+
+def setup_logging(debug: bool = False) -> None:
+    level = logging.DEBUG if debug else logging.INFO
+    handler = RichHandler(console=console, show_path=debug, show_time=False, markup=False)
+    logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+    for noisy in ("diffusers", "transformers", "accelerate", "PIL", "urllib3", "httpx", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
+    if not debug:
+        warnings.filterwarnings("ignore")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+
+
+def guarded(action: Callable[[], T], debug: bool) -> T:
+    """Run a command; a user error prints one line and exits 2, a bug says how to get the details."""
+    try:
+        return action()
+    except LoraScriptsError as err:
+        if debug:
+            raise
+        console.print(f"[bold red]Error:[/] {err}", highlight=False, soft_wrap=True)
+        sys.exit(err.exit_code)
+    except KeyboardInterrupt:
+        console.print("[yellow]Stopped by the user.[/]")
+        sys.exit(130)
+    except Exception as exc:  # a bug, not a user error: say so, keep it short
+        if debug:
+            raise
+        console.print(
+            f"[bold red]Unexpected error:[/] {type(exc).__name__}: {exc}. "
+            "Run again with --debug for the full traceback and report it.",
+            soft_wrap=True,
+        )
+        sys.exit(1)

@@ -1,0 +1,207 @@
+"""The training set: which images, with which caption, how often, at which bucket size."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..config.data import DataConfig
+from ..errors import DataError
+from .buckets import assign_bucket, buckets_for, resize_to_bucket
+from .captions import read_sidecar, repeats_from_folder
+from .images import image_size, list_images, open_image
+from .matching import csv_captions
+
+log = logging.getLogger(__name__)
+
+_LISTED = 10
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    path: Path
+    caption: str
+    repeats: int
+    size: tuple[int, int]
+    bucket: tuple[int, int]
+
+
+@dataclass
+class DatasetIndex:
+    items: list[ImageItem]
+    missing_captions: list[Path]
+    root: Path
+
+    @property
+    def num_images(self) -> int:
+        return len(self.items)
+
+    @property
+    def num_samples(self) -> int:
+        """Samples per epoch: every image counted once per repeat."""
+        return sum(item.repeats for item in self.items)
+
+    @property
+    def buckets(self) -> dict[tuple[int, int], int]:
+        """Bucket (w, h) -> samples per epoch in it (repeats included)."""
+        counts: Counter[tuple[int, int]] = Counter()
+        for item in self.items:
+            counts[item.bucket] += item.repeats
+        return dict(sorted(counts.items()))
+
+    def summary(self) -> str:
+        """A few lines for people: counts, repeats per folder, buckets, images without a caption."""
+        captioned = self.num_images - len(self.missing_captions)
+        lines = [
+            f"Dataset '{self.root}': {self.num_images} images, {captioned} captioned, "
+            f"{self.num_samples} samples per epoch",
+            "Repeats per folder:",
+            *self._folder_lines(),
+            "Buckets (width x height: samples per epoch):",
+            *(f"  {w}x{h}: {n}" for (w, h), n in self.buckets.items()),
+        ]
+        return "\n".join(lines + self._missing_lines())
+
+    def _folder_lines(self) -> list[str]:
+        folders: dict[str, list[ImageItem]] = {}
+        for item in self.items:
+            folder = item.path.parent.relative_to(self.root).as_posix()
+            folder = "(top folder)" if folder == "." else folder
+            folders.setdefault(folder, []).append(item)
+        return [
+            f"  {folder}: {len(items)} images x {items[0].repeats} repeats"
+            for folder, items in sorted(folders.items())
+        ]
+
+    def _missing_lines(self) -> list[str]:
+        missing = self.missing_captions
+        if not missing:
+            return []
+        lines = [f"{len(missing)} images have no caption and will train with an empty caption:"]
+        lines += [f"  {path.relative_to(self.root).as_posix()}" for path in missing[:_LISTED]]
+        if len(missing) > _LISTED:
+            lines.append(f"  and {len(missing) - _LISTED} more")
+        return lines
+
+
+def scan_dataset(cfg: DataConfig) -> DatasetIndex:
+    """Find every image, its caption, repeats, size and bucket; fail now on anything unreadable."""
+    root = cfg.train_data_dir
+    if not root.is_dir():
+        raise DataError(
+            f"Training folder '{root}' does not exist",
+            "Set train_data_dir in your config to the folder with your images",
+        )
+    images = list_images(root)
+    if not images:
+        raise DataError(
+            f"No images (jpg, png, webp) found in '{root}'",
+            "Put your training images in that folder or set train_data_dir to the folder that has them",
+        )
+    csv_path = _metadata_source(cfg)
+    captions = csv_captions(csv_path, root, images) if csv_path else {}
+    sizes = _read_sizes(images)
+    buckets = buckets_for(cfg)
+    items, missing = [], []
+    for path in images:
+        caption = captions.get(path) or read_sidecar(path, cfg.caption_extension)
+        if not caption:
+            missing.append(path)
+        repeats = _repeats(path, root, cfg.num_repeats)
+        bucket = assign_bucket(sizes[path], buckets)
+        items.append(ImageItem(path, caption or "", repeats, sizes[path], bucket))
+    index = DatasetIndex(items, missing, root)
+    _log_scan(index, csv_path)
+    return index
+
+
+def _metadata_source(cfg: DataConfig) -> Path | None:
+    if cfg.metadata_path is not None:
+        if not cfg.metadata_path.is_file():
+            raise DataError(
+                f"Metadata file '{cfg.metadata_path}' does not exist",
+                "Fix metadata_path in your config, or remove it to use .txt caption files",
+            )
+        return cfg.metadata_path
+    default = cfg.train_data_dir / "metadata.csv"
+    return default if default.is_file() else None
+
+
+def _read_sizes(images: list[Path]) -> dict[Path, tuple[int, int]]:
+    """Every image's size, checking the pixel data; all unreadable files are reported together."""
+    sizes, errors = {}, []
+    for path in images:
+        try:
+            sizes[path] = image_size(path, verify=True)
+        except DataError as err:
+            errors.append((path, err))
+    if len(errors) == 1:
+        raise errors[0][1]
+    if errors:
+        names = ", ".join(f"'{path}'" for path, _ in errors[:_LISTED])
+        more = f" and {len(errors) - _LISTED} more" if len(errors) > _LISTED else ""
+        raise DataError(
+            f"{len(errors)} images cannot be read (damaged, empty or not images): {names}{more}",
+            "Re-export them as PNG or JPG, or delete them from the training folder",
+        )
+    return sizes
+
+
+def _repeats(path: Path, root: Path, default: int) -> int:
+    """Repeats from the closest `N_name` folder between ``root`` and the image, else ``default``."""
+    for folder in reversed(path.parent.relative_to(root).parts):
+        parsed = repeats_from_folder(folder)
+        if parsed is not None:
+            return parsed[0]
+    return default
+
+
+def _log_scan(index: DatasetIndex, csv_path: Path | None) -> None:
+    source = f"'{csv_path}'" if csv_path else "caption files"
+    log.info(
+        "Found %d images (%d samples per epoch), captions from %s",
+        index.num_images,
+        index.num_samples,
+        source,
+    )
+    if index.missing_captions:
+        log.warning(
+            "%d images have no caption and will train with an empty caption (first: %s)",
+            len(index.missing_captions),
+            index.missing_captions[0],
+        )
+
+
+def epoch_batches(index: DatasetIndex, batch_size: int, seed: int, epoch: int) -> list[list[ImageItem]]:
+    """Batches for one epoch: repeats expanded, shuffled deterministically, one bucket per batch."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    rng = random.Random(seed * 1000003 + epoch)
+    samples = [item for item in index.items for _ in range(item.repeats)]
+    rng.shuffle(samples)
+    by_bucket: dict[tuple[int, int], list[ImageItem]] = {}
+    for item in samples:
+        by_bucket.setdefault(item.bucket, []).append(item)
+    batches = [
+        group[start : start + batch_size]
+        for group in by_bucket.values()
+        for start in range(0, len(group), batch_size)
+    ]
+    rng.shuffle(batches)
+    return batches
+
+
+def load_pixels(item: ImageItem, flip: bool) -> torch.Tensor:
+    """The image as float32 (3, h, w) in [-1, 1] at its bucket size, mirrored if ``flip``."""
+    img = resize_to_bucket(open_image(item.path), item.bucket)
+    if flip:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    pixels = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))

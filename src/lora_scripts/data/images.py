@@ -1,0 +1,111 @@
+"""Finding and opening training images: every image comes out as an upright RGB picture."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import DataError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+
+_ORIENTATION_TAG = 0x0112
+_SWAPPED_ORIENTATIONS = {5, 6, 7, 8}
+_SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
+_REEXPORT_HINT = "Re-export it as PNG or JPG, or delete it from the training folder"
+
+
+def list_images(folder: Path) -> list[Path]:
+    """All images under ``folder`` (recursive, sorted), skipping hidden files and hidden folders."""
+    found = []
+    for path in folder.rglob("*"):
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        if path.is_file():
+            found.append(path)
+    return sorted(found)
+
+
+def unreadable_image_error(path: Path, exc: BaseException) -> DataError:
+    """The DataError for an image file that Pillow cannot decode."""
+    if path.is_file() and path.stat().st_size == 0:
+        reason = "the file is empty"
+    elif isinstance(exc, UnidentifiedImageError):
+        reason = "it is not an image, or its format is not supported"
+    else:
+        reason = f"it is damaged or incomplete: {exc}"
+    return DataError(f"Image '{path}' cannot be read ({reason})", _REEXPORT_HINT)
+
+
+def open_image(path: Path) -> Image.Image:
+    """Fully decode ``path`` and return it upright (EXIF orientation applied) in RGB mode."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            upright = ImageOps.exif_transpose(img)
+            return _to_rgb(upright)
+    except Exception as exc:  # any decoder failure is a bad file, not a bug in this code
+        raise unreadable_image_error(path, exc) from exc
+
+
+def image_size(path: Path, *, verify: bool = False) -> tuple[int, int]:
+    """(width, height) after EXIF orientation, read from the header.
+
+    With ``verify`` the pixel data is also checked (cheaply where the format allows), so truncated files
+    raise here instead of in the middle of training.
+    """
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if verify:
+                _check_pixels(img)
+            orientation = _orientation(img, loaded=verify)
+    except Exception as exc:  # any decoder failure is a bad file, not a bug in this code
+        raise unreadable_image_error(path, exc) from exc
+    if orientation in _SWAPPED_ORIENTATIONS:
+        return height, width
+    return width, height
+
+
+def _orientation(img: Image.Image, loaded: bool) -> int:
+    if img.format == "PNG" and "exif" not in img.info and not loaded:
+        return 1  # an eXIf chunk after the pixel data: finding it would decode the whole image
+    return img.getexif().get(_ORIENTATION_TAG, 1)
+
+
+def _check_pixels(img: Image.Image) -> None:
+    """Decode all compressed data (JPEG at 1/8 scale, which still reads every byte)."""
+    if img.format == "JPEG":
+        img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
+    img.load()
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if "A" in img.getbands() or "transparency" in img.info:
+        return _on_white(img)
+    if img.mode == "RGB":
+        return img
+    if img.mode in _SIXTEEN_BIT_MODES:
+        return _sixteen_bit_to_rgb(img)
+    return img.convert("RGB")
+
+
+def _on_white(img: Image.Image) -> Image.Image:
+    rgba = img.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    return Image.alpha_composite(background, rgba).convert("RGB")
+
+
+def _sixteen_bit_to_rgb(img: Image.Image) -> Image.Image:
+    values = np.asarray(img).astype(np.float64)
+    if values.size and values.max() > 255:
+        values = values / 257.0
+    grey = np.clip(np.rint(values), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")

@@ -1,0 +1,67 @@
+"""Matching metadata.csv rows to the images found in the training folder."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+
+from ..errors import DataError
+from .captions import read_metadata_csv
+from .images import IMAGE_EXTENSIONS
+
+
+def csv_captions(csv_path: Path, root: Path, images: list[Path]) -> dict[Path, str]:
+    """Captions from ``csv_path`` keyed by image path; every row must name an image inside ``root``."""
+    by_rel = {image.relative_to(root).as_posix(): image for image in images}
+    by_name: dict[str, list[Path]] = defaultdict(list)
+    for image in images:
+        by_name[image.name].append(image)
+    captions = {}
+    for name, prompt in read_metadata_csv(csv_path).items():
+        captions[_match_row(name, csv_path, root, by_rel, by_name)] = prompt
+    return captions
+
+
+def _match_row(
+    name: str, csv_path: Path, root: Path, by_rel: dict[str, Path], by_name: dict[str, list[Path]]
+) -> Path:
+    rel = _relative_inside(name, csv_path, root)
+    if rel in by_rel:
+        return by_rel[rel]
+    candidates = by_name.get(rel, []) if "/" not in rel else []
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        found = ", ".join(f"'{c.relative_to(root).as_posix()}'" for c in candidates)
+        raise DataError(
+            f"Metadata file '{csv_path}' lists '{name}', which matches several images ({found})",
+            "Write the path relative to train_data_dir in the filename column, e.g. '10_name/image.png'",
+        )
+    raise _missing_row_error(name, csv_path, root)
+
+
+def _relative_inside(name: str, csv_path: Path, root: Path) -> str:
+    """The row's path relative to ``root`` (forward slashes), refusing anything that points outside it."""
+    root_abs = os.path.abspath(root)
+    full = os.path.normpath(os.path.join(root_abs, name))
+    if os.path.commonpath([root_abs, full]) != root_abs:
+        raise DataError(
+            f"Metadata file '{csv_path}' lists '{name}', which is outside the training folder '{root}'",
+            "Move the image into train_data_dir and write its path relative to that folder",
+        )
+    return Path(os.path.relpath(full, root_abs)).as_posix()
+
+
+def _missing_row_error(name: str, csv_path: Path, root: Path) -> DataError:
+    target = root / name
+    if target.is_file() and target.suffix.lower() not in IMAGE_EXTENSIONS:
+        return DataError(
+            f"Metadata file '{csv_path}' lists '{name}', "
+            "which is not a supported image (jpg, png, webp, bmp)",
+            "Convert it to PNG or JPG, or delete that row",
+        )
+    return DataError(
+        f"Metadata file '{csv_path}' lists '{name}', but that image does not exist in '{root}'",
+        "Fix the file name in that row, add the image, or delete the row",
+    )

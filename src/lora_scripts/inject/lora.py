@@ -1,0 +1,92 @@
+"""Put LoRA layers into the base model with peft, and read/write their weights by module name."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.lora import LoraLayer
+from torch import nn
+
+from ..config import NetworkConfig
+from .targets import text_targets, unet_targets
+
+ADAPTER = "default"
+
+
+@dataclass
+class LoraWeights:
+    """One module's LoRA, in the trainer-neutral form both file formats are made from."""
+
+    down: torch.Tensor  # peft lora_A / kohya lora_down
+    up: torch.Tensor  # peft lora_B / kohya lora_up
+    alpha: float
+
+
+def lora_config(targets: dict[str, str], net: NetworkConfig) -> LoraConfig:
+    names = sorted(targets)
+    conv = [n for n in names if targets[n] == "conv3x3"]
+    return LoraConfig(
+        r=net.lora_rank,
+        lora_alpha=net.alpha,
+        lora_dropout=net.lora_dropout,
+        # a string is full-matched against module names: exactly these modules, nothing by accident.
+        target_modules="|".join(re.escape(n) for n in names),
+        rank_pattern={re.escape(n): net.conv_rank for n in conv},
+        alpha_pattern={re.escape(n): net.conv_alpha_value for n in conv},
+        init_lora_weights=True,
+    )
+
+
+def inject(model: nn.Module, targets: dict[str, str], net: NetworkConfig) -> nn.Module:
+    """Freeze `model` and add trainable LoRA layers (fp32) on `targets`."""
+    model.requires_grad_(False)
+    if not targets:
+        return model
+    inject_adapter_in_model(lora_config(targets, net), model, adapter_name=ADAPTER)
+    for p in lora_parameters(model):
+        p.data = p.data.float()
+        p.requires_grad_(True)
+    return model
+
+
+def inject_unet(unet: nn.Module, net: NetworkConfig) -> nn.Module:
+    return inject(unet, unet_targets(unet, with_conv=net.conv_rank is not None), net)
+
+
+def inject_text_encoder(text_encoder: nn.Module, net: NetworkConfig) -> nn.Module:
+    return inject(text_encoder, text_targets(text_encoder), net)
+
+
+def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return [p for n, p in model.named_parameters() if ".lora_A." in n or ".lora_B." in n]
+
+
+def lora_layers(model: nn.Module) -> dict[str, LoraLayer]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, LoraLayer) and ADAPTER in m.lora_A}
+
+
+def read_weights(model: nn.Module) -> dict[str, LoraWeights]:
+    """Module name -> its LoRA weights (alpha = scaling * rank, as kohya stores it)."""
+    out = {}
+    for name, layer in lora_layers(model).items():
+        rank = layer.r[ADAPTER]
+        out[name] = LoraWeights(
+            down=layer.lora_A[ADAPTER].weight.detach(),
+            up=layer.lora_B[ADAPTER].weight.detach(),
+            alpha=float(layer.scaling[ADAPTER] * rank),
+        )
+    return out
+
+
+@torch.no_grad()
+def write_weights(model: nn.Module, weights: dict[str, LoraWeights]) -> None:
+    """Copy weights into an injected model; every module must be present with the same shapes."""
+    layers = lora_layers(model)
+    for name, w in weights.items():
+        layer = layers[name]
+        layer.lora_A[ADAPTER].weight.copy_(w.down)
+        layer.lora_B[ADAPTER].weight.copy_(w.up)
+        layer.scaling[ADAPTER] = w.alpha / layer.r[ADAPTER]

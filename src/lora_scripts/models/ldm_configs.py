@@ -1,0 +1,94 @@
+"""diffusers configs for a single-file checkpoint: SD1/SD2 templates with sizes read from the tensors.
+
+Reading sizes from the weights (not a hub config) keeps loading offline and lets the tiny demo model go
+through exactly the code path a real v1-5-pruned.safetensors does.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .detect import UNET_PREFIX
+
+U = UNET_PREFIX
+VAE = "first_stage_model."
+SCALED_LINEAR = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+
+
+def unet_config(family: str, sd: dict[str, torch.Tensor]) -> dict:
+    levels = _count(sd, U + "input_blocks.", lambda s: int(s.split(".")[0])) // 3
+    chans = [int(sd[f"{U}input_blocks.{3 * i + 1}.0.out_layers.3.weight"].shape[0]) for i in range(levels)]
+    ctx = sd[f"{U}input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"]
+    linear = sd[f"{U}input_blocks.1.1.proj_in.weight"].ndim == 2
+    heads = 8 if family == "sd1" else [max(1, c // 64) for c in chans]
+    return {
+        "sample_size": 64 if family == "sd1" else 96,
+        "in_channels": int(sd[U + "input_blocks.0.0.weight"].shape[1]),
+        "out_channels": int(sd[U + "out.2.weight"].shape[0]),
+        "down_block_types": ["CrossAttnDownBlock2D"] * (levels - 1) + ["DownBlock2D"],
+        "up_block_types": ["UpBlock2D"] + ["CrossAttnUpBlock2D"] * (levels - 1),
+        "block_out_channels": chans,
+        "layers_per_block": 2,
+        "cross_attention_dim": int(ctx.shape[1]),
+        "attention_head_dim": heads,
+        "use_linear_projection": linear,
+        "upcast_attention": family == "sd2",
+        "norm_num_groups": 32,
+    }
+
+
+def vae_config(sd: dict[str, torch.Tensor]) -> dict:
+    levels = 1 + max(int(k.split(".")[3]) for k in sd if k.startswith(VAE + "encoder.down."))
+    chans = [int(sd[f"{VAE}encoder.down.{i}.block.0.conv1.weight"].shape[0]) for i in range(levels)]
+    return {
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": int(sd[VAE + "quant_conv.weight"].shape[0]) // 2,
+        "block_out_channels": chans,
+        "down_block_types": ["DownEncoderBlock2D"] * levels,
+        "up_block_types": ["UpDecoderBlock2D"] * levels,
+        "layers_per_block": 2,
+        "norm_num_groups": 32,
+        "sample_size": 512,
+        "scaling_factor": 0.18215,
+    }
+
+
+def text_config(family: str, sd: dict[str, torch.Tensor]) -> dict:
+    if family == "sd1":
+        prefix = "cond_stage_model.transformer."
+        emb = next(v for k, v in sd.items() if k.startswith(prefix) and k.endswith("token_embedding.weight"))
+        layers = _count(sd, prefix, _layer_index)
+        fc1 = next(v for k, v in sd.items() if k.startswith(prefix) and k.endswith("layers.0.mlp.fc1.weight"))
+        act, pos = "quick_gelu", 77
+    else:
+        prefix = "cond_stage_model.model."
+        emb = sd[prefix + "token_embedding.weight"]
+        # Real SD2 files hold all 24 OpenCLIP blocks but condition on the penultimate one (diffusers: 23).
+        layers = _count(sd, prefix + "transformer.resblocks.", lambda s: int(s.split(".")[0]))
+        layers = 23 if layers == 24 else layers
+        fc1 = sd[prefix + "transformer.resblocks.0.mlp.c_fc.weight"]
+        act, pos = "gelu", int(sd[prefix + "positional_embedding"].shape[0])
+    hidden = int(emb.shape[1])
+    return {
+        "vocab_size": int(emb.shape[0]),
+        "hidden_size": hidden,
+        "intermediate_size": int(fc1.shape[0]),
+        "num_hidden_layers": layers,
+        "num_attention_heads": max(1, hidden // 64),
+        "max_position_embeddings": pos,
+        "hidden_act": act,
+        "projection_dim": hidden,
+        "bos_token_id": 49406,
+        "eos_token_id": 49407,
+        "pad_token_id": 49407 if family == "sd1" else 0,
+    }
+
+
+def _layer_index(rest: str) -> int:
+    marker = "encoder.layers."
+    return int(rest.split(marker, 1)[1].split(".")[0]) if marker in rest else -1
+
+
+def _count(sd: dict, prefix: str, index_of) -> int:
+    return 1 + max(index_of(k[len(prefix) :]) for k in sd if k.startswith(prefix))

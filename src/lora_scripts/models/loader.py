@@ -1,0 +1,136 @@
+"""Load the base model's parts (UNet, VAE, CLIP, tokenizer, noise scheduler) from any supported source."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from diffusers.loaders.single_file_utils import (
+    convert_ldm_clip_checkpoint,
+    convert_ldm_unet_checkpoint,
+    convert_ldm_vae_checkpoint,
+    convert_open_clip_checkpoint,
+)
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from ..config import ModelConfig
+from ..errors import ModelError
+from . import ldm_configs
+from .detect import family_from_keys, locate, read_checkpoint
+from .tokenizer import clip_tokenizer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Components:
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel
+    tokenizer: CLIPTokenizer
+    noise_scheduler: DDPMScheduler
+    family: str
+    prediction_type: str
+    source: str
+
+
+def load_components(cfg: ModelConfig) -> Components:
+    source = locate(cfg.base_model)
+    log.info("Loading base model %s (%s)", source.location, source.kind.replace("_", " "))
+    if source.kind == "single_file":
+        parts = _from_single_file(source.location)
+    else:
+        parts = _from_pretrained(source.location, local_only=source.kind == "diffusers")
+    family = parts.pop("family") if cfg.model_family == "auto" else cfg.model_family
+    prediction = cfg.prediction_type
+    if prediction == "auto":
+        prediction = parts.pop("prediction", None) or ("v_prediction" if family == "sd2" else "epsilon")
+    parts.pop("prediction", None)
+    parts.pop("family", None)
+    scheduler = DDPMScheduler(
+        num_train_timesteps=1000, clip_sample=False, prediction_type=prediction, **ldm_configs.SCALED_LINEAR
+    )
+    log.info("Model family %s, prediction type %s", family, prediction)
+    return Components(
+        noise_scheduler=scheduler, family=family, prediction_type=prediction, source=source.location, **parts
+    )
+
+
+def _from_single_file(path: str) -> dict[str, Any]:
+    sd = read_checkpoint(path)
+    family = family_from_keys(list(sd), path)
+    try:
+        unet_cfg = ldm_configs.unet_config(family, sd)
+        unet = UNet2DConditionModel(**unet_cfg)
+        _load(unet, convert_ldm_unet_checkpoint(sd, unet.config), "UNet", path)
+        vae = AutoencoderKL(**ldm_configs.vae_config(sd))
+        _load(vae, convert_ldm_vae_checkpoint(sd, vae.config), "VAE", path)
+        text_encoder = _text_encoder(family, sd, path)
+    except KeyError as exc:
+        raise ModelError(
+            f"'{path}' is missing the weight {exc.args[0]}; "
+            "the file is incomplete or not an SD 1.x/2.x model",
+            "Download the checkpoint again",
+        ) from exc
+    tokenizer = clip_tokenizer("<|endoftext|>" if family == "sd1" else "!")
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "family": family}
+
+
+def _text_encoder(family: str, sd: dict, path: str) -> CLIPTextModel:
+    config = CLIPTextConfig(**ldm_configs.text_config(family, sd))
+    model = CLIPTextModel(config)
+    if family == "sd1":
+        weights = convert_ldm_clip_checkpoint(sd)
+    else:
+        weights = convert_open_clip_checkpoint(model, sd)
+    own = set(model.state_dict())
+    # transformers >= 5.6 flattened CLIPTextModel (no `text_model.` level); LDM files always have it.
+    if not any(k.startswith("text_model.") for k in own):
+        weights = {k.removeprefix("text_model."): v for k, v in weights.items()}
+    # Keep what the model has: drops SD2's unused last OpenCLIP block and buffers like position_ids.
+    weights = {k: v for k, v in weights.items() if k in own}
+    _load(model, weights, "text encoder", path)
+    return model
+
+
+def _load(module: torch.nn.Module, weights: dict, what: str, path: str) -> None:
+    missing, _unexpected = module.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing:
+        raise ModelError(
+            f"The {what} in '{path}' does not match an SD model: {len(missing)} weights missing "
+            f"(first: {missing[0]})",
+            "The file may be damaged or of an unsupported model family",
+        )
+
+
+def _from_pretrained(location: str, local_only: bool) -> dict[str, Any]:
+    kwargs = {"local_files_only": local_only}
+    try:
+        unet = UNet2DConditionModel.from_pretrained(location, subfolder="unet", **kwargs)
+        vae = AutoencoderKL.from_pretrained(location, subfolder="vae", **kwargs)
+        text_encoder = CLIPTextModel.from_pretrained(location, subfolder="text_encoder", **kwargs)
+        tokenizer = CLIPTokenizer.from_pretrained(location, subfolder="tokenizer", **kwargs)
+        prediction = DDPMScheduler.load_config(location, subfolder="scheduler", **kwargs).get(
+            "prediction_type"
+        )
+    except OSError as exc:
+        where = "folder" if local_only else "hub model"
+        raise ModelError(
+            f"Could not load the diffusers {where} '{location}': {str(exc).splitlines()[0]}",
+            "Check that it has unet/, vae/, text_encoder/, tokenizer/ and scheduler/ subfolders"
+            if local_only
+            else "Check the id and your internet connection, or download it and use the folder",
+        ) from exc
+    family = "sd2" if text_encoder.config.hidden_size == 1024 else "sd1"
+    return {
+        "unet": unet,
+        "vae": vae,
+        "text_encoder": text_encoder,
+        "tokenizer": tokenizer,
+        "family": family,
+        "prediction": prediction,
+    }

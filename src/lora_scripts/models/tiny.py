@@ -1,0 +1,101 @@
+"""A tiny Stable Diffusion 1.x built in code: SD1.5's topology with small widths, random weights.
+
+Same block layout (4 UNet levels, 2 resnets per level, cross-attention on 3, CLIP with 12 layers, KL-f8
+VAE), so every key mapping of the real clients applies to it unchanged. Used by the demo and the tests.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from ..save.atomic import atomic_save_safetensors
+from .ldm_configs import SCALED_LINEAR
+from .ldm_layout import pipeline_to_ldm
+from .tokenizer import clip_tokenizer
+
+
+def build_tiny_sd(seed: int = 0) -> StableDiffusionPipeline:
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        block_out_channels=(32, 64, 64, 64),
+        layers_per_block=2,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=64,
+        attention_head_dim=8,
+        norm_num_groups=32,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(32, 32, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=2,
+        norm_num_groups=32,
+        sample_size=64,
+        scaling_factor=0.18215,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=12,
+            num_attention_heads=1,
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+            projection_dim=64,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+        )
+    )
+    scheduler = PNDMScheduler(
+        num_train_timesteps=1000, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False, **SCALED_LINEAR
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer(),
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def save_tiny_single_file(pipe: StableDiffusionPipeline, path: Path) -> Path:
+    """Write the pipeline as one LDM-layout .safetensors, with the extra keys real SD files carry."""
+    sd = pipeline_to_ldm(pipe.unet.state_dict(), pipe.vae.state_dict(), pipe.text_encoder.state_dict(), "sd1")
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+    alphas_cumprod = torch.cumprod(1 - betas, 0)
+    sd.update(
+        {  # ignored by every loader, present in v1-5-pruned.safetensors
+            "betas": betas.float(),
+            "alphas_cumprod": alphas_cumprod.float(),
+            "alphas_cumprod_prev": torch.cat([torch.ones(1), alphas_cumprod[:-1].float()]),
+            "model_ema.decay": torch.tensor(0.9999),
+            "model_ema.num_updates": torch.tensor(0, dtype=torch.int32),
+        }
+    )
+    sd = {k: v.contiguous() for k, v in sd.items()}
+    return atomic_save_safetensors(sd, path, {"format": "pt"})
+
+
+def save_tiny_model(folder: Path, seed: int = 0) -> dict[str, Path]:
+    """Build the tiny model and save it both ways: diffusers folder and single-file checkpoint."""
+    pipe = build_tiny_sd(seed)
+    diffusers_dir = folder / "tiny-sd15-diffusers"
+    pipe.save_pretrained(diffusers_dir, safe_serialization=True)
+    single = save_tiny_single_file(pipe, folder / "tiny-sd15.safetensors")
+    (folder / "README.txt").write_text(
+        json.dumps({"what": "random-weight SD1.5-topology model for demos/tests"})
+    )
+    return {"diffusers": diffusers_dir, "single_file": single}

@@ -1,0 +1,57 @@
+"""LoRA weights <-> kohya-format tensors (what A1111, ComfyUI and diffusers' load_lora_weights read)."""
+
+from __future__ import annotations
+
+import torch
+from safetensors import safe_open
+
+from ..errors import FormatError
+from ..inject.lora import LoraWeights
+from .kohya_keys import SUFFIX_ALPHA, SUFFIX_DOWN, SUFFIX_UP, kohya_name, name_table, split_key
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "float": torch.float32}
+
+
+def to_kohya(parts: dict[str, dict[str, LoraWeights]], precision: str = "fp16") -> dict[str, torch.Tensor]:
+    """parts: {"unet": {module path: weights}, "te": {...}} -> flat kohya state dict."""
+    dtype = DTYPES[precision]
+    out: dict[str, torch.Tensor] = {}
+    for component, modules in parts.items():
+        for path, w in sorted(modules.items()):
+            name = kohya_name(component, path)
+            out[name + SUFFIX_DOWN] = w.down.detach().to("cpu", dtype).contiguous()
+            out[name + SUFFIX_UP] = w.up.detach().to("cpu", dtype).contiguous()
+            out[name + SUFFIX_ALPHA] = torch.tensor(w.alpha, dtype=dtype)
+    return out
+
+
+def from_kohya(
+    tensors: dict[str, torch.Tensor], paths: dict[str, list[str]]
+) -> dict[str, dict[str, LoraWeights]]:
+    """Inverse of to_kohya for a model whose module paths are `paths` ({"unet": [...], "te": [...]})."""
+    tables = {c: name_table(c, p) for c, p in paths.items()}
+    grouped: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        split = split_key(key)
+        if split is None:
+            raise FormatError(f"Tensor '{key}' is not a kohya LoRA key", "Use a LoRA .safetensors file")
+        grouped.setdefault(split[0], {})[split[1]] = value
+    out: dict[str, dict[str, LoraWeights]] = {c: {} for c in paths}
+    for name, group in grouped.items():
+        component = next((c for c, table in tables.items() if name in table), None)
+        if component is None:
+            raise FormatError(
+                f"LoRA module '{name}' does not exist in this base model", "Use a LoRA for this model"
+            )
+        down, up = group["down"].float(), group["up"].float()
+        alpha = float(group["alpha"]) if "alpha" in group else float(down.shape[0])
+        out[component][tables[component][name]] = LoraWeights(down=down, up=up, alpha=alpha)
+    return out
+
+
+def read_lora_file(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    try:
+        with safe_open(path, framework="pt") as handle:
+            return {k: handle.get_tensor(k) for k in handle.keys()}, dict(handle.metadata() or {})
+    except Exception as exc:
+        raise FormatError(f"'{path}' is not a readable .safetensors file", "Check the file") from exc

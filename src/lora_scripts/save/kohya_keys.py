@@ -1,0 +1,39 @@
+"""The one kohya <-> module-name key table, both directions.
+
+kohya/A1111/ComfyUI name a LoRA module `lora_unet_<diffusers path with _>` and
+`lora_te_text_model_encoder_layers_N_...`. transformers >= 5.6 dropped the `text_model.` level from
+CLIPTextModel, so text-encoder paths are normalised to the classic form before naming.
+"""
+
+from __future__ import annotations
+
+UNET = "lora_unet_"
+TE = "lora_te_"
+SUFFIX_DOWN, SUFFIX_UP, SUFFIX_ALPHA = ".lora_down.weight", ".lora_up.weight", ".alpha"
+
+
+def te_canonical(path: str) -> str:
+    """Text-encoder module path as older transformers (and every LoRA client) spell it."""
+    return path if path.startswith("text_model.") else f"text_model.{path}"
+
+
+def kohya_name(component: str, path: str) -> str:
+    if component == "unet":
+        return UNET + path.replace(".", "_")
+    if component == "te":
+        return TE + te_canonical(path).replace(".", "_")
+    raise ValueError(f"unknown component {component!r}")
+
+
+def name_table(component: str, paths: list[str]) -> dict[str, str]:
+    """kohya name -> module path, for the modules a model actually has (underscores make names ambiguous
+    to split, so the inverse is a lookup, not a parse)."""
+    return {kohya_name(component, p): p for p in paths}
+
+
+def split_key(key: str) -> tuple[str, str] | None:
+    """`lora_unet_x.lora_down.weight` -> ("lora_unet_x", "down"); None for keys that are not LoRA tensors."""
+    for suffix, part in ((SUFFIX_DOWN, "down"), (SUFFIX_UP, "up"), (SUFFIX_ALPHA, "alpha")):
+        if key.endswith(suffix):
+            return key[: -len(suffix)], part
+    return None

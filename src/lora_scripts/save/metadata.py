@@ -1,0 +1,117 @@
+"""kohya `ss_*` training metadata, Stability's `modelspec.*`, and the `sshs_*` hashes WebUI shows."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+from dataclasses import dataclass, field
+
+import torch
+from safetensors.torch import save
+
+from ..config import Config
+
+BASE_VERSION = {"sd1": "sd_v1", "sd2": "sd_v2"}
+
+
+@dataclass
+class RunFacts:
+    """What happened in a run, beyond the config: filled in by the trainer."""
+
+    family: str
+    prediction_type: str
+    steps: int = 0
+    epoch: int = 0
+    num_images: int = 0
+    num_samples: int = 0
+    started_at: float = field(default_factory=time.time)
+    tag_frequency: dict[str, dict[str, int]] = field(default_factory=dict)
+    buckets: dict[str, int] = field(default_factory=dict)
+
+
+def build_metadata(cfg: Config, facts: RunFacts) -> dict[str, str]:
+    net, tr, data = cfg.network, cfg.train, cfg.data
+    args = {}
+    if net.conv_rank:
+        args = {"conv_dim": str(net.conv_rank), "conv_alpha": str(net.conv_alpha_value)}
+    meta = {
+        "ss_v2": str(facts.family == "sd2"),
+        "ss_base_model_version": BASE_VERSION[facts.family],
+        "ss_v_parameterization": str(facts.prediction_type == "v_prediction"),
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": str(net.lora_rank),
+        "ss_network_alpha": _num(net.alpha),
+        "ss_network_args": json.dumps(args),
+        "ss_network_dropout": _num(net.lora_dropout),
+        "ss_output_name": cfg.output.name(),
+        "ss_sd_model_name": str(cfg.model.base_model).replace("\\", "/").rsplit("/", 1)[-1],
+        "ss_training_started_at": str(facts.started_at),
+        "ss_training_finished_at": str(time.time()),
+        "ss_steps": str(facts.steps),
+        "ss_epoch": str(facts.epoch),
+        "ss_max_train_steps": str(tr.max_train_steps or 0),
+        "ss_num_train_images": str(facts.num_samples),
+        "ss_learning_rate": _num(tr.learning_rate),
+        "ss_unet_lr": _num(tr.learning_rate),
+        "ss_text_encoder_lr": _num(tr.te_lr) if net.train_text_encoder else "None",
+        "ss_network_train_unet_only": str(not net.train_text_encoder),
+        "ss_lr_scheduler": tr.lr_scheduler,
+        "ss_lr_warmup_steps": str(tr.lr_warmup_steps),
+        "ss_optimizer": tr.optimizer,
+        "ss_batch_size_per_device": str(tr.batch_size),
+        "ss_gradient_accumulation_steps": str(tr.gradient_accumulation_steps),
+        "ss_mixed_precision": tr.mixed_precision,
+        "ss_gradient_checkpointing": str(tr.gradient_checkpointing),
+        "ss_seed": str(tr.seed),
+        "ss_noise_offset": _num(tr.noise_offset),
+        "ss_resolution": f"({data.resolution}, {data.resolution})",
+        "ss_enable_bucket": str(data.enable_bucket),
+        "ss_bucket_info": json.dumps({"buckets": facts.buckets}),
+        "ss_shuffle_caption": str(data.shuffle_caption),
+        "ss_keep_tokens": str(data.keep_tokens),
+        "ss_caption_dropout_rate": _num(data.caption_dropout_rate),
+        "ss_flip_aug": str(data.flip_aug),
+        "ss_cache_latents": str(tr.cache_latents != "no"),
+        "ss_tag_frequency": json.dumps(facts.tag_frequency, ensure_ascii=False),
+        "ss_dataset_dirs": json.dumps(
+            {str(data.train_data_dir.name): {"n_repeats": data.num_repeats, "img_count": facts.num_images}}
+        ),
+    }
+    meta.update(_modelspec(cfg, facts))
+    return meta
+
+
+def _modelspec(cfg: Config, facts: RunFacts) -> dict[str, str]:
+    arch = "stable-diffusion-v1"
+    if facts.family == "sd2":
+        arch = (
+            "stable-diffusion-v2-768-v"
+            if facts.prediction_type == "v_prediction"
+            else "stable-diffusion-v2-512"
+        )
+    reso = cfg.data.resolution
+    return {
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": f"{arch}/lora",
+        "modelspec.implementation": "diffusers",
+        "modelspec.title": cfg.output.name(),
+        "modelspec.resolution": f"{reso}x{reso}",
+        "modelspec.prediction_type": "v" if facts.prediction_type == "v_prediction" else "epsilon",
+        "modelspec.date": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(facts.started_at)),
+    }
+
+
+def add_hashes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> dict[str, str]:
+    """sshs_model_hash / sshs_legacy_hash as kohya computes them (WebUI's additional-networks hash):
+    sha256 of the tensor bytes of the file saved with only the ss_* metadata."""
+    blob = save(tensors, {k: v for k, v in metadata.items() if k.startswith("ss_")})
+    header_len = int.from_bytes(blob[:8], "little")
+    model_hash = hashlib.sha256(blob[8 + header_len :]).hexdigest()
+    legacy = hashlib.sha256(io.BytesIO(blob).getbuffer()[0x100000:0x110000]).hexdigest()[:8]
+    return {**metadata, "sshs_model_hash": model_hash, "sshs_legacy_hash": legacy}
+
+
+def _num(value: float) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

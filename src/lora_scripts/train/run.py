@@ -1,0 +1,91 @@
+"""Everything around the loop: check inputs before writing anything, set up logging and accelerate, train."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+
+from ..config import Config, OutputConfig, TrainConfig
+from ..data import DatasetIndex, scan_dataset
+from ..errors import ConfigError, OutputError
+from ..models.loader import load_components
+from ..models.sd import StableDiffusion
+from .loop import Trainer, TrainResult
+
+log = logging.getLogger(__name__)
+
+
+def check_inputs(cfg: Config) -> DatasetIndex:
+    """Every check that can fail on user input, run before output_dir is touched."""
+    index = scan_dataset(cfg.data)
+    final_path(cfg.output)
+    return index
+
+
+def final_path(out: OutputConfig) -> Path:
+    path = out.output_dir / f"{out.name()}.safetensors"
+    if path.exists() and not out.overwrite:
+        raise OutputError(
+            f"'{path}' already exists and would be overwritten",
+            "Set a new output_name, move the old file, or set overwrite: true",
+        )
+    parent = next((p for p in [out.output_dir, *out.output_dir.resolve().parents] if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise OutputError(
+            f"Output folder '{out.output_dir}' cannot be created or written", "Choose another output_dir"
+        )
+    return path
+
+
+def run_training(cfg: Config) -> TrainResult:
+    index = check_inputs(cfg)
+    log.info("%s", index.summary())
+    model = StableDiffusion(load_components(cfg.model))
+    cfg.output.output_dir.mkdir(parents=True, exist_ok=True)
+    handler = _file_log(cfg.output.output_dir / "train.log")
+    try:
+        accelerator = make_accelerator(cfg.train, cfg.output.output_dir)
+        accelerator.init_trackers("lora-scripts")
+        set_seed(cfg.train.seed)
+        log.info("Training on %s, mixed precision %s", accelerator.device, accelerator.mixed_precision)
+        result = Trainer(cfg, model, index, accelerator).train()
+        log.info("Done: %d steps in %.0f s. LoRA: %s", result.steps, result.seconds, result.lora_path)
+        return result
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def make_accelerator(tr: TrainConfig, out_dir: Path) -> Accelerator:
+    cpu = tr.device == "cpu" or (tr.device == "auto" and not _has_gpu())
+    precision = tr.mixed_precision
+    if cpu and precision == "fp16":
+        log.warning("mixed_precision fp16 needs a GPU; training on CPU in fp32 instead")
+        precision = "no"
+    if tr.device == "cuda" and not _has_gpu():
+        raise ConfigError("device is 'cuda' but no CUDA GPU is visible", "Set device: auto or cpu")
+    return Accelerator(
+        mixed_precision=precision,
+        gradient_accumulation_steps=tr.gradient_accumulation_steps,
+        cpu=cpu,
+        log_with="tensorboard",
+        project_dir=str(out_dir / "logs"),
+    )
+
+
+def _has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _file_log(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setLevel(logging.INFO)
+    logging.getLogger().addHandler(handler)
+    return handler

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from lora_scripts.data import assign_bucket, buckets_for, make_buckets, resize_to_bucket
+from lora_scripts.errors import ConfigError
+
+
+def test_buckets_within_area_and_step():
+    buckets = make_buckets(512, 256, 1024, 64)
+    assert (512, 512) in buckets
+    assert len(buckets) == len(set(buckets))
+    for w, h in buckets:
+        assert w * h <= 512 * 512
+        assert w % 64 == 0 and h % 64 == 0
+        assert 256 <= w <= 1024 and 256 <= h <= 1024
+    assert (1024, 256) in buckets and (256, 1024) in buckets
+
+
+def _fits(w, h):
+    return w <= 1024 and h <= 1024 and w * h <= 512 * 512
+
+
+def test_buckets_are_maximal_and_symmetric():
+    buckets = make_buckets(512, 256, 1024, 64)
+    for w, h in buckets:
+        assert (h, w) in buckets
+        # kohya: each width gets its largest height, plus the transposed bucket
+        assert not _fits(w, h + 64) or not _fits(w + 64, h), (w, h)
+    widths = {w for w, _ in buckets}
+    for w in widths:
+        tallest = max(h for bw, h in buckets if bw == w)
+        assert not _fits(w, tallest + 64), (w, tallest)
+
+
+def test_wide_image_gets_wide_bucket():
+    buckets = make_buckets(512, 256, 1024, 64)
+    w, h = assign_bucket((2000, 1000), buckets)
+    assert w > h
+    assert 1.7 <= w / h <= 2.3
+    assert assign_bucket((300, 300), buckets) == (512, 512)
+    tw, th = assign_bucket((1000, 2000), buckets)
+    assert th > tw
+
+
+def test_disabled_bucketing_gives_square(data_config, tmp_path):
+    cfg = data_config(tmp_path, enable_bucket=False, resolution=512)
+    assert buckets_for(cfg) == [(512, 512)]
+    assert assign_bucket((2000, 1000), buckets_for(cfg)) == (512, 512)
+
+
+def test_min_larger_than_max_is_config_error():
+    with pytest.raises(ConfigError, match="min_bucket_reso"):
+        make_buckets(512, 1024, 256, 64)
+
+
+@pytest.mark.parametrize(
+    ("src", "bucket"), [((300, 200), (128, 64)), ((50, 90), (96, 64)), ((64, 64), (64, 64))]
+)
+def test_resize_to_bucket_exact_size(src, bucket):
+    img = Image.new("RGB", src, (1, 2, 3))
+    out = resize_to_bucket(img, bucket)
+    assert out.size == bucket
+    assert out.getpixel((0, 0)) == (1, 2, 3)
+
+
+def test_resize_to_bucket_centre_crops():
+    img = Image.new("RGB", (300, 100), (0, 0, 0))
+    img.paste((255, 255, 255), (100, 0, 200, 100))  # white middle third
+    out = resize_to_bucket(img, (64, 64))
+    assert out.getpixel((32, 32)) == (255, 255, 255)
+    assert out.getpixel((2, 32))[0] > 200 and out.getpixel((61, 32))[0] > 200
