@@ -49,7 +49,7 @@ def train(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo_run"), "--out", help="Folder for the demo model, images and LoRA."),
-    steps: int = typer.Option(40, "--steps", help="Training steps."),
+    steps: int = typer.Option(60, "--steps", help="Training steps."),
     debug: bool = DEBUG,
 ) -> None:
     """Build a tiny model and sample images, label them, train a LoRA and generate with it (CPU, ~2 min)."""

@@ -47,7 +47,7 @@ def vae_config(sd: dict[str, torch.Tensor]) -> dict:
         "block_out_channels": chans,
         "down_block_types": ["DownEncoderBlock2D"] * levels,
         "up_block_types": ["UpDecoderBlock2D"] * levels,
-        "layers_per_block": 2,
+        "layers_per_block": _count(sd, VAE + "encoder.down.0.block.", lambda s: int(s.split(".")[0])),
         "norm_num_groups": 32,
         "sample_size": 512,
         "scaling_factor": 0.18215,

@@ -38,7 +38,9 @@ def build_metadata(cfg: Config, facts: RunFacts) -> dict[str, str]:
         args = {"conv_dim": str(net.conv_rank), "conv_alpha": str(net.conv_alpha_value)}
     meta = {
         "ss_v2": str(facts.family == "sd2"),
-        "ss_base_model_version": BASE_VERSION[facts.family],
+        # kohya: "sd_v1" / "sd_v2", with "_v" appended for v-prediction models.
+        "ss_base_model_version": BASE_VERSION[facts.family]
+        + ("_v" if facts.prediction_type == "v_prediction" else ""),
         "ss_v_parameterization": str(facts.prediction_type == "v_prediction"),
         "ss_network_module": "networks.lora",
         "ss_network_dim": str(net.lora_rank),

@@ -55,7 +55,9 @@ class Trainer:
         cfg, m, acc = self.cfg, self.model, self.acc
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
         for module in (m.unet, m.text_encoder, m.vae):  # frozen base in the compute dtype saves memory
-            module.to(acc.device, dtype=dtype)
+            module.to(acc.device)
+            if dtype != torch.float32:
+                module.to(dtype=dtype)
         m.vae.requires_grad_(False)
         inject_unet(m.unet, cfg.network)  # LoRA weights stay fp32 (no "unscale FP16 gradients" error)
         groups = [{"params": lora_parameters(m.unet), "lr": cfg.train.learning_rate}]

@@ -12,6 +12,7 @@ from accelerate.utils import set_seed
 from ..config import Config, OutputConfig, TrainConfig
 from ..data import DatasetIndex, scan_dataset
 from ..errors import ConfigError, OutputError
+from ..models.detect import locate
 from ..models.loader import load_components
 from ..models.sd import StableDiffusion
 from .loop import Trainer, TrainResult
@@ -21,6 +22,7 @@ log = logging.getLogger(__name__)
 
 def check_inputs(cfg: Config) -> DatasetIndex:
     """Every check that can fail on user input, run before output_dir is touched."""
+    locate(cfg.model.base_model)  # cheap existence check first; loading proves the rest before writing
     index = scan_dataset(cfg.data)
     final_path(cfg.output)
     return index
@@ -56,7 +58,7 @@ def run_training(cfg: Config) -> TrainResult:
         log.info("Done: %d steps in %.0f s. LoRA: %s", result.steps, result.seconds, result.lora_path)
         return result
     finally:
-        logging.getLogger().removeHandler(handler)
+        logging.getLogger("lora_scripts").removeHandler(handler)
         handler.close()
 
 
@@ -87,5 +89,8 @@ def _file_log(path: Path) -> logging.Handler:
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
-    logging.getLogger().addHandler(handler)
+    ours = logging.getLogger("lora_scripts")
+    if ours.getEffectiveLevel() > logging.INFO:
+        ours.setLevel(logging.INFO)
+    ours.addHandler(handler)
     return handler

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Lint and run the whole test suite (tiny models built in code, no downloads).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export HF_HUB_OFFLINE=1
+.venv/bin/ruff check src tests train.py
+exec .venv/bin/python -m pytest -q "$@"

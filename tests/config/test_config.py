@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import pytest
+
+from lora_scripts.config import build_config, load_config
+from lora_scripts.config.show import reference_markdown, resolved_yaml
+from lora_scripts.errors import ConfigError
+
+SEED_YAML = """\
+train_data_dir: ./data/style_train
+metadata_path: ./data/style_train/metadata.csv
+base_model: ./models/Stable-diffusion/v1-5-pruned.safetensors
+lora_rank: 8
+batch_size: 4
+epochs: 10
+learning_rate: 2e-4
+output_dir: ./output/my_style_lora
+save_steps: 100
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_seed_keys_work_as_written(tmp_path):
+    cfg = load_config(write(tmp_path, SEED_YAML))
+    assert cfg.data.train_data_dir == Path("data/style_train")
+    assert cfg.model.base_model.endswith("v1-5-pruned.safetensors")
+    assert (cfg.network.lora_rank, cfg.train.batch_size, cfg.train.epochs) == (8, 4, 10)
+    assert cfg.train.learning_rate == pytest.approx(2e-4)
+    assert cfg.output.save_steps == 100
+    assert cfg.output.name() == "my_style_lora"
+    assert cfg.network.alpha == 8.0
+
+
+def test_sectioned_yaml_and_kohya_aliases(tmp_path):
+    cfg = load_config(
+        write(tmp_path, "model: {base_model: m.safetensors}\ndata: {train_data_dir: d}\nnetwork_dim: 16\n")
+    )
+    assert cfg.network.lora_rank == 16
+
+
+def test_overrides(tmp_path):
+    cfg = load_config(write(tmp_path, SEED_YAML), ["lora_rank=32", "mixed_precision=bf16"])
+    assert cfg.network.lora_rank == 32 and cfg.train.mixed_precision == "bf16"
+
+
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        ("learnig_rate: 1e-4", ["Unknown key 'learnig_rate'", "Did you mean 'learning_rate'"]),
+        ("learning_rate: fast", ["learning_rate", "'fast'", "a number"]),
+        ("batch_size: 0", ["batch_size", "0", ">= 1"]),
+        ("epochs: -3", ["epochs", "-3", ">= 1"]),
+        ("mixed_precision: fp8", ["mixed_precision", "fp8", "no, fp16 or bf16"]),
+        ("lora_rank: 4.5", ["lora_rank", "4.5", "whole number"]),
+        ("resolution: 500", ["resolution", "500", "multiple of 8"]),
+    ],
+)
+def test_bad_values_name_key_value_and_allowed(tmp_path, line, words):
+    with pytest.raises(ConfigError) as err:
+        load_config(write(tmp_path, SEED_YAML + line + "\n"))
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_yaml_with_tabs_says_so(tmp_path):
+    with pytest.raises(ConfigError, match="tab"):
+        load_config(write(tmp_path, "base_model: x\n\ttrain_data_dir: d\n"))
+
+
+def test_missing_required_and_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="base_model"):
+        build_config({"train_data_dir": "d"})
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_resolved_yaml_lists_defaults(tmp_path):
+    text = resolved_yaml(load_config(write(tmp_path, SEED_YAML)))
+    assert "gradient_accumulation_steps: 1" in text and "save_precision" in text
+
+
+def test_committed_reference_is_up_to_date():
+    committed = Path(__file__).parents[2] / "docs" / "config.md"
+    assert committed.read_text(encoding="utf-8") == reference_markdown(), "run: lora-scripts config-docs"
+
+
+@pytest.mark.parametrize("name", ["my_lora_config.yaml", "demo.yaml"])
+def test_example_configs_are_valid(name):
+    load_config(Path(__file__).parents[2] / "configs" / name)
