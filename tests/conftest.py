@@ -45,8 +45,13 @@ def base_config(tiny_model, sample_data, tmp_path) -> dict:
     }
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+@pytest.fixture()
+def run_cli():
     """The real console entry point in a fresh process, as a user runs it."""
+    return _run_cli
+
+
+def _run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "lora_scripts.cli", *args],
         capture_output=True,
