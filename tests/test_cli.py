@@ -95,3 +95,39 @@ def test_exif_rotated_and_odd_modes_train(run_cli, base_config, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "8 images" in result.stdout + result.stderr
+
+
+def test_debug_shows_the_traceback(run_cli, base_config, tmp_path):
+    cfg = {**base_config, "base_model": str(tmp_path / "nope.safetensors")}
+    result = run_cli("train", "--config", str(_config(tmp_path, cfg)), "--debug")
+    assert result.returncode != 0 and "Traceback" in result.stderr and "ModelError" in result.stderr
+
+
+def test_seed_entry_point_train_py(base_config, tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).parents[1]
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(root / "train.py"),
+            "--config",
+            str(_config(tmp_path, base_config)),
+            "--dry-run",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "6 images" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_end_to_end(run_cli, tmp_path):
+    result = run_cli("demo", "--out", str(tmp_path / "demo"), "--steps", "6")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "demo" / "lora" / "tech_style_demo.safetensors").is_file()
+    assert (tmp_path / "demo" / "samples" / "base_vs_lora.png").is_file()
+    assert (tmp_path / "demo" / "images" / "metadata.csv").is_file()
+    assert (tmp_path / "demo" / "models" / "tiny-sd15-diffusers" / "unet" / "config.json").is_file()

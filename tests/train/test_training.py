@@ -62,3 +62,32 @@ def test_v_prediction_target(base_config):
     assert torch.allclose(
         model.target(latents, noise, t), model.noise_scheduler.get_velocity(latents, noise, t)
     )
+
+
+def test_bf16_mixed_precision_keeps_lora_in_fp32(base_config):
+    cfg = build_config({**base_config, "mixed_precision": "bf16", "max_train_steps": 3})
+    index = scan_dataset(cfg.data)
+    model = StableDiffusion(load_components(cfg.model))
+    trainer = Trainer(cfg, model, index, make_accelerator(cfg.train, cfg.output.output_dir))
+    assert trainer.acc.mixed_precision == "bf16"
+    unet = trainer.acc.unwrap_model(model.unet)
+    lora = {n: p for n, p in unet.named_parameters() if "lora_" in n}
+    base = [p for n, p in unet.named_parameters() if "lora_" not in n]
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in lora.values())
+    assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in base)
+    result = trainer.train()
+    assert all(torch.isfinite(torch.tensor(result.losses)))
+    assert any(torch.count_nonzero(p) for n, p in lora.items() if "lora_B" in n)
+
+
+def test_disk_latent_cache_is_reused(base_config):
+    cfg = build_config({**base_config, "cache_latents": "disk", "max_train_steps": 2})
+    run_training(cfg)
+    cache = cfg.output.output_dir / "latent_cache"
+    files = sorted(cache.glob("*.safetensors"))
+    assert len(files) == 6
+    stamps = [f.stat().st_mtime_ns for f in files]
+    run_training(
+        build_config({**base_config, "cache_latents": "disk", "max_train_steps": 2, "overwrite": True})
+    )
+    assert [f.stat().st_mtime_ns for f in sorted(cache.glob("*.safetensors"))] == stamps

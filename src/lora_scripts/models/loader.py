@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from accelerate import init_empty_weights
 from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from diffusers.loaders.single_file_utils import (
     convert_ldm_clip_checkpoint,
@@ -64,9 +65,11 @@ def _from_single_file(path: str) -> dict[str, Any]:
     family = family_from_keys(list(sd), path)
     try:
         unet_cfg = ldm_configs.unet_config(family, sd)
-        unet = UNet2DConditionModel(**unet_cfg)
+        with init_empty_weights():  # skip random init: the file provides every weight
+            unet = UNet2DConditionModel(**unet_cfg)
         _load(unet, convert_ldm_unet_checkpoint(sd, unet.config), "UNet", path)
-        vae = AutoencoderKL(**ldm_configs.vae_config(sd))
+        with init_empty_weights():
+            vae = AutoencoderKL(**ldm_configs.vae_config(sd))
         _load(vae, convert_ldm_vae_checkpoint(sd, vae.config), "VAE", path)
         text_encoder = _text_encoder(family, sd, path)
     except KeyError as exc:
@@ -81,7 +84,8 @@ def _from_single_file(path: str) -> dict[str, Any]:
 
 def _text_encoder(family: str, sd: dict, path: str) -> CLIPTextModel:
     config = CLIPTextConfig(**ldm_configs.text_config(family, sd))
-    model = CLIPTextModel(config)
+    with init_empty_weights():
+        model = CLIPTextModel(config)
     if family == "sd1":
         weights = convert_ldm_clip_checkpoint(sd)
     else:
@@ -97,7 +101,8 @@ def _text_encoder(family: str, sd: dict, path: str) -> CLIPTextModel:
 
 
 def _load(module: torch.nn.Module, weights: dict, what: str, path: str) -> None:
-    missing, _unexpected = module.load_state_dict(weights, strict=False)
+    weights = {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
+    missing, _unexpected = module.load_state_dict(weights, strict=False, assign=True)
     missing = [k for k in missing if not k.endswith("position_ids")]
     if missing:
         raise ModelError(

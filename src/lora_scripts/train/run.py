@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 
 from ..config import Config, OutputConfig, TrainConfig
@@ -70,6 +71,9 @@ def make_accelerator(tr: TrainConfig, out_dir: Path) -> Accelerator:
         precision = "no"
     if tr.device == "cuda" and not _has_gpu():
         raise ConfigError("device is 'cuda' but no CUDA GPU is visible", "Set device: auto or cpu")
+    # accelerate keeps one global state per process; a second run in the same process (demo, tests, UI)
+    # with other precision settings must start from a clean one.
+    AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(
         mixed_precision=precision,
         gradient_accumulation_steps=tr.gradient_accumulation_steps,
