@@ -73,6 +73,19 @@ def config_docs(out: Path = typer.Option(Path("docs/config.md"), "--out")) -> No
     console.print(f"Wrote {out}")
 
 
+def _register_packages() -> None:
+    # Each stage owns its commands; importing typer-only modules keeps `--help` fast.
+    from .generate import commands as generate_commands
+    from .label import commands as label_commands
+    from .tools import commands as tools_commands
+
+    for module in (label_commands, generate_commands, tools_commands):
+        module.register(app)
+
+
+_register_packages()
+
+
 def main() -> None:
     app()
 
