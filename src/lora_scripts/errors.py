@@ -41,3 +41,7 @@ class FormatError(LoraScriptsError):
 
 class OutputError(LoraScriptsError):
     """The output folder cannot be written."""
+
+
+class TrainingError(LoraScriptsError):
+    """Training itself went wrong in a way the user can act on (NaN loss, out of disk)."""

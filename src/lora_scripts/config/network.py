@@ -26,6 +26,11 @@ class NetworkConfig(Section):
     )
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA path during training.")
     train_text_encoder: bool = Field(False, description="Also train LoRA on the CLIP text encoder.")
+    init_lora: str | None = Field(
+        None,
+        description="Start from an existing LoRA file (kohya or PEFT format, ours or another trainer's) "
+        "and keep training it: rank, alpha and trained modules are read from the file.",
+    )
 
     @property
     def alpha(self) -> float:

@@ -29,6 +29,12 @@ class OutputConfig(Section):
     save_precision: Literal["fp16", "bf16", "float"] = Field(
         "fp16", description="Precision of the saved LoRA weights. fp16 is what WebUI/ComfyUI users expect."
     )
+    save_state: bool = Field(
+        True,
+        description="With save_steps, also save the full training state (optimiser, RNG, data position) so "
+        "`resume: auto` can continue exactly after a crash or Ctrl-C.",
+    )
+    keep_last_n: int = Field(2, ge=1, description="Training states to keep (older ones are deleted).")
     overwrite: bool = Field(
         False, description="Allow replacing an existing final LoRA file of the same name in output_dir."
     )

@@ -47,6 +47,11 @@ class TrainConfig(Section):
     )
     noise_offset: float = Field(0.0, ge=0.0, le=1.0, description="Noise offset for darker/brighter images.")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where to train.")
+    resume: str | None = Field(
+        None,
+        description="Continue an interrupted run: `auto` takes the newest training state in output_dir "
+        "(starting fresh if there is none), or give a state folder such as output/x/state/step-000100.",
+    )
 
     @field_validator("cache_latents", mode="before")
     @classmethod

@@ -25,27 +25,41 @@ class LoraWeights:
     alpha: float
 
 
-def lora_config(targets: dict[str, str], net: NetworkConfig) -> LoraConfig:
-    names = sorted(targets)
-    conv = [n for n in names if targets[n] == "conv3x3"]
+def lora_config(ranks: dict[str, int], alphas: dict[str, float], dropout: float = 0.0) -> LoraConfig:
+    """A peft config for exactly these modules, each with its own rank and alpha."""
+    names = sorted(ranks)
+    rank = max(set(ranks.values()), key=list(ranks.values()).count)
+    alpha = max(set(alphas.values()), key=list(alphas.values()).count)
     return LoraConfig(
-        r=net.lora_rank,
-        lora_alpha=net.alpha,
-        lora_dropout=net.lora_dropout,
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
         # a string is full-matched against module names: exactly these modules, nothing by accident.
         target_modules="|".join(re.escape(n) for n in names),
-        rank_pattern={re.escape(n): net.conv_rank for n in conv},
-        alpha_pattern={re.escape(n): net.conv_alpha_value for n in conv},
+        rank_pattern={re.escape(n): r for n, r in ranks.items() if r != rank},
+        alpha_pattern={re.escape(n): a for n, a in alphas.items() if a != alpha},
         init_lora_weights=True,
     )
 
 
-def inject(model: nn.Module, targets: dict[str, str], net: NetworkConfig) -> nn.Module:
-    """Freeze `model` and add trainable LoRA layers (fp32) on `targets`."""
+def network_ranks(targets: dict[str, str], net: NetworkConfig) -> tuple[dict[str, int], dict[str, float]]:
+    """Rank and alpha per target module from the `network` section (3x3 convs get conv_rank)."""
+    ranks, alphas = {}, {}
+    for name, kind in targets.items():
+        conv = kind == "conv3x3"
+        ranks[name] = net.conv_rank if conv else net.lora_rank
+        alphas[name] = net.conv_alpha_value if conv else net.alpha
+    return ranks, alphas
+
+
+def inject(
+    model: nn.Module, ranks: dict[str, int], alphas: dict[str, float], dropout: float = 0.0
+) -> nn.Module:
+    """Freeze `model` and add trainable LoRA layers (fp32) on the modules named in `ranks`."""
     model.requires_grad_(False)
-    if not targets:
+    if not ranks:
         return model
-    inject_adapter_in_model(lora_config(targets, net), model, adapter_name=ADAPTER)
+    inject_adapter_in_model(lora_config(ranks, alphas, dropout), model, adapter_name=ADAPTER)
     for p in lora_parameters(model):
         p.data = p.data.float()
         p.requires_grad_(True)
@@ -53,11 +67,12 @@ def inject(model: nn.Module, targets: dict[str, str], net: NetworkConfig) -> nn.
 
 
 def inject_unet(unet: nn.Module, net: NetworkConfig) -> nn.Module:
-    return inject(unet, unet_targets(unet, with_conv=net.conv_rank is not None), net)
+    targets = unet_targets(unet, with_conv=net.conv_rank is not None)
+    return inject(unet, *network_ranks(targets, net), net.lora_dropout)
 
 
 def inject_text_encoder(text_encoder: nn.Module, net: NetworkConfig) -> nn.Module:
-    return inject(text_encoder, text_targets(text_encoder), net)
+    return inject(text_encoder, *network_ranks(text_targets(text_encoder), net), net.lora_dropout)
 
 
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:

@@ -1,9 +1,106 @@
-"""CLI commands of `label` (registered on the main app by cli.py)."""
+"""CLI commands `label` and `doctor` (registered on the main app by cli.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+DEBUG = typer.Option(False, "--debug", help="Show full tracebacks and library logs.")
+
+
+def label(
+    input: Path = typer.Option(..., "--input", "-i", help="Folder with the training images."),
+    output: Path = typer.Option(
+        None, "--output", "-o", help="metadata.csv to write (default: INPUT/metadata.csv)."
+    ),
+    backend: str = typer.Option(
+        "classify", "--backend", "-b", help="classify (ViT labels), caption (BLIP/GIT) or tags (WD14 ONNX)."
+    ),
+    model: str = typer.Option(
+        None, "--model", "-m", help="Model folder or hub id (default depends on --backend)."
+    ),
+    template: str = typer.Option("{label} style", help="classify: prompt template with {label}."),
+    top_k: int = typer.Option(1, "--top-k", help="classify: labels per image, joined with commas."),
+    trigger: str = typer.Option(None, "--trigger", help="Word put in front of every new prompt."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Images per model call."),
+    fmt: str = typer.Option("csv", "--format", help="csv (metadata.csv) or txt (one .txt per image)."),
+    caption_extension: str = typer.Option(".txt", "--caption-extension", help="txt: sidecar extension."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Label every image again and replace existing captions."
+    ),
+    general_threshold: float = typer.Option(0.35, help="tags: minimum score of general tags."),
+    character_threshold: float = typer.Option(0.85, help="tags: minimum score of character tags."),
+    blacklist: str = typer.Option("", "--blacklist", help="tags: comma-separated tags never written."),
+    max_new_tokens: int = typer.Option(40, "--max-new-tokens", help="caption: longest caption in tokens."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
+    debug: bool = DEBUG,
+) -> None:
+    """Propose a prompt for every image without one; existing captions are kept unless --overwrite."""
+    from ..console import console, guarded, setup_logging
+
+    setup_logging(debug)
+
+    def action():
+        from .run import LabelOptions, label_folder
+
+        opts = LabelOptions(
+            input=input,
+            output=output,
+            backend=backend,
+            model=model,
+            template=template,
+            top_k=top_k,
+            trigger=trigger,
+            batch_size=batch_size,
+            format=fmt,
+            caption_extension=caption_extension,
+            overwrite=overwrite,
+            general_threshold=general_threshold,
+            character_threshold=character_threshold,
+            blacklist=[tag.strip() for tag in blacklist.split(",") if tag.strip()],
+            max_new_tokens=max_new_tokens,
+            device=device,
+        )
+        result = label_folder(opts)
+        for path in result.written[:1]:
+            more = f" and {len(result.written) - 1} more files" if len(result.written) > 1 else ""
+            console.print(f"[bold green]Wrote[/] {path}{more}: {result.labelled} new, {result.kept} kept")
+
+    guarded(action, debug)
+
+
+def doctor(
+    folder: Path = typer.Argument(..., help="Folder with the training images."),
+    resolution: int = typer.Option(512, "--resolution", "-r", help="Training resolution in pixels."),
+    metadata: Path = typer.Option(None, "--metadata", help="metadata.csv (default: FOLDER/metadata.csv)."),
+    caption_extension: str = typer.Option(".txt", "--caption-extension", help="Sidecar caption extension."),
+    trigger: str = typer.Option(None, "--trigger", help="Word every caption should contain."),
+    report: Path = typer.Option(
+        None, "--report", help="HTML report to write (default: FOLDER/doctor_report.html)."
+    ),
+    no_report: bool = typer.Option(False, "--no-report", help="Only the terminal summary."),
+    debug: bool = DEBUG,
+) -> None:
+    """Check a training folder: broken, tiny or duplicate images, missing or long captions, clutter."""
+    from ..console import console, guarded, setup_logging
+
+    setup_logging(debug)
+
+    def action():
+        from ..doctor import run_doctor
+
+        result = run_doctor(folder, resolution, metadata, caption_extension, trigger)
+        console.print(result.summary(), highlight=False, markup=False)
+        if not no_report:
+            path = result.write_html(report or folder / "doctor_report.html")
+            console.print(f"Report with thumbnails: {path}")
+        result.raise_for_errors()
+
+    guarded(action, debug)
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the `lora-scripts` app."""
+    app.command("label")(label)
+    app.command("doctor")(doctor)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +18,15 @@ from tqdm.auto import tqdm
 
 from ..config import Config
 from ..data import DatasetIndex, ImageItem, epoch_batches, load_pixels, make_caption
-from ..inject.lora import inject_text_encoder, inject_unet, lora_parameters, read_weights
+from ..errors import TrainingError
+from ..inject.lora import inject_text_encoder, inject_unet, lora_layers, lora_parameters, read_weights
 from ..models.sd import StableDiffusion
 from ..save.metadata import RunFacts
 from ..save.writer import save_lora
+from .init_lora import apply_init_lora
 from .latents import LatentCache
 from .optim import make_lr_scheduler, make_optimizer
+from .state import Position, find_state, load_state, save_state
 
 log = logging.getLogger(__name__)
 
@@ -52,31 +57,42 @@ class Trainer:
 
     # --- setup: precision, LoRA injection, optimiser ---------------------------------------------
     def _prepare_model(self) -> None:
-        cfg, m, acc = self.cfg, self.model, self.acc
+        cfg, m, acc, net = self.cfg, self.model, self.acc, self.cfg.network
         dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(acc.mixed_precision, torch.float32)
         for module in (m.unet, m.text_encoder, m.vae):  # frozen base in the compute dtype saves memory
             module.to(acc.device)
             if dtype != torch.float32:
                 module.to(dtype=dtype)
         m.vae.requires_grad_(False)
-        inject_unet(m.unet, cfg.network)  # LoRA weights stay fp32 (no "unscale FP16 gradients" error)
+        m.text_encoder.requires_grad_(False)
+        self._inject()  # LoRA weights stay fp32 (no "unscale FP16 gradients" error)
         groups = [{"params": lora_parameters(m.unet), "lr": cfg.train.learning_rate}]
-        if cfg.network.train_text_encoder:
-            inject_text_encoder(m.text_encoder, cfg.network)
+        if net.train_text_encoder:
             groups.append({"params": lora_parameters(m.text_encoder), "lr": cfg.train.te_lr})
         else:
-            m.text_encoder.requires_grad_(False)
+            for p in lora_parameters(m.text_encoder):  # e.g. init_lora's TE part: kept and saved, not trained
+                p.requires_grad_(False)
         if cfg.train.gradient_checkpointing:
             m.unet.enable_gradient_checkpointing()
-            if cfg.network.train_text_encoder:
+            if net.train_text_encoder:
                 m.text_encoder.gradient_checkpointing_enable()
         self.total_steps = self._total_steps()
         optimizer = make_optimizer(groups, cfg.train)
         scheduler = make_lr_scheduler(optimizer, cfg.train, self.total_steps)
         m.unet, self.optimizer, self.lr_scheduler = acc.prepare(m.unet, optimizer, scheduler)
-        if cfg.network.train_text_encoder:
+        if net.train_text_encoder:
             m.text_encoder = acc.prepare(m.text_encoder)
         self.trainable = [p for g in groups for p in g["params"]]
+
+    def _inject(self) -> None:
+        m, net = self.model, self.cfg.network
+        has_te = False
+        if net.init_lora:
+            has_te = bool(apply_init_lora(net, {"unet": m.unet, "te": m.text_encoder})["te"])
+        else:
+            inject_unet(m.unet, net)
+        if net.train_text_encoder and not has_te:
+            inject_text_encoder(m.text_encoder, net)
 
     def _total_steps(self) -> int:
         tr = self.cfg.train
@@ -122,56 +138,183 @@ class Trainer:
     def train(self) -> TrainResult:
         cfg, acc, tr = self.cfg, self.acc, self.cfg.train
         torch.manual_seed(tr.seed)
+        pos = self._resume()
         self.model.unet.train()
-        step, losses, started = 0, [], time.time()
-        bar = tqdm(total=self.total_steps, desc="Training", unit="step", disable=not acc.is_main_process)
-        epoch = 0
-        while step < self.total_steps:
-            for batch in epoch_batches(self.index, tr.batch_size, tr.seed, epoch):
-                with acc.accumulate(self.model.unet):
-                    loss = self.loss_for(batch)
-                    acc.backward(loss)
-                    if acc.sync_gradients and tr.max_grad_norm > 0:
-                        acc.clip_grad_norm_(self.trainable, tr.max_grad_norm)
-                    self.optimizer.step()
-                    self.lr_scheduler.step()
-                    self.optimizer.zero_grad(set_to_none=True)
-                if not acc.sync_gradients:
-                    continue
-                step += 1
-                losses.append(loss.item())
-                self._after_step(step, epoch, losses, bar)
-                if step >= self.total_steps:
-                    break
-            epoch += 1
-            self.facts.epoch = epoch
-            if cfg.output.save_every_n_epochs and epoch % cfg.output.save_every_n_epochs == 0:
-                self.save(f"{cfg.output.name()}-epoch{epoch:04d}", step)
+        started = time.time()
+        bar = tqdm(
+            total=self.total_steps,
+            initial=pos.step,
+            desc="Training",
+            unit="step",
+            disable=not acc.is_main_process,
+        )
+        self.stop_requested = False
+        previous = _catch_ctrl_c(self)
+        try:
+            while pos.step < self.total_steps:
+                batches = epoch_batches(self.index, tr.batch_size, tr.seed, pos.epoch)
+                while pos.batch < len(batches) and pos.step < self.total_steps:
+                    loss = self._micro_step(batches[pos.batch], pos)
+                    pos.batch += 1
+                    if acc.sync_gradients:
+                        self._after_step(pos, loss, bar)
+                        if self.stop_requested:  # Ctrl-C: stop on a step boundary, where the state is whole
+                            raise KeyboardInterrupt
+                if pos.batch >= len(batches):
+                    pos.epoch, pos.batch = pos.epoch + 1, 0
+                    self._after_epoch(pos)
+        except KeyboardInterrupt:
+            bar.close()
+            self._save_checkpoint(pos, reason="interrupted")
+            raise
+        finally:
+            _restore_ctrl_c(previous)
         bar.close()
-        path = self.save(cfg.output.name(), step)
+        path = self.save(cfg.output.name(), pos.step)
         acc.end_training()
-        return TrainResult(lora_path=path, steps=step, losses=losses, seconds=time.time() - started)
+        return TrainResult(lora_path=path, steps=pos.step, losses=pos.losses, seconds=time.time() - started)
 
-    def _after_step(self, step: int, epoch: int, losses: list[float], bar) -> None:
+    def _micro_step(self, batch: list[ImageItem], pos: Position) -> torch.Tensor:
+        tr, acc = self.cfg.train, self.acc
+        with acc.accumulate(self.model.unet):
+            loss = self.loss_for(batch)
+            if not torch.isfinite(loss):
+                raise self._nan_error(pos)
+            acc.backward(loss)
+            if acc.sync_gradients and tr.max_grad_norm > 0:
+                acc.clip_grad_norm_(self.trainable, tr.max_grad_norm)
+            self.optimizer.step()
+            self.lr_scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    def _after_step(self, pos: Position, loss: torch.Tensor, bar) -> None:
+        pos.step += 1
+        pos.losses.append(loss.item())
         lr = self.lr_scheduler.get_last_lr()[0]
-        avg = sum(losses[-20:]) / len(losses[-20:])
+        recent = pos.losses[-20:]
         bar.update(1)
-        bar.set_postfix(loss=f"{avg:.4f}", lr=f"{lr:.2e}", epoch=epoch + 1)
-        self.acc.log({"loss": losses[-1], "lr": lr}, step=step)
-        if step % 10 == 0 or step == 1:
-            log.info("step %d epoch %d loss %.5f lr %.3e", step, epoch + 1, losses[-1], lr)
+        bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", lr=f"{lr:.2e}", epoch=pos.epoch + 1)
+        self.acc.log({"loss": pos.losses[-1], "lr": lr}, step=pos.step)
+        if pos.step % 10 == 0 or pos.step == 1:
+            log.info("step %d epoch %d loss %.5f lr %.3e", pos.step, pos.epoch + 1, pos.losses[-1], lr)
         save_steps = self.cfg.output.save_steps
-        if save_steps and step % save_steps == 0 and step < self.total_steps:
-            self.save(f"{self.cfg.output.name()}-step{step:06d}", step)
+        if save_steps and pos.step % save_steps == 0 and pos.step < self.total_steps:
+            self._save_checkpoint(pos)
+
+    def _after_epoch(self, pos: Position) -> None:
+        self.facts.epoch = pos.epoch
+        every = self.cfg.output.save_every_n_epochs
+        if every and pos.epoch % every == 0 and pos.step < self.total_steps:
+            self.save(f"{self.cfg.output.name()}-epoch{pos.epoch:04d}", pos.step)
+
+    # --- checkpoints ----------------------------------------------------------------------------
+    def _state_objects(self) -> dict:
+        return {
+            "lora": _ParamSet(self.trainable_named()),
+            "optimizer": self.optimizer,
+            "lr_scheduler": self.lr_scheduler,
+            "scaler": self.acc.scaler,
+        }
+
+    def trainable_named(self) -> dict[str, torch.nn.Parameter]:
+        out = {}
+        for prefix, module in (("unet", self.model.unet), ("te", self.model.text_encoder)):
+            out.update({f"{prefix}.{n}": p for n, p in module.named_parameters() if p.requires_grad})
+        return out
+
+    def _save_checkpoint(self, pos: Position, reason: str = "") -> None:
+        lora = self.save(f"{self.cfg.output.name()}-step{pos.step:06d}", pos.step)
+        if self.cfg.output.save_state or reason:
+            state = save_state(
+                self.out_dir, pos, self.rng, self._state_objects(), self.cfg.output.keep_last_n
+            )
+            self.last_good = state
+            if reason:
+                log.warning(
+                    "Training %s at step %d. Saved %s and the state %s; continue with `resume: auto`.",
+                    reason,
+                    pos.step,
+                    lora,
+                    state,
+                )
+
+    def _resume(self) -> Position:
+        path = find_state(self.cfg.train.resume, self.out_dir)
+        if path is None:
+            if self.cfg.train.resume == "auto":
+                log.info("resume: auto found no saved state in %s; starting fresh", self.out_dir)
+            return Position()
+        pos = load_state(path, self.rng, self._state_objects())
+        self.facts.epoch = pos.epoch
+        log.info("Resumed from %s (step %d, epoch %d)", path, pos.step, pos.epoch + 1)
+        return pos
+
+    def _nan_error(self, pos: Position) -> TrainingError:
+        last = getattr(self, "last_good", None) or "none yet (no checkpoint was saved before this step)"
+        fp16 = self.acc.mixed_precision == "fp16"
+        return TrainingError(
+            f"The loss became NaN/inf at step {pos.step + 1}; training stopped and nothing more was saved. "
+            f"Last good checkpoint: {last}",
+            (
+                "Likely causes: fp16 overflow (try mixed_precision: bf16 or no), or "
+                if fp16
+                else "Likely cause: "
+            )
+            + "a learning rate that is too high (try half of it)",
+        )
 
     def save(self, stem: str, step: int) -> Path:
         self.facts.steps = step
         parts = {"unet": read_weights(self.acc.unwrap_model(self.model.unet))}
-        if self.cfg.network.train_text_encoder:
-            parts["te"] = read_weights(self.acc.unwrap_model(self.model.text_encoder))
+        te = self.acc.unwrap_model(self.model.text_encoder)
+        if lora_layers(te):
+            parts["te"] = read_weights(te)
         path = save_lora(parts, self.out_dir / f"{stem}.safetensors", self.cfg, self.facts)
         log.info("Saved %s", path)
         return path
+
+
+def _catch_ctrl_c(trainer: Trainer):
+    """First Ctrl-C: finish the current step, save, stop. Second Ctrl-C: stop at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        trainer.stop_requested = True
+        log.warning(
+            "Ctrl-C: finishing this step, then saving the LoRA and the training state "
+            "(Ctrl-C again to quit now)"
+        )
+
+    return signal.signal(signal.SIGINT, handler)
+
+
+def _restore_ctrl_c(previous) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)
+
+
+class _ParamSet:
+    """state_dict/load_state_dict over the trainable LoRA parameters, for the training-state file."""
+
+    def __init__(self, params: dict[str, torch.nn.Parameter]):
+        self.params = params
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().cpu().clone() for n, p in self.params.items()}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if state.keys() != self.params.keys():
+            raise TrainingError(
+                "The saved training state does not match this config's LoRA layout",
+                "Resume with the same network settings, or start fresh without resume",
+            )
+        for name, p in self.params.items():
+            p.copy_(state[name])
 
 
 def _tag_frequency(index: DatasetIndex) -> dict[str, dict[str, int]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from accelerate import Accelerator
@@ -19,6 +20,7 @@ from ..models.sd import StableDiffusion
 from .loop import Trainer, TrainResult
 
 log = logging.getLogger(__name__)
+MIN_FREE_BYTES = 512 * 2**20  # a few LoRA files + training states of a rank-128 SD LoRA
 
 
 def check_inputs(cfg: Config) -> DatasetIndex:
@@ -40,6 +42,13 @@ def final_path(out: OutputConfig) -> Path:
     if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
         raise OutputError(
             f"Output folder '{out.output_dir}' cannot be created or written", "Choose another output_dir"
+        )
+    free = shutil.disk_usage(parent).free
+    if free < MIN_FREE_BYTES:
+        raise OutputError(
+            f"Only {free // 2**20} MB free on the disk of '{out.output_dir}'; LoRA files and training states "
+            f"need at least {MIN_FREE_BYTES // 2**20} MB",
+            "Free some space or choose another output_dir",
         )
     return path
 

@@ -1,0 +1,153 @@
+"""Caption checks: missing captions, captions without images, empty, identical, too long, trigger word."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..data.captions import read_metadata_csv, read_sidecar
+from ..errors import DataError
+from .images import names
+from .report import Finding
+
+CLIP_WINDOW = 75  # tokens SD's text encoder sees (77 minus start and end)
+
+
+@dataclass
+class Captions:
+    source: str
+    by_image: dict[Path, str] = field(default_factory=dict)
+    orphans: list[str] = field(default_factory=list)  # csv rows or .txt files that match no image
+    orphan_level: str = "warning"
+    problem: Finding | None = None  # the caption file itself is unreadable
+
+
+def load_captions(root: Path, images: list[Path], metadata: Path | None, extension: str) -> Captions:
+    """Captions the trainer would use: metadata.csv when there is one, else ``<stem><extension>`` files."""
+    csv_path = metadata or root / "metadata.csv"
+    if metadata is not None or csv_path.is_file():
+        return _from_csv(csv_path, root, images)
+    extension = extension if extension.startswith(".") else "." + extension
+    captions = Captions(f"{extension} files")
+    try:
+        for image in images:
+            text = read_sidecar(image, extension)
+            if text is not None:
+                captions.by_image[image] = text
+    except DataError as err:
+        captions.problem = Finding("error", "caption file", err.message)
+    stems = {image.with_suffix("") for image in images}
+    captions.orphans = [
+        p.relative_to(root).as_posix()
+        for p in sorted(root.rglob(f"*{extension}"))
+        if p.with_suffix("") not in stems
+    ]
+    return captions
+
+
+def _from_csv(csv_path: Path, root: Path, images: list[Path]) -> Captions:
+    captions = Captions(f"'{csv_path.name}'", orphan_level="error")
+    try:
+        rows = read_metadata_csv(csv_path)
+    except DataError as err:
+        captions.problem = Finding("error", "metadata.csv", err.message)
+        return captions
+    by_rel = {image.relative_to(root).as_posix(): image for image in images}
+    by_name: dict[str, list[Path]] = {}
+    for image in images:
+        by_name.setdefault(image.name, []).append(image)
+    for name, prompt in rows:
+        match = by_rel.get(name) or (by_name[name][0] if len(by_name.get(name, [])) == 1 else None)
+        if match is None:
+            captions.orphans.append(name)
+        else:
+            captions.by_image[match] = prompt
+    return captions
+
+
+def caption_findings(
+    captions: Captions, images: list[Path], root: Path, trigger: str | None
+) -> list[Finding]:
+    findings = [captions.problem] if captions.problem else []
+    missing = [image for image in images if image not in captions.by_image]
+    if missing:
+        findings.append(
+            Finding(
+                "warning",
+                "no caption",
+                f"{len(missing)} images have no caption in {captions.source} and train with an empty one: "
+                f"{names(missing, root)}; run `lora-scripts label` or write them",
+                tuple(missing),
+            )
+        )
+    if captions.orphans:
+        shown = ", ".join(captions.orphans[:5]) + (" ..." if len(captions.orphans) > 5 else "")
+        findings.append(
+            Finding(
+                captions.orphan_level,
+                "caption without image",
+                f"{len(captions.orphans)} captions in {captions.source} name no image in the folder: {shown}; "
+                "fix the file names or delete those captions",
+            )
+        )
+    texts = {image: text for image, text in captions.by_image.items() if image in set(images)}
+    findings += _text_findings(texts, root, trigger)
+    return findings
+
+
+def _text_findings(texts: dict[Path, str], root: Path, trigger: str | None) -> list[Finding]:
+    findings = []
+    empty = [image for image, text in texts.items() if not text.strip()]
+    if empty:
+        message = f"{len(empty)} captions are empty: {names(empty, root)}; describe what is in each image"
+        findings.append(Finding("warning", "empty caption", message, tuple(empty)))
+    shared = [(text, n) for text, n in Counter(t for t in texts.values() if t.strip()).most_common() if n > 1]
+    if shared:
+        same = tuple(image for image, text in texts.items() if text in dict(shared))
+        examples = "; ".join(f"'{text}' ({n} images)" for text, n in shared[:3])
+        findings.append(
+            Finding(
+                "warning",
+                "identical caption",
+                f"{len(same)} images share {len(shared)} identical captions, e.g. {examples}; "
+                "add the words that make each image different",
+                same,
+            )
+        )
+    findings += _long_findings(texts, root)
+    if trigger:
+        word = re.compile(rf"(?<!\w){re.escape(trigger)}(?!\w)", re.IGNORECASE)
+        lacking = [image for image, text in texts.items() if not word.search(text)]
+        if lacking:
+            message = (
+                f"{len(lacking)} captions lack the trigger word '{trigger}': {names(lacking, root)}; "
+                f"add it (`lora-scripts label --trigger {trigger}` does this for new images)"
+            )
+            findings.append(Finding("warning", "no trigger word", message, tuple(lacking)))
+    return findings
+
+
+def _long_findings(texts: dict[Path, str], root: Path) -> list[Finding]:
+    if not texts:
+        return []
+    from ..models.tokenizer import clip_tokenizer
+
+    images = list(texts)
+    ids = clip_tokenizer()([texts[i] for i in images], add_special_tokens=False)["input_ids"]
+    counts = {image: len(row) for image, row in zip(images, ids)}
+    long = [image for image in images if counts[image] > CLIP_WINDOW]
+    if not long:
+        return []
+    detail = {image: f"{counts[image]} tokens" for image in long}
+    message = (
+        f"{len(long)} captions are longer than CLIP's {CLIP_WINDOW}-token window and the words past it are "
+        f"ignored: {names(long, root, detail=detail)}; shorten them or put the key words first"
+    )
+    return [Finding("warning", "caption over 75 tokens", message, tuple(long))]
+
+
+def tag_frequency(texts: list[str]) -> Counter:
+    """How often each comma-separated tag appears (lower-case), as kohya's ss_tag_frequency counts."""
+    return Counter(tag.strip().lower() for text in texts for tag in text.split(",") if tag.strip())

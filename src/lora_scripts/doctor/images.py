@@ -1,0 +1,137 @@
+"""Image checks: unreadable files, images below the training resolution, extreme shapes, duplicates."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import imagehash
+import numpy as np
+from PIL import Image, ImageOps
+
+from ..data.images import image_size
+from ..errors import DataError
+from .report import Finding
+
+MAX_ASPECT = 2.5  # longer side / shorter side; beyond this buckets crop or squash a lot
+NEAR_DUPLICATE_BITS = 6  # perceptual-hash Hamming distance (of 64 bits) that counts as the same picture
+PREVIEW = 512
+
+
+def names(paths: list[Path], root: Path, limit: int = 5, detail: dict[Path, str] | None = None) -> str:
+    """ "a.png, b.png (300x200) and 3 more": file names relative to ``root`` for a sentence."""
+    shown = []
+    for path in paths[:limit]:
+        extra = f" ({detail[path]})" if detail and path in detail else ""
+        shown.append(f"{path.relative_to(root).as_posix()}{extra}")
+    more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+    return ", ".join(shown) + more
+
+
+def read_sizes(images: list[Path]) -> tuple[dict[Path, tuple[int, int]], dict[Path, str]]:
+    """(width, height) of every readable image, and the reason for every unreadable one."""
+    sizes, broken = {}, {}
+    for path in images:
+        try:
+            sizes[path] = image_size(path, verify=True)
+        except DataError as err:
+            broken[path] = err.what.split("(", 1)[-1].rstrip(")")
+    return sizes, broken
+
+
+def broken_finding(broken: dict[Path, str], root: Path) -> list[Finding]:
+    if not broken:
+        return []
+    paths = list(broken)
+    message = (
+        f"{len(paths)} images cannot be read (empty, truncated or not images): "
+        f"{names(paths, root, detail=broken)}; re-export them as PNG or JPG, or delete them"
+    )
+    return [Finding("error", "unreadable", message, tuple(paths))]
+
+
+def size_findings(sizes: dict[Path, tuple[int, int]], resolution: int, root: Path) -> list[Finding]:
+    detail = {path: f"{w}x{h}" for path, (w, h) in sizes.items()}
+    small = [path for path, (w, h) in sizes.items() if min(w, h) < resolution]
+    wide = [path for path, (w, h) in sizes.items() if max(w, h) / max(1, min(w, h)) > MAX_ASPECT]
+    findings = []
+    if small:
+        findings.append(
+            Finding(
+                "warning",
+                "smaller than resolution",
+                f"{len(small)} images are smaller than the training resolution {resolution} px on their "
+                f"shorter side and will be upscaled (soft results): {names(small, root, detail=detail)}; "
+                "use larger versions or a lower resolution",
+                tuple(small),
+            )
+        )
+    if wide:
+        findings.append(
+            Finding(
+                "warning",
+                "extreme aspect ratio",
+                f"{len(wide)} images are more than {MAX_ASPECT}:1 wide or tall and will be cropped hard: "
+                f"{names(wide, root, detail=detail)}; crop them to the part that matters",
+                tuple(wide),
+            )
+        )
+    return findings
+
+
+def preview(path: Path) -> Image.Image:
+    """A small upright RGB version (JPEGs decode at reduced scale: fast on large photos)."""
+    with Image.open(path) as img:
+        img.draft("RGB", (PREVIEW, PREVIEW))
+        upright = ImageOps.exif_transpose(img)
+        upright.thumbnail((PREVIEW, PREVIEW))
+        return upright.convert("RGB")
+
+
+def duplicate_findings(hashes: dict[Path, imagehash.ImageHash], root: Path) -> list[Finding]:
+    """Exact duplicates (same bytes) and near-duplicates (perceptual hashes within a few bits)."""
+    paths = list(hashes)
+    if len(paths) < 2:
+        return []
+    digests = {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in paths}
+    by_digest: dict[str, list[Path]] = {}
+    for path in paths:
+        by_digest.setdefault(digests[path], []).append(path)
+    exact = [group for group in by_digest.values() if len(group) > 1]
+    bits = np.array([hashes[p].hash.ravel() for p in paths], dtype=bool).reshape(len(paths), -1)
+    near_pairs = set()
+    for i in range(len(paths)):
+        close = np.nonzero((bits[i + 1 :] != bits[i]).sum(axis=1) <= NEAR_DUPLICATE_BITS)[0] + i + 1
+        near_pairs.update((i, int(j)) for j in close if digests[paths[i]] != digests[paths[int(j)]])
+    near = _groups(paths, near_pairs)
+    findings = []
+    for level, title, groups, advice in (
+        ("warning", "exact duplicate", exact, "keep one of each"),
+        ("warning", "near-duplicate", near, "keep the best of each group unless the repeat is on purpose"),
+    ):
+        if groups:
+            text = "; ".join(names(group, root, limit=4) for group in groups[:5])
+            more = f" and {len(groups) - 5} more groups" if len(groups) > 5 else ""
+            message = (
+                f"{len(groups)} groups of {title}s (they weigh more in training): {text}{more}; {advice}"
+            )
+            findings.append(Finding(level, title, message, tuple(p for g in groups for p in g)))
+    return findings
+
+
+def _groups(paths: list[Path], pairs: set[tuple[int, int]]) -> list[list[Path]]:
+    """Connected groups (size > 1) of the graph whose edges are ``pairs`` of indices into ``paths``."""
+    parent = list(range(len(paths)))
+
+    def root_of(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in pairs:
+        parent[root_of(j)] = root_of(i)
+    groups: dict[int, list[Path]] = {}
+    for i, path in enumerate(paths):
+        groups.setdefault(root_of(i), []).append(path)
+    return [group for group in groups.values() if len(group) > 1]

@@ -1,0 +1,165 @@
+"""Turn prompt specs into images with any SD pipeline, and save them with WebUI's `parameters` text."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
+from tqdm import tqdm
+
+from ..errors import ConfigError, OutputError
+from .prompts import PromptSpec
+from .samplers import make_scheduler
+from .stack import LoraStack
+
+OnImage = Callable[[PromptSpec, Image.Image], None]
+
+
+def generate_images(
+    pipe,
+    prompts: list[PromptSpec],
+    loras: LoraStack | None = None,
+    progress: bool | tqdm = True,
+    on_image: OnImage | None = None,
+) -> list[Image.Image]:
+    """One image per spec, in order, seeded by `spec.seed` (same seed + settings = same image).
+
+    `pipe` is any StableDiffusionPipeline (training passes `StableDiffusion.pipeline()`, whose LoRA is the
+    one being trained); `loras` applies the specs' `<lora:...>` tags. The pipeline's scheduler is restored
+    afterwards. `progress`: True for a bar over all steps of all images, or a bar to advance.
+    """
+    _check(prompts, loras)
+    bar = progress if isinstance(progress, tqdm) else None
+    if progress is True:
+        bar = tqdm(total=sum(s.steps for s in prompts), desc="Generating", unit="step", dynamic_ncols=True)
+    pipe.set_progress_bar_config(disable=True)
+    original = pipe.scheduler
+    images = []
+    try:
+        for spec in prompts:
+            images.append(_one(pipe, spec, loras, bar, original.config))
+            if on_image:
+                on_image(spec, images[-1])
+    finally:
+        pipe.scheduler = original
+        if loras is not None:
+            loras.activate([])
+        if progress is True and bar is not None:
+            bar.close()
+    return images
+
+
+def _check(prompts: list[PromptSpec], loras: LoraStack | None) -> None:
+    for spec in prompts:
+        if spec.width % 8 or spec.height % 8 or spec.width <= 0 or spec.height <= 0:
+            raise ConfigError(
+                f"Image size {spec.width}x{spec.height} is not a multiple of 8",
+                "Use sizes like 512x512 or 512x768",
+            )
+        if spec.steps < 1:
+            raise ConfigError(f"Steps must be at least 1, not {spec.steps}", "Use e.g. 20 steps")
+        if spec.loras and loras is None:
+            raise ConfigError(
+                f"The prompt '{spec.text}' has LoRA tags but no LoRAs are loaded", "Give a LoRA folder"
+            )
+        if loras is not None:
+            loras.load([ref.name for ref in spec.loras])
+
+
+def _one(pipe, spec: PromptSpec, loras: LoraStack | None, bar: tqdm | None, config) -> Image.Image:
+    if loras is not None:
+        loras.activate(spec.loras)
+    pipe.scheduler = make_scheduler(spec.sampler, config)
+
+    def step_done(_pipe, _step, _t, kwargs):
+        if bar is not None:
+            bar.update(1)
+        return kwargs
+
+    out = pipe(
+        prompt=spec.prompt,
+        negative_prompt=spec.negative_prompt or None,
+        num_inference_steps=spec.steps,
+        guidance_scale=spec.cfg_scale,
+        width=spec.width,
+        height=spec.height,
+        generator=torch.Generator("cpu").manual_seed(spec.seed),
+        callback_on_step_end=step_done,
+    )
+    return out.images[0]
+
+
+def parameters_text(
+    spec: PromptSpec, model: str | None = None, lora_hashes: dict[str, str] | None = None
+) -> str:
+    """WebUI's PNG `parameters` text: prompt (with tags), negative prompt, then `Key: value` settings."""
+    lines = [spec.text]
+    if spec.negative_prompt:
+        lines.append(f"Negative prompt: {spec.negative_prompt}")
+    fields = {
+        "Steps": spec.steps,
+        "Sampler": spec.sampler,
+        "CFG scale": f"{spec.cfg_scale:g}",
+        "Seed": spec.seed,
+        "Size": f"{spec.width}x{spec.height}",
+    }
+    if model:
+        fields["Model"] = model
+    if lora_hashes:
+        fields["Lora hashes"] = '"' + ", ".join(f"{n}: {h}" for n, h in lora_hashes.items()) + '"'
+    lines.append(", ".join(f"{k}: {v}" for k, v in fields.items()))
+    return "\n".join(lines)
+
+
+def save_png(image: Image.Image, path: Path, parameters: str | None = None) -> Path:
+    """Write a PNG completely or not at all (temp file + rename), with a `parameters` text chunk."""
+    info = PngInfo()
+    if parameters:
+        info.add_text("parameters", parameters)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        image.save(tmp, format="PNG", pnginfo=info)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise OutputError(
+            f"Could not write '{path}': {exc.strerror or exc}", "Check the disk and folder"
+        ) from exc
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return path
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before any work if `folder` cannot be created or written; creates nothing itself."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(
+            f"The output folder '{folder}' cannot be created: '{existing}' is a file",
+            "Choose another --out folder",
+        )
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(
+            f"The output folder '{folder}' is not writable ({exc.strerror or exc})",
+            "Choose another --out folder or fix its permissions",
+        ) from exc
+
+
+def next_index(folder: Path) -> int:
+    """WebUI numbering: images are `00012-<seed>.png`; continue after the highest number in the folder."""
+    numbers = [int(m.group(1)) for p in folder.glob("*.png") if (m := re.match(r"(\d{5,})-", p.name))]
+    return max(numbers, default=-1) + 1

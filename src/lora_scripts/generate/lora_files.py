@@ -1,0 +1,167 @@
+"""Read a LoRA file from any common trainer into module-path weights for one loaded base model.
+
+kohya sd-scripts / our own files (`lora_unet_*`, `lora_te_*`, LoCon conv keys) go through the one key table
+in save/; diffusers and PEFT files (`unet.<path>.lora_A.weight`) already name module paths. A file whose
+modules or shapes do not fit the base model is refused, naming both model families.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import FormatError
+from ..inject.lora import LoraWeights
+from ..save.kohya import from_kohya, read_lora_file
+from ..save.kohya_keys import name_table, split_key, te_canonical
+
+Parts = dict[str, dict[str, LoraWeights]]  # {"unet"|"te": {module path: weights}}
+FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+CROSS_ATTN_DIMS = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
+PEFT_PREFIXES = {"unet.": "unet", "text_encoder.": "te", "base_model.model.": "unet"}
+UNSUPPORTED = {
+    ".hada_": "LoHa",
+    ".lokr_": "LoKr",
+    ".dora_scale": "DoRA",
+    ".lora_mid.": "LoCon with CP/Tucker",
+}
+
+
+def target_modules(model: nn.Module) -> dict[str, nn.Module]:
+    return {n: m for n, m in model.named_modules() if n and isinstance(m, (nn.Linear, nn.Conv2d))}
+
+
+def load_lora(path: Path, models: dict[str, nn.Module], family: str) -> Parts:
+    """LoRA weights of `path` for `models` ({"unet": ..., "te": ...}) of base family `family`."""
+    tensors, meta = read_lora_file(str(path))
+    _refuse_unsupported(path, tensors)
+    theirs = file_family(tensors, meta)
+    if any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for k in tensors):
+        _refuse_family(path, "sdxl", family, "it has SDXL's two text encoders")
+    modules = {c: target_modules(m) for c, m in models.items()}
+    if any(k.startswith(("lora_unet_", "lora_te_")) for k in tensors):
+        parts = _from_kohya_file(path, tensors, modules, (theirs, family))
+    elif any(".lora_A." in k or ".lora_B." in k for k in tensors):
+        parts = _from_peft_file(path, tensors, modules, (theirs, family), meta)
+    else:
+        raise FormatError(
+            f"'{path}' is not a LoRA file: it has no lora_down/lora_up or lora_A/lora_B weights "
+            f"(first tensor: '{next(iter(tensors), 'none')}')",
+            "Put only LoRA .safetensors files in the LoRA folder; base checkpoints go in --model",
+        )
+    out: Parts = {c: {} for c in parts}
+    for component, weights in parts.items():
+        for module_path, w in weights.items():
+            module = modules[component][module_path]
+            fitted = _fit(module, w)
+            if fitted is None:
+                shape = f"{tuple(w.down.shape)} for '{module_path}' ({_size(module)})"
+                _refuse_family(path, theirs, family, f"a weight has the shape {shape}")
+            out[component][module_path] = fitted
+    return out
+
+
+def _refuse_unsupported(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    for marker, kind in UNSUPPORTED.items():
+        if any(marker in k for k in tensors):
+            raise FormatError(
+                f"'{path}' is a {kind} file, which `generate` cannot apply yet",
+                "Use a plain LoRA or LoCon file (lora_down/lora_up weights)",
+            )
+
+
+def _from_kohya_file(path, tensors, modules, families) -> Parts:
+    tables = {c: name_table(c, list(mods)) for c, mods in modules.items()}
+    lora = {k: v for k, v in tensors.items() if split_key(k) is not None}
+    names = {split_key(k)[0] for k in lora}
+    unknown = sorted(n for n in names if not any(n in t for t in tables.values()))
+    if unknown:
+        _refuse_family(path, *families, f"the base model has no module '{unknown[0]}'")
+    return from_kohya(lora, {c: list(m) for c, m in modules.items()})
+
+
+def _from_peft_file(path, tensors, modules, families, meta) -> Parts:
+    config = json.loads(meta.get("lora_adapter_metadata") or "{}")
+    te_paths = {te_canonical(p): p for p in modules.get("te", {})}
+    groups: dict[tuple[str, str], dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        component, rest = _peft_component(key)
+        match = re.fullmatch(r"(.+)\.(lora_A|lora_B)(?:\.default)?\.weight|(.+)\.(alpha)", rest)
+        if component is None or match is None:
+            raise FormatError(
+                f"Tensor '{key}' in '{path}' is not a LoRA weight", "Use a LoRA .safetensors file"
+            )
+        module, part = (match.group(1), match.group(2)) if match.group(1) else (match.group(3), "alpha")
+        if component == "te":
+            module = te_paths.get(te_canonical(module), module)
+        groups.setdefault((component, module), {})[part] = value
+    out: Parts = {c: {} for c in modules}
+    for (component, module), group in groups.items():
+        if module not in modules.get(component, {}) or "lora_A" not in group or "lora_B" not in group:
+            _refuse_family(path, *families, f"the base model has no module '{module}'")
+        down, up = group["lora_A"].float(), group["lora_B"].float()
+        alpha = float(group["alpha"]) if "alpha" in group else _peft_alpha(config, component, module, down)
+        out[component][module] = LoraWeights(down=down, up=up, alpha=alpha)
+    return out
+
+
+def _peft_component(key: str) -> tuple[str | None, str]:
+    for prefix, component in PEFT_PREFIXES.items():
+        if key.startswith(prefix):
+            return component, key[len(prefix) :]
+    return None, key
+
+
+def _peft_alpha(config: dict, component: str, module: str, down: torch.Tensor) -> float:
+    """diffusers keeps LoraConfig in the `lora_adapter_metadata` header; without it the scale is 1."""
+    prefix = "unet" if component == "unet" else "text_encoder"
+    for pattern, alpha in (config.get(f"{prefix}.alpha_pattern") or {}).items():
+        if re.match(rf"(.*\.)?({pattern})$", module):
+            return float(alpha)
+    return float(config.get(f"{prefix}.lora_alpha", down.shape[0]))
+
+
+def _fit(module: nn.Module, w: LoraWeights) -> LoraWeights | None:
+    """Weights in the layout `module` needs (linear vs 1x1 conv), or None when the shapes do not fit."""
+    if isinstance(module, nn.Linear):
+        down, up = w.down.flatten(1), w.up.flatten(1)
+        ok = down.shape[1] == module.in_features and up.shape == (module.out_features, down.shape[0])
+    else:
+        down = w.down if w.down.dim() == 4 else w.down[:, :, None, None]
+        up = w.up.flatten(1)[:, :, None, None]
+        kernel = (module.in_channels, *module.kernel_size)
+        ok = tuple(down.shape[1:]) == kernel and tuple(up.shape[:2]) == (module.out_channels, down.shape[0])
+    return LoraWeights(down=down, up=up, alpha=w.alpha) if ok else None
+
+
+def _size(module: nn.Module) -> str:
+    if isinstance(module, nn.Linear):
+        return f"{module.in_features} -> {module.out_features}"
+    return f"{module.in_channels} -> {module.out_channels}, kernel {tuple(module.kernel_size)}"
+
+
+def file_family(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str | None:
+    """The base family a LoRA was made for, from its header or its cross-attention width; None if unknown."""
+    version = meta.get("ss_base_model_version", "") + " " + meta.get("modelspec.architecture", "")
+    for marker, name in (("sdxl", "sdxl"), ("-xl", "sdxl"), ("sd_v2", "sd2"), ("-v2", "sd2")):
+        if marker in version:
+            return name
+    if meta.get("ss_v2") == "True":
+        return "sd2"
+    for key, value in tensors.items():
+        if ("attn2_to_k" in key or "attn2.to_k" in key) and ("down" in key or "lora_A" in key):
+            return CROSS_ATTN_DIMS.get(value.shape[1])
+    return "sd1" if "sd_v1" in version or "-v1" in version else None
+
+
+def _refuse_family(path: Path, theirs: str | None, ours: str, detail: str) -> None:
+    ours_name = FAMILY_NAMES.get(ours, ours)
+    if theirs and theirs != ours:
+        what = f"'{path}' is a LoRA for {FAMILY_NAMES[theirs]}, but the base model is {ours_name} ({detail})"
+    else:
+        what = f"'{path}' does not fit this {ours_name} base model ({detail})"
+    raise FormatError(what, "Use a LoRA made for this base model, or pick the base model it was trained on")

@@ -1,0 +1,98 @@
+"""Several LoRAs on one base model at once, each with its own weight, switchable between images.
+
+Hand-written forward hooks instead of peft/diffusers adapters (one line why): the base weights are never
+touched, so weight 0 (or no LoRA) is the base model bit for bit, and stacked LoRAs add exactly:
+`y = base(x) + sum_i weight_i * alpha_i/rank_i * up_i(down_i(x))`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..inject.lora import LoraWeights
+from .library import LoraLibrary, short_hash
+from .lora_files import load_lora, target_modules
+from .prompts import LoraRef
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Delta:
+    down: torch.Tensor
+    up: torch.Tensor
+    scale: float  # alpha / rank
+
+
+class LoraStack:
+    """LoRA files applied to a pipeline's UNet and text encoder through forward hooks."""
+
+    def __init__(self, unet: nn.Module, text_encoder: nn.Module, family: str, library: LoraLibrary):
+        self.models = {"unet": unet, "te": text_encoder}
+        self.family, self.library = family, library
+        self.files: dict[str, Path] = {}
+        self.weights: dict[str, float] = {}
+        self._deltas: dict[nn.Module, dict[str, _Delta]] = {}
+        self._handles: list = []
+
+    def load(self, names: list[str]) -> None:
+        """Find, read and check every named LoRA now, so a bad one stops the run before any image."""
+        for name in names:
+            if name not in self.files:
+                path = self.library.find(name)
+                self._add(name, load_lora(path, self.models, self.family))
+                self.files[name] = path
+                log.info("LoRA %s: %s", name, path)
+
+    def activate(self, loras: tuple[LoraRef, ...] | list[LoraRef]) -> None:
+        """Use exactly these LoRAs at these weights for the next images (weight 0 = not applied)."""
+        self.load([ref.name for ref in loras])
+        self.weights = {ref.name: ref.weight for ref in loras if ref.weight != 0}
+
+    def hashes(self, loras: tuple[LoraRef, ...]) -> dict[str, str]:
+        return {ref.name: short_hash(self.files[ref.name]) for ref in loras if ref.name in self.files}
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._deltas.clear()
+
+    def _add(self, name: str, parts: dict[str, dict[str, LoraWeights]]) -> None:
+        for component, weights in parts.items():
+            modules = target_modules(self.models[component])
+            for module_path, w in weights.items():
+                module = modules[module_path]
+                ref = module.weight
+                if module not in self._deltas:
+                    self._deltas[module] = {}
+                    self._handles.append(module.register_forward_hook(self._hook))
+                self._deltas[module][name] = _Delta(
+                    down=w.down.to(ref.device, ref.dtype),
+                    up=w.up.to(ref.device, ref.dtype),
+                    scale=w.alpha / w.down.shape[0],
+                )
+
+    def _hook(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
+        active = [(d, self.weights[n]) for n, d in self._deltas[module].items() if n in self.weights]
+        if not active:
+            return None  # output untouched: the base model bit for bit
+        x = inputs[0]
+        for delta, weight in active:
+            output = output + _low_rank(module, x, delta) * (delta.scale * weight)
+        return output
+
+
+def _low_rank(module: nn.Module, x: torch.Tensor, delta: _Delta) -> torch.Tensor:
+    if isinstance(module, nn.Conv2d):
+        hidden = F.conv2d(
+            x, delta.down, stride=module.stride, padding=module.padding, dilation=module.dilation
+        )
+        return F.conv2d(hidden, delta.up)
+    return F.linear(F.linear(x, delta.down), delta.up)

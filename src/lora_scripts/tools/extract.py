@@ -1,0 +1,125 @@
+"""`lora extract`: a LoRA from a fine-tuned checkpoint minus its base, by SVD of each target's delta."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import ConfigError, ModelError
+from ..inject.lora import LoraWeights
+from ..inject.targets import text_targets, unet_targets
+from ..models.loader import load_components
+from ..save.kohya import to_kohya
+from ..save.kohya_keys import kohya_name
+from ..save.metadata import BASE_VERSION
+from .lora_io import check_output, write_lora
+from .lowrank import Kept, from_delta
+from .report import overall, progress
+
+log = logging.getLogger(__name__)
+ARCH = {"sd1": "stable-diffusion-v1", "sd2": "stable-diffusion-v2-512"}
+
+
+@torch.no_grad()
+def extract_component(
+    tuned: nn.Module, base: nn.Module, targets: dict[str, str], ranks: tuple[int, int | None], min_diff: float
+) -> tuple[dict[str, LoraWeights], dict[str, Kept]]:
+    """module path -> LoRA of (tuned - base) for every target whose weights differ by more than min_diff."""
+    rank, conv_rank = ranks
+    tuned_modules, base_modules = dict(tuned.named_modules()), dict(base.named_modules())
+    out, kept = {}, {}
+    for path, kind in progress(sorted(targets.items()), "Extracting", total=len(targets)):
+        if path not in tuned_modules:
+            raise ModelError(
+                f"The fine-tuned model has no module '{path}'",
+                "Extract only between models of one architecture",
+            )
+        w_tuned, w_base = tuned_modules[path].weight, base_modules[path].weight
+        if w_tuned.shape != w_base.shape:
+            raise ModelError(
+                f"Module '{path}' is {list(w_tuned.shape)} in the fine-tuned model but {list(w_base.shape)} "
+                "in the base",
+                "Extract only between models of one architecture",
+            )
+        change = w_tuned.float() - w_base.float()
+        if float(change.abs().max()) <= min_diff:
+            continue
+        out[path], kept[path] = from_delta(change, conv_rank if kind == "conv3x3" else rank)
+    return out, kept
+
+
+def extracted_metadata(
+    family: str, prediction: str, names: tuple[str, str, str], ranks: tuple[int, int | None], share: float
+) -> dict[str, str]:
+    tuned, base, out_name = names
+    rank, conv_rank = ranks
+    v = prediction == "v_prediction"
+    arch = "stable-diffusion-v2-768-v" if family == "sd2" and v else ARCH.get(family, family)
+    return {
+        "ss_network_module": "networks.lora",
+        "ss_network_dim": str(rank),
+        "ss_network_alpha": str(rank),
+        "ss_network_args": json.dumps(
+            {"conv_dim": str(conv_rank), "conv_alpha": str(conv_rank)} if conv_rank else {}
+        ),
+        "ss_base_model_version": BASE_VERSION.get(family, family) + ("_v" if v else ""),
+        "ss_v2": str(family == "sd2"),
+        "ss_v_parameterization": str(v),
+        "ss_sd_model_name": base,
+        "ss_output_name": out_name,
+        "ss_training_comment": f"extracted by lora-scripts from '{tuned}' minus '{base}' at rank {rank}"
+        f"{f' (conv {conv_rank})' if conv_rank else ''}: {share:.2%} of the delta energy kept",
+        "modelspec.sai_model_spec": "1.0.0",
+        "modelspec.architecture": f"{arch}/lora",
+        "modelspec.implementation": "diffusers",
+        "modelspec.title": out_name,
+    }
+
+
+def run_extract(
+    tuned: str,
+    base: str,
+    out: Path,
+    rank: int,
+    conv_rank: int | None = None,
+    precision: str = "fp16",
+    overwrite: bool = False,
+    min_diff: float = 1e-6,
+) -> dict[str, Kept]:
+    for option, value in (("--rank", rank), ("--conv-rank", conv_rank)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{option} must be at least 1, not {value}", "e.g. --rank 16")
+    check_output(out, overwrite)
+    t = load_components(ModelConfig(base_model=tuned))
+    b = load_components(ModelConfig(base_model=base))
+    if t.family != b.family:
+        raise ModelError(
+            f"'{tuned}' is {t.family} but the base '{base}' is {b.family}",
+            "Give the base it was fine-tuned from",
+        )
+    ranks = (rank, conv_rank)
+    unet, kept_unet = extract_component(
+        t.unet, b.unet, unet_targets(b.unet, with_conv=conv_rank is not None), ranks, min_diff
+    )
+    te, kept_te = extract_component(
+        t.text_encoder, b.text_encoder, text_targets(b.text_encoder), ranks, min_diff
+    )
+    if not unet and not te:
+        raise ModelError(
+            f"'{tuned}' and '{base}' have the same weights in every LoRA target module",
+            "Check that the first model is the fine-tuned one and the second its base",
+        )
+    log.info("Text encoder: %s", f"{len(te)} modules changed" if te else "unchanged, not extracted")
+    kept = {kohya_name("unet", p): k for p, k in kept_unet.items()}
+    kept.update({kohya_name("te", p): k for p, k in kept_te.items()})
+    names = (Path(tuned).name, Path(base).name, out.stem)
+    meta = extracted_metadata(t.family, t.prediction_type, names, ranks, overall(kept))
+    if not te:
+        meta["ss_network_train_unet_only"] = "True"
+    write_lora(to_kohya({"unet": unet, "te": te}, precision), out, meta)
+    return kept

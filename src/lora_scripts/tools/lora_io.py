@@ -1,0 +1,127 @@
+"""Read any kohya-format LoRA file by module name, and write one safely (never over a file unasked)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..errors import FormatError, OutputError
+from ..inject.lora import LoraWeights
+from ..save.atomic import atomic_save_safetensors
+from ..save.kohya import DTYPES, read_lora_file
+from ..save.kohya_keys import SUFFIX_ALPHA, SUFFIX_DOWN, SUFFIX_UP, split_key
+from ..save.metadata import add_hashes
+
+# Keys whose values describe the tensors of one particular file: recomputed for every file we write.
+STALE_KEYS = ("sshs_model_hash", "sshs_legacy_hash", "modelspec.hash_sha256")
+
+
+@dataclass
+class LoraFile:
+    path: Path
+    modules: dict[str, LoraWeights]  # kohya module name (lora_unet_..., lora_te_...) -> weights
+    metadata: dict[str, str]
+    other: list[str] = field(default_factory=list)  # tensors that are not plain LoRA (LoHa, LoKr, DoRA...)
+    dtypes: set[str] = field(default_factory=set)
+    size: int = 0
+
+
+def read_lora(path: Path, strict: bool = True) -> LoraFile:
+    """Read a kohya LoRA; `strict` refuses tensors that are not plain lora_down/lora_up/alpha."""
+    if not path.is_file():
+        raise FormatError(f"LoRA file '{path}' does not exist", "Check the path")
+    tensors, metadata = read_lora_file(str(path))
+    grouped: dict[str, dict[str, torch.Tensor]] = {}
+    other = []
+    for key, value in tensors.items():
+        split = split_key(key)
+        if split is None:
+            other.append(key)
+        else:
+            grouped.setdefault(split[0], {})[split[1]] = value
+    modules = {}
+    for name, group in grouped.items():
+        if "down" in group and "up" in group:
+            modules[name] = _weights(group)
+        else:
+            other.extend(f"{name}.{part}" for part in group)
+    if not modules:
+        raise FormatError(
+            f"'{path}' is not a LoRA file: it has no lora_down/lora_up tensors (first key: "
+            f"'{next(iter(tensors), 'none')}')",
+            "Pass a kohya-format LoRA .safetensors (as written by kohya sd-scripts, A1111 or this tool)",
+        )
+    if strict and other:
+        raise FormatError(
+            f"'{path}' has {len(other)} tensors that are not plain LoRA (first: '{sorted(other)[0]}'; "
+            "LoHa/LoKr/DoRA files look like this)",
+            "Only plain LoRA files (lora_down/lora_up/alpha) can be merged, resized or combined",
+        )
+    dtypes = {str(t.dtype).removeprefix("torch.") for t in tensors.values()}
+    return LoraFile(path, modules, metadata, sorted(other), dtypes, path.stat().st_size)
+
+
+def _weights(group: dict[str, torch.Tensor]) -> LoraWeights:
+    down, up = group["down"].float(), group["up"].float()
+    alpha = float(group["alpha"].float()) if "alpha" in group else float(down.shape[0])
+    return LoraWeights(down=down, up=up, alpha=alpha)
+
+
+def kohya_tensors(modules: dict[str, LoraWeights], precision: str) -> dict[str, torch.Tensor]:
+    """Module name -> weights, as the flat kohya state dict (the name is already the kohya name)."""
+    dtype = DTYPES[precision]
+    out: dict[str, torch.Tensor] = {}
+    for name, w in sorted(modules.items()):
+        out[name + SUFFIX_DOWN] = w.down.detach().to("cpu", dtype).contiguous()
+        out[name + SUFFIX_UP] = w.up.detach().to("cpu", dtype).contiguous()
+        out[name + SUFFIX_ALPHA] = torch.tensor(w.alpha, dtype=dtype)
+    return out
+
+
+def write_lora(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> Path:
+    """Write atomically with fresh hashes; all values of the metadata must be strings."""
+    clean = {k: str(v) for k, v in metadata.items() if k not in STALE_KEYS}
+    return atomic_save_safetensors(tensors, path, add_hashes(tensors, clean))
+
+
+def check_output(path: Path, overwrite: bool, folder_output: bool = False) -> None:
+    """Fail before any work if `path` exists (unless `overwrite`) or its folder cannot be written.
+
+    Creates nothing: the nearest existing ancestor is probed with a temporary file.
+    """
+    if path.exists():
+        if not overwrite:
+            raise OutputError(
+                f"Output '{path}' already exists", "Pass --overwrite to replace it, or choose another name"
+            )
+        if path.is_dir() != folder_output:
+            kind = "a folder" if path.is_dir() else "a file"
+            raise OutputError(f"Output '{path}' is {kind} of the wrong kind", "Choose another output name")
+    if not folder_output and path.suffix.lower() != ".safetensors":
+        raise OutputError(f"Output '{path}' must end in .safetensors", "Name the output file *.safetensors")
+    ancestor = path.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    try:
+        if not ancestor.is_dir():
+            raise NotADirectoryError(f"'{ancestor}' is a file")
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=ancestor)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(
+            f"Cannot write to the output folder '{path.parent}' ({exc.strerror or exc})",
+            "Choose a folder you can write to",
+        ) from exc
+
+
+def auto_precision(loras: list[LoraFile], precision: str) -> str:
+    """`auto`: the widest float type of the inputs (float32 > bf16 > fp16)."""
+    if precision != "auto":
+        return precision
+    found = set().union(*(lora.dtypes for lora in loras))
+    return "float" if "float32" in found else "bf16" if "bfloat16" in found else "fp16"

@@ -1,0 +1,167 @@
+"""`lora merge`: bake weighted LoRAs into a base checkpoint, written in the layout it was read in.
+
+Single-file LDM in -> the same file's keys, dtypes and metadata out, with only the merged weights changed;
+diffusers folder in -> a diffusers folder out (``save_pretrained``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from torch import nn
+
+from ..config import ModelConfig
+from ..errors import FormatError, ModelError
+from ..models.detect import locate
+from ..models.ldm_layout import pipeline_to_ldm
+from ..models.loader import load_components
+from ..save.atomic import atomic_save_safetensors
+from ..save.kohya import DTYPES
+from ..save.kohya_keys import name_table
+from .family import check_same_family, detect_family
+from .lora_io import LoraFile, check_output, read_lora
+from .lowrank import delta
+from .merge_loras import parse_weighted
+from .report import progress
+
+log = logging.getLogger(__name__)
+MERGED_KEY = "lora_scripts.merged_loras"
+
+
+def module_table(model: nn.Module, component: str) -> dict[str, nn.Module]:
+    """kohya module name -> Linear/Conv2d module, for every such module of the model."""
+    modules = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
+    return {kohya: modules[path] for kohya, path in name_table(component, list(modules)).items()}
+
+
+@torch.no_grad()
+def apply_lora(tables: dict[str, dict[str, nn.Module]], lora: LoraFile, weight: float, model: str) -> int:
+    """Add weight * delta of every module of `lora` to the model's weights (all or nothing per file)."""
+    found = []
+    for name, w in lora.modules.items():
+        target = next((t[name] for t in tables.values() if name in t), None)
+        if target is None:
+            raise FormatError(
+                f"'{lora.path}' changes module '{name}', which {model} does not have",
+                "Use a LoRA made for this base model",
+            )
+        change = delta(w, weight)
+        shape = target.weight.shape
+        if change.numel() != target.weight.numel() or change.shape[:2] != shape[:2]:
+            raise FormatError(
+                f"'{lora.path}' changes '{name}' as a {list(change.shape)} weight, but in {model} it is "
+                f"{list(shape)}: the LoRA is for another model family",
+                "Use a LoRA made for this base model",
+            )
+        found.append((target, change.reshape(shape)))
+    for target, change in progress(found, f"Merging {lora.path.name}"):
+        target.weight += change.to(target.weight.dtype)
+    return len(found)
+
+
+def merge_into(unet: nn.Module, text_encoder: nn.Module, family: str, loras: list, model: str) -> None:
+    tables = {"unet": module_table(unet, "unet"), "te": module_table(text_encoder, "te")}
+    for lora, weight in loras:
+        check_same_family(str(lora.path), detect_family(lora.modules, lora.metadata)[0], family, model)
+        count = apply_lora(tables, lora, weight, model)
+        log.info("Merged %s x%g (%d modules)", lora.path.name, weight, count)
+
+
+def merge_single_file(path: str, loras: list, out: Path, precision: str | None) -> None:
+    """Merge, then write the input file's tensors with the merged weights replaced (same keys, dtypes)."""
+    parts = load_components(ModelConfig(base_model=path))
+    merge_into(parts.unet, parts.text_encoder, parts.family, loras, f"base model '{path}'")
+    ldm = pipeline_to_ldm(
+        parts.unet.state_dict(), parts.vae.state_dict(), parts.text_encoder.state_dict(), parts.family
+    )
+    original = load_file(path)
+    with safe_open(path, framework="pt") as handle:
+        metadata = dict(handle.metadata() or {})
+    changed = 0
+    for key, old in original.items():
+        # only weights can change (text_projection etc. are rebuilt by the converter, not merged)
+        new = ldm.get(key)
+        if new is not None and key.endswith("weight") and not torch.equal(new.to(old.dtype), old):
+            original[key] = new.to(old.dtype).contiguous()
+            changed += 1
+    log.info("%d weights of %s changed", changed, Path(path).name)
+    if precision:
+        original = {k: v.to(DTYPES[precision]) if v.is_floating_point() else v for k, v in original.items()}
+    metadata[MERGED_KEY] = _record(loras)
+    atomic_save_safetensors(original, out, metadata)
+
+
+def merge_folder(location: str, local: bool, loras: list, out: Path, precision: str | None) -> None:
+    """Merge into a diffusers pipeline and save it as a diffusers folder (written aside, then renamed)."""
+    from diffusers import StableDiffusionPipeline
+
+    try:
+        pipe = StableDiffusionPipeline.from_pretrained(location, local_files_only=local)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"Could not load the diffusers model '{location}': {str(exc).splitlines()[0]}",
+            "Check that it is a complete Stable Diffusion diffusers folder",
+        ) from exc
+    family = "sd2" if pipe.text_encoder.config.hidden_size == 1024 else "sd1"
+    merge_into(pipe.unet, pipe.text_encoder, family, loras, f"base model '{location}'")
+    if precision:
+        pipe.to(dtype=DTYPES[precision])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        (tmp / "merged_loras.json").write_text(_record(loras), encoding="utf-8")
+        _replace_folder(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _replace_folder(tmp: Path, out: Path) -> None:
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        os.replace(out, old / out.name)
+    os.replace(tmp, out)
+    if old is not None:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(old)
+
+
+def _record(loras: list) -> str:
+    return json.dumps(
+        [
+            {
+                "file": lora.path.name,
+                "weight": weight,
+                "sshs_model_hash": lora.metadata.get("sshs_model_hash"),
+            }
+            for lora, weight in loras
+        ]
+    )
+
+
+def run_merge(
+    base: str, specs: list[str], out: Path, precision: str | None = None, overwrite: bool = False
+) -> str:
+    """Returns the layout written: "single_file" or "diffusers"."""
+    if not specs:
+        raise FormatError(
+            "No LoRA given to merge", "e.g. lora merge BASE style.safetensors:0.8 -o out.safetensors"
+        )
+    source = locate(base)
+    check_output(out, overwrite, folder_output=source.kind != "single_file")
+    loras = [(read_lora(path), weight) for path, weight in map(parse_weighted, specs)]
+    if source.kind == "single_file":
+        merge_single_file(source.location, loras, out, precision)
+        return "single_file"
+    merge_folder(source.location, source.kind == "diffusers", loras, out, precision)
+    return "diffusers"
