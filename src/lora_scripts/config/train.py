@@ -10,7 +10,11 @@ from .base import Section
 
 
 class TrainConfig(Section):
-    batch_size: int = Field(1, ge=1, le=1024, description="Images per step on the GPU.")
+    batch_size: int | Literal["auto"] = Field(
+        1,
+        description="Images per step on the GPU, or `auto`: the largest batch (up to 16) that fits. "
+        "If memory runs out during training anyway, the batch is split in smaller pieces automatically.",
+    )
     epochs: int = Field(10, ge=1, description="Passes over the dataset (repeats included).")
     max_train_steps: int | None = Field(
         None, ge=1, description="Stop after this many optimiser steps (overrides `epochs` when set)."
@@ -39,6 +43,11 @@ class TrainConfig(Section):
         description="Encode every image with the VAE once before training (`memory` or `disk`) instead of "
         "every step. Turns off flip_aug's randomness (flipped copies are not cached).",
     )
+    cache_text_encoder_outputs: bool = Field(
+        True,
+        description="Encode each caption once when the text encoder is frozen and captions are not "
+        "shuffled or dropped (the log says why it is off otherwise).",
+    )
     seed: int = Field(42, description="Random seed for noise, timesteps and data order.")
     optimizer: Literal["adamw", "sgd"] = Field("adamw", description="Optimiser.")
     weight_decay: float = Field(1e-2, ge=0.0, description="AdamW weight decay.")
@@ -52,6 +61,13 @@ class TrainConfig(Section):
         description="Continue an interrupted run: `auto` takes the newest training state in output_dir "
         "(starting fresh if there is none), or give a state folder such as output/x/state/step-000100.",
     )
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_range(cls, v):
+        if isinstance(v, int) and not 1 <= v <= 1024:
+            raise ValueError("batch_size must be between 1 and 1024, or auto")
+        return v
 
     @field_validator("cache_latents", mode="before")
     @classmethod

@@ -25,8 +25,10 @@ from ..save.metadata import RunFacts
 from ..save.writer import save_lora
 from .init_lora import apply_init_lora
 from .latents import LatentCache
+from .memory import chunks, free_memory, is_oom, probe_batch_size
 from .optim import make_lr_scheduler, make_optimizer
 from .state import Position, find_state, load_state, save_state
+from .text_cache import TextCache, text_cache_blocker
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +54,12 @@ class Trainer:
             buckets={f"{w}x{h}": n for (w, h), n in index.buckets.items()},
         )
         self.rng = random.Random(cfg.train.seed)
+        self.cache: LatentCache | None = None
+        self.text_cache: TextCache | None = None
+        self.micro_batch: int | None = None  # None: whole batch at once; halved on out-of-memory
         self._prepare_model()
         self.cache = self._prepare_cache()
+        self.text_cache = self._prepare_text_cache()
 
     # --- setup: precision, LoRA injection, optimiser ---------------------------------------------
     def _prepare_model(self) -> None:
@@ -76,6 +82,8 @@ class Trainer:
             m.unet.enable_gradient_checkpointing()
             if net.train_text_encoder:
                 m.text_encoder.gradient_checkpointing_enable()
+        if cfg.train.batch_size == "auto":
+            cfg.train.batch_size = probe_batch_size(self, groups)
         self.total_steps = self._total_steps()
         optimizer = make_optimizer(groups, cfg.train)
         scheduler = make_lr_scheduler(optimizer, cfg.train, self.total_steps)
@@ -111,6 +119,22 @@ class Trainer:
         cache.fill(self.index)
         return cache
 
+    def _prepare_text_cache(self) -> TextCache | None:
+        tr, data, net = self.cfg.train, self.cfg.data, self.cfg.network
+        blocker = text_cache_blocker(
+            tr.cache_text_encoder_outputs,
+            net.train_text_encoder,
+            data.shuffle_caption,
+            data.caption_dropout_rate,
+        )
+        if blocker:
+            log.info("Text-encoder outputs are not cached: %s", blocker)
+            return None
+        cache = TextCache(self.model.encode_prompt, self.model.tokenize)
+        cache.fill([item.caption for item in self.index.items])
+        log.info("Text-encoder outputs cached for %d distinct captions", len(cache.memory))
+        return cache
+
     # --- one optimisation micro-step -----------------------------------------------------------
     def loss_for(self, items: list[ImageItem], generator: torch.Generator | None = None) -> torch.Tensor:
         m, dev, data = self.model, self.acc.device, self.cfg.data
@@ -127,9 +151,12 @@ class Trainer:
         steps = m.noise_scheduler.config.num_train_timesteps
         t = torch.randint(0, steps, (latents.shape[0],), generator=generator, device="cpu").to(dev)
         noisy = m.noise_scheduler.add_noise(latents, noise, t)
-        ids = m.tokenize([make_caption(i.caption, data, self.rng) for i in items])
-        with torch.set_grad_enabled(self.cfg.network.train_text_encoder and torch.is_grad_enabled()):
-            cond = m.encode_prompt(ids)
+        captions = [make_caption(i.caption, data, self.rng) for i in items]
+        if self.text_cache is not None:
+            cond = self.text_cache.get(captions).to(dev)
+        else:
+            with torch.set_grad_enabled(self.cfg.network.train_text_encoder and torch.is_grad_enabled()):
+                cond = m.encode_prompt(m.tokenize(captions))
         with self.acc.autocast():
             pred = m.predict(noisy.to(cond.dtype), t, cond)
         return F.mse_loss(pred.float(), m.target(latents, noise, t).float())
@@ -177,16 +204,49 @@ class Trainer:
     def _micro_step(self, batch: list[ImageItem], pos: Position) -> torch.Tensor:
         tr, acc = self.cfg.train, self.acc
         with acc.accumulate(self.model.unet):
-            loss = self.loss_for(batch)
-            if not torch.isfinite(loss):
-                raise self._nan_error(pos)
-            acc.backward(loss)
+            loss = self._backward_in_pieces(batch, pos)
             if acc.sync_gradients and tr.max_grad_norm > 0:
                 acc.clip_grad_norm_(self.trainable, tr.max_grad_norm)
             self.optimizer.step()
             self.lr_scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
         return loss.detach()
+
+    def _backward_in_pieces(self, batch: list[ImageItem], pos: Position) -> torch.Tensor:
+        """Backward over the batch in micro-batches, weighted so the gradient is the whole batch's.
+        On out-of-memory the failing piece is halved (same effective batch, same step)."""
+        pending, total = chunks(batch, self.micro_batch or len(batch)), torch.zeros(())
+        while pending:
+            piece = pending.pop(0)
+            try:
+                loss = self.loss_for(piece) * (len(piece) / len(batch))
+                if not torch.isfinite(loss):
+                    raise self._nan_error(pos)
+                self.acc.backward(loss)
+            except Exception as exc:
+                if not is_oom(exc):
+                    raise
+                pending = self._split_after_oom(piece, pos) + pending
+                continue
+            total = total + loss.detach().float().cpu()
+        return total
+
+    def _split_after_oom(self, piece: list[ImageItem], pos: Position) -> list[list[ImageItem]]:
+        free_memory()
+        if len(piece) == 1:
+            raise TrainingError(
+                f"Out of memory at step {pos.step + 1} even with one image at a time",
+                "Lower resolution, set mixed_precision: fp16 or bf16, gradient_checkpointing: true and "
+                "cache_latents: memory, or close other programs using the GPU",
+            )
+        self.micro_batch = len(piece) // 2
+        log.warning(
+            "Out of memory at step %d: micro-batch halved to %d image(s) and gradient accumulation "
+            "doubled, same effective batch; continuing",
+            pos.step + 1,
+            self.micro_batch,
+        )
+        return chunks(piece, self.micro_batch)
 
     def _after_step(self, pos: Position, loss: torch.Tensor, bar) -> None:
         pos.step += 1
