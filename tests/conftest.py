@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tiny models on a small, shared CPU: one thread each (also for CLI subprocesses) avoids oversubscription,
+# which made the suite ~20x slower when several torch processes ran at once.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from lora_scripts.demo import make_sample_images  # noqa: E402
 from lora_scripts.models.tiny import save_tiny_model  # noqa: E402

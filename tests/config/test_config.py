@@ -53,7 +53,7 @@ def test_overrides(tmp_path):
     [
         ("learnig_rate: 1e-4", ["Unknown key 'learnig_rate'", "Did you mean 'learning_rate'"]),
         ("learning_rate: fast", ["learning_rate", "'fast'", "a number"]),
-        ("batch_size: 0", ["batch_size", "0", ">= 1"]),
+        ("batch_size: 0", ["batch_size", "0", "between 1 and 1024, or auto"]),
         ("epochs: -3", ["epochs", "-3", ">= 1"]),
         ("mixed_precision: fp8", ["mixed_precision", "fp8", "no, fp16 or bf16"]),
         ("lora_rank: 4.5", ["lora_rank", "4.5", "whole number"]),

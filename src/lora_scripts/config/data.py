@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -42,6 +43,14 @@ class DataConfig(Section):
     )
     flip_aug: bool = Field(
         False, description="Randomly mirror images horizontally (not for asymmetric subjects)."
+    )
+    trigger_word: str | None = Field(
+        None, description="Word every caption should contain (the doctor warns about captions without it)."
+    )
+    doctor: Literal["error", "warn", "off"] = Field(
+        "error",
+        description="Check the dataset before training (`lora-scripts doctor`): `error` stops on broken "
+        "images or captions naming missing files, `warn` only reports, `off` skips the check.",
     )
     num_repeats: int = Field(
         1, ge=1, description="Times each image is seen per epoch (folders named `N_name` override this)."

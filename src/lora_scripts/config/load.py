@@ -124,6 +124,8 @@ def _explain(err: dict[str, Any], source: str) -> str:
         allowed = f"a multiple of {ctx.get('multiple_of')}"
     elif kind == "string_pattern_mismatch":
         allowed = 'a name without / \\ : * ? " < > |'
+    elif kind == "value_error":
+        allowed = str(err.get("msg", "")).removeprefix("Value error, ")
     elif kind == "extra_forbidden":
         return f"Unknown key '{key}' in {source}"
     else:

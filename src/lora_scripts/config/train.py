@@ -66,7 +66,7 @@ class TrainConfig(Section):
     @classmethod
     def _batch_range(cls, v):
         if isinstance(v, int) and not 1 <= v <= 1024:
-            raise ValueError("batch_size must be between 1 and 1024, or auto")
+            raise ValueError("between 1 and 1024, or auto")
         return v
 
     @field_validator("cache_latents", mode="before")

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..data.captions import read_metadata_csv, read_sidecar
 from ..errors import DataError
 from .images import names
-from .report import Finding
+from .report import Finding, plural
 
 CLIP_WINDOW = 75  # tokens SD's text encoder sees (77 minus start and end)
 
@@ -58,7 +58,7 @@ def _from_csv(csv_path: Path, root: Path, images: list[Path]) -> Captions:
     by_name: dict[str, list[Path]] = {}
     for image in images:
         by_name.setdefault(image.name, []).append(image)
-    for name, prompt in rows:
+    for name, prompt in rows.items():
         match = by_rel.get(name) or (by_name[name][0] if len(by_name.get(name, [])) == 1 else None)
         if match is None:
             captions.orphans.append(name)
@@ -77,8 +77,8 @@ def caption_findings(
             Finding(
                 "warning",
                 "no caption",
-                f"{len(missing)} images have no caption in {captions.source} and train with an empty one: "
-                f"{names(missing, root)}; run `lora-scripts label` or write them",
+                f"No caption in {captions.source} for {plural(len(missing), 'image')} (they train with an "
+                f"empty one): {names(missing, root)}; run `lora-scripts label` or write them",
                 tuple(missing),
             )
         )
@@ -88,8 +88,8 @@ def caption_findings(
             Finding(
                 captions.orphan_level,
                 "caption without image",
-                f"{len(captions.orphans)} captions in {captions.source} name no image in the folder: {shown}; "
-                "fix the file names or delete those captions",
+                f"Captions in {captions.source} for images that are not in the folder "
+                f"({len(captions.orphans)}): {shown}; fix the file names or delete those captions",
             )
         )
     texts = {image: text for image, text in captions.by_image.items() if image in set(images)}
@@ -101,7 +101,9 @@ def _text_findings(texts: dict[Path, str], root: Path, trigger: str | None) -> l
     findings = []
     empty = [image for image, text in texts.items() if not text.strip()]
     if empty:
-        message = f"{len(empty)} captions are empty: {names(empty, root)}; describe what is in each image"
+        message = (
+            f"Empty caption for {plural(len(empty), 'image')}: {names(empty, root)}; describe each image"
+        )
         findings.append(Finding("warning", "empty caption", message, tuple(empty)))
     shared = [(text, n) for text, n in Counter(t for t in texts.values() if t.strip()).most_common() if n > 1]
     if shared:
@@ -111,7 +113,7 @@ def _text_findings(texts: dict[Path, str], root: Path, trigger: str | None) -> l
             Finding(
                 "warning",
                 "identical caption",
-                f"{len(same)} images share {len(shared)} identical captions, e.g. {examples}; "
+                f"Identical captions on {plural(len(same), 'image')}, e.g. {examples}; "
                 "add the words that make each image different",
                 same,
             )
@@ -122,7 +124,8 @@ def _text_findings(texts: dict[Path, str], root: Path, trigger: str | None) -> l
         lacking = [image for image, text in texts.items() if not word.search(text)]
         if lacking:
             message = (
-                f"{len(lacking)} captions lack the trigger word '{trigger}': {names(lacking, root)}; "
+                f"Trigger word '{trigger}' missing from {plural(len(lacking), 'caption')}: "
+                f"{names(lacking, root)}; "
                 f"add it (`lora-scripts label --trigger {trigger}` does this for new images)"
             )
             findings.append(Finding("warning", "no trigger word", message, tuple(lacking)))
@@ -136,14 +139,15 @@ def _long_findings(texts: dict[Path, str], root: Path) -> list[Finding]:
 
     images = list(texts)
     ids = clip_tokenizer()([texts[i] for i in images], add_special_tokens=False)["input_ids"]
-    counts = {image: len(row) for image, row in zip(images, ids)}
+    counts = {image: len(row) for image, row in zip(images, ids, strict=True)}
     long = [image for image in images if counts[image] > CLIP_WINDOW]
     if not long:
         return []
     detail = {image: f"{counts[image]} tokens" for image in long}
     message = (
-        f"{len(long)} captions are longer than CLIP's {CLIP_WINDOW}-token window and the words past it are "
-        f"ignored: {names(long, root, detail=detail)}; shorten them or put the key words first"
+        f"Too long for CLIP's {CLIP_WINDOW}-token window (later words are ignored): "
+        f"{plural(len(long), 'caption')}, {names(long, root, detail=detail)}; "
+        "shorten them or put the key words first"
     )
     return [Finding("warning", "caption over 75 tokens", message, tuple(long))]
 

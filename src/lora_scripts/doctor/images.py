@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 
 from ..data.images import image_size
 from ..errors import DataError
-from .report import Finding
+from .report import Finding, plural
 
 MAX_ASPECT = 2.5  # longer side / shorter side; beyond this buckets crop or squash a lot
 NEAR_DUPLICATE_BITS = 6  # perceptual-hash Hamming distance (of 64 bits) that counts as the same picture
@@ -44,7 +44,7 @@ def broken_finding(broken: dict[Path, str], root: Path) -> list[Finding]:
         return []
     paths = list(broken)
     message = (
-        f"{len(paths)} images cannot be read (empty, truncated or not images): "
+        f"{plural(len(paths), 'image')} cannot be read (empty, truncated or not images): "
         f"{names(paths, root, detail=broken)}; re-export them as PNG or JPG, or delete them"
     )
     return [Finding("error", "unreadable", message, tuple(paths))]
@@ -60,8 +60,8 @@ def size_findings(sizes: dict[Path, tuple[int, int]], resolution: int, root: Pat
             Finding(
                 "warning",
                 "smaller than resolution",
-                f"{len(small)} images are smaller than the training resolution {resolution} px on their "
-                f"shorter side and will be upscaled (soft results): {names(small, root, detail=detail)}; "
+                f"{plural(len(small), 'image')} will be upscaled (soft results) because the shorter side "
+                f"is below the training resolution {resolution} px: {names(small, root, detail=detail)}; "
                 "use larger versions or a lower resolution",
                 tuple(small),
             )
@@ -71,7 +71,7 @@ def size_findings(sizes: dict[Path, tuple[int, int]], resolution: int, root: Pat
             Finding(
                 "warning",
                 "extreme aspect ratio",
-                f"{len(wide)} images are more than {MAX_ASPECT}:1 wide or tall and will be cropped hard: "
+                f"{plural(len(wide), 'image')} wider or taller than {MAX_ASPECT}:1 will be cropped hard: "
                 f"{names(wide, root, detail=detail)}; crop them to the part that matters",
                 tuple(wide),
             )
@@ -112,9 +112,8 @@ def duplicate_findings(hashes: dict[Path, imagehash.ImageHash], root: Path) -> l
         if groups:
             text = "; ".join(names(group, root, limit=4) for group in groups[:5])
             more = f" and {len(groups) - 5} more groups" if len(groups) > 5 else ""
-            message = (
-                f"{len(groups)} groups of {title}s (they weigh more in training): {text}{more}; {advice}"
-            )
+            title_n = f"{plural(len(groups), 'group')} of {title}s"
+            message = f"{title_n} (they weigh more in training): {text}{more}; {advice}"
             findings.append(Finding(level, title, message, tuple(p for g in groups for p in g)))
     return findings
 

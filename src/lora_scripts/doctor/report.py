@@ -11,6 +11,10 @@ from ..errors import DataError
 TOP_TAGS = 15
 
 
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 @dataclass(frozen=True)
 class Finding:
     level: str  # "error" (training would fail or learn garbage) or "warning" (worth a look)
@@ -66,7 +70,7 @@ class DoctorReport:
         errors = self.errors
         if not errors:
             return
-        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        more = f" (and {plural(len(errors) - 1, 'more error')})" if len(errors) > 1 else ""
         raise DataError(f"The dataset doctor found a problem in '{self.folder}': {errors[0]}{more}", hint)
 
     def write_html(self, path: Path) -> Path:

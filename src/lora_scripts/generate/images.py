@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..errors import ConfigError, OutputError
 from .prompts import PromptSpec
-from .samplers import make_scheduler
+from .samplers import make_scheduler, sampler_name
 from .stack import LoraStack
 
 OnImage = Callable[[PromptSpec, Image.Image], None]
@@ -57,6 +57,18 @@ def generate_images(
 
 
 def _check(prompts: list[PromptSpec], loras: LoraStack | None) -> None:
+    check_specs(prompts)
+    for spec in prompts:
+        if spec.loras and loras is None:
+            raise ConfigError(
+                f"The prompt '{spec.text}' has LoRA tags but no LoRAs are loaded", "Give a LoRA folder"
+            )
+        if loras is not None:
+            loras.load([ref.name for ref in spec.loras])
+
+
+def check_specs(prompts: list[PromptSpec]) -> None:
+    """Settings that diffusers would only reject halfway through a batch."""
     for spec in prompts:
         if spec.width % 8 or spec.height % 8 or spec.width <= 0 or spec.height <= 0:
             raise ConfigError(
@@ -65,12 +77,7 @@ def _check(prompts: list[PromptSpec], loras: LoraStack | None) -> None:
             )
         if spec.steps < 1:
             raise ConfigError(f"Steps must be at least 1, not {spec.steps}", "Use e.g. 20 steps")
-        if spec.loras and loras is None:
-            raise ConfigError(
-                f"The prompt '{spec.text}' has LoRA tags but no LoRAs are loaded", "Give a LoRA folder"
-            )
-        if loras is not None:
-            loras.load([ref.name for ref in spec.loras])
+        sampler_name(spec.sampler)  # an unknown sampler fails here, not after the model loads
 
 
 def _one(pipe, spec: PromptSpec, loras: LoraStack | None, bar: tqdm | None, config) -> Image.Image:

@@ -147,15 +147,23 @@ def _size(module: nn.Module) -> str:
 def file_family(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str | None:
     """The base family a LoRA was made for, from its header or its cross-attention width; None if unknown."""
     version = meta.get("ss_base_model_version", "") + " " + meta.get("modelspec.architecture", "")
-    for marker, name in (("sdxl", "sdxl"), ("-xl", "sdxl"), ("sd_v2", "sd2"), ("-v2", "sd2")):
+    markers = (
+        ("sdxl", "sdxl"),
+        ("-xl", "sdxl"),
+        ("sd_v2", "sd2"),
+        ("-v2", "sd2"),
+        ("sd_v1", "sd1"),
+        ("-v1", "sd1"),
+    )
+    for marker, name in markers:
         if marker in version:
             return name
-    if meta.get("ss_v2") == "True":
-        return "sd2"
+    if meta.get("ss_v2") in ("True", "False"):
+        return "sd2" if meta["ss_v2"] == "True" else "sd1"
     for key, value in tensors.items():
-        if ("attn2_to_k" in key or "attn2.to_k" in key) and ("down" in key or "lora_A" in key):
+        if re.search(r"attn2[._]to_k\.(lora_down|lora_A)\.weight$", key) and value.dim() >= 2:
             return CROSS_ATTN_DIMS.get(value.shape[1])
-    return "sd1" if "sd_v1" in version or "-v1" in version else None
+    return None
 
 
 def _refuse_family(path: Path, theirs: str | None, ours: str, detail: str) -> None:

@@ -37,6 +37,7 @@ class LoraStack:
         self.models = {"unet": unet, "te": text_encoder}
         self.family, self.library = family, library
         self.files: dict[str, Path] = {}
+        self._hashes: dict[str, str] = {}
         self.weights: dict[str, float] = {}
         self._deltas: dict[nn.Module, dict[str, _Delta]] = {}
         self._handles: list = []
@@ -56,7 +57,11 @@ class LoraStack:
         self.weights = {ref.name: ref.weight for ref in loras if ref.weight != 0}
 
     def hashes(self, loras: tuple[LoraRef, ...]) -> dict[str, str]:
-        return {ref.name: short_hash(self.files[ref.name]) for ref in loras if ref.name in self.files}
+        """WebUI's `Lora hashes` for these LoRAs (file hashes, computed once per file)."""
+        for ref in loras:
+            if ref.name in self.files and ref.name not in self._hashes:
+                self._hashes[ref.name] = short_hash(self.files[ref.name])
+        return {ref.name: self._hashes[ref.name] for ref in loras if ref.name in self._hashes}
 
     def close(self) -> None:
         for handle in self._handles:

@@ -1,4 +1,4 @@
-"""`caption` backend: any transformers image-to-text captioner (BLIP, GIT, ...) writes a sentence per image."""
+"""`caption` backend: any transformers image-to-text captioner (BLIP, GIT, ...) one sentence per image."""
 
 from __future__ import annotations
 

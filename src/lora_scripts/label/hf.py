@@ -19,6 +19,9 @@ def pick_device(device: str) -> torch.device:
 def load_transformers(auto_model: Any, auto_processor: Any, ref: ModelRef, device: str) -> tuple[Any, Any]:
     """(model, processor) from a folder or hub id; a model of another kind is a ModelError."""
     from transformers import AutoConfig
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own bar is the one that matters
 
     if ref.local and not (Path(ref.location) / "config.json").is_file():
         found = "WD14 ONNX tagger" if any(Path(ref.location).glob("*.onnx")) else "folder without config.json"

@@ -151,7 +151,7 @@ def _label_all(labeller: Labeller, images: list[Path], opts: LabelOptions) -> di
         for start in range(0, len(images), opts.batch_size):
             batch = images[start : start + opts.batch_size]
             texts = labeller([open_image(path) for path in batch])
-            for path, text in zip(batch, texts):
+            for path, text in zip(batch, texts, strict=True):
                 prompts[path] = with_trigger(text.strip(), opts.trigger)
             bar.update(len(batch))
     return prompts

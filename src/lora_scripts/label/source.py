@@ -1,4 +1,4 @@
-"""Where a labelling model comes from: a folder on this machine, or a hub id (downloaded once, then cached)."""
+"""Where a labelling model comes from: a folder on this machine, or a hub id (downloaded once, cached)."""
 
 from __future__ import annotations
 

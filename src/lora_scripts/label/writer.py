@@ -5,14 +5,15 @@ An existing file is replaced only with ``overwrite``; every write goes through a
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import os
 import tempfile
 from pathlib import Path
 
 from ..data.captions import FILENAME_COLUMNS, PROMPT_COLUMNS, read_metadata_csv
 from ..errors import DataError, OutputError
-from ..save.atomic import atomic_write_text
 
 HEADER = ["filename", "prompt"]
 
@@ -63,7 +64,7 @@ def csv_text(rows: list[tuple[str, str]], existing: Path | None) -> str:
 
 
 def write_csv(path: Path, rows: list[tuple[str, str]], overwrite: bool) -> Path:
-    return atomic_write_text(csv_text(rows, None if overwrite else path), path)
+    return _atomic_write_bytes(csv_text(rows, None if overwrite else path).encode("utf-8"), path)
 
 
 def write_sidecars(images: dict[Path, str], extension: str, overwrite: bool) -> list[Path]:
@@ -73,18 +74,32 @@ def write_sidecars(images: dict[Path, str], extension: str, overwrite: bool) -> 
         sidecar = image.with_name(image.stem + extension)
         if sidecar.exists() and not overwrite:
             continue
-        written.append(atomic_write_text(prompt + "\n", sidecar))
+        written.append(_atomic_write_bytes((prompt + "\n").encode("utf-8"), sidecar))
     return written
 
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_bytes().decode("utf-8")  # bytes: keep "\r\n" line ends exactly as they are
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(
             f"Metadata file '{path}' cannot be read as UTF-8 text",
             "Save it as UTF-8 (in Excel: 'CSV UTF-8'), or pass --overwrite to start a new one",
         ) from exc
+
+
+def _atomic_write_bytes(data: bytes, path: Path) -> Path:
+    """Bytes, not text: save.atomic_write_text would turn kept "\r\n" into "\r\r\n" on Windows."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return path
 
 
 def _rows_text(rows: list[list[str]] | list[tuple[str, str]], newline: str) -> str:

@@ -11,7 +11,7 @@ from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from accelerate.utils import set_seed
 
-from ..config import Config, OutputConfig, TrainConfig
+from ..config import Config, DataConfig, OutputConfig, TrainConfig
 from ..data import DatasetIndex, scan_dataset
 from ..errors import ConfigError, OutputError
 from ..models.detect import locate
@@ -27,8 +27,26 @@ def check_inputs(cfg: Config) -> DatasetIndex:
     """Every check that can fail on user input, run before output_dir is touched."""
     locate(cfg.model.base_model)  # cheap existence check first; loading proves the rest before writing
     index = scan_dataset(cfg.data)
+    check_dataset(cfg.data)
     final_path(cfg.output)
     return index
+
+
+def check_dataset(data: DataConfig) -> None:
+    """The dataset doctor, before training: errors stop the run unless `doctor: warn`."""
+    if data.doctor == "off":
+        return
+    from ..doctor import run_doctor
+
+    report = run_doctor(
+        data.train_data_dir, data.resolution, data.metadata_path, data.caption_extension, data.trigger_word
+    )
+    for line in report.errors + report.warnings:
+        log.warning("doctor: %s", line)
+    if data.doctor == "error":
+        report.raise_for_errors(
+            "Fix them (details: lora-scripts doctor DIR), or set doctor: warn to train anyway"
+        )
 
 
 def final_path(out: OutputConfig) -> Path:

@@ -1,0 +1,73 @@
+"""`doctor`: run every check on a training folder and collect the findings in one report."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import imagehash
+from tqdm import tqdm
+
+from ..data.images import list_images
+from ..errors import DataError
+from .captions import caption_findings, load_captions, tag_frequency
+from .clutter import CLUTTER_FLAG, clutter_score
+from .images import broken_finding, duplicate_findings, names, preview, read_sizes, size_findings
+from .report import DoctorReport, Finding, plural
+
+log = logging.getLogger(__name__)
+
+
+def run_doctor(
+    folder: Path,
+    resolution: int = 512,
+    metadata_path: Path | None = None,
+    caption_extension: str = ".txt",
+    trigger: str | None = None,
+) -> DoctorReport:
+    """Check images and captions the way training will read them (metadata.csv first, else sidecars)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"Folder '{folder}' does not exist", "Pass the folder with your training images")
+    images = list_images(folder)
+    if not images:
+        raise DataError(
+            f"No images (jpg, png, webp, bmp) found in '{folder}'", "Pass the folder that has your images"
+        )
+    report = DoctorReport(folder, resolution, num_images=len(images))
+    sizes, broken = read_sizes(images)
+    report.findings += broken_finding(broken, folder)
+    report.findings += size_findings(sizes, resolution, folder)
+    hashes = _look_at_pixels(list(sizes), report)
+    report.findings += duplicate_findings(hashes, folder)
+    report.findings += _clutter_finding(report.clutter, folder)
+    captions = load_captions(folder, images, metadata_path, caption_extension)
+    report.caption_source = captions.source
+    report.num_captioned = sum(1 for image in images if image in captions.by_image)
+    report.findings += caption_findings(captions, images, folder, trigger)
+    report.tag_frequency = tag_frequency(list(captions.by_image.values()))
+    report.findings.sort(key=lambda finding: finding.level != "error")
+    return report
+
+
+def _look_at_pixels(images: list[Path], report: DoctorReport) -> dict[Path, imagehash.ImageHash]:
+    """Perceptual hash and clutter score of every readable image (one decode each)."""
+    hashes = {}
+    for path in tqdm(images, unit="image", desc="Checking images", disable=len(images) < 20):
+        img = preview(path)
+        hashes[path] = imagehash.phash(img)
+        report.clutter[path] = clutter_score(img)
+    return hashes
+
+
+def _clutter_finding(clutter: dict[Path, float], root: Path) -> list[Finding]:
+    busy = sorted((p for p, score in clutter.items() if score >= CLUTTER_FLAG), key=lambda p: -clutter[p])
+    if not busy:
+        return []
+    detail = {path: f"clutter {clutter[path]:.2f}" for path in busy}
+    message = (
+        f"Busy background (edges and many colours around the subject) in {plural(len(busy), 'image')}, "
+        f"the most common cause of a LoRA that learns the wrong things: {names(busy, root, detail=detail)}; "
+        "look at them and crop or replace the busiest"
+    )
+    return [Finding("warning", "cluttered", message, tuple(busy))]
