@@ -70,6 +70,9 @@ def demo_config(out: Path, base_model: Path, steps: int) -> dict:
         "save_steps": max(1, steps // 2),
         "device": "cpu",
         "overwrite": True,
+        "sample_prompts": ["neon style, smartphone, metal", "neon style, laptop, minimal layout"],
+        "sample_every_n_steps": max(1, steps // 3),
+        "sample_steps": 8,
     }
 
 
@@ -92,9 +95,9 @@ def run_demo(out: Path, steps: int) -> dict[str, Path]:
     console.rule("4/4 Generating with the LoRA through diffusers' own loader")
     grid = generate_comparison(models["diffusers"], result.lora_path, out / "samples")
     console.print(f"[bold green]Demo finished in {time.time() - started:.0f} s[/]")
-    console.print(
-        f"LoRA:    {result.lora_path}\nRun log: {result.lora_path.parent / 'train.log'}\nImages:  {grid}"
-    )
+    report = result.lora_path.parent / "report.html"
+    console.print(f"LoRA:    {result.lora_path}\nRun log: {result.lora_path.parent / 'train.log'}")
+    console.print(f"Report:  {report}  (loss curve, samples per checkpoint, config)\nImages:  {grid}")
     return {"lora": result.lora_path, "grid": grid, **models}
 
 

@@ -91,3 +91,29 @@ def test_disk_latent_cache_is_reused(base_config):
         build_config({**base_config, "cache_latents": "disk", "max_train_steps": 2, "overwrite": True})
     )
     assert [f.stat().st_mtime_ns for f in sorted(cache.glob("*.safetensors"))] == stamps
+
+
+def test_samples_tensorboard_and_report(base_config):
+    cfg = build_config(
+        {
+            **base_config,
+            "max_train_steps": 4,
+            "sample_every_n_steps": 2,
+            "sample_steps": 2,
+            "sample_prompts": ["neon style, smartphone", "neon style, laptop"],
+        }
+    )
+    result = run_training(cfg)
+    out = cfg.output.output_dir
+    assert sorted(result.samples) == [2, 4]
+    assert len(list((out / "samples").glob("step*.png"))) == 4
+    from PIL import Image
+
+    png = Image.open(out / "samples" / "step000002-00.png")
+    assert png.size == (64, 64) and "neon style, smartphone" in png.info["parameters"]
+    assert list((out / "logs").rglob("events.out.tfevents.*"))
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "loss.png" in report and "samples/grid.png" in report and "learning_rate" in report
+    assert (out / "loss.png").is_file() and (out / "samples" / "grid.png").is_file()
+    grid = Image.open(out / "samples" / "grid.png")
+    assert grid.width > 2 * 64 and grid.height > 2 * 64  # 2 rows x 2 columns plus labels

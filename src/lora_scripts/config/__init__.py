@@ -6,6 +6,7 @@ from .model import ModelConfig
 from .network import NetworkConfig
 from .output import OutputConfig
 from .root import Config
+from .sample import SampleConfig
 from .train import TrainConfig
 
 __all__ = [
@@ -14,6 +15,7 @@ __all__ = [
     "ModelConfig",
     "NetworkConfig",
     "OutputConfig",
+    "SampleConfig",
     "TrainConfig",
     "build_config",
     "load_config",

@@ -20,6 +20,11 @@ class ModelConfig(Section):
         "auto",
         description="Model family. `auto` reads it from the checkpoint; set it only if detection is wrong.",
     )
+    allow_pickle: bool = Field(
+        False,
+        description="Allow a pickle .ckpt base model (loaded tensors-only with weights_only=True). "
+        "Pickle files can hide code: prefer .safetensors.",
+    )
     prediction_type: Literal["auto", "epsilon", "v_prediction"] = Field(
         "auto",
         description="What the UNet predicts. `auto`: epsilon for SD1, v_prediction for SD2 single files "

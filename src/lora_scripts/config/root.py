@@ -8,6 +8,7 @@ from .data import DataConfig
 from .model import ModelConfig
 from .network import NetworkConfig
 from .output import OutputConfig
+from .sample import SampleConfig
 from .train import TrainConfig
 
 SECTIONS: dict[str, type[BaseModel]] = {
@@ -16,6 +17,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "network": NetworkConfig,
     "train": TrainConfig,
     "output": OutputConfig,
+    "sample": SampleConfig,
 }
 
 # kohya sd-scripts names people paste from their old configs -> our key.
@@ -38,6 +40,7 @@ class Config(BaseModel):
     network: NetworkConfig = NetworkConfig()
     train: TrainConfig = TrainConfig()
     output: OutputConfig = OutputConfig()
+    sample: SampleConfig = SampleConfig()
 
 
 def key_to_section() -> dict[str, str]:

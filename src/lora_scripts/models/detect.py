@@ -23,7 +23,10 @@ class ModelSource:
     location: str
 
 
-def locate(base_model: str) -> ModelSource:
+PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+
+
+def locate(base_model: str, allow_pickle: bool = False) -> ModelSource:
     """Classify the config's `base_model` value, or say clearly why it cannot be used."""
     path = Path(base_model).expanduser()
     if path.is_dir():
@@ -34,10 +37,10 @@ def locate(base_model: str) -> ModelSource:
             "Point base_model at a .safetensors checkpoint file or at a diffusers model folder",
         )
     if path.is_file():
-        if path.suffix.lower() in (".ckpt", ".pt", ".pth", ".bin"):
+        if path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
             raise ModelError(
                 f"Base model '{path}' is a pickle checkpoint, which can run hidden code and is not loaded",
-                "Use the .safetensors version of the model (most model pages offer one)",
+                "Use the .safetensors version of the model, or set allow_pickle: true if you trust the file",
             )
         return ModelSource("single_file", str(path))
     if HUB_ID.match(base_model) and not base_model.startswith((".", "/")) and len(path.parts) == 2:
@@ -50,6 +53,8 @@ def locate(base_model: str) -> ModelSource:
 
 def read_checkpoint(path: str) -> dict:
     """Load a single-file .safetensors checkpoint, with a sentence when it is not one."""
+    if Path(path).suffix.lower() in PICKLE_SUFFIXES:
+        return _read_pickle(path)
     try:
         with safe_open(path, framework="pt") as handle:
             keys = list(handle.keys())
@@ -60,6 +65,27 @@ def read_checkpoint(path: str) -> dict:
         ) from exc
     family_from_keys(keys, path)
     return load_file(path)
+
+
+def _read_pickle(path: str) -> dict:
+    """An old .ckpt (only with allow_pickle: true): tensors only, never arbitrary objects (weights_only)."""
+    import torch
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelError(
+            f"Base model '{path}' could not be read as a tensors-only checkpoint ({type(exc).__name__})",
+            "It may be damaged or contain code; use the .safetensors version of the model",
+        ) from exc
+    sd = data.get("state_dict", data) if isinstance(data, dict) else None
+    if not isinstance(sd, dict):
+        raise ModelError(
+            f"Base model '{path}' holds no weights dictionary", "Use a Stable Diffusion checkpoint"
+        )
+    sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+    family_from_keys(list(sd), path)
+    return sd
 
 
 def family_from_keys(keys: list[str], path: str = "checkpoint") -> str:

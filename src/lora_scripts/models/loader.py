@@ -39,7 +39,7 @@ class Components:
 
 
 def load_components(cfg: ModelConfig) -> Components:
-    source = locate(cfg.base_model)
+    source = locate(cfg.base_model, cfg.allow_pickle)
     log.info("Loading base model %s (%s)", source.location, source.kind.replace("_", " "))
     if source.kind == "single_file":
         parts = _from_single_file(source.location)

@@ -46,16 +46,16 @@ class StableDiffusion:
             return self.noise_scheduler.get_velocity(latents, noise, timesteps)
         return noise
 
-    def pipeline(self) -> StableDiffusionPipeline:
+    def pipeline(self, unet=None, text_encoder=None) -> StableDiffusionPipeline:
         """An inference pipeline sharing this model's (possibly LoRA-injected) modules."""
         from diffusers import EulerDiscreteScheduler
 
         scheduler = EulerDiscreteScheduler.from_config(self.noise_scheduler.config)
         return StableDiffusionPipeline(
             vae=self.vae,
-            text_encoder=self.text_encoder,
+            text_encoder=text_encoder or self.text_encoder,
             tokenizer=self.tokenizer,
-            unet=self.unet,
+            unet=unet or self.unet,
             scheduler=scheduler,
             safety_checker=None,
             feature_extractor=None,

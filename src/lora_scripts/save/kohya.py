@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from safetensors import safe_open
 
@@ -49,9 +51,13 @@ def from_kohya(
     return out
 
 
-def read_lora_file(path: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+def read_lora_file(path: str, what: str = "LoRA") -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    if not Path(path).is_file():
+        raise FormatError(f"{what} file '{path}' does not exist", "Check the path")
     try:
         with safe_open(path, framework="pt") as handle:
             return {k: handle.get_tensor(k) for k in handle.keys()}, dict(handle.metadata() or {})
     except Exception as exc:
-        raise FormatError(f"'{path}' is not a readable .safetensors file", "Check the file") from exc
+        raise FormatError(
+            f"{what} file '{path}' is not a readable .safetensors file", "Check the file"
+        ) from exc

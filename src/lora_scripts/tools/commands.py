@@ -1,9 +1,172 @@
-"""CLI commands of `tools` (registered on the main app by cli.py)."""
+"""CLI commands of `tools`: `lora-scripts lora {inspect,merge,merge-loras,resize,extract}`.
+
+Thin wrappers: each parses options, runs the tool under `guarded` (one sentence and exit 2 on bad input)
+and prints what was done. Heavy imports stay inside the commands so `--help` is fast.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
+from rich.console import Console
+
+from ..console import guarded, setup_logging
+
+lora_app = typer.Typer(
+    no_args_is_help=True, help="LoRA tools: inspect, merge into a checkpoint, merge LoRAs, resize, extract."
+)
+out_console = Console()  # results go to stdout (pipeable); logs and errors to stderr
+
+DEBUG = typer.Option(False, "--debug", help="Show full tracebacks and library logs.")
+OVERWRITE = typer.Option(False, "--overwrite", help="Replace the output if it exists.")
+OUT = typer.Option(..., "--out", "-o", help="Output file (.safetensors).")
+LORA_PRECISION = typer.Option(
+    "auto", "--precision", help="auto (as the input), fp16, bf16 or float.", case_sensitive=False
+)
+PRECISIONS = ("auto", "fp16", "bf16", "float")
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the `lora-scripts` app."""
+    app.add_typer(lora_app, name="lora")
+
+
+def _precision(value: str, allowed: tuple[str, ...] = PRECISIONS) -> str:
+    from ..errors import ConfigError
+
+    if value.lower() not in allowed:
+        raise ConfigError(f"--precision must be one of {', '.join(allowed)}, not '{value}'")
+    return value.lower()
+
+
+def _wrote(path: Path, what: str) -> None:
+    out_console.print(f"[bold green]{what}:[/] {path}")
+
+
+@lora_app.command()
+def inspect(
+    file: Path = typer.Argument(..., help="A kohya-format LoRA .safetensors."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    top: int = typer.Option(15, "--top", help="How many of the most frequent tags to show."),
+    debug: bool = DEBUG,
+) -> None:
+    """Base family, rank/alpha per module group, modules touched, trigger words, tags, training facts."""
+    setup_logging(debug)
+
+    def action():
+        from .inspect_lora import describe, render
+
+        report = describe(file, top)
+        if as_json:
+            print(json.dumps(report, indent=2, ensure_ascii=False))
+        else:
+            out_console.print(render(report))
+
+    guarded(action, debug)
+
+
+@lora_app.command()
+def resize(
+    file: Path = typer.Argument(..., help="The LoRA to resize."),
+    out: Path = OUT,
+    rank: int | None = typer.Option(None, "--rank", help="New rank (capped at each module's rank)."),
+    energy: float | None = typer.Option(
+        None, "--energy", help="Instead of --rank: keep the smallest rank retaining this share (0-1]."
+    ),
+    conv_rank: int | None = typer.Option(None, "--conv-rank", help="Rank for 3x3 conv modules."),
+    precision: str = LORA_PRECISION,
+    overwrite: bool = OVERWRITE,
+    debug: bool = DEBUG,
+) -> None:
+    """SVD each module down to a lower rank and report how much of the LoRA was kept."""
+    setup_logging(debug)
+
+    def action():
+        from .report import kept_table
+        from .resize import run_resize
+
+        kept = run_resize(file, out, rank, energy, conv_rank, _precision(precision), overwrite)
+        out_console.print(kept_table(kept, f"Resized {file.name}"))
+        _wrote(out, "Resized LoRA saved")
+
+    guarded(action, debug)
+
+
+@lora_app.command("merge-loras")
+def merge_loras(
+    loras: list[str] = typer.Argument(..., help="LoRA files, each FILE or FILE:WEIGHT (default weight 1)."),
+    out: Path = OUT,
+    rank: int | None = typer.Option(
+        None, "--rank", help="SVD the sum to this rank (default: exact concatenation of all ranks)."
+    ),
+    energy: float | None = typer.Option(None, "--energy", help="Instead of --rank: keep this share (0-1]."),
+    precision: str = LORA_PRECISION,
+    overwrite: bool = OVERWRITE,
+    debug: bool = DEBUG,
+) -> None:
+    """Combine weighted LoRAs into one LoRA: exactly (ranks add up) or by SVD to a chosen rank."""
+    setup_logging(debug)
+
+    def action():
+        from .merge_loras import run_merge_loras
+        from .report import kept_table
+
+        kept = run_merge_loras(loras, out, rank, energy, _precision(precision), overwrite)
+        if kept:
+            out_console.print(kept_table(kept, "SVD of the merged LoRA"))
+        _wrote(out, "Merged LoRA saved")
+
+    guarded(action, debug)
+
+
+@lora_app.command()
+def merge(
+    base: str = typer.Argument(..., help="Base checkpoint: single-file .safetensors or diffusers folder."),
+    loras: list[str] = typer.Argument(..., help="LoRA files, each FILE or FILE:WEIGHT (default weight 1)."),
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="Output .safetensors for a single-file base, a folder for a diffusers one."
+    ),
+    precision: str = typer.Option("keep", "--precision", help="keep (as the base), fp16, bf16 or float."),
+    overwrite: bool = OVERWRITE,
+    debug: bool = DEBUG,
+) -> None:
+    """Bake LoRAs into a base checkpoint, written in the base's layout (single file in, single file out)."""
+    setup_logging(debug)
+
+    def action():
+        from .merge import run_merge
+
+        chosen = _precision(precision, ("keep", "fp16", "bf16", "float"))
+        layout = run_merge(base, loras, out, None if chosen == "keep" else chosen, overwrite)
+        _wrote(out, f"Merged checkpoint saved ({layout.replace('_', '-')})")
+
+    guarded(action, debug)
+
+
+@lora_app.command()
+def extract(
+    tuned: str = typer.Argument(..., help="The fine-tuned checkpoint (single file or diffusers folder)."),
+    base: str = typer.Argument(..., help="The base it was fine-tuned from."),
+    out: Path = OUT,
+    rank: int = typer.Option(16, "--rank", help="LoRA rank for attention/feed-forward/proj modules."),
+    conv_rank: int | None = typer.Option(None, "--conv-rank", help="Also extract 3x3 convs (LoCon)."),
+    min_diff: float = typer.Option(1e-6, "--min-diff", help="Skip modules whose weights differ less."),
+    precision: str = typer.Option("fp16", "--precision", help="fp16, bf16 or float."),
+    overwrite: bool = OVERWRITE,
+    debug: bool = DEBUG,
+) -> None:
+    """Extract a LoRA (fine-tuned minus base, SVD per module) and report how much of the change it keeps."""
+    setup_logging(debug)
+
+    def action():
+        from .extract import run_extract
+        from .report import kept_table
+
+        chosen = _precision(precision, ("fp16", "bf16", "float"))
+        kept = run_extract(tuned, base, out, rank, conv_rank, chosen, overwrite, min_diff)
+        out_console.print(kept_table(kept, "Extracted LoRA"))
+        _wrote(out, "Extracted LoRA saved")
+
+    guarded(action, debug)

@@ -53,7 +53,7 @@ def check_same_family(path: str, lora_family: str | None, model_family: str, mod
     """Refuse a LoRA whose detected family differs from the model's (or from the other LoRAs')."""
     if lora_family is not None and lora_family != model_family:
         raise FormatError(
-            f"'{path}' is a {family_name(lora_family)} LoRA, but {model} is {family_name(model_family)}",
+            f"'{path}' is an {family_name(lora_family)} LoRA, but {model} is {family_name(model_family)}",
             "Use a LoRA made for this base model",
         )
 
@@ -82,9 +82,11 @@ def group_of(name: str) -> str:
 
 
 def kind_of(name: str, w: LoraWeights) -> str:
-    """attention / feed-forward / proj / conv3x3 / other."""
-    if w.down.ndim == 4 and tuple(w.down.shape[2:]) != (1, 1):
-        return "conv3x3"
+    """attention / feed-forward / proj in/out / resnet+conv (LoCon) / other."""
+    if re.search(r"(resnets|downsamplers|upsamplers)_\d", name) or (
+        w.down.ndim == 4 and tuple(w.down.shape[2:]) != (1, 1)
+    ):
+        return "resnet/conv (LoCon)"
     if re.search(r"(attn\d?_to_(q|k|v|out_0)|self_attn_(q|k|v|out)_proj)$", name):
         return "attention"
     if re.search(r"(ff_net_\d(_proj)?|mlp_fc\d)$", name):

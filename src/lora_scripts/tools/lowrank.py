@@ -6,6 +6,8 @@ kohya convention: delta W = (up @ down) * alpha / rank; for a 3x3 conv LoRA down
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -49,7 +51,8 @@ def concat(items: list[tuple[LoraWeights, float]]) -> LoraWeights:
 
 def choose_rank(s: torch.Tensor, rank: int | None, energy: float | None) -> int:
     """`rank` (capped by what exists), or the smallest rank whose kept energy reaches `energy`."""
-    nonzero = max(1, int((s > s.max() * 1e-7).sum())) if s.numel() and s.max() > 0 else 1
+    # directions below ~1000 float32 eps of the largest are round-off, not part of the delta
+    nonzero = max(1, int((s > s.max() * torch.finfo(torch.float32).eps * 1e3).sum())) if s.numel() else 1
     if rank is not None:
         return max(1, min(rank, nonzero))
     total = (s**2).sum()
@@ -60,11 +63,23 @@ def choose_rank(s: torch.Tensor, rank: int | None, energy: float | None) -> int:
     return max(1, min(reached, nonzero))
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Tall-skinny QR and rank x rank SVDs are tiny: threads only add overhead (a lot, on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def svd_factors(up2d: torch.Tensor, down2d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """SVD of up2d @ down2d without forming it: QR of both factors, SVD of the small core (exact)."""
-    qu, ru = torch.linalg.qr(up2d.double())
-    qd, rd = torch.linalg.qr(down2d.double().T)
-    u, s, vh = torch.linalg.svd(ru @ rd.T, full_matrices=False)
+    with one_thread():
+        qu, ru = torch.linalg.qr(up2d.double())
+        qd, rd = torch.linalg.qr(down2d.double().T)
+        u, s, vh = torch.linalg.svd(ru @ rd.T, full_matrices=False)
     return qu @ u, s, vh @ qd.T
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import FormatError, ModelError
-from ..models.detect import locate
+from ..models.detect import ModelSource, family_from_keys, locate
 from ..models.ldm_layout import pipeline_to_ldm
 from ..models.loader import load_components
 from ..save.atomic import atomic_save_safetensors
@@ -70,10 +70,26 @@ def apply_lora(tables: dict[str, dict[str, nn.Module]], lora: LoraFile, weight: 
 
 def merge_into(unet: nn.Module, text_encoder: nn.Module, family: str, loras: list, model: str) -> None:
     tables = {"unet": module_table(unet, "unet"), "te": module_table(text_encoder, "te")}
+    check_families(loras, family, model)
     for lora, weight in loras:
-        check_same_family(str(lora.path), detect_family(lora.modules, lora.metadata)[0], family, model)
         count = apply_lora(tables, lora, weight, model)
         log.info("Merged %s x%g (%d modules)", lora.path.name, weight, count)
+
+
+def check_families(loras: list, family: str, model: str) -> None:
+    for lora, _ in loras:
+        check_same_family(str(lora.path), detect_family(lora.modules, lora.metadata)[0], family, model)
+
+
+def base_family(source: ModelSource) -> str | None:
+    """The base's family from its keys or text-encoder config, before loading it (None: not known yet)."""
+    if source.kind == "single_file":
+        with safe_open(source.location, framework="pt") as handle:
+            return family_from_keys(list(handle.keys()), source.location)
+    config = Path(source.location) / "text_encoder" / "config.json"
+    if config.is_file():
+        return "sd2" if json.loads(config.read_text()).get("hidden_size") == 1024 else "sd1"
+    return None
 
 
 def merge_single_file(path: str, loras: list, out: Path, precision: str | None) -> None:
@@ -160,6 +176,9 @@ def run_merge(
     source = locate(base)
     check_output(out, overwrite, folder_output=source.kind != "single_file")
     loras = [(read_lora(path), weight) for path, weight in map(parse_weighted, specs)]
+    family = base_family(source)
+    if family is not None:  # fail before loading the model
+        check_families(loras, family, f"base model '{base}'")
     if source.kind == "single_file":
         merge_single_file(source.location, loras, out, precision)
         return "single_file"

@@ -1,4 +1,4 @@
-"""What an SVD step kept, per module group and overall, as data and as a rich table; progress for long loops."""
+"""What an SVD step kept, per module group and overall (data and a rich table); progress for long loops."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ T = TypeVar("T")
 
 
 def progress(items: Iterable[T], what: str, total: int | None = None) -> Iterator[T]:
-    """A progress bar on stderr (rich hides it when stderr is not a terminal)."""
-    return iter(track(items, description=what, total=total, console=console, transient=True))
+    """A progress bar on stderr, only when stderr is a terminal (no blank lines in logs)."""
+    bar = track(items, description=what, total=total, console=console, transient=True)
+    return iter(bar) if console.is_terminal else iter(items)
 
 
 def overall(kept: dict[str, Kept]) -> float:

@@ -27,6 +27,7 @@ from .init_lora import apply_init_lora
 from .latents import LatentCache
 from .memory import chunks, free_memory, is_oom, probe_batch_size
 from .optim import make_lr_scheduler, make_optimizer
+from .samples import Sampler
 from .state import Position, find_state, load_state, save_state
 from .text_cache import TextCache, text_cache_blocker
 
@@ -39,6 +40,7 @@ class TrainResult:
     steps: int
     losses: list[float]
     seconds: float
+    samples: dict[int, list[Path]]
 
 
 class Trainer:
@@ -56,6 +58,7 @@ class Trainer:
         self.rng = random.Random(cfg.train.seed)
         self.cache: LatentCache | None = None
         self.text_cache: TextCache | None = None
+        self.sampler = Sampler(cfg.sample, cfg.data.resolution, self.out_dir / "samples")
         self.micro_batch: int | None = None  # None: whole batch at once; halved on out-of-memory
         self._prepare_model()
         self.cache = self._prepare_cache()
@@ -198,8 +201,16 @@ class Trainer:
             _restore_ctrl_c(previous)
         bar.close()
         path = self.save(cfg.output.name(), pos.step)
+        if self.sampler.specs and pos.step not in self.sampler.done:
+            self.sample(pos.step)
         acc.end_training()
-        return TrainResult(lora_path=path, steps=pos.step, losses=pos.losses, seconds=time.time() - started)
+        return TrainResult(
+            lora_path=path,
+            steps=pos.step,
+            losses=pos.losses,
+            seconds=time.time() - started,
+            samples=self.sampler.done,
+        )
 
     def _micro_step(self, batch: list[ImageItem], pos: Position) -> torch.Tensor:
         tr, acc = self.cfg.train, self.acc
@@ -261,12 +272,21 @@ class Trainer:
         save_steps = self.cfg.output.save_steps
         if save_steps and pos.step % save_steps == 0 and pos.step < self.total_steps:
             self._save_checkpoint(pos)
+        if self.sampler.due(pos.step) and pos.step < self.total_steps:
+            self.sample(pos.step)
 
     def _after_epoch(self, pos: Position) -> None:
         self.facts.epoch = pos.epoch
+        if self.sampler.due(pos.step, epoch_end=pos.epoch) and pos.step < self.total_steps:
+            self.sample(pos.step)
         every = self.cfg.output.save_every_n_epochs
         if every and pos.epoch % every == 0 and pos.step < self.total_steps:
             self.save(f"{self.cfg.output.name()}-epoch{pos.epoch:04d}", pos.step)
+
+    def sample(self, step: int) -> None:
+        unwrap = self.acc.unwrap_model
+        pipe = self.model.pipeline(unet=unwrap(self.model.unet), text_encoder=unwrap(self.model.text_encoder))
+        self.sampler.render(pipe, step, self.acc)
 
     # --- checkpoints ----------------------------------------------------------------------------
     def _state_objects(self) -> dict:

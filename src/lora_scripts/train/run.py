@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 
 from accelerate import Accelerator
@@ -17,7 +18,10 @@ from ..errors import ConfigError, OutputError
 from ..models.detect import locate
 from ..models.loader import load_components
 from ..models.sd import StableDiffusion
+from ..save.kohya import read_lora_file
 from .loop import Trainer, TrainResult
+from .report import write_report
+from .state import find_state
 
 log = logging.getLogger(__name__)
 MIN_FREE_BYTES = 512 * 2**20  # a few LoRA files + training states of a rank-128 SD LoRA
@@ -25,9 +29,14 @@ MIN_FREE_BYTES = 512 * 2**20  # a few LoRA files + training states of a rank-128
 
 def check_inputs(cfg: Config) -> DatasetIndex:
     """Every check that can fail on user input, run before output_dir is touched."""
-    locate(cfg.model.base_model)  # cheap existence check first; loading proves the rest before writing
+    # cheap existence check first; loading the model proves the rest before anything is written
+    locate(cfg.model.base_model, cfg.model.allow_pickle)
     index = scan_dataset(cfg.data)
     check_dataset(cfg.data)
+    if cfg.network.init_lora:
+        read_lora_file(cfg.network.init_lora, what="init_lora")
+    if cfg.train.resume and cfg.train.resume != "auto":
+        find_state(cfg.train.resume, cfg.output.output_dir)
     final_path(cfg.output)
     return index
 
@@ -74,7 +83,9 @@ def final_path(out: OutputConfig) -> Path:
 def run_training(cfg: Config) -> TrainResult:
     index = check_inputs(cfg)
     log.info("%s", index.summary())
+    started = time.time()
     model = StableDiffusion(load_components(cfg.model))
+    loaded = time.time()
     cfg.output.output_dir.mkdir(parents=True, exist_ok=True)
     handler = _file_log(cfg.output.output_dir / "train.log")
     try:
@@ -82,7 +93,12 @@ def run_training(cfg: Config) -> TrainResult:
         accelerator.init_trackers("lora-scripts")
         set_seed(cfg.train.seed)
         log.info("Training on %s, mixed precision %s", accelerator.device, accelerator.mixed_precision)
-        result = Trainer(cfg, model, index, accelerator).train()
+        trainer = Trainer(cfg, model, index, accelerator)
+        prepared = time.time()
+        result = trainer.train()
+        write_report(
+            cfg, result, {"model loading": loaded - started, "preparation (caches)": prepared - loaded}
+        )
         log.info("Done: %d steps in %.0f s. LoRA: %s", result.steps, result.seconds, result.lora_path)
         return result
     finally:

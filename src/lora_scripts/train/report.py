@@ -1,0 +1,87 @@
+"""output_dir/report.html: loss curve, a sample grid per checkpoint, the resolved config and timings."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from PIL import Image
+
+from ..config import Config
+from ..config.show import resolved_yaml
+from ..generate.grid import make_grid
+from ..save.atomic import atomic_write_text
+
+
+def write_report(cfg: Config, result, timings: dict[str, float]) -> Path:
+    out = cfg.output.output_dir
+    loss_png = _loss_plot(result.losses, out / "loss.png")
+    grid_png = _sample_grid(result.samples, cfg.sample.sample_prompts, out / "samples" / "grid.png")
+    steps_per_s = result.steps / result.seconds if result.seconds else 0.0
+    rows = [
+        ("LoRA file", result.lora_path.name),
+        ("steps", result.steps),
+        ("training time", f"{result.seconds:.1f} s ({steps_per_s:.2f} steps/s)"),
+    ]
+    rows += [(name, f"{seconds:.1f} s") for name, seconds in timings.items()]
+    if result.losses:
+        rows.append(("loss first → last", f"{result.losses[0]:.4f} → {result.losses[-1]:.4f}"))
+    parts = [
+        f"<h1>LoRA training report: {_e(cfg.output.name())}</h1>",
+        "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>",
+        "<h2>Loss</h2>"
+        + (f'<img src="{loss_png.name}" alt="loss curve">' if loss_png else "<p>No steps.</p>"),
+        "<h2>Samples</h2>"
+        + (
+            f'<img src="samples/{grid_png.name}" alt="sample grid">'
+            if grid_png
+            else "<p>No sample_prompts set (add some to watch the LoRA learn).</p>"
+        ),
+        f"<h2>Config</h2><pre>{_e(resolved_yaml(cfg))}</pre>",
+    ]
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>LoRA report</title><style>"
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%}"
+        "th{text-align:left;padding-right:1em}pre{background:#f4f4f4;padding:1em}</style></head><body>"
+        + "\n".join(parts)
+        + "</body></html>"
+    )
+    return atomic_write_text(page, out / "report.html")
+
+
+def _loss_plot(losses: list[float], path: Path) -> Path | None:
+    if not losses:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.5), dpi=100)
+    ax.plot(range(1, len(losses) + 1), losses, lw=0.8, alpha=0.5, label="loss")
+    window = max(1, len(losses) // 20)
+    smooth = [
+        sum(losses[max(0, i - window + 1) : i + 1]) / len(losses[max(0, i - window + 1) : i + 1])
+        for i in range(len(losses))
+    ]
+    ax.plot(range(1, len(losses) + 1), smooth, lw=2, label=f"mean of {window}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _sample_grid(samples: dict[int, list[Path]], prompts: list[str], path: Path) -> Path | None:
+    if not samples or not prompts:
+        return None
+    steps = sorted(samples)
+    images = [Image.open(p).convert("RGB") for s in steps for p in samples[s]]
+    make_grid(images, [f"step {s}" for s in steps], prompts).save(path)
+    return path
+
+
+def _e(value) -> str:
+    return html.escape(str(value))

@@ -1,0 +1,73 @@
+"""Sample images during training with the generate stage, saved as PNGs and logged to TensorBoard."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..config import SampleConfig
+from ..generate.images import generate_images, parameters_text, save_png
+from ..generate.prompts import PromptSpec
+
+log = logging.getLogger(__name__)
+
+
+class Sampler:
+    def __init__(self, cfg: SampleConfig, resolution: int, folder: Path):
+        size = cfg.sample_size or resolution
+        self.specs = [
+            PromptSpec.from_text(
+                text,
+                negative_prompt=cfg.sample_negative_prompt,
+                seed=cfg.sample_seed + i,
+                steps=cfg.sample_steps,
+                cfg_scale=cfg.sample_cfg_scale,
+                width=size,
+                height=size,
+                sampler=cfg.sample_sampler,
+            )
+            for i, text in enumerate(cfg.sample_prompts)
+        ]
+        self.cfg, self.folder = cfg, folder
+        self.done: dict[int, list[Path]] = {}  # step -> image files, for report.html
+
+    def due(self, step: int, epoch_end: int | None = None) -> bool:
+        if not self.specs:
+            return False
+        if epoch_end is not None:
+            return bool(self.cfg.sample_every_n_epochs) and epoch_end % self.cfg.sample_every_n_epochs == 0
+        return bool(self.cfg.sample_every_n_steps) and step % self.cfg.sample_every_n_steps == 0
+
+    def render(self, pipe, step: int, accelerator) -> list[Image.Image]:
+        """Render every prompt with the model as it is now; training RNG and train/eval mode are kept."""
+        modules = [pipe.unet, pipe.text_encoder]
+        modes = [m.training for m in modules]
+        for m in modules:
+            m.eval()
+        try:
+            with torch.random.fork_rng(), torch.no_grad(), accelerator.autocast():
+                images = generate_images(pipe, self.specs, progress=False)
+        finally:
+            for m, mode in zip(modules, modes, strict=True):
+                m.train(mode)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.done[step] = [
+            save_png(img, self.folder / f"step{step:06d}-{i:02d}.png", parameters_text(spec))
+            for i, (img, spec) in enumerate(zip(images, self.specs, strict=True))
+        ]
+        _log_to_tensorboard(accelerator, images, step)
+        log.info("Samples at step %d: %s", step, self.folder)
+        return images
+
+
+def _log_to_tensorboard(accelerator, images: list[Image.Image], step: int) -> None:
+    try:
+        writer = accelerator.get_tracker("tensorboard", unwrap=True)
+    except Exception:  # no tracker configured
+        return
+    for i, img in enumerate(images):
+        writer.add_image(f"samples/{i:02d}", np.asarray(img), step, dataformats="HWC")

@@ -1,0 +1,78 @@
+"""`lora inspect`: family, rank/alpha per group, modules, trigger words, tags, facts, size; foreign files."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from lora_scripts.errors import FormatError
+from lora_scripts.tools.family import detect_family
+from lora_scripts.tools.inspect_lora import describe
+
+
+def test_report_of_a_kohya_file(loras, tmp_path):
+    parts = loras.parts(rank=4, alpha=2)
+    path = loras.save(parts, tmp_path / "neon.safetensors")
+    report = describe(path)
+    assert report["family"] == "sd1" and "ss_base_model_version" in report["family_from"]  # tiny: no shapes
+    groups = {g["group"]: g for g in report["groups"]}
+    assert list(groups) == ["TE", "UNet down", "UNet mid", "UNet up"]
+    assert groups["TE"]["modules"] == len(parts["te"]) and groups["TE"]["ranks"] == "4"
+    assert groups["UNet mid"]["alphas"] == "2"
+    assert report["modules"] == len(parts["te"]) + len(parts["unet"])
+    assert set(report["kinds"]) == {"attention", "feed-forward", "proj in/out", "resnet/conv (LoCon)"}
+    assert report["trigger_words"] == ["neon style"] and "all 3 captions" in report["trigger_from"]
+    assert report["top_tags"][:2] == [("neon style", 3), ("phone", 2)]
+    assert report["facts"]["steps"] == "120" and report["facts"]["output name"] == "neon"
+    assert report["size_bytes"] == path.stat().st_size and report["dtypes"] == ["float32"]
+
+
+def test_family_from_shapes_and_prefixes(loras):
+    gen = torch.Generator()
+
+    def lora(width):
+        return loras.random_lora((320, width), 4, gen)
+
+    k = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
+    assert detect_family({k: lora(768)}, {})[0] == "sd1"
+    assert detect_family({k: lora(1024)}, {"ss_base_model_version": "sd_v1"})[0] == "sd2"  # shapes win
+    assert detect_family({"lora_te1_text_model_encoder_layers_0_mlp_fc1": lora(768)}, {})[0] == "sdxl"
+    q = "lora_te_text_model_encoder_layers_0_self_attn_q_proj"
+    assert detect_family({q: lora(1024)}, {})[0] == "sd2"
+    assert (
+        detect_family({q: lora(64)}, {"modelspec.architecture": "stable-diffusion-xl-v1-base/lora"})[0]
+        == "sdxl"
+    )
+    assert detect_family({q: lora(64)}, {})[0] is None
+
+
+def test_other_trainers_files_and_non_lora_files(tmp_path):
+    """No alpha (= rank), LyCORIS tensors alongside, no metadata at all: still described."""
+    name = "lora_unet_mid_block_attentions_0_transformer_blocks_0_attn1_to_q"
+    save_file(
+        {
+            f"{name}.lora_down.weight": torch.zeros(8, 64, dtype=torch.float16),
+            f"{name}.lora_up.weight": torch.zeros(64, 8, dtype=torch.float16),
+            "lora_unet_mid_block_resnets_0_conv1.hada_w1_a": torch.zeros(64, 4),
+        },
+        tmp_path / "lyco.safetensors",
+    )
+    report = describe(tmp_path / "lyco.safetensors")
+    assert report["groups"] == [{"group": "UNet mid", "modules": 1, "ranks": "8", "alphas": "8"}]
+    assert report["other_tensors"] == 1 and report["family"] is None and report["facts"] == {}
+    save_file({"model.diffusion_model.out.2.weight": torch.zeros(4, 4)}, tmp_path / "ckpt.safetensors")
+    with pytest.raises(FormatError, match="is not a LoRA file"):
+        describe(tmp_path / "ckpt.safetensors")
+    (tmp_path / "text.safetensors").write_text("hello")
+    with pytest.raises(FormatError, match="not a readable .safetensors"):
+        describe(tmp_path / "text.safetensors")
+
+
+def test_cli_inspect_prints_tables(loras, tmp_path, run_cli):
+    path = loras.save(loras.parts(rank=4, every=3), tmp_path / "neon.safetensors")
+    result = run_cli("lora", "inspect", str(path))
+    assert result.returncode == 0, result.stderr
+    for text in ("sd1", "UNet down", "neon style", "learning rate", "Top 3 tags", "KB"):
+        assert text in result.stdout, text
+    assert json.loads(json.dumps(describe(path)))["trigger_words"] == ["neon style"]  # what --json prints
