@@ -142,6 +142,9 @@ REFUSED = {
     "csv_path_outside": _csv("filename,prompt\n../../etc/passwd,neon\n", "../../etc/passwd"),
     "csv_absolute_outside": _csv("filename,prompt\n/etc/passwd,neon\n", "/etc/passwd"),
     "csv_empty_file": _csv("", "empty"),
+    "csv_conflicting_duplicate_rows": _csv(
+        "filename,prompt\n000_smartphone.png,neon\n001_laptop.png,metal\n000_smartphone.png,chrome\n", "twice"
+    ),
     "csv_gbk": _csv("filename,prompt\n000_smartphone.png,霓虹风格\n", "UTF-8", encoding="gbk"),
     "caption_gbk": _gbk_sidecar,
     "metadata_path_missing": _key(metadata_path="/nowhere/metadata.csv"),
@@ -187,6 +190,26 @@ def test_refused_with_one_sentence(case, base_config, tmp_path):
     assert needle.lower() in errors[0].lower(), errors[0]
     out = Path(base_config["output_dir"])
     assert not out.exists() or case == "output_dir_is_a_file"
+
+
+def test_not_enough_disk_space_is_found_before_training(base_config, tmp_path, monkeypatch):
+    from lora_scripts.train import run
+
+    monkeypatch.setattr(run, "MIN_FREE_BYTES", 2**62)  # more than any disk: the check must fire
+    result = _train(base_config, tmp_path)
+    assert result.exit_code == 2 and "MB free on the disk" in result.output
+    assert not Path(base_config["output_dir"]).exists()
+
+
+def test_doctor_runs_before_training(base_config, tmp_path):
+    data = Path(base_config["train_data_dir"])
+    shutil.copy(data / "000_smartphone.png", data / "copy_of_phone.png")
+    with open(data / "metadata.csv", "a", encoding="utf-8") as handle:
+        handle.write("copy_of_phone.png,neon style, smartphone\n")
+    result = _train(base_config, tmp_path, "--dry-run")
+    assert result.exit_code == 0 and "duplicate" in result.output.lower()
+    quiet = _train({**base_config, "doctor": "off"}, tmp_path, "--dry-run")
+    assert quiet.exit_code == 0 and "duplicate" not in quiet.output.lower()
 
 
 def test_existing_lora_is_kept(base_config, tmp_path):

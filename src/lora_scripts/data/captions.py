@@ -30,6 +30,7 @@ def read_metadata_csv(path: Path) -> dict[str, str]:
     header = [cell.strip().lower() for cell in rows[header_index]]
     file_col, prompt_col = _header_columns(header, path)
     captions: dict[str, str] = {}
+    seen_at: dict[str, int] = {}
     for line_no, row in enumerate(rows[header_index + 1 :], start=header_index + 2):
         if not _has_text(row):
             continue
@@ -39,9 +40,15 @@ def read_metadata_csv(path: Path) -> dict[str, str]:
                 f"Row {line_no} of metadata file '{path}' has no file name",
                 "Put the image file name in the 'filename' column or delete the row",
             )
+        if name in captions and captions[name] != prompt:
+            raise DataError(
+                f"Metadata file '{path}' lists '{name}' twice with different prompts (rows {seen_at[name]} "
+                f"and {line_no})",
+                "Keep one row per image",
+            )
         if name in captions:
-            log.warning("%s lists '%s' twice; the last prompt is used", path, name)
-        captions[name] = prompt
+            log.warning("%s lists '%s' twice with the same prompt; one row is enough", path, name)
+        captions[name], seen_at[name] = prompt, line_no
     return captions
 
 
