@@ -179,15 +179,18 @@ class Trainer:
             disable=not acc.is_main_process,
         )
         self.stop_requested = False
+        window = None  # summed losses of this optimiser step's micro-batches, checked for NaN once per step
         previous = _catch_ctrl_c(self)
         try:
             while pos.step < self.total_steps:
                 batches = epoch_batches(self.index, tr.batch_size, tr.seed, pos.epoch)
                 while pos.batch < len(batches) and pos.step < self.total_steps:
                     loss = self._micro_step(batches[pos.batch], pos)
+                    window = loss if window is None else window + loss  # stays on the device: no sync
                     pos.batch += 1
                     if acc.sync_gradients:
-                        self._after_step(pos, loss, bar)
+                        self._after_step(pos, loss, window, bar)
+                        window = None
                         if self.stop_requested:  # Ctrl-C: stop on a step boundary, where the state is whole
                             raise KeyboardInterrupt
                 if pos.batch >= len(batches):
@@ -226,20 +229,18 @@ class Trainer:
     def _backward_in_pieces(self, batch: list[ImageItem], pos: Position) -> torch.Tensor:
         """Backward over the batch in micro-batches, weighted so the gradient is the whole batch's.
         On out-of-memory the failing piece is halved (same effective batch, same step)."""
-        pending, total = chunks(batch, self.micro_batch or len(batch)), torch.zeros(())
+        pending, total = chunks(batch, self.micro_batch or len(batch)), None
         while pending:
             piece = pending.pop(0)
             try:
                 loss = self.loss_for(piece) * (len(piece) / len(batch))
-                if not torch.isfinite(loss):
-                    raise self._nan_error(pos)
                 self.acc.backward(loss)
             except Exception as exc:
                 if not is_oom(exc):
                     raise
                 pending = self._split_after_oom(piece, pos) + pending
                 continue
-            total = total + loss.detach().float().cpu()
+            total = loss.detach().float() if total is None else total + loss.detach().float()
         return total
 
     def _split_after_oom(self, piece: list[ImageItem], pos: Position) -> list[list[ImageItem]]:
@@ -259,7 +260,9 @@ class Trainer:
         )
         return chunks(piece, self.micro_batch)
 
-    def _after_step(self, pos: Position, loss: torch.Tensor, bar) -> None:
+    def _after_step(self, pos: Position, loss: torch.Tensor, window: torch.Tensor, bar) -> None:
+        if not math.isfinite(window.item()):  # before anything is saved from this step
+            raise self._nan_error(pos)
         pos.step += 1
         pos.losses.append(loss.item())
         lr = self.lr_scheduler.get_last_lr()[0]

@@ -1,0 +1,4 @@
+"""Benchmarks (not tests): the project's trainer against a bare diffusers + peft loop.
+
+Results: docs/benchmarks.md.
+"""
