@@ -65,9 +65,9 @@ def train_project(spec: dict) -> dict:
         marks["start"] = time.perf_counter()
         return original["train"](self)
 
-    def after_step(self, pos, loss, bar):
+    def after_step(self, *args, **kwargs):  # signature-agnostic: only marks the step boundary
         marks["steps"].append(time.perf_counter())
-        return original["_after_step"](self, pos, loss, bar)
+        return original["_after_step"](self, *args, **kwargs)
 
     def after_epoch(self, pos):
         marks["epochs"].append(time.perf_counter())
