@@ -251,24 +251,27 @@ would measure the neighbours, not the trainers.
   A/B round, median over rounds."""
 
 VERDICT_NOTES = """
-What the trainer does per step that the bare loop does not (from the profile below and `train/loop.py`):
-`torch.isfinite(loss)` before backward and `loss.detach().float().cpu()` per micro-batch (two host syncs on a
-GPU; the bare loop has one, its `loss.item()`), `accelerator.log` with a TensorBoard flush every step, a tqdm
-postfix, and `accelerate.accumulate` + the OOM-split bookkeeping. Together about 1-3 ms per step on CPU:
-5 % of a tiny-model step, lost in the noise at SD1.5 size (about 6 s per step). After the last step the
+What the trainer does per step that the bare loop does not (from the profile below and `train/loop.py`): a
+NaN check on the device-side sum of the step's micro-batch losses (one extra host sync per optimiser step on
+a GPU; the bare loop has one, its `loss.item()`), `accelerator.log` with a TensorBoard flush every step, a
+tqdm postfix, and `accelerate.accumulate` + the OOM-split bookkeeping. Together about 1-3 ms per step on
+CPU: 5 % of a tiny-model step, lost in the noise at SD1.5 size (about 6 s per step). After the last step the
 trainer also saves the LoRA and draws a loss plot (matplotlib): outside the timed steps but inside the
-training-peak window, so it counts in the trainer's peak memory on CPU.
-One lead not yet explained: in the profiled tiny run `torch._foreach_norm` (inside `clip_grad_norm_`) takes
-about 9 ms per step in the trainer and under 1 ms in the bare loop, although both clip the same 384 fp32
-contiguous gradients and a direct timing of that call gives 0.6 ms on both sides. A suspect is the GIL being
-handed to a background thread (the TensorBoard writer, flushed every step by `accelerator.log`) while the
-op runs; logging every N steps, or without a flush, would remove it if so.
+training-peak window, so it counts in the trainer's peak memory on CPU. One lead not yet explained: in the
+profiled tiny run `torch._foreach_norm` (inside `clip_grad_norm_`) takes about 9 ms per step in the trainer
+and under 1 ms in the bare loop, although both clip the same 384 fp32 contiguous gradients and a direct
+timing of that call gives 0.6 ms on both sides. A suspect is the GIL being handed to a background thread
+(the TensorBoard writer, flushed every step by `accelerator.log`) while the op runs; logging every N steps,
+or without a flush, would remove it if so.
 
-Notes on the verdicts: the step-time ratio on a shared 2-core CPU has a noise floor of several per cent
-between identical runs (see the spread of the per-run step times above), so a ratio within ±5 % means "no
-measurable difference" here, not a precise overhead figure; the profile below shows what the trainer does
-per step that the bare loop does not. Memory is RSS on CPU (model + activations in host memory); on a GPU the
-figure that matters is `torch.cuda.max_memory_allocated`, still to be measured."""
+The rank/batch sweep has one A/B pair per point, so single points (e.g. rank 128 at batch 1) carry the same
+several-per-cent noise; the trend (cost grows with batch far more than with rank) is the finding. Notes on
+the verdicts: the step-time ratio on a shared 2-core CPU has a noise floor of several per cent between
+identical runs (see the spread of the per-run step times above), so a ratio within ±5 % means "no measurable
+difference" here, not a precise overhead figure; the profile below shows what the trainer does per step that
+the bare loop does not. Memory is RSS on CPU (model + activations in host memory); on a GPU the figure that
+matters is `torch.cuda.max_memory_allocated`, still to be measured.
+"""
 
 GPU_NOTE = """## GPU figures
 

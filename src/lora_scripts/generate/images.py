@@ -15,6 +15,7 @@ from PIL.PngImagePlugin import PngInfo
 from tqdm import tqdm
 
 from ..errors import ConfigError, OutputError
+from ..save.atomic import nearest_existing, probe_writable
 from .prompts import PromptSpec
 from .samplers import make_scheduler, sampler_name
 from .stack import LoraStack
@@ -147,18 +148,14 @@ def save_png(image: Image.Image, path: Path, parameters: str | None = None) -> P
 
 def check_writable(folder: Path) -> None:
     """Fail before any work if `folder` cannot be created or written; creates nothing itself."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         raise OutputError(
             f"The output folder '{folder}' cannot be created: '{existing}' is a file",
             "Choose another --out folder",
         )
     try:
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(folder)
     except OSError as exc:
         raise OutputError(
             f"The output folder '{folder}' is not writable ({exc.strerror or exc})",

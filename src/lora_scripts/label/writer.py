@@ -5,15 +5,14 @@ An existing file is replaced only with ``overwrite``; every write goes through a
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
-import os
 import tempfile
 from pathlib import Path
 
 from ..data.captions import FILENAME_COLUMNS, PROMPT_COLUMNS, read_metadata_csv
 from ..errors import DataError, OutputError
+from ..save.atomic import atomic_write_bytes
 
 HEADER = ["filename", "prompt"]
 
@@ -64,7 +63,7 @@ def csv_text(rows: list[tuple[str, str]], existing: Path | None) -> str:
 
 
 def write_csv(path: Path, rows: list[tuple[str, str]], overwrite: bool) -> Path:
-    return _atomic_write_bytes(csv_text(rows, None if overwrite else path).encode("utf-8"), path)
+    return atomic_write_bytes(csv_text(rows, None if overwrite else path).encode("utf-8"), path)
 
 
 def write_sidecars(images: dict[Path, str], extension: str, overwrite: bool) -> list[Path]:
@@ -74,7 +73,7 @@ def write_sidecars(images: dict[Path, str], extension: str, overwrite: bool) -> 
         sidecar = image.with_name(image.stem + extension)
         if sidecar.exists() and not overwrite:
             continue
-        written.append(_atomic_write_bytes((prompt + "\n").encode("utf-8"), sidecar))
+        written.append(atomic_write_bytes((prompt + "\n").encode("utf-8"), sidecar))
     return written
 
 
@@ -86,20 +85,6 @@ def _read(path: Path) -> str:
             f"Metadata file '{path}' cannot be read as UTF-8 text",
             "Save it as UTF-8 (in Excel: 'CSV UTF-8'), or pass --overwrite to start a new one",
         ) from exc
-
-
-def _atomic_write_bytes(data: bytes, path: Path) -> Path:
-    """Bytes, not text: save.atomic_write_text would turn kept "\r\n" into "\r\r\n" on Windows."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    return path
 
 
 def _rows_text(rows: list[list[str]] | list[tuple[str, str]], newline: str) -> str:

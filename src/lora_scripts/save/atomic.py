@@ -34,3 +34,35 @@ def atomic_write_text(text: str, path: Path) -> Path:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
     return path
+
+
+def atomic_write_bytes(data: bytes, path: Path) -> Path:
+    """Bytes as given (no newline translation): keeps a user's CRLF files byte for byte."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return path
+
+
+def nearest_existing(path: Path) -> Path:
+    """The folder that would hold `path`'s first missing part (what must be writable to create it)."""
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return existing
+
+
+def probe_writable(folder: Path) -> None:
+    """Raise OSError unless a file can be created where `folder` is (or would be); creates nothing itself."""
+    existing = nearest_existing(folder)
+    if not existing.is_dir():
+        raise NotADirectoryError(f"'{existing}' is a file")
+    fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=existing)
+    os.close(fd)
+    os.unlink(probe)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import torch
 
 from ..errors import FormatError, OutputError
 from ..inject.lora import LoraWeights
-from ..save.atomic import atomic_save_safetensors
+from ..save.atomic import atomic_save_safetensors, probe_writable
 from ..save.kohya import DTYPES, read_lora_file
 from ..save.kohya_keys import SUFFIX_ALPHA, SUFFIX_DOWN, SUFFIX_UP, split_key
 from ..save.metadata import add_hashes
@@ -103,15 +101,8 @@ def check_output(path: Path, overwrite: bool, folder_output: bool = False) -> No
             raise OutputError(f"Output '{path}' is {kind} of the wrong kind", "Choose another output name")
     if not folder_output and path.suffix.lower() != ".safetensors":
         raise OutputError(f"Output '{path}' must end in .safetensors", "Name the output file *.safetensors")
-    ancestor = path.parent
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
     try:
-        if not ancestor.is_dir():
-            raise NotADirectoryError(f"'{ancestor}' is a file")
-        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=ancestor)
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(path.parent)
     except OSError as exc:
         raise OutputError(
             f"Cannot write to the output folder '{path.parent}' ({exc.strerror or exc})",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from ..errors import ConfigError, OutputError
 from ..models.detect import locate
 from ..models.loader import load_components
 from ..models.sd import StableDiffusion
+from ..save.atomic import nearest_existing, probe_writable
 from ..save.kohya import read_lora_file
 from .loop import Trainer, TrainResult
 from .report import write_report
@@ -65,11 +65,14 @@ def final_path(out: OutputConfig) -> Path:
             f"'{path}' already exists and would be overwritten",
             "Set a new output_name, move the old file, or set overwrite: true",
         )
-    parent = next((p for p in [out.output_dir, *out.output_dir.resolve().parents] if p.exists()), None)
-    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
+    parent = nearest_existing(out.output_dir)
+    try:
+        probe_writable(out.output_dir)
+    except OSError as exc:
         raise OutputError(
-            f"Output folder '{out.output_dir}' cannot be created or written", "Choose another output_dir"
-        )
+            f"Output folder '{out.output_dir}' cannot be created or written ({exc.strerror or exc})",
+            "Choose another output_dir",
+        ) from exc
     free = shutil.disk_usage(parent).free
     if free < MIN_FREE_BYTES:
         raise OutputError(
