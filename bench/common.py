@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CACHE = ROOT / "bench" / ".cache"
-RESULTS = ROOT / "bench" / "results"
-DOC = ROOT / "docs" / "benchmarks.md"
+# BENCH_OUT sends results, the page and the cache elsewhere (the CI smoke test uses a temp folder).
+_OUT = Path(os.environ["BENCH_OUT"]) if os.environ.get("BENCH_OUT") else None
+CACHE = (_OUT or ROOT / "bench") / ".cache"
+RESULTS = _OUT / "results" if _OUT else ROOT / "bench" / "results"
+DOC = _OUT / "benchmarks.md" if _OUT else ROOT / "docs" / "benchmarks.md"
 THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 
 
