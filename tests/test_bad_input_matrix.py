@@ -212,6 +212,18 @@ def test_doctor_runs_before_training(base_config, tmp_path):
     assert quiet.exit_code == 0 and "duplicate" not in quiet.output.lower()
 
 
+def test_doctor_warn_skips_broken_images_and_ghost_rows(base_config, tmp_path):
+    data = Path(base_config["train_data_dir"])
+    (data / "broken.png").write_bytes(b"not a png")
+    with open(data / "metadata.csv", "a", encoding="utf-8") as handle:
+        handle.write("ghost.png,a ghost\n")
+    strict = _train(base_config, tmp_path, "--dry-run")
+    assert strict.exit_code == 2
+    result = _train({**base_config, "doctor": "warn"}, tmp_path, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "broken.png" in result.output and "ghost.png" in result.output and "6 images" in result.output
+
+
 def test_existing_lora_is_kept(base_config, tmp_path):
     out = Path(base_config["output_dir"])
     out.mkdir()

@@ -50,7 +50,8 @@ class DataConfig(Section):
     doctor: Literal["error", "warn", "off"] = Field(
         "error",
         description="Check the dataset before training (`lora-scripts doctor`): `error` stops on broken "
-        "images or captions naming missing files, `warn` only reports, `off` skips the check.",
+        "images or captions naming missing files, `warn` reports them, leaves them out and trains the rest, "
+        "`off` skips the check.",
     )
     num_repeats: int = Field(
         1, ge=1, description="Times each image is seen per epoch (folders named `N_name` override this)."

@@ -105,9 +105,15 @@ def scan_dataset(cfg: DataConfig) -> DatasetIndex:
             f"No images (jpg, png, webp) found in '{root}'",
             "Put your training images in that folder or set train_data_dir to the folder that has them",
         )
+    lenient = (
+        cfg.doctor == "warn"
+    )  # `doctor: warn`: skip what the doctor calls errors, say so, train the rest
     csv_path = _metadata_source(cfg)
-    captions = csv_captions(csv_path, root, images) if csv_path else {}
-    sizes = _read_sizes(images)
+    captions = csv_captions(csv_path, root, images, skip_missing=lenient) if csv_path else {}
+    sizes = _read_sizes(images, skip_bad=lenient)
+    images = [path for path in images if path in sizes]
+    if not images:
+        raise DataError(f"None of the images in '{root}' can be read", "Re-export them as PNG or JPG")
     buckets = buckets_for(cfg)
     items, missing = [], []
     for path in images:
@@ -134,14 +140,19 @@ def _metadata_source(cfg: DataConfig) -> Path | None:
     return default if default.is_file() else None
 
 
-def _read_sizes(images: list[Path]) -> dict[Path, tuple[int, int]]:
-    """Every image's size, checking the pixel data; all unreadable files are reported together."""
+def _read_sizes(images: list[Path], skip_bad: bool = False) -> dict[Path, tuple[int, int]]:
+    """Every image's size, checking the pixel data; all unreadable files are reported together
+    (or, with skip_bad, each is logged and left out)."""
     sizes, errors = {}, []
     for path in images:
         try:
             sizes[path] = image_size(path, verify=True)
         except DataError as err:
             errors.append((path, err))
+    if skip_bad:
+        for _path, err in errors:
+            log.warning("Skipping an unreadable image (doctor: warn): %s", err)
+        return sizes
     if len(errors) == 1:
         raise errors[0][1]
     if errors:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import defaultdict
 from pathlib import Path
@@ -10,16 +11,26 @@ from ..errors import DataError
 from .captions import read_metadata_csv
 from .images import IMAGE_EXTENSIONS
 
+log = logging.getLogger(__name__)
 
-def csv_captions(csv_path: Path, root: Path, images: list[Path]) -> dict[Path, str]:
-    """Captions from ``csv_path`` keyed by image path; every row must name an image inside ``root``."""
+
+def csv_captions(
+    csv_path: Path, root: Path, images: list[Path], skip_missing: bool = False
+) -> dict[Path, str]:
+    """Captions from ``csv_path`` keyed by image path; every row must name an image inside ``root``
+    (with skip_missing, rows naming no existing image are logged and ignored)."""
     by_rel = {image.relative_to(root).as_posix(): image for image in images}
     by_name: dict[str, list[Path]] = defaultdict(list)
     for image in images:
         by_name[image.name].append(image)
     captions = {}
     for name, prompt in read_metadata_csv(csv_path).items():
-        captions[_match_row(name, csv_path, root, by_rel, by_name)] = prompt
+        try:
+            captions[_match_row(name, csv_path, root, by_rel, by_name)] = prompt
+        except MissingImageRow as err:
+            if not skip_missing:
+                raise
+            log.warning("Ignoring a metadata row (doctor: warn): %s", err)
     return captions
 
 
@@ -53,15 +64,19 @@ def _relative_inside(name: str, csv_path: Path, root: Path) -> str:
     return Path(os.path.relpath(full, root_abs)).as_posix()
 
 
+class MissingImageRow(DataError):
+    """A metadata row names an image that is not in the training folder."""
+
+
 def _missing_row_error(name: str, csv_path: Path, root: Path) -> DataError:
     target = root / name
     if target.is_file() and target.suffix.lower() not in IMAGE_EXTENSIONS:
-        return DataError(
+        return MissingImageRow(
             f"Metadata file '{csv_path}' lists '{name}', "
             "which is not a supported image (jpg, png, webp, bmp)",
             "Convert it to PNG or JPG, or delete that row",
         )
-    return DataError(
+    return MissingImageRow(
         f"Metadata file '{csv_path}' lists '{name}', but that image does not exist in '{root}'",
         "Fix the file name in that row, add the image, or delete the row",
     )
