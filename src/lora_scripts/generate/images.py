@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +12,7 @@ from PIL.PngImagePlugin import PngInfo
 from tqdm import tqdm
 
 from ..errors import ConfigError, OutputError
-from ..save.atomic import nearest_existing, probe_writable
+from ..save.atomic import nearest_existing, probe_writable, replacing
 from .prompts import PromptSpec
 from .samplers import make_scheduler, sampler_name
 from .stack import LoraStack
@@ -131,18 +128,13 @@ def save_png(image: Image.Image, path: Path, parameters: str | None = None) -> P
     info = PngInfo()
     if parameters:
         info.add_text("parameters", parameters)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        image.save(tmp, format="PNG", pnginfo=info)
-        os.replace(tmp, path)
+        with replacing(path) as tmp:
+            image.save(tmp, format="PNG", pnginfo=info)
     except OSError as exc:
         raise OutputError(
             f"Could not write '{path}': {exc.strerror or exc}", "Check the disk and folder"
         ) from exc
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
     return path
 
 

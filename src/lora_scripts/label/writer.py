@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import csv
 import io
-import tempfile
 from pathlib import Path
 
 from ..data.captions import FILENAME_COLUMNS, PROMPT_COLUMNS, read_metadata_csv
 from ..errors import DataError, OutputError
-from ..save.atomic import atomic_write_bytes
+from ..save.atomic import atomic_write_bytes, probe_writable
 
 HEADER = ["filename", "prompt"]
 
@@ -21,14 +20,8 @@ def check_writable(path: Path) -> None:
     """Fail before any model work when ``path`` cannot be written (folder missing, a file, read-only)."""
     if path.is_dir():
         raise OutputError(f"Output '{path}' is a folder", "Give a file path such as DIR/metadata.csv")
-    parent = path.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
     try:
-        if not parent.is_dir():
-            raise NotADirectoryError(f"'{parent}' is a file")
-        with tempfile.TemporaryFile(dir=parent):
-            pass
+        probe_writable(path.parent)
     except OSError as exc:
         raise OutputError(
             f"Cannot write '{path}' ({getattr(exc, 'strerror', None) or exc})",

@@ -5,48 +5,43 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from safetensors.torch import save_file
 
 
-def atomic_save_safetensors(tensors: dict, path: Path, metadata: dict[str, str]) -> Path:
+@contextlib.contextmanager
+def replacing(path: Path) -> Iterator[str]:
+    """Yield a temp file name beside `path`; when the block succeeds it is renamed over `path`, otherwise
+    removed, so `path` is always either the old file or the complete new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=metadata)
+        yield tmp
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def atomic_save_safetensors(tensors: dict, path: Path, metadata: dict[str, str]) -> Path:
+    with replacing(path) as tmp:
+        save_file(tensors, tmp, metadata=metadata)
     return path
 
 
 def atomic_write_text(text: str, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    with replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
     return path
 
 
 def atomic_write_bytes(data: bytes, path: Path) -> Path:
     """Bytes as given (no newline translation): keeps a user's CRLF files byte for byte."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    with replacing(path) as tmp, open(tmp, "wb") as handle:
+        handle.write(data)
     return path
 
 
