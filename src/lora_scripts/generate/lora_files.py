@@ -16,12 +16,11 @@ from torch import nn
 
 from ..errors import FormatError
 from ..inject.lora import LoraWeights
+from ..models.detect import FAMILY_NAMES, WIDTH_FAMILY
 from ..save.kohya import from_kohya, read_lora_file
 from ..save.kohya_keys import name_table, split_key, te_canonical
 
 Parts = dict[str, dict[str, LoraWeights]]  # {"unet"|"te": {module path: weights}}
-FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
-CROSS_ATTN_DIMS = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 PEFT_PREFIXES = {"unet.": "unet", "text_encoder.": "te", "base_model.model.": "unet"}
 UNSUPPORTED = {
     ".hada_": "LoHa",
@@ -69,7 +68,7 @@ def _refuse_unsupported(path: Path, tensors: dict[str, torch.Tensor]) -> None:
     for marker, kind in UNSUPPORTED.items():
         if any(marker in k for k in tensors):
             raise FormatError(
-                f"'{path}' is a {kind} file, which `generate` cannot apply yet",
+                f"'{path}' is a {kind} file, which lora-scripts cannot read yet",
                 "Use a plain LoRA or LoCon file (lora_down/lora_up weights)",
             )
 
@@ -162,7 +161,7 @@ def file_family(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str |
         return "sd2" if meta["ss_v2"] == "True" else "sd1"
     for key, value in tensors.items():
         if re.search(r"attn2[._]to_k\.(lora_down|lora_A)\.weight$", key) and value.dim() >= 2:
-            return CROSS_ATTN_DIMS.get(value.shape[1])
+            return WIDTH_FAMILY.get(value.shape[1])
     return None
 
 

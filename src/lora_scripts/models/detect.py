@@ -14,6 +14,9 @@ from ..errors import ModelError
 UNET_PREFIX = "model.diffusion_model."
 SD1_TE_PREFIX = "cond_stage_model.transformer."
 SD2_TE_PREFIX = "cond_stage_model.model."
+FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
+# Cross-attention context / text-encoder width -> family (CLIP ViT-L 768, OpenCLIP ViT-H 1024, SDXL 2048).
+WIDTH_FAMILY = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 

@@ -6,11 +6,9 @@ import re
 
 from ..errors import FormatError
 from ..inject.lora import LoraWeights
+from ..models.detect import FAMILY_NAMES, WIDTH_FAMILY
 from ..save.kohya_keys import TE, UNET
 
-FAMILY_NAMES = {"sd1": "SD 1.x", "sd2": "SD 2.x", "sdxl": "SDXL"}
-# Cross-attention context / text-encoder width -> family (CLIP ViT-L 768, OpenCLIP ViT-H 1024, SDXL 2048).
-WIDTH_FAMILY = {768: "sd1", 1024: "sd2", 2048: "sdxl"}
 SDXL_TE = ("lora_te1_", "lora_te2_")
 
 

@@ -99,7 +99,7 @@ class Trainer:
         m, net = self.model, self.cfg.network
         has_te = False
         if net.init_lora:
-            has_te = bool(apply_init_lora(net, {"unet": m.unet, "te": m.text_encoder})["te"])
+            has_te = bool(apply_init_lora(net, {"unet": m.unet, "te": m.text_encoder}, m.family)["te"])
         else:
             inject_unet(m.unet, net)
         if net.train_text_encoder and not has_te:
