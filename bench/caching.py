@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import dataset, median, model_file, run_child, save_results, table
+from .common import base_spec, median, run_child, save_results, table
 
 MODES = {
     "no cache": {"side": "trainer", "cache_latents": "no", "cache_te": False},
@@ -25,20 +25,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--resolution", type=int, default=None)
     args = ap.parse_args()
-    import torch
-
-    gpu = torch.cuda.is_available()
-    resolution = args.resolution or (64 if args.tiny else 512 if gpu else 256)
-    base = {
-        "model": str(model_file(args.tiny)),
-        "data": str(dataset(args.images, resolution)),
-        "resolution": resolution,
-        "rank": 8,
-        "batch_size": 1,
-        "seed": 0,
-        "lr": 1e-4,
-        "device": "cuda" if gpu else "cpu",
-    }
+    base = base_spec(args, args.tiny)
     runs = []
     for i in range(args.rounds):
         for mode, extra in MODES.items():
@@ -61,7 +48,7 @@ def main() -> None:
             print(f"  round {i + 1} {mode:20s} epochs: {', '.join(f'{s:.2f}' for s in epochs)} s")
             runs.append(run)
     summary = summarise(runs)
-    payload = {"args": vars(args) | {"resolution": resolution}, "runs": runs, "summary": summary}
+    payload = {"args": vars(args) | {"resolution": base["resolution"]}, "runs": runs, "summary": summary}
     path = save_results("caching", args.tiny, payload)
     print()
     print(caching_table(summary))

@@ -22,40 +22,6 @@ THREADS = int(os.environ.get("BENCH_THREADS", "2"))
 
 
 # --- the model: SD1.5's real architecture with random weights, or the project's tiny one -----------------
-def real_sd15():
-    """UNet 860M + CLIP ViT-L/14 text encoder + KL-f8 VAE, built from their configs (no download)."""
-    import torch
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8, sample_size=64)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=768,
-            intermediate_size=3072,
-            num_attention_heads=12,
-            num_hidden_layers=12,
-            projection_dim=768,
-            max_position_embeddings=77,
-            hidden_act="quick_gelu",
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=49407,
-        )
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=512,
-        scaling_factor=0.18215,
-    )
-    return unet, vae, text_encoder
-
-
 def model_file(tiny: bool) -> Path:
     """The single-file LDM checkpoint both sides load (built once, then reused)."""
     path = CACHE / ("tiny-sd15.safetensors" if tiny else "sd15-random-fp16.safetensors")
@@ -70,10 +36,11 @@ def model_file(tiny: bool) -> Path:
     from safetensors.torch import save_file
 
     from lora_scripts.models.ldm_layout import pipeline_to_ldm
+    from lora_scripts.models.tiny import build_full_size_sd15
 
     started = time.time()
     print("Building the SD1.5-size model with random weights (once)...", flush=True)
-    unet, vae, te = real_sd15()
+    unet, vae, te = build_full_size_sd15()
     sd = pipeline_to_ldm(unet.state_dict(), vae.state_dict(), te.state_dict(), "sd1")
     # fp16 on disk halves the file; the loader casts every weight to fp32, so both sides train in fp32.
     sd = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
@@ -201,6 +168,24 @@ def max_rss_mb() -> float:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def base_spec(args, tiny: bool) -> dict:
+    """The run both benchmarks start from: model, data, resolution (GPU 512 px, CPU 256 px, tiny 64 px)."""
+    import torch
+
+    gpu = torch.cuda.is_available()
+    resolution = args.resolution or (64 if tiny else 512 if gpu else 256)
+    return {
+        "model": str(model_file(tiny)),
+        "data": str(dataset(args.images, resolution)),
+        "resolution": resolution,
+        "rank": 8,
+        "batch_size": 1,
+        "seed": 0,
+        "lr": 1e-4,
+        "device": "cuda" if gpu else "cpu",
+    }
 
 
 # --- results ----------------------------------------------------------------------------------------------

@@ -8,24 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from .common import dataset, median, model_file, run_child, save_results, table
-
-
-def base_spec(args, tiny: bool) -> dict:
-    import torch
-
-    gpu = torch.cuda.is_available()
-    resolution = args.resolution or (64 if tiny else 512 if gpu else 256)
-    return {
-        "model": str(model_file(tiny)),
-        "data": str(dataset(args.images, resolution)),
-        "resolution": resolution,
-        "rank": 8,
-        "batch_size": 1,
-        "seed": 0,
-        "lr": 1e-4,
-        "device": "cuda" if gpu else "cpu",
-    }
+from .common import base_spec, dataset, median, run_child, save_results, table
 
 
 def one_run(spec: dict, warmup: int) -> dict:

@@ -4,37 +4,19 @@ import time
 
 import pytest
 import torch
-from diffusers import AutoencoderKL, UNet2DConditionModel
 from safetensors.torch import save_file
-from transformers import CLIPTextConfig, CLIPTextModel
 
 from lora_scripts.config import ModelConfig
 from lora_scripts.inject.targets import text_targets, unet_targets
 from lora_scripts.models.ldm_layout import pipeline_to_ldm
 from lora_scripts.models.loader import load_components
+from lora_scripts.models.tiny import build_full_size_sd15
 
 
 @pytest.mark.slow
 def test_real_size_sd15_single_file(tmp_path):
     started = time.time()
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8, sample_size=64)  # SD1.5 config
-    vae = AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=2,
-        latent_channels=4,
-    )
-    te = CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=768,
-            intermediate_size=3072,
-            num_attention_heads=12,
-            num_hidden_layers=12,
-            projection_dim=768,
-        )
-    )  # CLIP ViT-L/14 text tower
+    unet, vae, te = build_full_size_sd15()  # SD1.5 configs: UNet 860M, CLIP ViT-L/14, KL-f8 VAE
     sd = pipeline_to_ldm(unet.state_dict(), vae.state_dict(), te.state_dict(), "sd1")
     sd = {k: v.half().contiguous() for k, v in sd.items()}  # the fp16 layout most downloads use
     # Keys real files carry and every loader ignores: noise-schedule buffers and EMA bookkeeping.

@@ -1,7 +1,9 @@
-"""A tiny Stable Diffusion 1.x built in code: SD1.5's topology with small widths, random weights.
+"""Stable Diffusion 1.x built in code with random weights: a tiny one and one of SD1.5's real size.
 
-Same block layout (4 UNet levels, 2 resnets per level, cross-attention on 3, CLIP with 12 layers, KL-f8
-VAE), so every key mapping of the real clients applies to it unchanged. Used by the demo and the tests.
+The tiny one keeps SD1.5's block layout (4 UNet levels, 2 resnets per level, cross-attention on 3, CLIP with
+12 layers, KL-f8 VAE) with small widths, so every key mapping of the real clients applies to it unchanged;
+the demo and the tests use it. The full-size one (UNet 860M, CLIP ViT-L/14, KL-f8 VAE) is for the real-size
+loading test and the benchmarks.
 """
 
 from __future__ import annotations
@@ -99,3 +101,33 @@ def save_tiny_model(folder: Path, seed: int = 0) -> dict[str, Path]:
         json.dumps({"what": "random-weight SD1.5-topology model for demos/tests"})
     )
     return {"diffusers": diffusers_dir, "single_file": single}
+
+
+def build_full_size_sd15(seed: int = 0):
+    """UNet 860M + CLIP ViT-L/14 text encoder + KL-f8 VAE, built from their configs (no download)."""
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8, sample_size=64)
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_attention_heads=12,
+            num_hidden_layers=12,
+            projection_dim=768,
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+        )
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(128, 256, 512, 512),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+        sample_size=512,
+        scaling_factor=0.18215,
+    )
+    return unet, vae, text_encoder
