@@ -59,6 +59,7 @@ class Trainer:
         self.cache: LatentCache | None = None
         self.text_cache: TextCache | None = None
         self.sampler = Sampler(cfg.sample, cfg.data.resolution, self.out_dir / "samples")
+        self.last_good: Path | None = None  # newest training state saved, named when a NaN stops the run
         self.micro_batch: int | None = None  # None: whole batch at once; halved on out-of-memory
         self._prepare_model()
         self.cache = self._prepare_cache()
@@ -108,8 +109,8 @@ class Trainer:
     def _total_steps(self) -> int:
         tr = self.cfg.train
         batches = len(epoch_batches(self.index, tr.batch_size, tr.seed, 0))
-        self.steps_per_epoch = max(1, math.ceil(batches / tr.gradient_accumulation_steps))
-        return tr.max_train_steps or self.steps_per_epoch * tr.epochs
+        steps_per_epoch = max(1, math.ceil(batches / tr.gradient_accumulation_steps))
+        return tr.max_train_steps or steps_per_epoch * tr.epochs
 
     def _prepare_cache(self) -> LatentCache | None:
         mode = self.cfg.train.cache_latents
@@ -334,7 +335,7 @@ class Trainer:
         return pos
 
     def _nan_error(self, pos: Position) -> TrainingError:
-        last = getattr(self, "last_good", None) or "none yet (no checkpoint was saved before this step)"
+        last = self.last_good or "none yet (no checkpoint was saved before this step)"
         fp16 = self.acc.mixed_precision == "fp16"
         return TrainingError(
             f"The loss became NaN/inf at step {pos.step + 1}; training stopped and nothing more was saved. "
