@@ -99,7 +99,9 @@ def family_from_keys(keys: list[str], path: str = "checkpoint") -> str:
         )
     if any(k.startswith(("lora_unet_", "lora_te")) for k in keys):
         raise ModelError(
-            f"'{path}' is a LoRA file, not a base model", "Set base_model to the checkpoint it was made for"
+            f"'{path}' is a LoRA file, not a base model",
+            "Use the checkpoint it was made for as the base model "
+            "(base_model in a config, --model on the command line)",
         )
     if not any(k.startswith(UNET_PREFIX) for k in keys):
         raise ModelError(
