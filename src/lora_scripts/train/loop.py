@@ -28,7 +28,7 @@ from .latents import LatentCache
 from .memory import chunks, free_memory, is_oom, probe_batch_size
 from .optim import make_lr_scheduler, make_optimizer
 from .samples import Sampler
-from .state import Position, find_state, load_state, save_state
+from .state import ParamSet, Position, find_state, load_state, save_state
 from .text_cache import TextCache, text_cache_blocker
 
 log = logging.getLogger(__name__)
@@ -295,7 +295,7 @@ class Trainer:
     # --- checkpoints ----------------------------------------------------------------------------
     def _state_objects(self) -> dict:
         return {
-            "lora": _ParamSet(self.trainable_named()),
+            "lora": ParamSet(self.trainable_named()),
             "optimizer": self.optimizer,
             "lr_scheduler": self.lr_scheduler,
             "scaler": self.acc.scaler,
@@ -379,26 +379,6 @@ def _catch_ctrl_c(trainer: Trainer):
 def _restore_ctrl_c(previous) -> None:
     if previous is not None:
         signal.signal(signal.SIGINT, previous)
-
-
-class _ParamSet:
-    """state_dict/load_state_dict over the trainable LoRA parameters, for the training-state file."""
-
-    def __init__(self, params: dict[str, torch.nn.Parameter]):
-        self.params = params
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {n: p.detach().cpu().clone() for n, p in self.params.items()}
-
-    @torch.no_grad()
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        if state.keys() != self.params.keys():
-            raise TrainingError(
-                "The saved training state does not match this config's LoRA layout",
-                "Resume with the same network settings, or start fresh without resume",
-            )
-        for name, p in self.params.items():
-            p.copy_(state[name])
 
 
 def _tag_frequency(index: DatasetIndex) -> dict[str, dict[str, int]]:

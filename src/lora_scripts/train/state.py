@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, TrainingError
 
 log = logging.getLogger(__name__)
 STATE_DIR = "state"
@@ -108,3 +108,23 @@ def _set_rng_state(state: dict, trainer_rng: random.Random) -> None:
     trainer_rng.setstate(state["trainer"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class ParamSet:
+    """state_dict/load_state_dict over the trainable LoRA parameters, for the training-state file."""
+
+    def __init__(self, params: dict[str, torch.nn.Parameter]):
+        self.params = params
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: p.detach().cpu().clone() for n, p in self.params.items()}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if state.keys() != self.params.keys():
+            raise TrainingError(
+                "The saved training state does not match this config's LoRA layout",
+                "Resume with the same network settings, or start fresh without resume",
+            )
+        for name, p in self.params.items():
+            p.copy_(state[name])
