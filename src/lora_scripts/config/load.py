@@ -54,8 +54,8 @@ def build_config(raw: dict[str, Any], source: str = "config") -> Config:
     nested: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     for key, value in raw.items():
         key = str(key)
-        if key in SECTIONS and isinstance(value, dict):
-            for sub_key, sub_value in value.items():
+        if key in SECTIONS:
+            for sub_key, sub_value in _section_items(key, value, source):
                 _place(nested, owners, str(sub_key), sub_value, source, section_hint=key)
         else:
             _place(nested, owners, key, value, source)
@@ -65,14 +65,30 @@ def build_config(raw: dict[str, Any], source: str = "config") -> Config:
             **{name: values for name, values in nested.items() if values or name in ("model", "data")}
         )
     except ValidationError as exc:
-        raise ConfigError(_explain(exc.errors()[0], source)) from exc
+        raise ConfigError(_explain(exc.errors(), source)) from exc
+
+
+def _section_items(section: str, value: Any, source: str):
+    if value is None:  # `sample:` with nothing under it
+        return []
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"Section '{section}' in {source} must hold `key: value` lines, not {value!r}",
+            f"Indent its keys under `{section}:`, or write them flat without the section",
+        )
+    return list(value.items())
 
 
 def _place(nested, owners, key, value, source, section_hint=None):
     key = ALIASES.get(key, key)
     section = owners.get(key)
-    if section is None or (section_hint and section != section_hint):
+    if section is None:
         raise ConfigError(f"Unknown key '{key}' in {source}", _did_you_mean(key, owners))
+    if section_hint and section != section_hint:
+        raise ConfigError(
+            f"Key '{key}' in {source} is under section '{section_hint}' but belongs to '{section}'",
+            f"Move it under `{section}:`, or write it flat without a section",
+        )
     nested[section][key] = value
 
 
@@ -105,15 +121,32 @@ _TYPE_WORDS = {
 }
 
 
-def _explain(err: dict[str, Any], source: str) -> str:
-    key = str(err["loc"][-1]) if err["loc"] else "?"
-    value = err.get("input")
+def _explain(errors: list[dict[str, Any]], source: str) -> str:
+    """One sentence for pydantic's first error. Its loc is (section, key, [item index | union member])."""
+    err = errors[0]
+    loc = err["loc"]
+    if len(loc) < 2:  # a check across the keys of one section: its message names them
+        return f"In {source}: {str(err.get('msg', '')).removeprefix('Value error, ')}"
+    key, rest = str(loc[1]), loc[2:]
+    item = next((i for i in rest if isinstance(i, int)), None)
+    where = f"Key '{key}'" + (f" (item {item + 1})" if item is not None else "")
+    if rest and isinstance(rest[-1], str):  # a union (e.g. a number or `auto`): name every accepted form
+        same = [e for e in errors if e["loc"][:2] == loc[:2]]
+        allowed = " or ".join(dict.fromkeys(_allowed(e) for e in same))
+        return f"{where} in {source} has value {err.get('input')!r}, but it must be {allowed}"
+    if err["type"] == "extra_forbidden":
+        return f"Unknown key '{key}' in {source}"
+    return f"{where} in {source} has value {err.get('input')!r}, but it must be {_allowed(err)}"
+
+
+def _allowed(err: dict[str, Any]) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
     if kind in _TYPE_WORDS:
         allowed = _TYPE_WORDS[kind]
     elif kind == "literal_error":
-        allowed = "one of " + str(ctx.get("expected", "")).replace("'", "")
+        expected = str(ctx.get("expected", "")).replace("'", "")
+        allowed = f"one of {expected}" if " or " in expected else expected
     elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         sign = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[
             kind
@@ -126,8 +159,6 @@ def _explain(err: dict[str, Any], source: str) -> str:
         allowed = 'a name without / \\ : * ? " < > |'
     elif kind == "value_error":
         allowed = str(err.get("msg", "")).removeprefix("Value error, ")
-    elif kind == "extra_forbidden":
-        return f"Unknown key '{key}' in {source}"
     else:
         allowed = err.get("msg", "a valid value")
-    return f"Key '{key}' in {source} has value {value!r}, but it must be {allowed}"
+    return allowed
