@@ -25,6 +25,13 @@ def resolved_yaml(cfg: Config) -> str:
     return "\n".join(lines)
 
 
+def _flow(value) -> str:
+    """A default as one line of YAML: scalars as in the resolved config, lists/dicts in flow style."""
+    if isinstance(value, (dict, list, tuple)):
+        return yaml.safe_dump(value, allow_unicode=True, default_flow_style=True).strip()
+    return _scalar(value)
+
+
 def _scalar(value) -> str:
     if value is None:
         return "null"
@@ -45,7 +52,11 @@ def reference_markdown() -> str:
     for name, cls in SECTIONS.items():
         out += [f"## {name}", "", "| key | default | meaning |", "|---|---|---|"]
         for key, field in cls.model_fields.items():
-            default = "**required**" if field.is_required() else f"`{_scalar(field.default)}`"
+            default = (  # default_factory fields (lists) have no .default: call the factory
+                "**required**"
+                if field.is_required()
+                else f"`{_flow(field.get_default(call_default_factory=True))}`"
+            )
             out.append(f"| `{key}` | {default} | {(field.description or '').replace('|', '/')} |")
         out.append("")
     out += ["## Accepted kohya names", "", "| kohya key | our key |", "|---|---|"]
