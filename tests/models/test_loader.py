@@ -9,21 +9,54 @@ from lora_scripts.errors import ModelError
 from lora_scripts.models.loader import load_components
 from lora_scripts.models.tokenizer import clip_tokenizer
 
+PARTS = {  # component -> its weights file in a diffusers folder
+    "unet": "unet/diffusion_pytorch_model.safetensors",
+    "vae": "vae/diffusion_pytorch_model.safetensors",
+    "text_encoder": "text_encoder/model.safetensors",
+}
+EXTRAS = ("betas", "alphas_cumprod", "alphas_cumprod_prev", "model_ema.decay", "model_ema.num_updates")
+
+
+def _plain(sd: dict) -> dict[str, torch.Tensor]:
+    # transformers >= 5.6 dropped CLIPTextModel's `text_model.` level; position_ids is a buffer, not a weight
+    return {k.removeprefix("text_model."): v for k, v in sd.items() if not k.endswith("position_ids")}
+
+
+def _assert_same(got: dict, want: dict, what: str) -> None:
+    got, want = _plain(got), _plain(want)
+    assert got.keys() == want.keys(), what
+    differ = [k for k in want if not torch.equal(got[k], want[k].to(got[k].dtype))]
+    assert not differ, f"{what}: {len(differ)} weights differ, first {differ[:3]}"
+
 
 def test_single_file_and_diffusers_folder_load_the_same_weights(tiny_model):
-    a = load_components(ModelConfig(base_model=str(tiny_model["single_file"])))
-    b = load_components(ModelConfig(base_model=str(tiny_model["diffusers"])))
-    for part in ("unet", "vae", "text_encoder"):
-        sa, sb = getattr(a, part).state_dict(), getattr(b, part).state_dict()
-        assert set(sa) == set(sb)
-        assert all(torch.equal(sa[k], sb[k]) for k in sa), part
-    assert (a.family, a.prediction_type) == ("sd1", "epsilon")
-    assert (b.family, b.prediction_type) == ("sd1", "epsilon")
+    """Both routes give the weights the diffusers folder holds, read here with safetensors alone."""
+    files = {part: load_file(tiny_model["diffusers"] / name) for part, name in PARTS.items()}
+    single = load_components(ModelConfig(base_model=str(tiny_model["single_file"])))
+    folder = load_components(ModelConfig(base_model=str(tiny_model["diffusers"])))
+    for part in PARTS:
+        _assert_same(getattr(folder, part).state_dict(), files[part], f"diffusers folder {part}")
+        _assert_same(getattr(single, part).state_dict(), files[part], f"single file {part}")
+    assert (single.family, single.prediction_type) == ("sd1", "epsilon")
+    assert (folder.family, folder.prediction_type) == ("sd1", "epsilon")
+    assert torch.equal(single.noise_scheduler.alphas_cumprod, folder.noise_scheduler.alphas_cumprod)
 
 
-def test_real_file_extras_are_ignored(tiny_model):
+def test_real_file_extras_are_ignored(tiny_model, tmp_path):
+    """The fixture carries the extra keys v1-5-pruned.safetensors has; loading it gives exactly what the same
+    file without them gives, and the schedule is SD's, not read from the file."""
     keys = load_file(tiny_model["single_file"])
-    assert "alphas_cumprod" in keys and "model_ema.decay" in keys  # the fixture carries them like real files
+    assert all(k in keys for k in EXTRAS)
+    stripped = tmp_path / "no_extras.safetensors"
+    save_file({k: v for k, v in keys.items() if k not in EXTRAS}, stripped)
+    with_extras = load_components(ModelConfig(base_model=str(tiny_model["single_file"])))
+    without = load_components(ModelConfig(base_model=str(stripped)))
+    for part in PARTS:
+        _assert_same(getattr(with_extras, part).state_dict(), getattr(without, part).state_dict(), part)
+    assert (with_extras.family, with_extras.prediction_type) == ("sd1", "epsilon")
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2  # SD's scaled_linear
+    want = torch.cumprod(1 - betas, 0).float()
+    assert torch.allclose(with_extras.noise_scheduler.alphas_cumprod, want, rtol=1e-5)
 
 
 def test_prediction_override(tiny_model):
