@@ -10,10 +10,16 @@ import torch
 from PIL import Image
 
 from ..config import SampleConfig
+from ..errors import LoraScriptsError
 from ..generate.images import generate_images, parameters_text, save_png
 from ..generate.prompts import PromptSpec
+from .memory import free_memory, is_oom
 
 log = logging.getLogger(__name__)
+# What making a sample can fail with that is not a bug here: out of memory and other device errors
+# (RuntimeError), a full or unwritable disk (OSError, OutputError), a setting the pipeline refuses
+# (ValueError, ConfigError). Anything else (TypeError, AttributeError...) is a bug and stops the run.
+SAMPLE_FAILURES = (LoraScriptsError, OSError, RuntimeError, ValueError)
 
 
 class Sampler:
@@ -43,31 +49,59 @@ class Sampler:
         return bool(self.cfg.sample_every_n_steps) and step % self.cfg.sample_every_n_steps == 0
 
     def render(self, pipe, step: int, accelerator) -> list[Image.Image]:
-        """Render every prompt with the model as it is now; training RNG and train/eval mode are kept."""
+        """Render every prompt with the model as it is now; training RNG and train/eval mode are kept.
+
+        A sample that cannot be made (out of memory, a full or unwritable disk, a pipeline that refuses
+        a setting) is logged and skipped: samples are for watching, losing the run over them is worse.
+        """
+        try:
+            images = self._generate(pipe, accelerator)
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.done[step] = [
+                save_png(img, self.folder / f"step{step:06d}-{i:02d}.png", parameters_text(spec))
+                for i, (img, spec) in enumerate(zip(images, self.specs, strict=True))
+            ]
+        except SAMPLE_FAILURES as exc:
+            if is_oom(exc):
+                free_memory()
+            log.warning(
+                "Samples at step %d were skipped (%s: %s); training continues",
+                step,
+                type(exc).__name__,
+                exc,
+                exc_info=log.isEnabledFor(logging.DEBUG),
+            )
+            return []
+        _log_to_tensorboard(accelerator, images, step)
+        log.info("Samples at step %d: %s", step, self.folder)
+        return images
+
+    def _generate(self, pipe, accelerator) -> list[Image.Image]:
         modules = [pipe.unet, pipe.text_encoder]
         modes = [m.training for m in modules]
         for m in modules:
             m.eval()
         try:
             with torch.random.fork_rng(), torch.no_grad(), accelerator.autocast():
-                images = generate_images(pipe, self.specs, progress=False)
+                return generate_images(pipe, self.specs, progress=False)
         finally:
             for m, mode in zip(modules, modes, strict=True):
                 m.train(mode)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.done[step] = [
-            save_png(img, self.folder / f"step{step:06d}-{i:02d}.png", parameters_text(spec))
-            for i, (img, spec) in enumerate(zip(images, self.specs, strict=True))
-        ]
-        _log_to_tensorboard(accelerator, images, step)
-        log.info("Samples at step %d: %s", step, self.folder)
-        return images
 
 
 def _log_to_tensorboard(accelerator, images: list[Image.Image], step: int) -> None:
-    try:
-        writer = accelerator.get_tracker("tensorboard", unwrap=True)
-    except Exception:  # no tracker configured
+    """Add the samples to TensorBoard when the run has that tracker. (accelerate's get_tracker raises
+    ValueError for a missing one, or returns a blank tracker without add_image when there are none.)"""
+    tracker = next((t for t in accelerator.trackers if t.name == "tensorboard"), None)
+    if tracker is None:
         return
-    for i, img in enumerate(images):
-        writer.add_image(f"samples/{i:02d}", np.asarray(img), step, dataformats="HWC")
+    try:
+        for i, img in enumerate(images):
+            tracker.tracker.add_image(f"samples/{i:02d}", np.asarray(img), step, dataformats="HWC")
+    except (OSError, RuntimeError, ValueError) as exc:  # the PNGs are saved; only this copy is lost
+        log.warning(
+            "Samples at step %d were saved but not added to TensorBoard (%s: %s)",
+            step,
+            type(exc).__name__,
+            exc,
+        )
