@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,10 @@ _ORIENTATION_TAG = 0x0112
 _SWAPPED_ORIENTATIONS = {5, 6, 7, 8}
 _SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 _REEXPORT_HINT = "Re-export it as PNG or JPG, or delete it from the training folder"
+# What Pillow raises for a file it cannot decode: not an image (UnidentifiedImageError), truncated or corrupt
+# data (OSError, SyntaxError, EOFError, struct.error, ValueError), more pixels than its bomb guard allows.
+# Anything else (TypeError, AttributeError...) is a bug in this code and is not reported as a bad file.
+DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError)
 
 
 def list_images(folder: Path) -> list[Path]:
@@ -39,6 +44,13 @@ def unreadable_image_error(path: Path, exc: BaseException) -> DataError:
         reason = "the file is empty"
     elif isinstance(exc, UnidentifiedImageError):
         reason = "it is not an image, or its format is not supported"
+    elif isinstance(exc, PermissionError):
+        reason = "permission denied"
+    elif isinstance(exc, Image.DecompressionBombError):
+        return DataError(
+            f"Image '{path}' cannot be read (it has more pixels than Pillow's safety limit: {exc})",
+            "Resize it to a few megapixels; training uses far fewer pixels anyway",
+        )
     else:
         reason = f"it is damaged or incomplete: {exc}"
     return DataError(f"Image '{path}' cannot be read ({reason})", _REEXPORT_HINT)
@@ -51,7 +63,7 @@ def open_image(path: Path) -> Image.Image:
             img.load()
             upright = ImageOps.exif_transpose(img)
             return _to_rgb(upright)
-    except Exception as exc:  # any decoder failure is a bad file, not a bug in this code
+    except DECODE_ERRORS as exc:
         raise unreadable_image_error(path, exc) from exc
 
 
@@ -67,7 +79,7 @@ def image_size(path: Path, *, verify: bool = False) -> tuple[int, int]:
             if verify:
                 _check_pixels(img)
             orientation = _orientation(img, loaded=verify)
-    except Exception as exc:  # any decoder failure is a bad file, not a bug in this code
+    except DECODE_ERRORS as exc:
         raise unreadable_image_error(path, exc) from exc
     if orientation in _SWAPPED_ORIENTATIONS:
         return height, width
