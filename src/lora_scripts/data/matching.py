@@ -5,13 +5,47 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError
-from .captions import read_metadata_csv
+from .captions import read_metadata_csv, read_sidecar
 from .images import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class CsvMatch:
+    """Each metadata row matched to its image; rows that match none are kept as errors, in file order."""
+
+    captions: dict[Path, str] = field(default_factory=dict)  # image -> prompt
+    problems: list[DataError] = field(default_factory=list)  # MissingImageRow, or a row training refuses
+
+    @property
+    def missing(self) -> list[MissingImageRow]:
+        """Rows naming an image that is not in the folder (`doctor: warn` leaves them out)."""
+        return [p for p in self.problems if isinstance(p, MissingImageRow)]
+
+    @property
+    def refused(self) -> list[DataError]:
+        """Rows that stop training even with `doctor: warn` (outside the folder, several matches)."""
+        return [p for p in self.problems if not isinstance(p, MissingImageRow)]
+
+
+def match_csv(rows: dict[str, str], csv_path: Path, root: Path, images: list[Path]) -> CsvMatch:
+    """Match ``read_metadata_csv`` rows to ``images`` the way training does (the doctor uses this too)."""
+    by_rel = {image.relative_to(root).as_posix(): image for image in images}
+    by_name: dict[str, list[Path]] = defaultdict(list)
+    for image in images:
+        by_name[image.name].append(image)
+    match = CsvMatch()
+    for name, prompt in rows.items():
+        try:
+            match.captions[_match_row(name, csv_path, root, by_rel, by_name)] = prompt
+        except DataError as err:
+            match.problems.append(err)
+    return match
 
 
 def csv_captions(
@@ -19,19 +53,17 @@ def csv_captions(
 ) -> dict[Path, str]:
     """Captions from ``csv_path`` keyed by image path; every row must name an image inside ``root``
     (with skip_missing, rows naming no existing image are logged and ignored)."""
-    by_rel = {image.relative_to(root).as_posix(): image for image in images}
-    by_name: dict[str, list[Path]] = defaultdict(list)
-    for image in images:
-        by_name[image.name].append(image)
-    captions = {}
-    for name, prompt in read_metadata_csv(csv_path).items():
-        try:
-            captions[_match_row(name, csv_path, root, by_rel, by_name)] = prompt
-        except MissingImageRow as err:
-            if not skip_missing:
-                raise
-            log.warning("Ignoring a metadata row (doctor: warn): %s", err)
-    return captions
+    match = match_csv(read_metadata_csv(csv_path), csv_path, root, images)
+    for err in match.problems:
+        if not (skip_missing and isinstance(err, MissingImageRow)):
+            raise err
+        log.warning("Ignoring a metadata row (doctor: warn): %s", err)
+    return match.captions
+
+
+def image_caption(image: Path, from_csv: dict[Path, str], extension: str) -> str | None:
+    """The caption training uses for ``image``: its metadata row's prompt, else its sidecar file."""
+    return from_csv.get(image) or read_sidecar(image, extension)
 
 
 def _match_row(
@@ -67,16 +99,22 @@ def _relative_inside(name: str, csv_path: Path, root: Path) -> str:
 class MissingImageRow(DataError):
     """A metadata row names an image that is not in the training folder."""
 
+    def __init__(self, row: str, what: str, hint: str | None = None):
+        self.row = row  # the file name as the row writes it
+        super().__init__(what, hint)
+
 
 def _missing_row_error(name: str, csv_path: Path, root: Path) -> DataError:
     target = root / name
     if target.is_file() and target.suffix.lower() not in IMAGE_EXTENSIONS:
         return MissingImageRow(
+            name,
             f"Metadata file '{csv_path}' lists '{name}', "
             "which is not a supported image (jpg, png, webp, bmp)",
             "Convert it to PNG or JPG, or delete that row",
         )
     return MissingImageRow(
+        name,
         f"Metadata file '{csv_path}' lists '{name}', but that image does not exist in '{root}'",
         "Fix the file name in that row, add the image, or delete the row",
     )

@@ -7,7 +7,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.captions import read_metadata_csv, read_sidecar
+from ..data.captions import read_metadata_csv
+from ..data.matching import image_caption, match_csv
 from ..errors import DataError
 from .images import names
 from .report import Finding, plural
@@ -22,48 +23,47 @@ class Captions:
     orphans: list[str] = field(default_factory=list)  # csv rows or .txt files that match no image
     orphan_level: str = "warning"
     problem: Finding | None = None  # the caption file itself is unreadable
+    refused: list[str] = field(default_factory=list)  # csv rows training refuses (outside the folder...)
 
 
 def load_captions(root: Path, images: list[Path], metadata: Path | None, extension: str) -> Captions:
-    """Captions the trainer would use: metadata.csv when there is one, else ``<stem><extension>`` files."""
+    """Captions the trainer would use: metadata.csv rows matched by data/'s own matcher, and for images
+    without a (non-empty) row, ``<stem><extension>`` files."""
+    extension = extension if extension.startswith(".") else "." + extension
     csv_path = metadata or root / "metadata.csv"
     if metadata is not None or csv_path.is_file():
-        return _from_csv(csv_path, root, images)
-    extension = extension if extension.startswith(".") else "." + extension
-    captions = Captions(f"{extension} files")
+        captions = _from_csv(csv_path, root, images)
+        if captions.problem is not None:
+            return captions
+    else:
+        captions = Captions(f"{extension} files")
+        stems = {image.with_suffix("") for image in images}
+        captions.orphans = [
+            p.relative_to(root).as_posix()
+            for p in sorted(root.rglob(f"*{extension}"))
+            if p.with_suffix("") not in stems
+        ]
+    from_csv = dict(captions.by_image)
     try:
         for image in images:
-            text = read_sidecar(image, extension)
+            text = image_caption(image, from_csv, extension)
             if text is not None:
                 captions.by_image[image] = text
     except DataError as err:
         captions.problem = Finding("error", "caption file", err.message)
-    stems = {image.with_suffix("") for image in images}
-    captions.orphans = [
-        p.relative_to(root).as_posix()
-        for p in sorted(root.rglob(f"*{extension}"))
-        if p.with_suffix("") not in stems
-    ]
     return captions
 
 
 def _from_csv(csv_path: Path, root: Path, images: list[Path]) -> Captions:
     captions = Captions(f"'{csv_path.name}'", orphan_level="error")
     try:
-        rows = read_metadata_csv(csv_path)
+        match = match_csv(read_metadata_csv(csv_path), csv_path, root, images)
     except DataError as err:
         captions.problem = Finding("error", "metadata.csv", err.message)
         return captions
-    by_rel = {image.relative_to(root).as_posix(): image for image in images}
-    by_name: dict[str, list[Path]] = {}
-    for image in images:
-        by_name.setdefault(image.name, []).append(image)
-    for name, prompt in rows.items():
-        match = by_rel.get(name) or (by_name[name][0] if len(by_name.get(name, [])) == 1 else None)
-        if match is None:
-            captions.orphans.append(name)
-        else:
-            captions.by_image[match] = prompt
+    captions.by_image = match.captions
+    captions.orphans = [err.row for err in match.missing]
+    captions.refused = [err.message for err in match.refused]
     return captions
 
 
@@ -71,6 +71,7 @@ def caption_findings(
     captions: Captions, images: list[Path], root: Path, trigger: str | None
 ) -> list[Finding]:
     findings = [captions.problem] if captions.problem else []
+    findings += [Finding("error", "metadata row", message) for message in captions.refused]
     missing = [image for image in images if image not in captions.by_image]
     if missing:
         findings.append(

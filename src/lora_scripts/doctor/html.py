@@ -7,6 +7,7 @@ import io
 from html import escape
 from pathlib import Path
 
+from ..data.images import DECODE_ERRORS
 from ..errors import OutputError
 from ..save.atomic import atomic_write_text
 from .images import preview
@@ -77,7 +78,7 @@ def _flagged_html(report: DoctorReport) -> str:
 def _thumbnail(image: Path) -> str:
     try:
         img = preview(image)
-    except Exception:  # the unreadable images are flagged too: show a placeholder for them
+    except DECODE_ERRORS:  # the unreadable images are flagged too: show a placeholder for them
         return "<div class='missing'>cannot be read</div>"
     img.thumbnail((THUMB, THUMB))
     buffer = io.BytesIO()
