@@ -1,4 +1,8 @@
+import math
+
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 from lora_scripts.config import build_config
 from lora_scripts.data import epoch_batches, scan_dataset
@@ -26,7 +30,25 @@ def test_loss_on_a_fixed_batch_goes_down(base_config):
     assert after < before * 0.97, (before, after)
 
 
-def test_run_writes_lora_checkpoints_and_log(base_config):
+class _Calls:
+    """Counts what goes through a library function (calls, or images with `size`), then calls it."""
+
+    def __init__(self, monkeypatch, owner, name: str, size=lambda *args, **kwargs: 1):
+        real, self.n = getattr(owner, name), 0
+
+        def counted(*args, **kwargs):
+            self.n += size(*args, **kwargs)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, counted)
+
+
+def test_run_with_many_features_does_what_each_one_says(base_config, monkeypatch):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    vae_images = _Calls(monkeypatch, AutoencoderKL, "encode", lambda self, x, *a, **k: x.shape[0])
+    unet_calls = _Calls(monkeypatch, UNet2DConditionModel, "forward")
+    checkpointed = _Calls(monkeypatch, torch.utils.checkpoint, "checkpoint")
     cfg = build_config(
         {
             **base_config,
@@ -42,26 +64,69 @@ def test_run_writes_lora_checkpoints_and_log(base_config):
     )
     result = run_training(cfg)
     out = cfg.output.output_dir
-    assert result.lora_path == out / "test_lora.safetensors" and result.lora_path.is_file()
-    assert (out / "test_lora-step000002.safetensors").is_file()
-    assert (out / "test_lora-step000004.safetensors").is_file()
+    assert result.steps == 5 and len(result.losses) == 5 and all(map(math.isfinite, result.losses))
+    assert unet_calls.n == 10  # 5 optimiser steps x gradient_accumulation_steps 2 micro-batches
+    assert vae_images.n == 6  # cache_latents: each of the 6 images encoded once, not once per step
+    assert checkpointed.n > 0  # gradient_checkpointing: UNet blocks run under torch.utils.checkpoint
+
+    assert result.lora_path == out / "test_lora.safetensors"
+    final = load_file(result.lora_path)
+    saved = {n: load_file(out / f"test_lora-step{n:06d}.safetensors") for n in (2, 4)}
+    assert not (out / "test_lora-step000005.safetensors").exists()  # the last step is the final file
+    ups = [k for k in final if k.endswith(".lora_up.weight")]
+    downs = [k for k in final if k.endswith(".lora_down.weight")]
+    assert any(k.startswith("lora_te_text_model_encoder_layers_") for k in ups)  # train_text_encoder
+    assert all(final[k].shape[0] == 4 for k in downs) and len(ups) == len(downs)  # lora_rank
+    # Every B left its zero init, UNet and text encoder, except where no gradient can reach: the mid block
+    # sees 1x1 latents at 64 px, so its self-attention has one key and softmax makes q and k irrelevant.
+    blind = {
+        f"lora_unet_mid_block_attentions_0_transformer_blocks_0_attn1_to_{x}.lora_up.weight" for x in "qk"
+    }
+    zero = {k for k in ups if not final[k].any()}
+    assert zero == blind, sorted(zero ^ blind)[:3]
+    for before, after in ((saved[2], saved[4]), (saved[4], final)):  # training went on between saves
+        assert before.keys() == final.keys()
+        assert all(not torch.equal(before[k], after[k]) for k in set(ups) - blind)
+
     log = (out / "train.log").read_text()
     assert "step 1 " in log and "Saved" in log
-    from lora_scripts.save.kohya import read_lora_file
+    with safe_open(str(result.lora_path), "pt") as handle:
+        meta = handle.metadata()
+    want = {
+        "ss_steps": "5",
+        "ss_max_train_steps": "5",
+        "ss_output_name": "test_lora",
+        "ss_network_dim": "4",
+        "ss_network_alpha": "4",
+        "ss_network_train_unet_only": "False",
+        "ss_unet_lr": "0.001",
+        "ss_batch_size_per_device": "2",
+        "ss_gradient_accumulation_steps": "2",
+        "ss_gradient_checkpointing": "True",
+        "ss_lr_scheduler": "cosine",
+        "ss_lr_warmup_steps": "1",
+        "ss_cache_latents": "True",
+        "ss_num_train_images": "6",
+    }
+    assert {k: meta.get(k) for k in want} == want
 
-    tensors, meta = read_lora_file(str(result.lora_path))
-    assert any(k.startswith("lora_te_text_model_encoder_layers_") for k in tensors)
-    assert meta["ss_steps"] == "5" and meta["ss_network_train_unet_only"] == "False"
-    assert any(torch.count_nonzero(v) for k, v in tensors.items() if k.endswith("lora_up.weight"))
 
-
-def test_v_prediction_target(base_config):
-    cfg = build_config({**base_config, "prediction_type": "v_prediction", "max_train_steps": 2})
+def test_v_prediction_target_is_the_velocity(base_config):
+    """v = sqrt(alpha_bar_t) * noise - sqrt(1 - alpha_bar_t) * x0 (Salimans & Ho), written out here rather
+    than asked of the scheduler the code itself calls."""
+    cfg = build_config({**base_config, "prediction_type": "v_prediction"})
     model = StableDiffusion(load_components(cfg.model))
-    latents, noise, t = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8), torch.tensor([10])
-    assert torch.allclose(
-        model.target(latents, noise, t), model.noise_scheduler.get_velocity(latents, noise, t)
-    )
+    gen = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(4, 4, 8, 8, generator=gen), torch.randn(4, 4, 8, 8, generator=gen)
+    t = torch.tensor([0, 10, 500, 999])
+    alpha_bar = model.noise_scheduler.alphas_cumprod.double()[t].view(-1, 1, 1, 1)
+    want = alpha_bar.sqrt() * noise.double() - (1 - alpha_bar).sqrt() * x0.double()
+    got = model.target(x0, noise, t)
+    assert torch.allclose(got.double(), want, atol=1e-5), (got.double() - want).abs().max()
+    assert not torch.allclose(want, noise.double(), atol=1e-2)  # v differs from epsilon at these t
+
+    eps = StableDiffusion(load_components(build_config(base_config).model))
+    assert torch.equal(eps.target(x0, noise, t), noise)
 
 
 def test_bf16_mixed_precision_keeps_lora_in_fp32(base_config):
