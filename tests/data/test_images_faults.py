@@ -1,4 +1,4 @@
-"""Only files Pillow cannot decode are "unreadable images"; a bug in our own code is not blamed on the file."""
+"""Only files Pillow cannot decode are "unreadable images"; a bug in our code is not blamed on the file."""
 
 from __future__ import annotations
 

@@ -23,13 +23,14 @@ def _write_csv(folder: Path, rows: list[tuple[str, str]]) -> None:
 
 @pytest.fixture()
 def dotted_rows(sample_data: Path) -> Path:
-    """The six sample images, two of them in a subfolder; rows written `./x.png`, `sub/y.png`, `./sub/z.png`."""
+    """The six sample images, two in a subfolder; rows written `./x.png`, `sub/y.png`, `./sub/z.png`."""
     images = sorted(sample_data.glob("*.png"))
     (sample_data / "sub").mkdir()
     for image in images[1:3]:
         shutil.move(image, sample_data / "sub" / image.name)
     rows = [(f"./{images[0].name}", "neon style, first")]
-    rows += [(f"sub/{images[1].name}", "neon style, second"), (f"./sub/{images[2].name}", "neon style, third")]
+    rows += [(f"sub/{images[1].name}", "neon style, second")]
+    rows += [(f"./sub/{images[2].name}", "neon style, third")]
     rows += [(image.name, f"neon style, number {i}") for i, image in enumerate(images[3:])]
     _write_csv(sample_data, rows)
     return sample_data
