@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 
 from lora_scripts.errors import ConfigError, FormatError
 from lora_scripts.generate.library import LoraLibrary
-from lora_scripts.generate.lora_files import load_lora
+from lora_scripts.save.lora_read import load_lora
 from lora_scripts.models.tiny import build_tiny_sd
 from lora_scripts.save.kohya import to_kohya
 

@@ -3,7 +3,7 @@ from diffusers import StableDiffusionPipeline
 
 from lora_scripts.config import NetworkConfig
 from lora_scripts.inject.lora import inject_text_encoder, inject_unet, lora_parameters, read_weights
-from lora_scripts.inject.targets import text_targets, unet_targets
+from lora_scripts.models.targets import text_targets, unet_targets
 
 
 def _pipe(tiny_model):

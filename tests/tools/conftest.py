@@ -10,7 +10,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from lora_scripts.inject.lora import LoraWeights
-from lora_scripts.inject.targets import text_targets, unet_targets
+from lora_scripts.models.targets import text_targets, unet_targets
 from lora_scripts.save.kohya import to_kohya
 from lora_scripts.tools.lora_io import write_lora
 

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from lora_scripts.errors import FormatError
-from lora_scripts.tools.family import detect_family
+from lora_scripts.save.lora_family import detect_lora_family
 from lora_scripts.tools.inspect_lora import describe
 
 
@@ -28,6 +28,10 @@ def test_report_of_a_kohya_file(loras, tmp_path):
     assert report["size_bytes"] == path.stat().st_size and report["dtypes"] == ["float32"]
 
 
+def detect_family_of(modules, metadata):
+    return detect_lora_family({n: w.down for n, w in modules.items()}, metadata)
+
+
 def test_family_from_shapes_and_prefixes(loras):
     gen = torch.Generator()
 
@@ -35,16 +39,16 @@ def test_family_from_shapes_and_prefixes(loras):
         return loras.random_lora((320, width), 4, gen)
 
     k = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
-    assert detect_family({k: lora(768)}, {})[0] == "sd1"
-    assert detect_family({k: lora(1024)}, {"ss_base_model_version": "sd_v1"})[0] == "sd2"  # shapes win
-    assert detect_family({"lora_te1_text_model_encoder_layers_0_mlp_fc1": lora(768)}, {})[0] == "sdxl"
+    assert detect_family_of({k: lora(768)}, {})[0] == "sd1"
+    assert detect_family_of({k: lora(1024)}, {"ss_base_model_version": "sd_v1"})[0] == "sd2"  # shapes win
+    assert detect_family_of({"lora_te1_text_model_encoder_layers_0_mlp_fc1": lora(768)}, {})[0] == "sdxl"
     q = "lora_te_text_model_encoder_layers_0_self_attn_q_proj"
-    assert detect_family({q: lora(1024)}, {})[0] == "sd2"
+    assert detect_family_of({q: lora(1024)}, {})[0] == "sd2"
     assert (
-        detect_family({q: lora(64)}, {"modelspec.architecture": "stable-diffusion-xl-v1-base/lora"})[0]
+        detect_family_of({q: lora(64)}, {"modelspec.architecture": "stable-diffusion-xl-v1-base/lora"})[0]
         == "sdxl"
     )
-    assert detect_family({q: lora(64)}, {})[0] is None
+    assert detect_family_of({q: lora(64)}, {})[0] is None
 
 
 def test_other_trainers_files_and_non_lora_files(tmp_path):

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..inject.lora import LoraWeights
 from .library import LoraLibrary, short_hash
-from .lora_files import load_lora, target_modules
+from ..save.lora_read import load_lora, target_modules
 from .prompts import LoraRef
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from peft.tuners.lora import LoraLayer
 from torch import nn
 
 from ..config import NetworkConfig
-from .targets import text_targets, unet_targets
+from ..models.targets import text_targets, unet_targets
 
 ADAPTER = "default"
 
@@ -66,13 +66,18 @@ def inject(
     return model
 
 
+def inject_network(module: nn.Module, targets: dict[str, str], net: NetworkConfig) -> nn.Module:
+    """LoRA on `targets` (module name -> kind, from the family's lora_targets) with the network's ranks."""
+    return inject(module, *network_ranks(targets, net), net.lora_dropout)
+
+
 def inject_unet(unet: nn.Module, net: NetworkConfig) -> nn.Module:
-    targets = unet_targets(unet, with_conv=net.conv_rank is not None)
-    return inject(unet, *network_ranks(targets, net), net.lora_dropout)
+    """kohya's SD UNet preset on a bare diffusers UNet (tools and tests; training asks the family)."""
+    return inject_network(unet, unet_targets(unet, with_conv=net.conv_rank is not None), net)
 
 
 def inject_text_encoder(text_encoder: nn.Module, net: NetworkConfig) -> nn.Module:
-    return inject(text_encoder, *network_ranks(text_targets(text_encoder), net), net.lora_dropout)
+    return inject_network(text_encoder, text_targets(text_encoder), net)
 
 
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:

@@ -1,4 +1,4 @@
-"""Load the base model's parts (UNet, VAE, CLIP, tokenizer, noise scheduler) from any supported source."""
+"""SD 1.x/2.x: load the base model's parts (UNet, VAE, CLIP, tokenizer, noise scheduler) from any source."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 from ..config import ModelConfig
 from ..errors import ModelError
 from . import ldm_configs
-from .detect import family_from_keys, locate, read_checkpoint
+from .detect import locate, read_checkpoint
 from .tokenizer import clip_tokenizer
 
 log = logging.getLogger(__name__)
@@ -38,19 +38,26 @@ class Components:
     source: str
 
 
-def load_components(cfg: ModelConfig) -> Components:
+def load_components(cfg: ModelConfig, family: str | None = None) -> Components:
+    """The parts of an SD 1.x/2.x base model; `family` as detected by models/registry (detected here when
+    None, for the tools that load a base model directly)."""
     source = locate(cfg.base_model, cfg.allow_pickle)
+    if family is None:
+        from .registry import detect_family  # registry imports this module's family: import at call time
+
+        family = detect_family(source).info.name
     log.info("Loading base model %s (%s)", source.location, source.kind.replace("_", " "))
     if source.kind == "single_file":
-        parts = _from_single_file(source.location)
+        parts = _from_single_file(source.location, family)
     else:
         parts = _from_pretrained(source.location, local_only=source.kind == "diffusers")
-    family = parts.pop("family") if cfg.model_family == "auto" else cfg.model_family
-    prediction = cfg.prediction_type
-    if prediction == "auto":
-        prediction = parts.pop("prediction", None) or ("v_prediction" if family == "sd2" else "epsilon")
-    parts.pop("prediction", None)
-    parts.pop("family", None)
+    if cfg.model_family != "auto":
+        parts["family"] = cfg.model_family
+    family = parts.pop("family")
+    prediction = parts.pop("prediction", None)
+    if cfg.prediction_type != "auto":
+        prediction = cfg.prediction_type
+    prediction = prediction or ("v_prediction" if family == "sd2" else "epsilon")
     scheduler = DDPMScheduler(
         num_train_timesteps=1000, clip_sample=False, prediction_type=prediction, **ldm_configs.SCALED_LINEAR
     )
@@ -60,9 +67,8 @@ def load_components(cfg: ModelConfig) -> Components:
     )
 
 
-def _from_single_file(path: str) -> dict[str, Any]:
+def _from_single_file(path: str, family: str) -> dict[str, Any]:
     sd = read_checkpoint(path)
-    family = family_from_keys(list(sd), path)
     try:
         unet_cfg = ldm_configs.unet_config(family, sd)
         with init_empty_weights():  # skip random init: the file provides every weight
@@ -130,7 +136,7 @@ def _from_pretrained(location: str, local_only: bool) -> dict[str, Any]:
             if local_only
             else "Check the id and your internet connection, or download it and use the folder",
         ) from exc
-    family = "sd2" if text_encoder.config.hidden_size == 1024 else "sd1"
+    family = text_family(text_encoder.config.hidden_size, text_encoder.config.hidden_act)
     return {
         "unet": unet,
         "vae": vae,
@@ -139,3 +145,8 @@ def _from_pretrained(location: str, local_only: bool) -> dict[str, Any]:
         "family": family,
         "prediction": prediction,
     }
+
+
+def text_family(hidden_size: int, hidden_act: str = "quick_gelu") -> str:
+    """SD 1.x uses CLIP ViT-L (768 wide, quick_gelu), SD 2.x OpenCLIP ViT-H (1024 wide, gelu)."""
+    return "sd2" if hidden_size == 1024 or hidden_act == "gelu" else "sd1"

@@ -1,15 +1,61 @@
-"""The SD 1.x/2.x family behind the small protocol the trainer uses: tokenize, encode, predict, target."""
+"""The SD 1.x/2.x family behind models/family.py's protocol: detection, loading, LoRA targets, the loss."""
 
 from __future__ import annotations
 
-import torch
-from diffusers import StableDiffusionPipeline
+import json
+import logging
+import random
+from pathlib import Path
 
-from .loader import Components
+import torch
+import torch.nn.functional as F
+from diffusers import StableDiffusionPipeline
+from torch import nn
+
+from ..config import DataConfig, ModelConfig, NetworkConfig, TrainConfig
+from ..data import DatasetIndex, ImageItem, load_pixels, make_caption
+from ..data.latent_cache import LatentCache
+from ..data.text_cache import TextCache, text_cache_blocker
+from .detect import SD1_TE_PREFIX, SD2_TE_PREFIX, UNET_PREFIX, ModelSource
+from .family import FamilyInfo
+from .loader import Components, load_components, text_family
+from .targets import text_targets, unet_targets
+
+log = logging.getLogger(__name__)
+SD1_INFO = FamilyInfo("sd1", "SD 1.x", lora_width=768)
+SD2_INFO = FamilyInfo("sd2", "SD 2.x", lora_width=1024)
+INFOS = {i.name: i for i in (SD1_INFO, SD2_INFO)}
+
+
+class StableDiffusionFamily:
+    """SD 1.x (CLIP ViT-L) or SD 2.x (OpenCLIP ViT-H): the same code, told apart by the text encoder."""
+
+    def __init__(self, info: FamilyInfo, te_prefix: str):
+        self.info, self.te_prefix = info, te_prefix
+
+    def matches_checkpoint(self, keys: list[str]) -> bool:
+        has_unet = any(k.startswith(UNET_PREFIX) for k in keys)
+        return has_unet and any(k.startswith(self.te_prefix) for k in keys)
+
+    def matches_folder(self, path: Path) -> bool:
+        try:
+            config = json.loads((path / "text_encoder" / "config.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return (path / "unet").is_dir() and text_family(
+            config.get("hidden_size", 0), config.get("hidden_act", "")
+        ) == self.info.name
+
+    def load(self, source: ModelSource, cfg: ModelConfig) -> StableDiffusion:
+        return StableDiffusion(load_components(cfg, family=self.info.name))
+
+
+SD1 = StableDiffusionFamily(SD1_INFO, SD1_TE_PREFIX)
+SD2 = StableDiffusionFamily(SD2_INFO, SD2_TE_PREFIX)
 
 
 class StableDiffusion:
-    """Everything family-specific the training loop needs; it knows nothing about LoRA."""
+    """A loaded SD 1.x/2.x model as the trainer sees it; it knows nothing about LoRA files or loops."""
 
     def __init__(self, parts: Components):
         self.parts = parts
@@ -19,8 +65,90 @@ class StableDiffusion:
         self.tokenizer = parts.tokenizer
         self.noise_scheduler = parts.noise_scheduler
         self.family = parts.family
+        self.info = INFOS[parts.family]
         self.prediction_type = parts.prediction_type
+        self.latent_cache: LatentCache | None = None
+        self.text_cache: TextCache | None = None
 
+    # --- protocol: modules and LoRA targets --------------------------------------------------------
+    def adapter_modules(self) -> dict[str, nn.Module]:
+        return {"unet": self.unet, "te": self.text_encoder}
+
+    def trained_components(self, net: NetworkConfig) -> list[str]:
+        return ["unet", "te"] if net.train_text_encoder else ["unet"]
+
+    def lora_targets(self, component: str, net: NetworkConfig) -> dict[str, str]:
+        if component == "unet":
+            return unet_targets(self.unet, with_conv=net.conv_rank is not None)
+        return text_targets(self.text_encoder)
+
+    def frozen_modules(self) -> list[nn.Module]:
+        return [self.unet, self.text_encoder, self.vae]
+
+    def replace_module(self, component: str, module: nn.Module) -> None:
+        setattr(self, {"unet": "unet", "te": "text_encoder"}[component], module)
+
+    def enable_gradient_checkpointing(self, component: str) -> None:
+        if component == "unet":
+            self.unet.enable_gradient_checkpointing()
+        else:
+            self.text_encoder.gradient_checkpointing_enable()
+
+    # --- protocol: data -> loss --------------------------------------------------------------------
+    def prepare_inputs(
+        self, index: DatasetIndex, data: DataConfig, train: TrainConfig, trained: list[str], cache_dir: Path
+    ) -> None:
+        if train.cache_latents != "no":
+            if data.flip_aug:
+                log.warning("cache_latents is on, so flip_aug has no effect (cached latents are not flipped)")
+            folder = cache_dir if train.cache_latents == "disk" else None
+            self.latent_cache = LatentCache(self.encode_image, folder)
+            self.latent_cache.fill(index)
+        blocker = text_cache_blocker(
+            train.cache_text_encoder_outputs, "te" in trained, data.shuffle_caption, data.caption_dropout_rate
+        )
+        if blocker:
+            log.info("Text-encoder outputs are not cached: %s", blocker)
+            return
+        self.text_cache = TextCache(self.encode_prompt, self.tokenize)
+        self.text_cache.fill([item.caption for item in index.items])
+        log.info("Text-encoder outputs cached for %d distinct captions", len(self.text_cache.memory))
+
+    def loss(
+        self,
+        items: list[ImageItem],
+        data: DataConfig,
+        train: TrainConfig,
+        rng: random.Random,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        dev = self.vae.device  # the VAE is never wrapped (DDP has no .device)
+        if self.latent_cache is not None:
+            latents = self.latent_cache.get(items).to(dev)
+        else:
+            flips = [data.flip_aug and rng.random() < 0.5 for _ in items]
+            pixels = torch.stack([load_pixels(i, f) for i, f in zip(items, flips, strict=True)])
+            latents = self.encode_image(pixels, generator).float().to(dev)
+        noise = torch.randn(latents.shape, generator=generator, device="cpu").to(dev)
+        if train.noise_offset:
+            offset = torch.randn(latents.shape[:2] + (1, 1), generator=generator, device="cpu").to(dev)
+            noise = noise + train.noise_offset * offset
+        steps = self.noise_scheduler.config.num_train_timesteps
+        t = torch.randint(0, steps, (latents.shape[0],), generator=generator, device="cpu").to(dev)
+        noisy = self.noise_scheduler.add_noise(latents, noise, t)
+        captions = [make_caption(i.caption, data, rng) for i in items]
+        if self.text_cache is not None:
+            cond = self.text_cache.get(captions).to(dev)
+        else:
+            with torch.set_grad_enabled(self._te_trainable() and torch.is_grad_enabled()):
+                cond = self.encode_prompt(self.tokenize(captions))
+        pred = self.predict(noisy.to(cond.dtype), t, cond)  # the trainer runs this under its autocast
+        return F.mse_loss(pred.float(), self.target(latents, noise, t).float())
+
+    def _te_trainable(self) -> bool:
+        return any(p.requires_grad for p in self.text_encoder.parameters())
+
+    # --- the model's own operations ----------------------------------------------------------------
     def tokenize(self, captions: list[str]) -> torch.Tensor:
         return self.tokenizer(
             captions,
@@ -34,9 +162,10 @@ class StableDiffusion:
         return self.text_encoder(input_ids.to(self.text_encoder.device))[0]
 
     @torch.no_grad()
-    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+    def encode_image(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         pixels = pixels.to(self.vae.device, self.vae.dtype)
-        return self.vae.encode(pixels).latent_dist.sample() * self.vae.config.scaling_factor
+        latents = self.vae.encode(pixels).latent_dist.sample(generator=generator)
+        return latents * self.vae.config.scaling_factor
 
     def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.unet(noisy, timesteps, cond).sample
@@ -45,6 +174,10 @@ class StableDiffusion:
         if self.prediction_type == "v_prediction":
             return self.noise_scheduler.get_velocity(latents, noise, timesteps)
         return noise
+
+    # --- protocol: samples and metadata --------------------------------------------------------------
+    def sample_pipeline(self) -> StableDiffusionPipeline:
+        return self.pipeline(unet=_unwrap(self.unet), text_encoder=_unwrap(self.text_encoder))
 
     def pipeline(self, unet=None, text_encoder=None) -> StableDiffusionPipeline:
         """An inference pipeline sharing this model's (possibly LoRA-injected) modules."""
@@ -61,3 +194,25 @@ class StableDiffusion:
             feature_extractor=None,
             requires_safety_checker=False,
         )
+
+    def metadata_facts(self) -> dict[str, str]:
+        v = self.prediction_type == "v_prediction"
+        sd2 = self.family == "sd2"
+        arch = "stable-diffusion-v1"
+        if sd2:
+            arch = "stable-diffusion-v2-768-v" if v else "stable-diffusion-v2-512"
+        return {
+            "ss_v2": str(sd2),
+            # kohya: "sd_v1" / "sd_v2", with "_v" appended for v-prediction models.
+            "ss_base_model_version": ("sd_v2" if sd2 else "sd_v1") + ("_v" if v else ""),
+            "ss_v_parameterization": str(v),
+            "modelspec.architecture": f"{arch}/lora",
+            "modelspec.prediction_type": "v" if v else "epsilon",
+        }
+
+
+def _unwrap(module: nn.Module) -> nn.Module:
+    """The bare module under accelerate/DDP/torch.compile wrappers (samples need the real class)."""
+    while hasattr(module, "module") or hasattr(module, "_orig_mod"):
+        module = getattr(module, "module", None) or module._orig_mod
+    return module

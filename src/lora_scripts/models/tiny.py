@@ -9,19 +9,24 @@ loading test and the benchmarks.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from ..save.atomic import atomic_save_safetensors
 from .ldm_configs import SCALED_LINEAR
 from .ldm_layout import pipeline_to_ldm
 from .tokenizer import clip_tokenizer
 
 
-def build_tiny_sd(seed: int = 0) -> StableDiffusionPipeline:
+def build_tiny_sd(seed: int = 0, family: str = "sd1") -> StableDiffusionPipeline:
+    """`family` "sd2" gives SD 2.x's differences: linear projections, per-level heads, upcast attention,
+    an OpenCLIP-style (gelu, pad "!") text encoder."""
+    if family == "sd2":
+        return _tiny_sd2(seed)
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
         sample_size=8,
@@ -73,9 +78,44 @@ def build_tiny_sd(seed: int = 0) -> StableDiffusionPipeline:
     )
 
 
-def save_tiny_single_file(pipe: StableDiffusionPipeline, path: Path) -> Path:
+def _tiny_sd2(seed: int) -> StableDiffusionPipeline:
+    pipe = build_tiny_sd(seed)
+    torch.manual_seed(seed)
+    pipe.unet = UNet2DConditionModel(
+        sample_size=8,
+        block_out_channels=(32, 64, 64, 64),
+        layers_per_block=2,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=64,
+        attention_head_dim=[1, 1, 1, 1],
+        use_linear_projection=True,
+        upcast_attention=True,
+        norm_num_groups=32,
+    )
+    pipe.text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=3,
+            num_attention_heads=1,
+            max_position_embeddings=77,
+            hidden_act="gelu",
+            projection_dim=64,
+            pad_token_id=0,
+        )
+    )
+    pipe.tokenizer = clip_tokenizer("!")
+    pipe.register_modules(unet=pipe.unet, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)
+    return pipe
+
+
+def save_tiny_single_file(pipe: StableDiffusionPipeline, path: Path, family: str = "sd1") -> Path:
     """Write the pipeline as one LDM-layout .safetensors, with the extra keys real SD files carry."""
-    sd = pipeline_to_ldm(pipe.unet.state_dict(), pipe.vae.state_dict(), pipe.text_encoder.state_dict(), "sd1")
+    sd = pipeline_to_ldm(
+        pipe.unet.state_dict(), pipe.vae.state_dict(), pipe.text_encoder.state_dict(), family
+    )
     betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
     alphas_cumprod = torch.cumprod(1 - betas, 0)
     sd.update(
@@ -88,15 +128,21 @@ def save_tiny_single_file(pipe: StableDiffusionPipeline, path: Path) -> Path:
         }
     )
     sd = {k: v.contiguous() for k, v in sd.items()}
-    return atomic_save_safetensors(sd, path, {"format": "pt"})
+    # models/ sits below save/: a plain temp file + rename, enough for a file this builder creates itself
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(sd, tmp, {"format": "pt"})
+    os.replace(tmp, path)
+    return path
 
 
-def save_tiny_model(folder: Path, seed: int = 0) -> dict[str, Path]:
+def save_tiny_model(folder: Path, seed: int = 0, family: str = "sd1") -> dict[str, Path]:
     """Build the tiny model and save it both ways: diffusers folder and single-file checkpoint."""
-    pipe = build_tiny_sd(seed)
-    diffusers_dir = folder / "tiny-sd15-diffusers"
+    pipe = build_tiny_sd(seed, family)
+    stem = "tiny-sd15" if family == "sd1" else f"tiny-{family}"
+    diffusers_dir = folder / f"{stem}-diffusers"
     pipe.save_pretrained(diffusers_dir, safe_serialization=True)
-    single = save_tiny_single_file(pipe, folder / "tiny-sd15.safetensors")
+    single = save_tiny_single_file(pipe, folder / f"{stem}.safetensors", family)
     (folder / "README.txt").write_text(
         json.dumps({"what": "random-weight SD1.5-topology model for demos/tests"})
     )

@@ -13,7 +13,15 @@ from safetensors.torch import save
 
 from ..config import Config
 
-BASE_VERSION = {"sd1": "sd_v1", "sd2": "sd_v2"}
+
+@dataclass(frozen=True)
+class NetworkFacts:
+    """Rank and alpha as the saved layers have them (init_lora may differ from the config's defaults)."""
+
+    dim: int
+    alpha: float
+    conv_dim: int | None = None
+    conv_alpha: float | None = None
 
 
 @dataclass
@@ -21,7 +29,10 @@ class RunFacts:
     """What happened in a run, beyond the config: filled in by the trainer."""
 
     family: str
-    prediction_type: str
+    family_facts: dict[str, str] = field(default_factory=dict)  # base version, modelspec architecture...
+    batch_size: int = 1  # as resolved (batch_size: auto)
+    mixed_precision: str = "no"  # what ran (fp16 falls back on CPU)
+    network: NetworkFacts | None = None  # rank/alpha of the saved layers; None: the config's
     steps: int = 0
     epoch: int = 0
     num_images: int = 0
@@ -33,18 +44,15 @@ class RunFacts:
 
 def build_metadata(cfg: Config, facts: RunFacts) -> dict[str, str]:
     net, tr, data = cfg.network, cfg.train, cfg.data
+    shape = facts.network or NetworkFacts(net.lora_rank, net.alpha, net.conv_rank, net.conv_alpha_value)
     args = {}
-    if net.conv_rank:
-        args = {"conv_dim": str(net.conv_rank), "conv_alpha": str(net.conv_alpha_value)}
+    if shape.conv_dim:
+        args = {"conv_dim": str(shape.conv_dim), "conv_alpha": _num(shape.conv_alpha)}
     meta = {
-        "ss_v2": str(facts.family == "sd2"),
-        # kohya: "sd_v1" / "sd_v2", with "_v" appended for v-prediction models.
-        "ss_base_model_version": BASE_VERSION[facts.family]
-        + ("_v" if facts.prediction_type == "v_prediction" else ""),
-        "ss_v_parameterization": str(facts.prediction_type == "v_prediction"),
+        **{k: v for k, v in facts.family_facts.items() if k.startswith("ss_")},
         "ss_network_module": "networks.lora",
-        "ss_network_dim": str(net.lora_rank),
-        "ss_network_alpha": _num(net.alpha),
+        "ss_network_dim": str(shape.dim),
+        "ss_network_alpha": _num(shape.alpha),
         "ss_network_args": json.dumps(args),
         "ss_network_dropout": _num(net.lora_dropout),
         "ss_output_name": cfg.output.name(),
@@ -62,9 +70,9 @@ def build_metadata(cfg: Config, facts: RunFacts) -> dict[str, str]:
         "ss_lr_scheduler": tr.lr_scheduler,
         "ss_lr_warmup_steps": str(tr.lr_warmup_steps),
         "ss_optimizer": tr.optimizer,
-        "ss_batch_size_per_device": str(tr.batch_size),
+        "ss_batch_size_per_device": str(facts.batch_size),
         "ss_gradient_accumulation_steps": str(tr.gradient_accumulation_steps),
-        "ss_mixed_precision": tr.mixed_precision,
+        "ss_mixed_precision": facts.mixed_precision,
         "ss_gradient_checkpointing": str(tr.gradient_checkpointing),
         "ss_seed": str(tr.seed),
         "ss_noise_offset": _num(tr.noise_offset),
@@ -86,22 +94,14 @@ def build_metadata(cfg: Config, facts: RunFacts) -> dict[str, str]:
 
 
 def _modelspec(cfg: Config, facts: RunFacts) -> dict[str, str]:
-    arch = "stable-diffusion-v1"
-    if facts.family == "sd2":
-        arch = (
-            "stable-diffusion-v2-768-v"
-            if facts.prediction_type == "v_prediction"
-            else "stable-diffusion-v2-512"
-        )
     reso = cfg.data.resolution
     return {
         "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": f"{arch}/lora",
         "modelspec.implementation": "diffusers",
         "modelspec.title": cfg.output.name(),
         "modelspec.resolution": f"{reso}x{reso}",
-        "modelspec.prediction_type": "v" if facts.prediction_type == "v_prediction" else "epsilon",
         "modelspec.date": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(facts.started_at)),
+        **{k: v for k, v in facts.family_facts.items() if k.startswith("modelspec.")},
     }
 
 

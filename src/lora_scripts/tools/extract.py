@@ -9,20 +9,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, NetworkConfig
 from ..errors import ConfigError, ModelError
 from ..inject.lora import LoraWeights
-from ..inject.targets import text_targets, unet_targets
-from ..models.loader import load_components
+from ..models.registry import load_model
 from ..save.kohya import to_kohya
 from ..save.kohya_keys import kohya_name
-from ..save.metadata import BASE_VERSION
 from .lora_io import check_output, write_lora
 from .lowrank import Kept, from_delta
 from .report import overall, progress
 
 log = logging.getLogger(__name__)
-ARCH = {"sd1": "stable-diffusion-v1", "sd2": "stable-diffusion-v2-512"}
 
 
 @torch.no_grad()
@@ -54,28 +51,23 @@ def extract_component(
 
 
 def extracted_metadata(
-    family: str, prediction: str, names: tuple[str, str, str], ranks: tuple[int, int | None], share: float
+    family_facts: dict[str, str], names: tuple[str, str, str], ranks: tuple[int, int | None], share: float
 ) -> dict[str, str]:
     tuned, base, out_name = names
     rank, conv_rank = ranks
-    v = prediction == "v_prediction"
-    arch = "stable-diffusion-v2-768-v" if family == "sd2" and v else ARCH.get(family, family)
     return {
+        **family_facts,
         "ss_network_module": "networks.lora",
         "ss_network_dim": str(rank),
         "ss_network_alpha": str(rank),
         "ss_network_args": json.dumps(
             {"conv_dim": str(conv_rank), "conv_alpha": str(conv_rank)} if conv_rank else {}
         ),
-        "ss_base_model_version": BASE_VERSION.get(family, family) + ("_v" if v else ""),
-        "ss_v2": str(family == "sd2"),
-        "ss_v_parameterization": str(v),
         "ss_sd_model_name": base,
         "ss_output_name": out_name,
         "ss_training_comment": f"extracted by lora-scripts from '{tuned}' minus '{base}' at rank {rank}"
         f"{f' (conv {conv_rank})' if conv_rank else ''}: {share:.2%} of the delta energy kept",
         "modelspec.sai_model_spec": "1.0.0",
-        "modelspec.architecture": f"{arch}/lora",
         "modelspec.implementation": "diffusers",
         "modelspec.title": out_name,
     }
@@ -95,19 +87,21 @@ def run_extract(
         if value is not None and value < 1:
             raise ConfigError(f"{option} must be at least 1, not {value}", "e.g. --rank 16")
     check_output(out, overwrite)
-    t = load_components(ModelConfig(base_model=tuned))
-    b = load_components(ModelConfig(base_model=base))
-    if t.family != b.family:
+    t = load_model(ModelConfig(base_model=tuned))
+    b = load_model(ModelConfig(base_model=base))
+    if t.info != b.info:
         raise ModelError(
-            f"'{tuned}' is {t.family} but the base '{base}' is {b.family}",
+            f"'{tuned}' is {t.info.display_name} but the base '{base}' is {b.info.display_name}",
             "Give the base it was fine-tuned from",
         )
     ranks = (rank, conv_rank)
+    net = NetworkConfig(lora_rank=rank, conv_rank=conv_rank)
+    tuned_modules, base_modules = t.adapter_modules(), b.adapter_modules()
     unet, kept_unet = extract_component(
-        t.unet, b.unet, unet_targets(b.unet, with_conv=conv_rank is not None), ranks, min_diff
+        tuned_modules["unet"], base_modules["unet"], b.lora_targets("unet", net), ranks, min_diff
     )
     te, kept_te = extract_component(
-        t.text_encoder, b.text_encoder, text_targets(b.text_encoder), ranks, min_diff
+        tuned_modules["te"], base_modules["te"], b.lora_targets("te", net), ranks, min_diff
     )
     if not unet and not te:
         raise ModelError(
@@ -118,7 +112,7 @@ def run_extract(
     kept = {kohya_name("unet", p): k for p, k in kept_unet.items()}
     kept.update({kohya_name("te", p): k for p, k in kept_te.items()})
     names = (Path(tuned).name, Path(base).name, out.stem)
-    meta = extracted_metadata(t.family, t.prediction_type, names, ranks, overall(kept))
+    meta = extracted_metadata(t.metadata_facts(), names, ranks, overall(kept))
     if not te:
         meta["ss_network_train_unet_only"] = "True"
     write_lora(to_kohya({"unet": unet, "te": te}, precision), out, meta)

@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Group
 from rich.table import Table
 
-from .family import detect_family, group_of, kind_of
+from .family import group_of, kind_of
 from .lora_io import LoraFile, read_lora
 from .lowrank import rank_of
 
@@ -43,7 +43,7 @@ FACTS = (  # (label, metadata key)
 def describe(path: Path, top: int = 15) -> dict:
     """Everything `inspect` shows, as plain data (also printed by `--json`)."""
     lora = read_lora(path, strict=False)
-    family, how = detect_family(lora.modules, lora.metadata)
+    family, how = lora.family()
     tags = tag_counts(lora.metadata)
     trigger, trigger_how = trigger_words(lora.metadata, tags)
     return {

@@ -12,6 +12,7 @@ from ..inject.lora import LoraWeights
 from ..save.atomic import atomic_save_safetensors, probe_writable
 from ..save.kohya import DTYPES, read_lora_file
 from ..save.kohya_keys import SUFFIX_ALPHA, SUFFIX_DOWN, SUFFIX_UP, split_key
+from ..save.lora_family import detect_lora_family
 from ..save.metadata import add_hashes
 
 # Keys whose values describe the tensors of one particular file: recomputed for every file we write.
@@ -26,6 +27,10 @@ class LoraFile:
     other: list[str] = field(default_factory=list)  # tensors that are not plain LoRA (LoHa, LoKr, DoRA...)
     dtypes: set[str] = field(default_factory=set)
     size: int = 0
+
+    def family(self) -> tuple[str | None, str]:
+        """(base family or None, how it was found): save/lora_family's one detector."""
+        return detect_lora_family({n: w.down for n, w in self.modules.items()}, self.metadata)
 
 
 def read_lora(path: Path, strict: bool = True) -> LoraFile:

@@ -21,13 +21,14 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import FormatError, ModelError
-from ..models.detect import ModelSource, family_from_keys, locate
+from ..models.detect import ModelSource, locate
 from ..models.ldm_layout import pipeline_to_ldm
-from ..models.loader import load_components
+from ..models.loader import load_components, text_family
+from ..models.registry import detect_family
 from ..save.atomic import atomic_save_safetensors
 from ..save.kohya import DTYPES
 from ..save.kohya_keys import name_table
-from .family import check_same_family, detect_family
+from ..save.lora_family import check_same_family
 from .lora_io import LoraFile, check_output, read_lora
 from .lowrank import delta
 from .merge_loras import parse_weighted
@@ -78,18 +79,12 @@ def merge_into(unet: nn.Module, text_encoder: nn.Module, family: str, loras: lis
 
 def check_families(loras: list, family: str, model: str) -> None:
     for lora, _ in loras:
-        check_same_family(str(lora.path), detect_family(lora.modules, lora.metadata)[0], family, model)
+        check_same_family(str(lora.path), lora.family()[0], family, model)
 
 
-def base_family(source: ModelSource) -> str | None:
-    """The base's family from its keys or text-encoder config, before loading it (None: not known yet)."""
-    if source.kind == "single_file":
-        with safe_open(source.location, framework="pt") as handle:
-            return family_from_keys(list(handle.keys()), source.location)
-    config = Path(source.location) / "text_encoder" / "config.json"
-    if config.is_file():
-        return "sd2" if json.loads(config.read_text()).get("hidden_size") == 1024 else "sd1"
-    return None
+def base_family(source: ModelSource) -> str:
+    """The base's family before loading it: the registry's one detector (refuses SDXL, LoRA files...)."""
+    return detect_family(source).info.name
 
 
 def merge_single_file(path: str, loras: list, out: Path, precision: str | None) -> None:
@@ -127,7 +122,7 @@ def merge_folder(location: str, local: bool, loras: list, out: Path, precision: 
             f"Could not load the diffusers model '{location}': {str(exc).splitlines()[0]}",
             "Check that it is a complete Stable Diffusion diffusers folder",
         ) from exc
-    family = "sd2" if pipe.text_encoder.config.hidden_size == 1024 else "sd1"
+    family = text_family(pipe.text_encoder.config.hidden_size, pipe.text_encoder.config.hidden_act)
     merge_into(pipe.unet, pipe.text_encoder, family, loras, f"base model '{location}'")
     if precision:
         pipe.to(dtype=DTYPES[precision])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, FormatError
 from ..inject.lora import LoraWeights
-from .family import check_same_family, detect_family
+from ..save.lora_family import check_same_family
 from .lora_io import LoraFile, auto_precision, check_output, kohya_tensors, read_lora, write_lora
 from .lowrank import Kept, concat, rank_of, resize, weight_shape
 from .report import overall, progress
@@ -33,7 +33,7 @@ def parse_weighted(spec: str) -> tuple[Path, float]:
 
 def check_families(loras: list[LoraFile]) -> str | None:
     """The family all the LoRAs share (None if none could be told); refuses a mix."""
-    known = [(lora, detect_family(lora.modules, lora.metadata)[0]) for lora in loras]
+    known = [(lora, lora.family()[0]) for lora in loras]
     first = next(((lora, fam) for lora, fam in known if fam), None)
     if first is None:
         return None

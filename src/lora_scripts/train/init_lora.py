@@ -10,7 +10,7 @@ from torch import nn
 
 from ..config import NetworkConfig
 from ..errors import ConfigError, FormatError
-from ..generate.lora_files import load_lora
+from ..save.lora_read import load_lora
 from ..inject.lora import LoraWeights, inject, write_weights
 
 log = logging.getLogger(__name__)

@@ -15,8 +15,7 @@ from ..config import Config, DataConfig, OutputConfig, TrainConfig
 from ..data import DatasetIndex, scan_dataset
 from ..errors import ConfigError, OutputError
 from ..models.detect import locate
-from ..models.loader import load_components
-from ..models.sd import StableDiffusion
+from ..models.registry import detect_family, load_model
 from ..save.atomic import nearest_existing, probe_writable
 from ..save.kohya import read_lora_file
 from .loop import Trainer, TrainResult
@@ -30,7 +29,7 @@ MIN_FREE_BYTES = 512 * 2**20  # a few LoRA files + training states of a rank-128
 def check_inputs(cfg: Config) -> DatasetIndex:
     """Every check that can fail on user input, run before output_dir is touched."""
     # cheap existence check first; loading the model proves the rest before anything is written
-    locate(cfg.model.base_model, cfg.model.allow_pickle)
+    detect_family(locate(cfg.model.base_model, cfg.model.allow_pickle))  # header only: SDXL, LoRA files...
     index = scan_dataset(cfg.data)
     check_dataset(cfg.data)
     if cfg.network.init_lora:
@@ -87,7 +86,7 @@ def run_training(cfg: Config) -> TrainResult:
     index = check_inputs(cfg)
     log.info("%s", index.summary())
     started = time.time()
-    model = StableDiffusion(load_components(cfg.model))
+    model = load_model(cfg.model)
     loaded = time.time()
     cfg.output.output_dir.mkdir(parents=True, exist_ok=True)
     handler = _file_log(cfg.output.output_dir / "train.log")
@@ -122,7 +121,8 @@ def make_accelerator(tr: TrainConfig, out_dir: Path) -> Accelerator:
     AcceleratorState._reset_state(reset_partial_state=True)
     return Accelerator(
         mixed_precision=precision,
-        gradient_accumulation_steps=tr.gradient_accumulation_steps,
+        # accumulation is the loop's own (train/loop.py): accelerate's counter would run across epoch ends
+        gradient_accumulation_steps=1,
         cpu=cpu,
         log_with="tensorboard",
         project_dir=str(out_dir / "logs"),

@@ -16,9 +16,10 @@ from torch import nn
 
 from ..errors import FormatError
 from ..inject.lora import LoraWeights
-from ..models.detect import FAMILY_NAMES, WIDTH_FAMILY
-from ..save.kohya import from_kohya, read_lora_file
-from ..save.kohya_keys import name_table, split_key, te_canonical
+from ..models.registry import display_name
+from .kohya import from_kohya, read_lora_file
+from .kohya_keys import name_table, split_key, te_canonical
+from .lora_family import detect_lora_family, lora_downs
 
 Parts = dict[str, dict[str, LoraWeights]]  # {"unet"|"te": {module path: weights}}
 PEFT_PREFIXES = {"unet.": "unet", "text_encoder.": "te", "base_model.model.": "unet"}
@@ -38,7 +39,7 @@ def load_lora(path: Path, models: dict[str, nn.Module], family: str) -> Parts:
     """LoRA weights of `path` for `models` ({"unet": ..., "te": ...}) of base family `family`."""
     tensors, meta = read_lora_file(str(path))
     _refuse_unsupported(path, tensors)
-    theirs = file_family(tensors, meta)
+    theirs = detect_lora_family(lora_downs(tensors), meta)[0]
     if any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for k in tensors):
         _refuse_family(path, "sdxl", family, "it has SDXL's two text encoders")
     modules = {c: target_modules(m) for c, m in models.items()}
@@ -143,32 +144,10 @@ def _size(module: nn.Module) -> str:
     return f"{module.in_channels} -> {module.out_channels}, kernel {tuple(module.kernel_size)}"
 
 
-def file_family(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str | None:
-    """The base family a LoRA was made for, from its header or its cross-attention width; None if unknown."""
-    version = meta.get("ss_base_model_version", "") + " " + meta.get("modelspec.architecture", "")
-    markers = (
-        ("sdxl", "sdxl"),
-        ("-xl", "sdxl"),
-        ("sd_v2", "sd2"),
-        ("-v2", "sd2"),
-        ("sd_v1", "sd1"),
-        ("-v1", "sd1"),
-    )
-    for marker, name in markers:
-        if marker in version:
-            return name
-    if meta.get("ss_v2") in ("True", "False"):
-        return "sd2" if meta["ss_v2"] == "True" else "sd1"
-    for key, value in tensors.items():
-        if re.search(r"attn2[._]to_k\.(lora_down|lora_A)\.weight$", key) and value.dim() >= 2:
-            return WIDTH_FAMILY.get(value.shape[1])
-    return None
-
-
 def _refuse_family(path: Path, theirs: str | None, ours: str, detail: str) -> None:
-    ours_name = FAMILY_NAMES.get(ours, ours)
+    ours_name = display_name(ours)
     if theirs and theirs != ours:
-        what = f"'{path}' is a LoRA for {FAMILY_NAMES[theirs]}, but the base model is {ours_name} ({detail})"
+        what = f"'{path}' is a LoRA for {display_name(theirs)}, but the base model is {ours_name} ({detail})"
     else:
         what = f"'{path}' does not fit this {ours_name} base model ({detail})"
     raise FormatError(what, "Use a LoRA made for this base model, or pick the base model it was trained on")

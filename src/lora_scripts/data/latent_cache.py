@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..data import DatasetIndex, ImageItem, load_pixels
+from .dataset import DatasetIndex, ImageItem, load_pixels
 
 log = logging.getLogger(__name__)
 

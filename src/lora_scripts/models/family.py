@@ -1,0 +1,88 @@
+"""The one protocol every model family implements, so the trainer, savers and tools know no family.
+
+A family is two things: a `Family` (class-level facts: its name, how to recognise a base model of it, how to
+load one) and the `TrainableModel` it loads (what the trainer calls: which modules get LoRA and under which
+file names, data -> loss, a pipeline for samples, metadata facts). SD 1.x/2.x live in `models/sd.py`; SDXL
+and LLMs are each one new module registered in `models/registry.py`, plus the contract tests.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from ..config import DataConfig, ModelConfig, NetworkConfig, TrainConfig
+    from ..data import DatasetIndex, ImageItem
+    from .detect import ModelSource
+
+
+@dataclass(frozen=True)
+class FamilyInfo:
+    name: str  # short id used in configs and metadata facts: "sd1", "sd2", "sdxl", "llm"
+    display_name: str  # for sentences: "SD 1.x"
+    # Context width of the cross-attention (SD) / hidden size (LLM) that identifies the family's LoRA files.
+    lora_width: int | None = None
+
+
+@runtime_checkable
+class Family(Protocol):
+    info: FamilyInfo
+
+    def matches_checkpoint(self, keys: list[str]) -> bool:
+        """True when a single-file checkpoint with these tensor names belongs to this family."""
+
+    def matches_folder(self, path: Path) -> bool:
+        """True when a model folder (diffusers, transformers) belongs to this family."""
+
+    def load(self, source: ModelSource, cfg: ModelConfig) -> TrainableModel:
+        """Load the base model offline from `source`, or raise a ModelError sentence."""
+
+
+@runtime_checkable
+class TrainableModel(Protocol):
+    info: FamilyInfo
+
+    def adapter_modules(self) -> dict[str, nn.Module]:
+        """Modules that can carry LoRA layers, by the component name the file formats use ("unet", "te")."""
+
+    def trained_components(self, net: NetworkConfig) -> list[str]:
+        """The components whose LoRA is trained with this network config; the first is the main one."""
+
+    def lora_targets(self, component: str, net: NetworkConfig) -> dict[str, str]:
+        """Module name -> "linear" | "conv1x1" | "conv3x3" for every module of `component` given a LoRA."""
+
+    def frozen_modules(self) -> list[nn.Module]:
+        """Every module of the base model (moved to the device and cast to the compute dtype)."""
+
+    def replace_module(self, component: str, module: nn.Module) -> None:
+        """Use `module` (e.g. wrapped by accelerate) for `component` from now on."""
+
+    def enable_gradient_checkpointing(self, component: str) -> None: ...
+
+    def prepare_inputs(
+        self, index: DatasetIndex, data: DataConfig, train: TrainConfig, trained: list[str], cache_dir: Path
+    ) -> None:
+        """Precompute what can be (e.g. latents, text-encoder outputs) before the first step."""
+
+    def loss(
+        self,
+        items: list[ImageItem],
+        data: DataConfig,
+        train: TrainConfig,
+        rng: random.Random,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """The training loss of one micro-batch (a scalar, fp32). `rng` drives data augmentation;
+        `generator` (when given) draws noise and timesteps, e.g. fixed for validation."""
+
+    def sample_pipeline(self) -> Any:
+        """An inference pipeline sharing this model's (LoRA-injected) modules, for samples during training."""
+
+    def metadata_facts(self) -> dict[str, str]:
+        """Family facts for the file's metadata (kohya ss_* base version, modelspec architecture...)."""

@@ -1,0 +1,85 @@
+"""LoRA files and training states during a run: save (each complete or absent), resume. No family names."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+
+from ..config import Config
+from ..inject.lora import lora_layers, read_weights
+from ..models.family import TrainableModel
+from ..save.metadata import RunFacts
+from ..save.writer import save_lora
+from .setup import network_facts
+from .state import ParamSet, Position, find_state, load_state, save_state
+
+log = logging.getLogger(__name__)
+
+
+class Checkpoints:
+    def __init__(self, cfg: Config, model: TrainableModel, acc: Accelerator, facts: RunFacts):
+        self.cfg, self.model, self.acc, self.facts = cfg, model, acc, facts
+        self.out_dir = cfg.output.output_dir
+        self.optimizer = self.lr_scheduler = None
+        self.last_good: Path | None = None  # newest training state saved, named when a NaN stops the run
+
+    def attach(self, optimizer, lr_scheduler) -> None:
+        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
+
+    def adapters(self) -> dict[str, torch.nn.Module]:
+        return {c: self.acc.unwrap_model(m) for c, m in self.model.adapter_modules().items()}
+
+    def trainable_named(self) -> dict[str, torch.nn.Parameter]:
+        out = {}
+        for component, module in self.adapters().items():
+            prefix = component + "."
+            out.update({prefix + n: p for n, p in module.named_parameters() if p.requires_grad})
+        return out
+
+    def save_lora(self, stem: str, step: int) -> Path:
+        self.facts.steps = step
+        modules = {c: m for c, m in self.adapters().items() if lora_layers(m)}
+        self.facts.network = network_facts(modules)
+        parts = {c: read_weights(m) for c, m in modules.items()}
+        path = save_lora(parts, self.out_dir / f"{stem}.safetensors", self.cfg, self.facts)
+        log.info("Saved %s", path)
+        return path
+
+    def save(self, pos: Position, rng: random.Random, reason: str = "") -> None:
+        """A step checkpoint: the LoRA, and the training state when asked (always on an interruption)."""
+        lora = self.save_lora(f"{self.cfg.output.name()}-step{pos.step:06d}", pos.step)
+        if not (self.cfg.output.save_state or reason):
+            return
+        state = save_state(self.out_dir, pos, rng, self._state_objects(), self.cfg.output.keep_last_n)
+        self.last_good = state
+        if reason:
+            log.warning(
+                "Training %s at step %d. Saved %s and the state %s; continue with `resume: auto`.",
+                reason,
+                pos.step,
+                lora,
+                state,
+            )
+
+    def resume(self, rng: random.Random) -> Position:
+        path = find_state(self.cfg.train.resume, self.out_dir)
+        if path is None:
+            if self.cfg.train.resume == "auto":
+                log.info("resume: auto found no saved state in %s; starting fresh", self.out_dir)
+            return Position()
+        pos = load_state(path, rng, self._state_objects())
+        self.facts.epoch = pos.epoch
+        log.info("Resumed from %s (step %d, epoch %d)", path, pos.step, pos.epoch + 1)
+        return pos
+
+    def _state_objects(self) -> dict:
+        return {
+            "lora": ParamSet(self.trainable_named()),
+            "optimizer": self.optimizer,
+            "lr_scheduler": self.lr_scheduler,
+            "scaler": self.acc.scaler,
+        }

@@ -1,0 +1,88 @@
+"""Before the first step: precision, LoRA injection (fresh or from init_lora), the step plan. No family names.
+
+The config is never changed here: what a run resolves (batch size, steps per epoch, the precision that really
+runs, the LoRA's rank as injected) lives in `RunPlan` and in the saved metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import torch
+from accelerate import Accelerator
+from torch import nn
+
+from ..config import NetworkConfig, TrainConfig
+from ..data import DatasetIndex, epoch_batches
+from ..inject.lora import inject_network, lora_parameters, read_weights
+from ..models.family import TrainableModel
+from ..save.metadata import NetworkFacts
+from .init_lora import apply_init_lora
+
+log = logging.getLogger(__name__)
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    batch_size: int
+    steps_per_epoch: int  # optimiser steps; the last window of an epoch may hold fewer micro-batches
+    total_steps: int
+    accumulation: int
+
+
+def plan_steps(index: DatasetIndex, train: TrainConfig, batch_size: int) -> RunPlan:
+    batches = len(epoch_batches(index, batch_size, train.seed, 0))
+    per_epoch = max(1, math.ceil(batches / train.gradient_accumulation_steps))
+    total = train.max_train_steps or per_epoch * train.epochs
+    return RunPlan(batch_size, per_epoch, total, train.gradient_accumulation_steps)
+
+
+def cast_frozen(model: TrainableModel, acc: Accelerator) -> None:
+    """The frozen base in the compute dtype saves memory; LoRA weights are added later in fp32."""
+    dtype = DTYPES.get(acc.mixed_precision)
+    for module in model.frozen_modules():
+        module.to(acc.device)
+        if dtype is not None:
+            module.to(dtype=dtype)
+        module.requires_grad_(False)
+
+
+def inject_adapters(model: TrainableModel, net: NetworkConfig, trained: list[str]) -> None:
+    """LoRA layers on the family's targets, or exactly the layers of `init_lora` (its ranks and weights)."""
+    modules = model.adapter_modules()
+    loaded: set[str] = set()
+    if net.init_lora:
+        parts = apply_init_lora(net, modules, model.info.name)
+        loaded = {component for component, weights in parts.items() if weights}
+    for component in trained:
+        if component not in loaded and not (net.init_lora and component == trained[0]):
+            inject_network(modules[component], model.lora_targets(component, net), net)
+    for component, module in modules.items():  # e.g. init_lora's TE part: kept and saved, not trained
+        for p in lora_parameters(module):
+            p.requires_grad_(component in trained)
+
+
+def param_groups(model: TrainableModel, trained: list[str], train: TrainConfig) -> list[dict]:
+    modules = model.adapter_modules()
+    groups = [{"params": lora_parameters(modules[trained[0]]), "lr": train.learning_rate}]
+    groups += [{"params": lora_parameters(modules[c]), "lr": train.te_lr} for c in trained[1:]]
+    return [g for g in groups if g["params"]]
+
+
+def network_facts(modules: dict[str, nn.Module]) -> NetworkFacts | None:
+    """The rank/alpha most layers have (kohya's ss_network_dim/alpha), conv 3x3 layers separately."""
+    linear: Counter = Counter()
+    conv: Counter = Counter()
+    for module in modules.values():
+        for w in read_weights(module).values():
+            spatial = w.down.dim() == 4 and tuple(w.down.shape[2:]) != (1, 1)
+            (conv if spatial else linear)[(int(w.down.shape[0]), w.alpha)] += 1
+    if not linear and not conv:
+        return None
+    dim, alpha = (linear or conv).most_common(1)[0][0]
+    conv_dim, conv_alpha = conv.most_common(1)[0][0] if conv else (None, None)
+    return NetworkFacts(dim=dim, alpha=alpha, conv_dim=conv_dim, conv_alpha=conv_alpha)
