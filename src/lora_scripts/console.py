@@ -16,6 +16,22 @@ from .errors import LoraScriptsError
 
 console = Console(stderr=True)
 T = TypeVar("T")
+# Libraries whose warnings are about their own internals (deprecations, optional backends): hidden unless
+# --debug. Warnings from anywhere else, the user's own code included, still show.
+NOISY_MODULES = (
+    "accelerate",
+    "diffusers",
+    "huggingface_hub",
+    "onnxruntime",
+    "peft",
+    "PIL",
+    "safetensors",
+    "tensorboard",
+    "timm",
+    "torch",
+    "torchvision",
+    "transformers",
+)
 
 
 def setup_logging(debug: bool = False) -> None:
@@ -25,9 +41,16 @@ def setup_logging(debug: bool = False) -> None:
     for noisy in ("diffusers", "transformers", "accelerate", "PIL", "urllib3", "httpx", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
     if not debug:
-        warnings.filterwarnings("ignore")
+        quiet_library_warnings()
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+
+
+def quiet_library_warnings() -> None:
+    """Ignore the noisy libraries' warnings, and library deprecations that point at our call sites."""
+    warnings.filterwarnings("ignore", module=rf"({'|'.join(NOISY_MODULES)})(\.|$)")
+    for category in (DeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=r"lora_scripts(\.|$)")
 
 
 def guarded(action: Callable[[], T], debug: bool) -> T:
