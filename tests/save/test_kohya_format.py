@@ -1,17 +1,19 @@
 """The saved file is what A1111/ComfyUI/diffusers read: names, shapes, scale, metadata, and a real reload."""
 
 import hashlib
+import io
 import json
 
 import pytest
 import torch
 from diffusers import StableDiffusionPipeline
 from safetensors import safe_open
+from safetensors.torch import save, save_file
 
 from lora_scripts.config import NetworkConfig, build_config
 from lora_scripts.inject.lora import inject_text_encoder, inject_unet, read_weights
 from lora_scripts.save.kohya import from_kohya, read_lora_file, to_kohya
-from lora_scripts.save.metadata import RunFacts
+from lora_scripts.save.metadata import RunFacts, add_hashes
 from lora_scripts.save.writer import save_lora
 
 
@@ -145,11 +147,77 @@ def test_metadata_and_hash(pipe, tmp_path):
     assert meta["modelspec.architecture"] == "stable-diffusion-v1/lora"
     assert meta["modelspec.sai_model_spec"] == "1.0.0"
     assert all(isinstance(v, str) for v in meta.values())
-    # sshs_model_hash: sha256 of the tensor bytes of the file saved with only ss_* metadata (kohya).
-    from safetensors.torch import save
-
-    blob = save(tensors, {k: v for k, v in meta.items() if k.startswith("ss_")})
-    n = int.from_bytes(blob[:8], "little")
-    assert meta["sshs_model_hash"] == hashlib.sha256(blob[8 + n :]).hexdigest()
+    # the hashes kohya gives this file (values: test_sshs_hashes_match_a_known_answer); WebUI hashes the
+    # file on disk; the file is under 1 MiB, so the legacy hash reads nothing: sha256(b"")[:8]
+    with open(path, "rb") as handle:
+        assert meta["sshs_model_hash"] == _addnet_hash_safetensors(handle)
+    assert _kohya_precalculate_safetensors_hashes(tensors, meta) == (meta["sshs_model_hash"], "e3b0c442")
+    assert meta["sshs_legacy_hash"] == "e3b0c442"
     with safe_open(str(path), "pt") as handle:
         assert handle.get_tensor(next(iter(tensors))).dtype == torch.float16
+
+
+# --- sshs_* hashes: a known answer ------------------------------------------------------------------------
+# kohya-ss/sd-scripts library/train_util.py, as written there (precalculate_safetensors_hashes,
+# addnet_hash_safetensors, addnet_hash_legacy); WebUI's additional-networks extension computes the same.
+# KNOWN_* were computed with these functions and cross-checked by hashing the fp16 bytes of the tensors
+# concatenated in name order (safetensors' data layout), without safetensors' writer.
+KNOWN_MODEL_HASH = "79c5335161024a085c9436292e55f110701ad94a88820f80269f3281e703a8a6"
+KNOWN_LEGACY_HASH = "b8607fdf"
+
+
+def _addnet_hash_safetensors(b):
+    hash_sha256 = hashlib.sha256()
+    blksize = 1024 * 1024
+    b.seek(0)
+    header = b.read(8)
+    n = int.from_bytes(header, "little")
+    offset = n + 8
+    b.seek(offset)
+    for chunk in iter(lambda: b.read(blksize), b""):
+        hash_sha256.update(chunk)
+    return hash_sha256.hexdigest()
+
+
+def _addnet_hash_legacy(b):
+    m = hashlib.sha256()
+    b.seek(0x100000)
+    m.update(b.read(0x10000))
+    return m.hexdigest()[0:8]
+
+
+def _kohya_precalculate_safetensors_hashes(tensors, metadata):
+    metadata = {k: v for k, v in metadata.items() if k.startswith("ss_")}
+    b = io.BytesIO(save(tensors, metadata))
+    return _addnet_hash_safetensors(b), _addnet_hash_legacy(b)
+
+
+def _known_lora() -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Fixed tensors, exact in fp16 on any machine, 1.28 MB: past the 1 MiB offset the legacy hash reads."""
+    name = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q"
+    down = ((torch.arange(8 * 40000) % 251 - 125).to(torch.float16) / 64).reshape(8, 40000)
+    up = ((torch.arange(40000 * 8) % 127 - 63).to(torch.float16) / 32).reshape(40000, 8)
+    tensors = {
+        f"{name}.lora_down.weight": down,
+        f"{name}.lora_up.weight": up,
+        f"{name}.alpha": torch.tensor(4.0, dtype=torch.float16),
+    }
+    meta = {"ss_network_dim": "8", "ss_network_alpha": "4", "ss_output_name": "known_answer"}
+    return tensors, {**meta, "modelspec.title": "not hashed"}
+
+
+def test_sshs_hashes_match_a_known_answer(tmp_path):
+    tensors, meta = _known_lora()
+    assert _kohya_precalculate_safetensors_hashes(tensors, meta) == (KNOWN_MODEL_HASH, KNOWN_LEGACY_HASH)
+    hashed = add_hashes(tensors, meta)
+    assert hashed["sshs_model_hash"] == KNOWN_MODEL_HASH
+    assert hashed["sshs_legacy_hash"] == KNOWN_LEGACY_HASH
+    assert {k: hashed[k] for k in meta} == meta  # the rest of the metadata is kept as it was
+    # user metadata (title, description...) can change without changing the hashes; only ss_* is hashed
+    renamed = add_hashes(tensors, {**meta, "modelspec.title": "a much longer title that moves every offset"})
+    assert (renamed["sshs_model_hash"], renamed["sshs_legacy_hash"]) == (KNOWN_MODEL_HASH, KNOWN_LEGACY_HASH)
+    # and the file written with them shows the same hash in WebUI, which hashes the file on disk
+    path = tmp_path / "known.safetensors"
+    save_file(tensors, path, hashed)
+    with open(path, "rb") as handle:
+        assert _addnet_hash_safetensors(handle) == KNOWN_MODEL_HASH
