@@ -22,8 +22,19 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
             raise ConfigError(
                 f"Override '{item}' is not in key=value form", "Write it like learning_rate=1e-4"
             )
-        raw[key.strip()] = yaml.safe_load(value) if value.strip() else None
+        key = key.strip()
+        _forget(raw, ALIASES.get(key, key))  # an override replaces the key wherever the YAML set it
+        raw[key] = yaml.safe_load(value) if value.strip() else None
     return build_config(raw, source=str(path))
+
+
+def _forget(raw: dict[str, Any], key: str) -> None:
+    for name in [k for k in raw if ALIASES.get(str(k), str(k)) == key]:
+        del raw[name]
+    for section in (raw.get(name) for name in SECTIONS):
+        if isinstance(section, dict):
+            for name in [k for k in section if ALIASES.get(str(k), str(k)) == key]:
+                del section[name]
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -59,11 +70,10 @@ def build_config(raw: dict[str, Any], source: str = "config") -> Config:
                 _place(nested, owners, str(sub_key), sub_value, source, section_hint=key)
         else:
             _place(nested, owners, key, value, source)
-    _require(nested, source)
+    values = {name: {k: v for k, (_, v) in keys.items()} for name, keys in nested.items()}
+    _require(values, source)
     try:
-        return Config(
-            **{name: values for name, values in nested.items() if values or name in ("model", "data")}
-        )
+        return Config(**{name: keys for name, keys in values.items() if keys or name in ("model", "data")})
     except ValidationError as exc:
         raise ConfigError(_explain(exc.errors(), source)) from exc
 
@@ -80,7 +90,7 @@ def _section_items(section: str, value: Any, source: str):
 
 
 def _place(nested, owners, key, value, source, section_hint=None):
-    key = ALIASES.get(key, key)
+    written, key = key, ALIASES.get(key, key)
     section = owners.get(key)
     if section is None:
         raise ConfigError(f"Unknown key '{key}' in {source}", _did_you_mean(key, owners))
@@ -89,7 +99,14 @@ def _place(nested, owners, key, value, source, section_hint=None):
             f"Key '{key}' in {source} is under section '{section_hint}' but belongs to '{section}'",
             f"Move it under `{section}:`, or write it flat without a section",
         )
-    nested[section][key] = value
+    if key in nested[section]:  # flat and under its section, or as ours and as kohya's name
+        first = nested[section][key][0]
+        names = f" (as '{first}' and as '{written}')" if first != written else ""
+        raise ConfigError(
+            f"Key '{key}' is set twice in {source}{names}; only one value can count",
+            "Delete one of the two lines",
+        )
+    nested[section][key] = (written, value)
 
 
 def _require(nested, source):
