@@ -189,3 +189,15 @@ def test_rank_change_of_a_conv_layer_names_conv_rank():
         ParamSet(now).load_state_dict(saved)
     with pytest.raises(TrainingError, match="other LoRA layers"):
         ParamSet(now).load_state_dict({"unet.other.lora_A.default.weight": torch.zeros(1)})
+
+
+def test_resume_accepts_the_state_folder_itself(tmp_path):
+    from lora_scripts.train.state import find_state
+
+    layer = torch.nn.Linear(2, 2)
+    objects = {"lora": ParamSet({"w": layer.weight}), "optimizer": torch.optim.SGD([layer.weight], lr=0.1)}
+    objects["lr_scheduler"] = torch.optim.lr_scheduler.LambdaLR(objects["optimizer"], lambda s: 1.0)
+    for step in (2, 4):
+        save_state(tmp_path, Position(step=step), random.Random(0), objects, keep=2)
+    for given in (tmp_path, tmp_path / "state"):
+        assert find_state(str(given), tmp_path / "elsewhere") == tmp_path / "state" / "step-000004"
