@@ -7,11 +7,11 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel
 from safetensors import safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
+from transformers import CLIPTextModel
 
 from lora_scripts.config import ModelConfig
 from lora_scripts.models.loader import load_components
-from lora_scripts.tools.lowrank import delta
 from lora_scripts.tools.merge import MERGED_KEY, run_merge
 
 
@@ -21,6 +21,34 @@ def _outputs(unet, text_encoder, tokenizer):
     latents = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(1))
     cond = text_encoder(ids)[0]
     return cond, unet(latents, torch.tensor([500]), cond).sample
+
+
+# (component, diffusers module, its weight in SD1's LDM single file): a 3x3 conv, a 1x1 conv, a linear, CLIP
+UNET, TE = "model.diffusion_model.", "cond_stage_model.transformer.text_model."
+MODULES = [
+    ("unet", "down_blocks.0.resnets.0.conv1", UNET + "input_blocks.1.0.in_layers.2.weight"),
+    ("unet", "down_blocks.0.attentions.0.proj_in", UNET + "input_blocks.1.1.proj_in.weight"),
+    (
+        "unet",
+        "down_blocks.0.attentions.0.transformer_blocks.0.attn1.to_q",
+        UNET + "input_blocks.1.1.transformer_blocks.0.attn1.to_q.weight",
+    ),
+    ("te", "encoder.layers.0.self_attn.q_proj", TE + "encoder.layers.0.self_attn.q_proj.weight"),
+]
+
+
+def _lora(parts: dict, component: str, path: str):
+    """The LoRA of one module (text encoder paths with or without transformers' `text_model.` level)."""
+    found = [w for p, w in parts[component].items() if p.removeprefix("text_model.") == path]
+    assert len(found) == 1, (component, path)  # the fixture LoRA covers it: no skipped check
+    return found[0]
+
+
+def _scaled_up_down(w, weight: float) -> torch.Tensor:
+    """weight * alpha / rank * up @ down, written out (kxk conv: a 1x1 up over a kxk down), in float64."""
+    rank = w.down.shape[0]
+    full = w.up.flatten(1).double() @ w.down.flatten(1).double()
+    return (full * (weight * w.alpha / rank)).reshape(w.up.shape[0], *w.down.shape[1:])
 
 
 @pytest.fixture()
@@ -34,6 +62,10 @@ def test_merged_single_file_equals_base_plus_lora(tiny_model, loras, style, tmp_
     base = tiny_model["single_file"]
     out = tmp_path / "merged.safetensors"
     assert run_merge(str(base), [str(lora)], out) == "single_file"
+    before, after = load_file(base), load_file(out)
+    for component, path, key in MODULES:  # merged = base + 1.0 * alpha/rank * up @ down
+        want = before[key].double() + _scaled_up_down(_lora(parts, component, path), 1.0)
+        assert torch.allclose(after[key].double(), want, rtol=1e-5, atol=1e-6), key
     with safe_open(str(base), "pt") as a, safe_open(str(out), "pt") as b:
         assert set(a.keys()) == set(b.keys())  # same LDM layout, extra keys (betas, ema) kept
         assert all(a.get_slice(k).get_dtype() == b.get_slice(k).get_dtype() for k in a.keys())
@@ -58,13 +90,19 @@ def test_diffusers_folder_in_folder_out_with_weight(tiny_model, loras, style, tm
     assert (out / "model_index.json").is_file() and (out / "scheduler").is_dir()
     assert json.loads((out / "merged_loras.json").read_text())[0]["weight"] == 0.5
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folder left
-    base = UNet2DConditionModel.from_pretrained(tiny_model["diffusers"], subfolder="unet")
-    merged = UNet2DConditionModel.from_pretrained(out, subfolder="unet")
-    for path in ("down_blocks.0.resnets.0.conv1", "down_blocks.0.attentions.0.proj_in"):
-        if path in parts["unet"]:
-            w_base = base.get_submodule(path).weight
-            want = w_base + 0.5 * delta(parts["unet"][path]).reshape(w_base.shape)
-            assert torch.allclose(merged.get_submodule(path).weight, want, atol=1e-6)
+    models = {
+        folder: {
+            "unet": UNet2DConditionModel.from_pretrained(folder, subfolder="unet"),
+            "te": CLIPTextModel.from_pretrained(folder, subfolder="text_encoder"),
+        }
+        for folder in (tiny_model["diffusers"], out)
+    }
+    base, merged = models[tiny_model["diffusers"]], models[out]
+    for component, path, _ in MODULES:  # merged = base + 0.5 * alpha/rank * up @ down
+        change = _scaled_up_down(_lora(parts, component, path), 0.5)
+        want = base[component].get_submodule(path).weight.double() + change
+        got = merged[component].get_submodule(path).weight.double()
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-6), path
 
 
 def _bad(case, tiny_model, loras, tmp_path):

@@ -9,12 +9,23 @@ import torch
 from lora_scripts.errors import ConfigError, FormatError
 from lora_scripts.save.kohya_keys import kohya_name
 from lora_scripts.tools.lora_io import read_lora
-from lora_scripts.tools.lowrank import delta, rank_of
+from lora_scripts.tools.lowrank import rank_of
 from lora_scripts.tools.merge_loras import parse_weighted, run_merge_loras
 
 
+def _scaled_up_down(w, weight: float = 1.0) -> torch.Tensor:
+    """weight * alpha / rank * up @ down, written out (kxk conv: a 1x1 up over a kxk down), in float64."""
+    rank = w.down.shape[0]
+    full = w.up.flatten(1).double() @ w.down.flatten(1).double()
+    return (full * (weight * w.alpha / rank)).reshape(w.up.shape[0], *w.down.shape[1:])
+
+
 def _deltas(parts, weight=1.0):
-    return {kohya_name(c, p): delta(w, weight) for c, modules in parts.items() for p, w in modules.items()}
+    return {
+        kohya_name(c, p): _scaled_up_down(w, weight)
+        for c, modules in parts.items()
+        for p, w in modules.items()
+    }
 
 
 def _rel(a, b):
@@ -35,10 +46,11 @@ def test_exact_merge_is_the_weighted_sum(two, tmp_path):
     assert run_merge_loras([f"{path_a}:0.7", f"{path_b}:-0.5"], out) == {}
     merged = read_lora(out)
     da, db = _deltas(a, 0.7), _deltas(b, -0.5)
+    assert da.keys() - db.keys() and db.keys() - da.keys() and da.keys() & db.keys()  # a only, b only, both
     assert merged.modules.keys() == da.keys() | db.keys()
     for name, w in merged.modules.items():
         want = da.get(name, 0) + db.get(name, 0)
-        assert _rel(delta(w), want) < 1e-6, name
+        assert _rel(_scaled_up_down(w), want) < 1e-6, name
         assert rank_of(w) == (4 if name in da else 0) + (2 if name in db else 0) and w.alpha == rank_of(w)
     meta = merged.metadata
     assert "a.safetensors x0.7 + b.safetensors x-0.5" in meta["ss_training_comment"]
@@ -50,10 +62,12 @@ def test_svd_merge_to_a_rank(two, tmp_path):
     a, b, path_a, path_b = two
     kept = run_merge_loras([str(path_a), str(path_b)], tmp_path / "r6.safetensors", rank=6)
     merged = read_lora(tmp_path / "r6.safetensors")
-    want = {k: v + _deltas(b).get(k, 0) for k, v in _deltas(a).items()}
-    for name, w in merged.modules.items():
-        if name in want:  # rank 6 holds a rank-4 + rank-2 sum exactly
-            assert _rel(delta(w), want[name]) < 1e-5, name
+    da, db = _deltas(a), _deltas(b)
+    assert da.keys() - db.keys() and db.keys() - da.keys() and da.keys() & db.keys()  # a only, b only, both
+    want = {k: da.get(k, 0) + db.get(k, 0) for k in da.keys() | db.keys()}
+    assert merged.modules.keys() == want.keys()
+    for name, w in merged.modules.items():  # rank 6 holds a rank-4 + rank-2 sum exactly
+        assert rank_of(w) <= 6 and _rel(_scaled_up_down(w), want[name]) < 1e-5, name
     assert min(k.energy for k in kept.values()) > 1 - 1e-6
     lossy = run_merge_loras([str(path_a), str(path_b)], tmp_path / "r1.safetensors", rank=1)
     assert {rank_of(w) for w in read_lora(tmp_path / "r1.safetensors").modules.values()} == {1}
