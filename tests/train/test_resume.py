@@ -18,6 +18,9 @@ from lora_scripts.errors import ConfigError, FormatError, TrainingError
 from lora_scripts.train.run import run_training
 
 STEPS, EVERY = 24, 3
+# The step the SIGKILL test kills at: drawn from a fixed seed so a failure reproduces; another seed with
+# RESUME_KILL_SEED=<n>. The seed and step are printed and named in the assertion messages.
+KILL_SEED = int(os.environ.get("RESUME_KILL_SEED", "0"))
 
 
 def _cfg(base_config, out: Path, **extra) -> dict:
@@ -59,10 +62,10 @@ def _tensors(path: Path) -> dict[str, torch.Tensor]:
     return load_file(path)
 
 
-def _assert_same_lora(a: Path, b: Path) -> None:
+def _assert_same_lora(a: Path, b: Path, where: str = "") -> None:
     ta, tb = _tensors(a), _tensors(b)
-    assert ta.keys() == tb.keys()
-    assert all(torch.equal(ta[k], tb[k]) for k in ta), "resumed LoRA differs from the unbroken run"
+    assert ta.keys() == tb.keys(), where
+    assert all(torch.equal(ta[k], tb[k]) for k in ta), f"resumed LoRA differs from the unbroken run {where}"
 
 
 @pytest.fixture()
@@ -72,21 +75,56 @@ def unbroken(base_config, tmp_path) -> Path:
 
 
 @pytest.mark.slow
-def test_sigkill_at_a_random_step_then_resume_is_bit_exact(base_config, tmp_path, unbroken):
+def test_sigkill_at_a_seeded_step_then_resume_is_bit_exact(base_config, tmp_path, unbroken):
     out = tmp_path / "killed"
     cfg = _cfg(base_config, out)
-    kill_after = random.Random().choice([3, 6, 9, 12, 15])
+    kill_after = random.Random(KILL_SEED).choice([3, 6, 9, 12, 15])
+    where = f"killed after step {kill_after} (RESUME_KILL_SEED={KILL_SEED})"
+    print(where)
     proc = _start(cfg, tmp_path, "killed")
     _wait_for(out / "state" / f"step-{kill_after:06d}" / "position.json", proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not (out / "test_lora.safetensors").exists()
+    assert not (out / "test_lora.safetensors").exists(), where
     resumed = _start(cfg, tmp_path, "killed")
     _, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, err[-2000:]
-    assert "Resumed from" in err
-    _assert_same_lora(unbroken, out / "test_lora.safetensors")
-    assert len(list((out / "state").glob("step-*"))) <= 2  # keep_last_n
+    assert resumed.returncode == 0, f"{where}: {err[-2000:]}"
+    assert "Resumed from" in err, where
+    _assert_same_lora(unbroken, out / "test_lora.safetensors", where)
+    complete = [p for p in (out / "state").glob("step-*") if (p / "position.json").is_file()]
+    assert len(complete) <= 2, where  # keep_last_n (a half-pruned folder: the xfail test below)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="src/train/state.py: a kill while save_state prunes an old state leaves a step-* folder without "
+    "position.json that no later save removes (the SIGKILL test hits this window now and then)",
+)
+def test_a_kill_while_pruning_leaves_no_half_deleted_state(tmp_path, monkeypatch):
+    import shutil
+
+    from lora_scripts.train.state import Position, save_state
+
+    def save(step: int) -> None:
+        save_state(tmp_path, Position(step=step), random.Random(0), {}, keep=2)
+
+    save(3)
+    save(6)
+    real_rmtree = shutil.rmtree
+
+    def killed_while_pruning(path, *args, **kwargs):
+        if (Path(path) / "position.json").is_file():  # an old, complete state: its first file goes, then
+            (Path(path) / "position.json").unlink()  # the process is killed
+            raise KeyboardInterrupt
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", killed_while_pruning)
+    with pytest.raises(KeyboardInterrupt):
+        save(9)
+    monkeypatch.undo()
+    save(12)  # the resumed run saves on
+    save(15)
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["step-000012", "step-000015"]
 
 
 @pytest.mark.slow
