@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1
-.venv/bin/ruff check src tests train.py
+.venv/bin/ruff check src tests bench auto_label.py generate.py train.py
 exec .venv/bin/python -m pytest -q "$@"
