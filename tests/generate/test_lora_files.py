@@ -6,9 +6,9 @@ from safetensors.torch import save_file
 
 from lora_scripts.errors import ConfigError, FormatError
 from lora_scripts.generate.library import LoraLibrary
-from lora_scripts.save.lora_read import load_lora
 from lora_scripts.models.tiny import build_tiny_sd
 from lora_scripts.save.kohya import to_kohya
+from lora_scripts.save.lora_read import load_lora
 
 TO_K = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn2_to_k"
 

@@ -7,9 +7,9 @@ import torch
 from safetensors.torch import save_file
 
 from lora_scripts.config import ModelConfig
-from lora_scripts.models.targets import text_targets, unet_targets
 from lora_scripts.models.ldm_layout import pipeline_to_ldm
 from lora_scripts.models.loader import load_components
+from lora_scripts.models.targets import text_targets, unet_targets
 from lora_scripts.models.tiny import build_full_size_sd15
 
 

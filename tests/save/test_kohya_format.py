@@ -16,6 +16,15 @@ from lora_scripts.save.kohya import from_kohya, read_lora_file, to_kohya
 from lora_scripts.save.metadata import RunFacts, add_hashes
 from lora_scripts.save.writer import save_lora
 
+# what the SD family reports for an SD 1.x epsilon model (models/sd.py StableDiffusion.metadata_facts)
+SD1_FACTS = {
+    "ss_v2": "False",
+    "ss_base_model_version": "sd_v1",
+    "ss_v_parameterization": "False",
+    "modelspec.architecture": "stable-diffusion-v1/lora",
+    "modelspec.prediction_type": "epsilon",
+}
+
 
 def _randomise(*modules, scale=0.2, seed=0):
     gen = torch.Generator().manual_seed(seed)
@@ -103,7 +112,7 @@ def test_diffusers_load_lora_weights_reproduces_the_trained_model(tiny_model, tm
             "conv_alpha": 1,
         }
     )
-    path = save_lora(_parts(trained), tmp_path / "l.safetensors", cfg, RunFacts("sd1", "epsilon"))
+    path = save_lora(_parts(trained), tmp_path / "l.safetensors", cfg, RunFacts("sd1", SD1_FACTS))
 
     fresh = StableDiffusionPipeline.from_pretrained(tiny_model["diffusers"], local_files_only=True)
     ids = fresh.tokenizer(["neon phone"], padding="max_length", max_length=77, return_tensors="pt").input_ids
@@ -135,7 +144,7 @@ def test_metadata_and_hash(pipe, tmp_path):
         _parts(pipe, te=False),
         tmp_path / "tech_phone.safetensors",
         cfg,
-        RunFacts("sd1", "epsilon", steps=7, num_images=3),
+        RunFacts("sd1", SD1_FACTS, steps=7, num_images=3),
     )
     tensors, meta = read_lora_file(str(path))
     assert meta["ss_network_module"] == "networks.lora"

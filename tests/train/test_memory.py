@@ -149,15 +149,15 @@ def test_text_encoder_outputs_cached_only_when_captions_are_fixed(base_config, c
     cfg, model, index = _trainer(base_config, max_train_steps=1)
     with caplog.at_level(logging.INFO, logger="lora_scripts"):
         trainer = Trainer(cfg, model, index, make_accelerator(cfg.train, cfg.output.output_dir))
-    assert trainer.text_cache is not None
+    assert trainer.model.text_cache is not None
     caption = index.items[0].caption
     with torch.no_grad():
         direct = model.encode_prompt(model.tokenize([caption]))[0]
-    assert torch.equal(trainer.text_cache.get([caption])[0], direct)
+    assert torch.equal(trainer.model.text_cache.get([caption])[0], direct)
 
     cfg2, model2, index2 = _trainer(base_config, max_train_steps=1, shuffle_caption=True)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="lora_scripts"):
         trainer2 = Trainer(cfg2, model2, index2, make_accelerator(cfg2.train, cfg2.output.output_dir))
-    assert trainer2.text_cache is None
+    assert trainer2.model.text_cache is None
     assert any("not cached: shuffle_caption" in r.message for r in caplog.records)

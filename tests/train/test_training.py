@@ -65,7 +65,9 @@ def test_run_with_many_features_does_what_each_one_says(base_config, monkeypatch
     result = run_training(cfg)
     out = cfg.output.output_dir
     assert result.steps == 5 and len(result.losses) == 5 and all(map(math.isfinite, result.losses))
-    assert unet_calls.n == 10  # 5 optimiser steps x gradient_accumulation_steps 2 micro-batches
+    # 6 images, batch 2: 3 micro-batches an epoch in windows of 2 + 1 (an epoch ends its window), so the
+    # 5 optimiser steps take 2 + 1, 2 + 1, 2 micro-batches
+    assert unet_calls.n == 8
     assert vae_images.n == 6  # cache_latents: each of the 6 images encoded once, not once per step
     assert checkpointed.n > 0  # gradient_checkpointing: UNet blocks run under torch.utils.checkpoint
 

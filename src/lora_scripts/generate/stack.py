@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..inject.lora import LoraWeights
-from .library import LoraLibrary, short_hash
 from ..save.lora_read import load_lora, target_modules
+from .library import LoraLibrary, short_hash
 from .prompts import LoraRef
 
 log = logging.getLogger(__name__)

@@ -10,8 +10,8 @@ from torch import nn
 
 from ..config import NetworkConfig
 from ..errors import ConfigError, FormatError
-from ..save.lora_read import load_lora
 from ..inject.lora import LoraWeights, inject, write_weights
+from ..save.lora_read import load_lora
 
 log = logging.getLogger(__name__)
 
