@@ -201,3 +201,31 @@ def test_resume_accepts_the_state_folder_itself(tmp_path):
         save_state(tmp_path, Position(step=step), random.Random(0), objects, keep=2)
     for given in (tmp_path, tmp_path / "state"):
         assert find_state(str(given), tmp_path / "elsewhere") == tmp_path / "state" / "step-000004"
+
+
+def test_a_kill_while_deleting_an_old_state_leaves_nothing_half(tmp_path, monkeypatch):
+    from lora_scripts.train import state as state_module
+
+    def save(step: int) -> Path:
+        return save_state(tmp_path, Position(step=step), random.Random(0), {}, keep=2)
+
+    save(3)
+    save(6)
+    real_rmtree = shutil.rmtree
+
+    def killed_while_deleting(path, *args, **kwargs):
+        if (Path(path) / "training_state.pt").is_file():  # its first file goes, then the process dies
+            (Path(path) / "training_state.pt").unlink()
+            raise KeyboardInterrupt
+        return real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(state_module.shutil, "rmtree", killed_while_deleting)
+    with pytest.raises(KeyboardInterrupt):
+        save(9)
+    monkeypatch.undo()
+    names = [p.name for p in state_module.list_states(tmp_path)]
+    assert names == ["step-000006", "step-000009"]  # the half-deleted step-3 is under no step-* name
+    (tmp_path / "state" / ".tmp-killed-save").mkdir()  # what a kill inside torch.save leaves
+    (tmp_path / "state" / ".tmp-killed-save" / "training_state.pt").write_bytes(b"half")
+    save(12)
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["step-000009", "step-000012"]

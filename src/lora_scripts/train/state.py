@@ -35,6 +35,7 @@ RNG_KEYS = ("torch", "python", "numpy", "trainer")
 # reader), Python objects weights_only refuses (UnpicklingError).
 _READ_ERRORS = (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile)
 _FRESH = "Delete that folder (or set resume to empty) to start fresh"
+_TMP, _TRASH = ".tmp-", ".deleting-"  # a save being written, a state being deleted
 
 
 @dataclass
@@ -56,24 +57,46 @@ class StateMismatch(TrainingError):
 def save_state(
     folder: Path, position: Position, trainer_rng: random.Random, objects: dict, keep: int
 ) -> Path:
-    """Write `folder/state/step-NNNNNN` atomically (temp dir + rename) and prune to the newest `keep`."""
+    """Write `folder/state/step-NNNNNN` atomically (temp dir + rename) and prune to the newest `keep`.
+    A folder leaves the step-* names by one rename before it is deleted, so a kill mid-delete never
+    leaves a half state behind a complete-looking name; what such a kill leaves is swept on the next save."""
     root = folder / STATE_DIR
     root.mkdir(parents=True, exist_ok=True)
+    _sweep(root)
     final = root / f"step-{position.step:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+    tmp = Path(tempfile.mkdtemp(prefix=_TMP, dir=root))
     try:
         payload = {name: obj.state_dict() for name, obj in objects.items() if obj is not None}
         payload["rng"] = _rng_state(trainer_rng)
         torch.save(payload, tmp / STATE_FILE)
         (tmp / POSITION_FILE).write_text(json.dumps(asdict(position)), encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
+        _remove(final)
         tmp.rename(final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for old in list_states(folder)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        _remove(old)
     return final
+
+
+def _remove(path: Path) -> None:
+    if not path.exists():
+        return
+    trash = path.with_name(_TRASH + path.name)
+    shutil.rmtree(trash, ignore_errors=True)  # left by a kill while this name was deleted before
+    path.rename(trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _sweep(root: Path) -> None:
+    """Leftovers of a killed run: unfinished saves, half-deleted states, step folders without a position."""
+    for path in root.iterdir():
+        name = path.name
+        leftover = name.startswith((_TMP, _TRASH)) or (
+            name.startswith("step-") and not (path / POSITION_FILE).is_file()
+        )
+        if leftover and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def list_states(folder: Path) -> list[Path]:
