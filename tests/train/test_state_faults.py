@@ -99,6 +99,7 @@ def test_no_usable_state_left_is_one_sentence(out, tmp_path, run_cli):
     line = _error_line(_train(cfg, tmp_path, run_cli))
     assert "No usable training state" in line and "cut short or damaged" in line and "start fresh" in line
     assert "PytorchStreamReader failed" in line  # the reason, inside the sentence
+    assert "and the 1 older one cannot be used either" in line
 
 
 @pytest.mark.slow

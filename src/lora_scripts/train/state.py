@@ -148,7 +148,8 @@ def newest_usable(states: list[Path]) -> Path | None:
             )
         return path
     newest, err = failures[0]
-    older = f" (and {len(failures) - 1} older ones cannot be read either)" if len(failures) > 1 else ""
+    n = len(failures) - 1
+    older = f" (and the {n} older one{'s' if n > 1 else ''} cannot be used either)" if n else ""
     raise TrainingError(
         f"No usable training state to resume from in '{newest.parent}': {err.what}{older}", _FRESH
     )
