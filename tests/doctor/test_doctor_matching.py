@@ -59,6 +59,7 @@ def test_doctor_counts_what_training_uses(dotted_rows):
     assert len(index.missing_captions) == 3
     flagged = {f.check: set(f.images) for f in report.findings}
     assert "no caption" not in flagged
+    assert report.caption_source == "'metadata.csv' and .txt files"
     assert flagged["empty caption"] == set(index.missing_captions)
 
 

@@ -31,7 +31,8 @@ def load_captions(root: Path, images: list[Path], metadata: Path | None, extensi
     without a (non-empty) row, ``<stem><extension>`` files."""
     extension = extension if extension.startswith(".") else "." + extension
     csv_path = metadata or root / "metadata.csv"
-    if metadata is not None or csv_path.is_file():
+    with_csv = metadata is not None or csv_path.is_file()
+    if with_csv:
         captions = _from_csv(csv_path, root, images)
         if captions.problem is not None:
             return captions
@@ -51,6 +52,8 @@ def load_captions(root: Path, images: list[Path], metadata: Path | None, extensi
                 captions.by_image[image] = text
     except DataError as err:
         captions.problem = Finding("error", "caption file", err.message)
+    if with_csv and any(text != from_csv.get(image) for image, text in captions.by_image.items()):
+        captions.source += f" and {extension} files"
     return captions
 
 
