@@ -20,10 +20,19 @@ def replacing(path: Path) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        # mkstemp makes 0600 files (and some writers replace the file); a WebUI/ComfyUI running as another
+        # user must read what we write: the mode a plain open() gives (0644 under umask 022), as other tools.
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def current_umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it and put it back
+    os.umask(mask)
+    return mask
 
 
 def atomic_save_safetensors(tensors: dict, path: Path, metadata: dict[str, str]) -> Path:

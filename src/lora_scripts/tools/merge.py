@@ -25,7 +25,7 @@ from ..models.detect import ModelSource, locate
 from ..models.ldm_layout import pipeline_to_ldm
 from ..models.loader import load_components, text_family
 from ..models.registry import detect_family
-from ..save.atomic import atomic_save_safetensors
+from ..save.atomic import atomic_save_safetensors, current_umask
 from ..save.kohya import DTYPES
 from ..save.kohya_keys import name_table
 from ..save.lora_family import check_same_family
@@ -128,6 +128,7 @@ def merge_folder(location: str, local: bool, loras: list, out: Path, precision: 
         pipe.to(dtype=DTYPES[precision])
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would hide the model from other users
     try:
         pipe.save_pretrained(tmp, safe_serialization=True)
         (tmp / "merged_loras.json").write_text(_record(loras), encoding="utf-8")

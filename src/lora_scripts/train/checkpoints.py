@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import random
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 
 from ..config import Config
+from ..errors import OutputError
 from ..inject.lora import lora_layers, read_weights
 from ..models.family import TrainableModel
 from ..save.metadata import RunFacts
@@ -18,6 +23,7 @@ from .setup import network_facts
 from .state import ParamSet, Position, find_state, load_state, save_state
 
 log = logging.getLogger(__name__)
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 class Checkpoints:
@@ -45,16 +51,36 @@ class Checkpoints:
         modules = {c: m for c, m in self.adapters().items() if lora_layers(m)}
         self.facts.network = network_facts(modules)
         parts = {c: read_weights(m) for c, m in modules.items()}
-        path = save_lora(parts, self.out_dir / f"{stem}.safetensors", self.cfg, self.facts)
+        with self.disk_full_is_a_sentence(f"{stem}.safetensors"):
+            path = save_lora(parts, self.out_dir / f"{stem}.safetensors", self.cfg, self.facts)
         log.info("Saved %s", path)
         return path
+
+    @contextlib.contextmanager
+    def disk_full_is_a_sentence(self, what: str) -> Iterator[None]:
+        """A full disk while saving: the temp file is already gone (atomic writes), the newest complete
+        checkpoint stays, and the user reads what to free instead of a serialiser's 'unexpected pos'."""
+        try:
+            yield
+        # torch.save says RuntimeError, safetensors SafetensorError: which error it was is judged by the disk
+        except Exception as exc:
+            if not _disk_full(exc, self.out_dir):
+                raise
+            last = self.last_good or "none saved yet"
+            raise OutputError(
+                f"The disk of '{self.out_dir}' is full: {what} could not be saved (newest complete "
+                f"training state: {last})",
+                "Free some space there (old LoRA files, latent_cache/, other runs) or choose another "
+                "output_dir, then continue with resume: auto",
+            ) from exc
 
     def save(self, pos: Position, rng: random.Random, reason: str = "") -> None:
         """A step checkpoint: the LoRA, and the training state when asked (always on an interruption)."""
         lora = self.save_lora(f"{self.cfg.output.name()}-step{pos.step:06d}", pos.step)
         if not (self.cfg.output.save_state or reason):
             return
-        state = save_state(self.out_dir, pos, rng, self._state_objects(), self.cfg.output.keep_last_n)
+        with self.disk_full_is_a_sentence(f"the training state of step {pos.step}"):
+            state = save_state(self.out_dir, pos, rng, self._state_objects(), self.cfg.output.keep_last_n)
         self.last_good = state
         if reason:
             log.warning(
@@ -83,3 +109,14 @@ class Checkpoints:
             "lr_scheduler": self.lr_scheduler,
             "scaler": self.acc.scaler,
         }
+
+
+def _disk_full(exc: BaseException, folder: Path) -> bool:
+    if isinstance(exc, OSError):
+        return exc.errno in DISK_FULL
+    if "No space left on device" in str(exc):
+        return True
+    try:
+        return shutil.disk_usage(folder).free < 16 * 2**20
+    except OSError:
+        return False

@@ -11,19 +11,17 @@ from torch import nn
 from ..config import NetworkConfig
 from ..errors import ConfigError, FormatError
 from ..inject.lora import LoraWeights, inject, write_weights
+from ..save.kohya import read_lora_file
+from ..save.lora_family import lora_downs
 from ..save.lora_read import load_lora
 
 log = logging.getLogger(__name__)
 
 
-def apply_init_lora(
-    net: NetworkConfig, models: dict[str, nn.Module], family: str
-) -> dict[str, dict[str, LoraWeights]]:
-    """Inject exactly the file's modules with its ranks/alphas and load its weights.
-
-    The file is read by the same reader `generate` uses, so every format and family check is shared."""
-    parts = load_lora(Path(net.init_lora), models, family)
-    ranks = Counter(w.down.shape[0] for part in parts.values() for w in part.values())
+def check_init_lora(net: NetworkConfig) -> int:
+    """Before anything is written: the file reads, holds LoRA modules, and its rank fits the config's."""
+    tensors, _meta = read_lora_file(net.init_lora, what="init_lora")
+    ranks = Counter(int(down.shape[0]) for down in lora_downs(tensors).values())
     if not ranks:
         raise FormatError(f"init_lora '{net.init_lora}' contains no LoRA modules", "Check the file")
     file_rank = ranks.most_common(1)[0][0]
@@ -32,6 +30,17 @@ def apply_init_lora(
             f"lora_rank is {net.lora_rank} but init_lora '{net.init_lora}' has rank {file_rank}",
             "Remove lora_rank from the config (it is read from the file) or use a LoRA of that rank",
         )
+    return file_rank
+
+
+def apply_init_lora(
+    net: NetworkConfig, models: dict[str, nn.Module], family: str
+) -> dict[str, dict[str, LoraWeights]]:
+    """Inject exactly the file's modules with its ranks/alphas and load its weights.
+
+    The file is read by the same reader `generate` uses, so every format and family check is shared."""
+    file_rank = check_init_lora(net)
+    parts = load_lora(Path(net.init_lora), models, family)
     for component, weights in parts.items():
         if weights:
             inject(

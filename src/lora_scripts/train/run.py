@@ -19,7 +19,8 @@ from ..errors import ConfigError, OutputError
 from ..models.detect import locate
 from ..models.registry import detect_family, load_model
 from ..save.atomic import nearest_existing, probe_writable
-from ..save.kohya import read_lora_file
+from .init_lora import check_init_lora
+from .lock import output_lock, remove_stale_temp_files
 from .loop import Trainer, TrainResult
 from .report import write_report
 from .state import find_state
@@ -35,11 +36,23 @@ def check_inputs(cfg: Config) -> DatasetIndex:
     index = scan_dataset(cfg.data)
     check_dataset(cfg.data)
     if cfg.network.init_lora:
-        read_lora_file(cfg.network.init_lora, what="init_lora")
+        check_init_lora(cfg.network)
+    check_output_outside_data(cfg.output.output_dir, cfg.data.train_data_dir)
     if cfg.train.resume and cfg.train.resume != "auto":
         find_state(cfg.train.resume, cfg.output.output_dir)
     final_path(cfg.output)
     return index
+
+
+def check_output_outside_data(output_dir: Path, data_dir: Path) -> None:
+    """Samples and loss.png written among the training images would be trained on by the next run."""
+    out, data = output_dir.expanduser().resolve(), data_dir.expanduser().resolve()
+    if out == data or data in out.parents:
+        raise ConfigError(
+            f"output_dir '{output_dir}' is inside train_data_dir '{data_dir}': samples and reports written "
+            "there would be trained on as images by the next run",
+            "Choose an output_dir outside the training images, e.g. output/my_lora",
+        )
 
 
 def check_dataset(data: DataConfig) -> None:
@@ -86,6 +99,7 @@ def final_path(out: OutputConfig) -> Path:
 
 def run_training(cfg: Config) -> TrainResult:
     ours = logging.getLogger("lora_scripts")
+    logging.raiseExceptions = False  # a log line that cannot be written (full disk): no traceback
     if ours.getEffectiveLevel() > logging.INFO:
         ours.setLevel(logging.INFO)
     # Nothing is written before the pre-flight checks pass, yet train.log must hold what they said
@@ -101,22 +115,24 @@ def run_training(cfg: Config) -> TrainResult:
         started = time.time()
         model = load_model(cfg.model)
         loaded = time.time()
-        cfg.output.output_dir.mkdir(parents=True, exist_ok=True)
-        handler = _file_log(cfg.output.output_dir / "train.log")
-        early.setTarget(handler)
-        early.flush()
-        ours.removeHandler(early)
-        ours.addHandler(handler)
-        accelerator = make_accelerator(cfg.train, cfg.output.output_dir, device)
-        accelerator.init_trackers("lora-scripts")
-        set_seed(cfg.train.seed)
-        log.info("Training on %s, mixed precision %s", accelerator.device, accelerator.mixed_precision)
-        trainer = Trainer(cfg, model, index, accelerator)
-        prepared = time.time()
-        result = trainer.train()
-        write_report(
-            cfg, result, {"model loading": loaded - started, "preparation (caches)": prepared - loaded}
-        )
+        out = cfg.output.output_dir
+        out.mkdir(parents=True, exist_ok=True)
+        with output_lock(out):
+            remove_stale_temp_files(out)
+            handler = _file_log(out / "train.log")
+            early.setTarget(handler)
+            early.flush()
+            ours.removeHandler(early)
+            ours.addHandler(handler)
+            accelerator = make_accelerator(cfg.train, out, device)
+            accelerator.init_trackers("lora-scripts")
+            set_seed(cfg.train.seed)
+            log.info("Training on %s, mixed precision %s", accelerator.device, accelerator.mixed_precision)
+            trainer = Trainer(cfg, model, index, accelerator)
+            prepared = time.time()
+            result = trainer.train()
+            timings = {"model loading": loaded - started, "preparation (caches)": prepared - loaded}
+            write_report(cfg, result, timings)
         log.info("Done: %d steps in %.0f s. LoRA: %s", result.steps, result.seconds, result.lora_path)
         return result
     finally:

@@ -1,0 +1,167 @@
+"""Faults around a run, through the real CLI: two runs on one folder, a full disk, kill -9 leftovers, output
+inside the images, file modes others can read, checks that must come before anything is written."""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lora_scripts.config import build_config
+from lora_scripts.train.run import run_training
+
+
+def _write(cfg: dict, path: Path) -> Path:
+    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    return path
+
+
+def _start(config: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lora_scripts.cli", "train", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    end = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.time() < end, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_second_run_on_the_same_folder_refuses_and_a_stale_lock_is_taken_over(base_config, tmp_path, run_cli):
+    out = tmp_path / "out"
+    long_run = _write({**base_config, "max_train_steps": 2000, "doctor": "off"}, tmp_path / "long.yaml")
+    first = _start(long_run)
+    try:
+        _wait_for(out / ".lora-scripts.lock", first)
+        second = run_cli(
+            "train", "--config", str(_write({**base_config, "doctor": "off"}, tmp_path / "b.yaml"))
+        )
+        assert second.returncode == 2, second.stderr
+        assert f"process {first.pid}" in second.stderr and "Another training" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=60)
+    # kill -9 left the lock and (planted here, as a kill mid-write leaves them) temp files
+    assert (out / ".lora-scripts.lock").exists()
+    leftovers = [out / ".test_lora.safetensors.k1ll3d.tmp", out / "state" / ".tmp-k1ll3d"]
+    leftovers[0].write_bytes(b"half a file")
+    leftovers[1].mkdir(parents=True)
+    third = run_cli("train", "--config", str(_write({**base_config, "doctor": "off"}, tmp_path / "c.yaml")))
+    assert third.returncode == 0, third.stderr
+    assert "stale lock" in third.stderr
+    assert not any(p.exists() for p in leftovers)
+    assert not (out / ".lora-scripts.lock").exists()  # released at the end
+
+
+def test_output_inside_the_training_images_is_refused(base_config, run_cli, tmp_path):
+    inside = Path(base_config["train_data_dir"]) / "lora_out"
+    proc = run_cli(
+        "train", "--config", str(_write({**base_config, "output_dir": str(inside)}, tmp_path / "c.yaml"))
+    )
+    assert proc.returncode == 2 and "inside train_data_dir" in proc.stderr
+    assert not inside.exists()
+
+
+def test_init_lora_rank_conflict_writes_nothing(base_config, tmp_path, run_cli):
+    first = run_training(build_config({**base_config, "max_train_steps": 1, "doctor": "off"}))
+    out = tmp_path / "v2"
+    cfg = {**base_config, "init_lora": str(first.lora_path), "lora_rank": 8, "output_dir": str(out)}
+    proc = run_cli("train", "--config", str(_write(cfg, tmp_path / "c.yaml")))
+    assert proc.returncode == 2 and "has rank 4" in proc.stderr
+    assert not out.exists()  # no train.log, no logs/ before the check
+
+
+def test_written_files_follow_the_umask(base_config):
+    """mkstemp's 0600 kept WebUI/ComfyUI running as another user from reading the LoRA."""
+    old = os.umask(0o022)
+    try:
+        cfg = build_config(
+            {
+                **base_config,
+                "max_train_steps": 1,
+                "doctor": "off",
+                "sample_prompts": ["a phone"],
+                "sample_every_n_steps": 1,
+                "sample_steps": 2,
+            }
+        )
+        result = run_training(cfg)
+    finally:
+        os.umask(old)
+    out = cfg.output.output_dir
+    for path in (result.lora_path, out / "report.html", *result.samples[1]):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A real file system that can fill up: a tmpfs mount (root only, as in CI)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=560m", "tmpfs", str(mount)], capture_output=True
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_full_disk_is_a_sentence_and_keeps_the_last_complete_state(base_config, tmp_path, small_disk):
+    out = small_disk / "out"
+    cfg = {
+        **base_config,
+        "output_dir": str(out),
+        "max_train_steps": 2000,
+        "save_steps": 1,
+        "save_state": True,
+        "keep_last_n": 2,
+        "doctor": "off",
+    }
+    proc = _start(_write(cfg, tmp_path / "c.yaml"))
+    _wait_for(out / "state" / "step-000002" / "position.json", proc)
+    filler = small_disk / "filler.bin"
+    with open(filler, "wb") as handle:  # fill the disk while the run goes on saving every step
+        chunk = b"\0" * 2**20
+        with pytest.raises(OSError):
+            while True:
+                handle.write(chunk)
+                handle.flush()
+    try:
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = proc.stderr.read()
+    assert proc.returncode == 2, err
+    assert "is full" in err and str(out) in err and "Unexpected" not in err and "Traceback" not in err
+    states = sorted((out / "state").glob("step-*"))
+    assert states and all((s / "position.json").is_file() for s in states)
+    assert not list(out.glob(".*.tmp")) and not list((out / "state").glob(".tmp-*"))
+    filler.unlink()
+    step = int(states[-1].name.split("-")[1])
+    resume = _write({**cfg, "max_train_steps": step + 1, "resume": "auto"}, tmp_path / "r.yaml")
+    resumed = subprocess.run(
+        [sys.executable, "-m", "lora_scripts.cli", "train", "--config", str(resume)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"step {step}" in resumed.stderr  # continued from the newest complete state
