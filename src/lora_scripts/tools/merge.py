@@ -82,9 +82,10 @@ def check_families(loras: list, family: str, model: str) -> None:
         check_same_family(str(lora.path), lora.family()[0], family, model)
 
 
-def base_family(source: ModelSource) -> str:
-    """The base's family before loading it: the registry's one detector (refuses SDXL, LoRA files...)."""
-    return detect_family(source).info.name
+def base_family(source: ModelSource) -> str | None:
+    """The base's family before loading it: the registry's one detector (refuses SDXL, LoRA files...);
+    None for a hub id, which cannot be looked into offline before loading."""
+    return None if source.kind == "hub" else detect_family(source).info.name
 
 
 def merge_single_file(path: str, loras: list, out: Path, precision: str | None) -> None:
@@ -169,9 +170,10 @@ def run_merge(
         raise FormatError(
             "No LoRA given to merge", "e.g. lora merge BASE style.safetensors:0.8 -o out.safetensors"
         )
+    parsed = [parse_weighted(spec) for spec in specs]  # argument mistakes first, before any file is judged
     source = locate(base)
     check_output(out, overwrite, folder_output=source.kind != "single_file")
-    loras = [(read_lora(path), weight) for path, weight in map(parse_weighted, specs)]
+    loras = [(read_lora(path), weight) for path, weight in parsed]
     family = base_family(source)
     if family is not None:  # fail before loading the model
         check_families(loras, family, f"base model '{base}'")

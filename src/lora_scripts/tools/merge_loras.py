@@ -118,14 +118,15 @@ def run_merge_loras(
     precision: str = "auto",
     overwrite: bool = False,
 ) -> dict[str, Kept]:
-    if len(specs) < 2:
+    parsed = [parse_weighted(spec) for spec in specs]  # a bad weight is named before the count is judged
+    if len(parsed) < 2:
         raise ConfigError(
             "merge-loras needs at least two LoRA files", "e.g. a.safetensors:0.7 b.safetensors:0.5"
         )
     if rank is not None or energy is not None:
         check_target(rank, energy)
     check_output(out, overwrite)
-    loras = [(read_lora(path), weight) for path, weight in map(parse_weighted, specs)]
+    loras = [(read_lora(path), weight) for path, weight in parsed]
     check_families([lora for lora, _ in loras])
     modules, kept = combine(loras, rank, energy)
     tensors = kohya_tensors(modules, auto_precision([lora for lora, _ in loras], precision))
