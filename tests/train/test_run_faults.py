@@ -165,3 +165,22 @@ def test_full_disk_is_a_sentence_and_keeps_the_last_complete_state(base_config, 
     )
     assert resumed.returncode == 0, resumed.stderr
     assert f"step {step}" in resumed.stderr  # continued from the newest complete state
+
+
+def test_a_damaged_latent_cache_entry_is_recomputed(base_config, caplog):
+    """A cut cache file (kill or full disk while caching) crashed every later run with SafetensorError."""
+    cfg = {**base_config, "cache_latents": "disk", "max_train_steps": 1, "doctor": "off"}
+    run_training(build_config(cfg))
+    cache = Path(base_config["output_dir"]) / "latent_cache"
+    files = sorted(cache.glob("*.safetensors"))
+    assert len(files) == 6 and not list(cache.glob(".*.tmp"))
+    files[0].write_bytes(files[0].read_bytes()[:40])
+    files[1].write_bytes(b"")
+    with caplog.at_level("WARNING", logger="lora_scripts"):
+        run_training(build_config({**cfg, "overwrite": True}))
+    damaged = [r for r in caplog.records if "cannot be read" in r.getMessage()]
+    assert len(damaged) == 2
+    assert len(sorted(cache.glob("*.safetensors"))) == 6
+    from safetensors.torch import load_file
+
+    assert load_file(files[0])["latent"].dim() == 3  # rewritten whole

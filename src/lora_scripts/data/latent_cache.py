@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -31,11 +33,15 @@ class LatentCache:
     def _load_or_encode(self, item: ImageItem) -> torch.Tensor:
         file = self._file(item)
         if file is not None and file.is_file():
-            return load_file(file)["latent"]
+            cached = _read(file)
+            if cached is not None:
+                return cached
+            log.warning(
+                "Latent cache entry %s for %s cannot be read; encoding the image again", file, item.path
+            )
         latent = self.encode(load_pixels(item, flip=False)[None])[0].float().cpu()
         if file is not None:
-            file.parent.mkdir(parents=True, exist_ok=True)
-            save_file({"latent": latent.contiguous()}, file)
+            _write(file, latent)
         return latent
 
     def _file(self, item: ImageItem) -> Path | None:
@@ -44,3 +50,24 @@ class LatentCache:
         stat = item.path.stat()
         key = f"{item.path.resolve()}|{stat.st_mtime_ns}|{stat.st_size}|{item.bucket}"
         return self.folder / (hashlib.sha1(key.encode()).hexdigest()[:20] + ".safetensors")
+
+
+def _read(file: Path) -> torch.Tensor | None:
+    """The cached latent, or None when the file is cut or not ours (a kill, a full disk, a stray file)."""
+    try:
+        latent = load_file(file).get("latent")
+    except Exception:  # safetensors raises its own error type, or OSError, for a damaged file
+        return None
+    return latent if isinstance(latent, torch.Tensor) and latent.dim() == 3 else None
+
+
+def _write(file: Path, latent: torch.Tensor) -> None:
+    """Complete or absent (temp file + rename; data/ sits below save/, whose atomic writer this mirrors)."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    try:
+        save_file({"latent": latent.contiguous()}, tmp)
+        os.replace(tmp, file)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()

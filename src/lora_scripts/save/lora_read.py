@@ -48,11 +48,7 @@ def load_lora(path: Path, models: dict[str, nn.Module], family: str) -> Parts:
     elif any(".lora_A." in k or ".lora_B." in k for k in tensors):
         parts = _from_peft_file(path, tensors, modules, (theirs, family), meta)
     else:
-        raise FormatError(
-            f"'{path}' is not a LoRA file: it has no lora_down/lora_up or lora_A/lora_B weights "
-            f"(first tensor: '{next(iter(tensors), 'none')}')",
-            "Put only LoRA .safetensors files in the LoRA folder; base checkpoints go in --model",
-        )
+        raise not_a_lora(path, tensors)
     out: Parts = {c: {} for c in parts}
     for component, weights in parts.items():
         for module_path, w in weights.items():
@@ -63,6 +59,14 @@ def load_lora(path: Path, models: dict[str, nn.Module], family: str) -> Parts:
                 _refuse_family(path, theirs, family, f"a weight has the shape {shape}")
             out[component][module_path] = fitted
     return out
+
+
+def not_a_lora(path: Path, tensors: dict[str, torch.Tensor]) -> FormatError:
+    return FormatError(
+        f"'{path}' is not a LoRA file: it has no lora_down/lora_up or lora_A/lora_B weights "
+        f"(first tensor: '{next(iter(tensors), 'none')}')",
+        "Put only LoRA .safetensors files in the LoRA folder; base checkpoints go in --model",
+    )
 
 
 def _refuse_unsupported(path: Path, tensors: dict[str, torch.Tensor]) -> None:

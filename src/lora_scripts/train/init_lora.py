@@ -9,11 +9,11 @@ from pathlib import Path
 from torch import nn
 
 from ..config import NetworkConfig
-from ..errors import ConfigError, FormatError
+from ..errors import ConfigError
 from ..inject.lora import LoraWeights, inject, write_weights
 from ..save.kohya import read_lora_file
 from ..save.lora_family import lora_downs
-from ..save.lora_read import load_lora
+from ..save.lora_read import load_lora, not_a_lora
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +23,7 @@ def check_init_lora(net: NetworkConfig) -> int:
     tensors, _meta = read_lora_file(net.init_lora, what="init_lora")
     ranks = Counter(int(down.shape[0]) for down in lora_downs(tensors).values())
     if not ranks:
-        raise FormatError(f"init_lora '{net.init_lora}' contains no LoRA modules", "Check the file")
+        raise not_a_lora(Path(net.init_lora), tensors)
     file_rank = ranks.most_common(1)[0][0]
     if "lora_rank" in net.model_fields_set and net.lora_rank != file_rank:
         raise ConfigError(
