@@ -87,7 +87,21 @@ _register_packages()
 
 
 def main() -> None:
+    honour_stop_signals()
     app()
+
+
+def honour_stop_signals() -> None:
+    """Ctrl-C and `kill` (SIGTERM: a UI's stop button, docker stop) stop every phase with exit 130.
+    A shell starts background jobs with SIGINT ignored, and Python then keeps ignoring it: a run started
+    by a script could not be stopped with kill -INT at all."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
 
 
 if __name__ == "__main__":

@@ -184,3 +184,68 @@ def test_a_damaged_latent_cache_entry_is_recomputed(base_config, caplog):
     from safetensors.torch import load_file
 
     assert load_file(files[0])["latent"].dim() == 3  # rewritten whole
+
+
+def _caching_run(base_config, tmp_path, count=200) -> Path:
+    from PIL import Image
+
+    images = tmp_path / "many"
+    images.mkdir()
+    for i in range(count):
+        Image.new("RGB", (256, 256), (i % 255, 40, 200)).save(images / f"{i:03d}.png")
+        (images / f"{i:03d}.txt").write_text("neon style, phone", encoding="utf-8")
+    cfg = {
+        **base_config,
+        "train_data_dir": str(images),
+        "resolution": 256,
+        "max_bucket_reso": 256,
+        "cache_latents": "memory",
+        "doctor": "off",
+    }
+    return _write(cfg, tmp_path / "cache.yaml")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_stop_signal_during_caching_stops_within_seconds(base_config, tmp_path, sig):
+    """Started the way a shell starts a background job (SIGINT ignored, inherited by Python), the run
+    once kept caching and trained to the end after kill -INT."""
+    log = tmp_path / "err.txt"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "lora_scripts.cli",
+                "train",
+                "--config",
+                str(_caching_run(base_config, tmp_path)),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
+        end = time.time() + 300
+        while "Caching latents" not in log.read_text() and time.time() < end and proc.poll() is None:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        sent = time.time()
+        proc.send_signal(sig)
+        proc.wait(timeout=120)
+    assert proc.returncode == 130, log.read_text()[-2000:]
+    assert time.time() - sent < 15
+    assert "Stopped by the user" in log.read_text() and "Traceback" not in log.read_text()
+    assert not (Path(base_config["output_dir"]) / "test_lora.safetensors").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_during_training_saves_and_resumes(base_config, tmp_path):
+    out = Path(base_config["output_dir"])
+    cfg = {**base_config, "max_train_steps": 2000, "doctor": "off", "resume": "auto"}
+    proc = _start(_write(cfg, tmp_path / "c.yaml"))
+    _wait_for(out / "logs", proc)
+    time.sleep(2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "resume: auto" in err and "Traceback" not in err
+    assert list((out / "state").glob("step-*/position.json"))

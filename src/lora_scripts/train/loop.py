@@ -234,7 +234,7 @@ class Trainer:
 
 
 def _catch_ctrl_c(trainer: Trainer):
-    """First Ctrl-C: finish the current step, save, stop. Second Ctrl-C: stop at once."""
+    """First Ctrl-C (or SIGTERM): finish the current step, save, stop. A second one: stop at once."""
     if threading.current_thread() is not threading.main_thread():
         return None
 
@@ -247,12 +247,12 @@ def _catch_ctrl_c(trainer: Trainer):
             "(Ctrl-C again to quit now)"
         )
 
-    return signal.signal(signal.SIGINT, handler)
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def _restore_ctrl_c(previous) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGINT, previous)
+    for sig, handler in (previous or {}).items():
+        signal.signal(sig, handler)
 
 
 def _tag_frequency(index: DatasetIndex) -> dict[str, dict[str, int]]:
