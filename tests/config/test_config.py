@@ -61,8 +61,10 @@ def test_overrides(tmp_path):
     ],
 )
 def test_bad_values_name_key_value_and_allowed(tmp_path, line, words):
+    key = line.split(":")[0]  # replace the seed's own line: a key written twice is an error of its own
+    kept = "".join(row for row in SEED_YAML.splitlines(keepends=True) if not row.startswith(key + ":"))
     with pytest.raises(ConfigError) as err:
-        load_config(write(tmp_path, SEED_YAML + line + "\n"))
+        load_config(write(tmp_path, kept + line + "\n"))
     for word in words:
         assert word in str(err.value)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from .root import ALIASES, SECTIONS, Config, key_to_section
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
     """Read a YAML config file, apply `key=value` overrides and validate it."""
     raw = read_yaml(Path(path))
+    typed: dict[str, str] = {}  # key -> the override as typed, so errors name it instead of the file
     for item in overrides or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
@@ -24,8 +27,22 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
             )
         key = key.strip()
         _forget(raw, ALIASES.get(key, key))  # an override replaces the key wherever the YAML set it
-        raw[key] = yaml.safe_load(value) if value.strip() else None
-    return build_config(raw, source=str(path))
+        raw[key] = _override_value(item, value)
+        typed[ALIASES.get(key, key)] = item
+    return build_config(raw, source=str(path), overrides=typed)
+
+
+def _override_value(item: str, value: str) -> Any:
+    if not value.strip():
+        return None
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "not a value YAML can read"
+        raise ConfigError(
+            f"The command-line override '{item}' has a value that cannot be read ({problem})",
+            "Write it like learning_rate=1e-4, and put text with brackets or colons in quotes",
+        ) from exc
 
 
 def _forget(raw: dict[str, Any], key: str) -> None:
@@ -42,7 +59,13 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"Config file '{path}' does not exist", "Check the path, or copy one from configs/")
     text = path.read_bytes().decode("utf-8-sig", errors="replace")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as dup:
+        raise ConfigError(
+            f"Key '{dup.key}' is set twice in {path} (lines {dup.first} and {dup.second}); "
+            "only one value can count",
+            "Delete one of the two lines",
+        ) from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
@@ -59,8 +82,65 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def build_config(raw: dict[str, Any], source: str = "config") -> Config:
-    """Place flat keys into their sections (sectioned YAML works too) and validate."""
+class _DuplicateKey(Exception):
+    def __init__(self, key: Any, first: int, second: int):
+        self.key, self.first, self.second = key, first, second
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys without a word; a config must not (which one was meant?)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(key, seen[key], line)
+                    seen[key] = line
+                except TypeError:  # an unhashable key: SafeLoader's own error says so
+                    break
+        return super().construct_mapping(node, deep=deep)
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Names the place a key came from in messages: the YAML file, or the command-line override."""
+
+    source: str
+    overrides: dict[str, str]
+
+    def key(self, key: str, detail: str = "") -> str:
+        """ "Key 'k' in cfg.yaml" or "The command-line override 'k=v'" (a sentence's subject)."""
+        typed = self.overrides.get(key)
+        if typed:
+            return f"The command-line override '{typed}'{detail}"
+        return f"Key '{key}'{detail} in {self.source}"
+
+    def of(self, key: str) -> str:
+        """ "cfg.yaml" or "the command-line override 'k=v'" (after "in")."""
+        typed = self.overrides.get(key)
+        return f"the command-line override '{typed}'" if typed else self.source
+
+    def section(self, section: str) -> str:
+        """The file, plus the overrides that set keys of ``section`` (for checks across keys)."""
+        owners = key_to_section()
+        typed = [item for key, item in self.overrides.items() if owners.get(key) == section]
+        if not typed:
+            return self.source
+        return f"{self.source} with the command-line override {', '.join(repr(t) for t in typed)}"
+
+
+def build_config(
+    raw: dict[str, Any], source: str = "config", overrides: dict[str, str] | None = None
+) -> Config:
+    """Place flat keys into their sections (sectioned YAML works too) and validate. ``overrides`` maps
+    keys set on the command line to the `key=value` text typed, so errors name that instead of ``source``."""
+    where = _Where(source, overrides or {})
     owners = key_to_section()
     nested: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     for key, value in raw.items():
@@ -69,13 +149,13 @@ def build_config(raw: dict[str, Any], source: str = "config") -> Config:
             for sub_key, sub_value in _section_items(key, value, source):
                 _place(nested, owners, str(sub_key), sub_value, source, section_hint=key)
         else:
-            _place(nested, owners, key, value, source)
+            _place(nested, owners, key, value, source, where=where)
     values = {name: {k: v for k, (_, v) in keys.items()} for name, keys in nested.items()}
-    _require(values, source)
+    _require(values, where)
     try:
         return Config(**{name: keys for name, keys in values.items() if keys or name in ("model", "data")})
     except ValidationError as exc:
-        raise ConfigError(_explain(exc.errors(), source)) from exc
+        raise ConfigError(_explain(exc.errors(), where)) from exc
 
 
 def _section_items(section: str, value: Any, source: str):
@@ -89,11 +169,12 @@ def _section_items(section: str, value: Any, source: str):
     return list(value.items())
 
 
-def _place(nested, owners, key, value, source, section_hint=None):
+def _place(nested, owners, key, value, source, section_hint=None, where: _Where | None = None):
     written, key = key, ALIASES.get(key, key)
     section = owners.get(key)
     if section is None:
-        raise ConfigError(f"Unknown key '{key}' in {source}", _did_you_mean(key, owners))
+        inside = where.of(key) if where else source
+        raise ConfigError(f"Unknown key '{key}' in {inside}", _did_you_mean(key, owners))
     if section_hint and section != section_hint:
         raise ConfigError(
             f"Key '{key}' in {source} is under section '{section_hint}' but belongs to '{section}'",
@@ -109,13 +190,16 @@ def _place(nested, owners, key, value, source, section_hint=None):
     nested[section][key] = (written, value)
 
 
-def _require(nested, source):
+def _require(nested, where: _Where):
     for section, key, hint in (
         ("model", "base_model", "point it at your .safetensors checkpoint or diffusers folder"),
         ("data", "train_data_dir", "point it at the folder of training images"),
     ):
-        if nested[section].get(key) in (None, ""):
-            raise ConfigError(f"Key '{key}' is missing in {source}", f"Add `{key}: ...`: {hint}")
+        if nested[section].get(key) not in (None, ""):
+            continue
+        if key in where.overrides:
+            raise ConfigError(f"{where.key(key)} leaves '{key}' empty", f"Write it like {key}=...: {hint}")
+        raise ConfigError(f"Key '{key}' is missing in {where.source}", f"Add `{key}: ...`: {hint}")
 
 
 def _did_you_mean(key: str, owners: dict[str, str]) -> str:
@@ -131,51 +215,72 @@ _TYPE_WORDS = {
     "int_parsing": "a whole number",
     "int_type": "a whole number",
     "int_from_float": "a whole number",
+    "finite_number": "a number that is not nan or inf",
     "bool_parsing": "true or false",
     "bool_type": "true or false",
     "string_type": "text",
     "path_type": "a path",
+    "list_type": "a list",
+    "dict_type": "`key: value` lines",
 }
+_EXPONENT = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+\s*$")  # 1e30, 2.5E+3
 
 
-def _explain(errors: list[dict[str, Any]], source: str) -> str:
+def _explain(errors: list[dict[str, Any]], where: _Where) -> str:
     """One sentence for pydantic's first error. Its loc is (section, key, [item index | union member])."""
     err = errors[0]
     loc = err["loc"]
     if len(loc) < 2:  # a check across the keys of one section: its message names them
-        return f"In {source}: {str(err.get('msg', '')).removeprefix('Value error, ')}"
+        section = str(loc[0]) if loc else ""
+        return f"In {where.section(section)}: {str(err.get('msg', '')).removeprefix('Value error, ')}"
     key, rest = str(loc[1]), loc[2:]
     item = next((i for i in rest if isinstance(i, int)), None)
-    where = f"Key '{key}'" + (f" (item {item + 1})" if item is not None else "")
+    subject = where.key(key, f" (item {item + 1})" if item is not None else "")
+    if err["type"] == "extra_forbidden":
+        return f"Unknown key '{key}' in {where.of(key)}"
     if rest and isinstance(rest[-1], str):  # a union (e.g. a number or `auto`): name every accepted form
         same = [e for e in errors if e["loc"][:2] == loc[:2]]
         allowed = " or ".join(dict.fromkeys(_allowed(e) for e in same))
-        return f"{where} in {source} has value {err.get('input')!r}, but it must be {allowed}"
-    if err["type"] == "extra_forbidden":
-        return f"Unknown key '{key}' in {source}"
-    return f"{where} in {source} has value {err.get('input')!r}, but it must be {_allowed(err)}"
+    else:
+        allowed = _allowed(err)
+    return f"{subject} has value {_shown(err.get('input'))}, but it must be {allowed}"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _allowed(err: dict[str, Any]) -> str:
     kind = err["type"]
     ctx = err.get("ctx") or {}
+    value = err.get("input")
+    if kind == "int_parsing_size":
+        return f"a whole number of a usable size ({_shown(value)} is too large)"
+    if kind == "int_parsing" and isinstance(value, str) and _EXPONENT.match(value):
+        return f"a whole number written with digits only, such as 2000 ({value.strip()} is not)"
     if kind in _TYPE_WORDS:
-        allowed = _TYPE_WORDS[kind]
-    elif kind == "literal_error":
+        return _TYPE_WORDS[kind]
+    if kind == "literal_error":
         expected = str(ctx.get("expected", "")).replace("'", "")
-        allowed = f"one of {expected}" if " or " in expected else expected
-    elif kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"one of {expected}" if " or " in expected else expected
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         sign = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}[
             kind
         ]
-        bound = next(iter(ctx.values()), "")
-        allowed = f"a value {sign} {bound}"
-    elif kind == "multiple_of":
-        allowed = f"a multiple of {ctx.get('multiple_of')}"
-    elif kind == "string_pattern_mismatch":
-        allowed = 'a name without / \\ : * ? " < > |'
-    elif kind == "value_error":
-        allowed = str(err.get("msg", "")).removeprefix("Value error, ")
-    else:
-        allowed = err.get("msg", "a valid value")
-    return allowed
+        return f"a value {sign} {next(iter(ctx.values()), '')}"
+    if kind == "multiple_of":
+        return f"a multiple of {ctx.get('multiple_of')}"
+    if kind == "string_pattern_mismatch":
+        return 'a name without / \\ : * ? " < > |'
+    if kind == "value_error":
+        return str(err.get("msg", "")).removeprefix("Value error, ")
+    return _plain(str(err.get("msg", "")))
+
+
+def _plain(msg: str) -> str:
+    """pydantic's other messages ("Input should be a valid list") as the end of our sentence."""
+    for prefix in ("Input should be ", "Value should be ", "Value error, "):
+        if msg.startswith(prefix):
+            return msg.removeprefix(prefix).rstrip(".")
+    return "a valid value"
