@@ -19,16 +19,25 @@ from ..inject.lora import lora_layers, read_weights
 from ..models.family import TrainableModel
 from ..save.metadata import RunFacts
 from ..save.writer import save_lora
+from .fingerprint import differences
 from .setup import network_facts
-from .state import ParamSet, Position, find_state, load_state, save_state
+from .state import ParamSet, Position, find_state, load_state, save_state, state_fingerprint
 
 log = logging.getLogger(__name__)
 DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 class Checkpoints:
-    def __init__(self, cfg: Config, model: TrainableModel, acc: Accelerator, facts: RunFacts):
+    def __init__(
+        self,
+        cfg: Config,
+        model: TrainableModel,
+        acc: Accelerator,
+        facts: RunFacts,
+        fingerprint: dict[str, str],
+    ):
         self.cfg, self.model, self.acc, self.facts = cfg, model, acc, facts
+        self.fingerprint = fingerprint
         self.out_dir = cfg.output.output_dir
         self.optimizer = self.lr_scheduler = None
         self.last_good: Path | None = None  # newest training state saved, named when a NaN stops the run
@@ -80,7 +89,9 @@ class Checkpoints:
         if not (self.cfg.output.save_state or reason):
             return
         with self.disk_full_is_a_sentence(f"the training state of step {pos.step}"):
-            state = save_state(self.out_dir, pos, rng, self._state_objects(), self.cfg.output.keep_last_n)
+            state = save_state(
+                self.out_dir, pos, rng, self._state_objects(), self.cfg.output.keep_last_n, self.fingerprint
+            )
         self.last_good = state
         if reason:
             log.warning(
@@ -92,14 +103,23 @@ class Checkpoints:
             )
 
     def resume(self, rng: random.Random) -> Position:
-        path = find_state(self.cfg.train.resume, self.out_dir)
+        path = find_state(self.cfg.train.resume, self.out_dir, self.fingerprint)
         if path is None:
             if self.cfg.train.resume == "auto":
                 log.info("resume: auto found no saved state in %s; starting fresh", self.out_dir)
             return Position()
+        diff = differences(state_fingerprint(path), self.fingerprint)
+        if diff:  # only a state named explicitly gets here with differences
+            log.warning("The state %s was made with other settings: %s", path, "; ".join(diff))
         pos = load_state(path, rng, self._state_objects())
         self.facts.epoch = pos.epoch
-        log.info("Resumed from %s (step %d, epoch %d)", path, pos.step, pos.epoch + 1)
+        why = "same data, base model and settings" if not diff else "named in resume"
+        start = (
+            f", which started from init_lora {self.cfg.network.init_lora}"
+            if self.cfg.network.init_lora
+            else ""
+        )
+        log.info("Resumed from %s (step %d, epoch %d; %s%s)", path, pos.step, pos.epoch + 1, why, start)
         return pos
 
     def _state_objects(self) -> dict:

@@ -22,6 +22,7 @@ from ..errors import TrainingError
 from ..models.family import TrainableModel
 from ..save.metadata import RunFacts
 from .checkpoints import Checkpoints
+from .fingerprint import run_fingerprint
 from .memory import chunks, free_memory, is_oom, probe_batch_size
 from .optim import make_lr_scheduler, make_optimizer
 from .samples import Sampler
@@ -76,7 +77,7 @@ class Trainer:
             tag_frequency=_tag_frequency(index),
             buckets={f"{w}x{h}": n for (w, h), n in index.buckets.items()},
         )
-        self.checkpoints = Checkpoints(cfg, model, accelerator, self.facts)
+        self.checkpoints = Checkpoints(cfg, model, accelerator, self.facts, run_fingerprint(cfg, index))
         self.checkpoints.attach(self.optimizer, self.lr_scheduler)
         self.sampler = Sampler(cfg.sample, cfg.data.resolution, self.out_dir / "samples")
         model.prepare_inputs(index, cfg.data, cfg.train, self.trained, self.out_dir / "latent_cache")

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 STATE_DIR = "state"
 STATE_FILE = "training_state.pt"
 POSITION_FILE = "position.json"
+FINGERPRINT_FILE = "fingerprint.json"  # what the run was made from (train/fingerprint.py)
 REQUIRED = ("lora", "optimizer", "lr_scheduler", "rng")  # saved by every run; "scaler" only with fp16
 RNG_KEYS = ("torch", "python", "numpy", "trainer")
 # What reading a damaged, foreign or unsafe state file raises: a cut or corrupt zip (RuntimeError from
@@ -55,7 +56,12 @@ class StateMismatch(TrainingError):
 
 
 def save_state(
-    folder: Path, position: Position, trainer_rng: random.Random, objects: dict, keep: int
+    folder: Path,
+    position: Position,
+    trainer_rng: random.Random,
+    objects: dict,
+    keep: int,
+    fingerprint: dict[str, str] | None = None,
 ) -> Path:
     """Write `folder/state/step-NNNNNN` atomically (temp dir + rename) and prune to the newest `keep`.
     A folder leaves the step-* names by one rename before it is deleted, so a kill mid-delete never
@@ -69,6 +75,8 @@ def save_state(
         payload = {name: obj.state_dict() for name, obj in objects.items() if obj is not None}
         payload["rng"] = _rng_state(trainer_rng)
         torch.save(payload, tmp / STATE_FILE)
+        if fingerprint is not None:
+            (tmp / FINGERPRINT_FILE).write_text(json.dumps(fingerprint, indent=1), encoding="utf-8")
         (tmp / POSITION_FILE).write_text(json.dumps(asdict(position)), encoding="utf-8")
         _remove(final)
         tmp.rename(final)
@@ -107,13 +115,19 @@ def list_states(folder: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name[5:]))
 
 
-def find_state(resume: str | None, output_dir: Path) -> Path | None:
-    """`auto`: the newest usable state in output_dir (none is fine; a damaged newest one falls back to the
-    one before, with a warning). A path must be a usable state folder, or a folder holding states."""
+def find_state(
+    resume: str | None, output_dir: Path, fingerprint: dict[str, str] | None = None
+) -> Path | None:
+    """`auto`: the newest usable state in output_dir made from the same data, model and settings (none is
+    fine; a damaged newest one falls back to the one before, with a warning; states of another run are
+    refused, naming what differs). A path must be a usable state folder, or a folder holding states."""
     if not resume:
         return None
     if resume == "auto":
-        return newest_usable(list_states(output_dir))
+        states = list_states(output_dir)
+        if fingerprint is not None and states:
+            states = _same_run(states, fingerprint)
+        return newest_usable(states)
     path = Path(resume)
     if path.is_dir() and (path / POSITION_FILE).is_file():
         read_state(path)  # refused now, with a sentence, rather than after the model has loaded
@@ -124,6 +138,38 @@ def find_state(resume: str | None, output_dir: Path) -> Path | None:
     raise ConfigError(
         f"resume: '{resume}' is not a training-state folder (no {POSITION_FILE} inside)",
         f"Use resume: auto, or a folder like {output_dir / STATE_DIR / 'step-000100'}",
+    )
+
+
+def state_fingerprint(path: Path) -> dict[str, str]:
+    try:
+        data = json.loads((path / FINGERPRINT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _same_run(states: list[Path], fingerprint: dict[str, str]) -> list[Path]:
+    from .fingerprint import differences
+
+    same = [p for p in states if not differences(state_fingerprint(p), fingerprint)]
+    if same:
+        return same
+    newest = states[-1]
+    saved = state_fingerprint(newest)
+    if not saved:
+        raise ConfigError(
+            f"resume: auto found training states in '{newest.parent}' that were not made by this run "
+            f"(no {FINGERPRINT_FILE}: another version of lora-scripts, or copied from elsewhere)",
+            "Start fresh (remove `resume`, or choose another output_dir); give a state folder in resume "
+            "to continue from it anyway",
+        )
+    diff = differences(saved, fingerprint)
+    raise ConfigError(
+        f"resume: auto found training states in '{newest.parent}' from another run (newest: {newest.name}); "
+        f"they differ in {'; '.join(diff[:4])}{' ...' if len(diff) > 4 else ''}",
+        "Start this run fresh (remove `resume`, or choose another output_dir), or put the settings back to "
+        "continue that run",
     )
 
 
