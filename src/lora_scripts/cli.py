@@ -29,15 +29,18 @@ def train(
 
     def action():
         from .config import load_config
-        from .train.run import check_inputs, run_training
+        from .train.run import check_inputs, run_training, will_write
+        from .train.versions import as_new_version
 
         cfg = load_config(config, overrides)
         if dry_run:
             from .config.show import resolved_yaml
 
+            cfg = as_new_version(cfg)
             index = check_inputs(cfg)
             console.print(resolved_yaml(cfg), highlight=False, markup=False)
             console.print(index.summary(), highlight=False, markup=False)
+            console.print(will_write(cfg), highlight=False, markup=False)
             return
         result = run_training(cfg)
         console.print(f"[bold green]LoRA saved:[/] {result.lora_path}")

@@ -33,6 +33,7 @@ class RunFacts:
     batch_size: int = 1  # as resolved (batch_size: auto)
     mixed_precision: str = "no"  # what ran (fp16 falls back on CPU)
     network: NetworkFacts | None = None  # rank/alpha of the saved layers; None: the config's
+    lineage: dict[str, str] = field(default_factory=dict)  # the LoRA this one continued (init_lora)
     steps: int = 0
     epoch: int = 0
     num_images: int = 0
@@ -90,7 +91,28 @@ def build_metadata(cfg: Config, facts: RunFacts) -> dict[str, str]:
         ),
     }
     meta.update(_modelspec(cfg, facts))
+    meta.update(facts.lineage)
     return meta
+
+
+def lineage_facts(parent: str) -> dict[str, str]:
+    """ss_ keys naming the LoRA a run continued from and its hash (WebUI's sshs_model_hash), so a
+    version's history can be followed with `lora inspect`."""
+    from .kohya import read_lora_file
+
+    tensors, meta = read_lora_file(parent, what="init_lora")
+    model_hash = meta.get("sshs_model_hash") or add_hashes(tensors, meta)["sshs_model_hash"]
+    facts = {
+        "ss_parent_lora": parent.replace("\\", "/").rsplit("/", 1)[-1],
+        "ss_parent_lora_hash": model_hash,
+    }
+    if meta.get("ss_parent_lora"):
+        facts["ss_lineage"] = (
+            f"{meta.get('ss_lineage') or meta['ss_parent_lora']} > {facts['ss_parent_lora']}"
+        )
+    if meta.get("ss_steps"):
+        facts["ss_parent_lora_steps"] = meta["ss_steps"]
+    return facts
 
 
 def _modelspec(cfg: Config, facts: RunFacts) -> dict[str, str]:

@@ -36,6 +36,9 @@ FACTS = (  # (label, metadata key)
     ("started", "ss_training_started_at"),
     ("finished", "ss_training_finished_at"),
     ("comment", "ss_training_comment"),
+    ("continued from", "ss_parent_lora"),
+    ("parent hash", "ss_parent_lora_hash"),
+    ("lineage", "ss_lineage"),
     ("model hash", "sshs_model_hash"),
 )
 

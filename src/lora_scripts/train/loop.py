@@ -20,7 +20,7 @@ from ..config import Config
 from ..data import DatasetIndex, ImageItem, epoch_batches
 from ..errors import TrainingError
 from ..models.family import TrainableModel
-from ..save.metadata import RunFacts
+from ..save.metadata import RunFacts, lineage_facts
 from .checkpoints import Checkpoints
 from .fingerprint import run_fingerprint
 from .memory import chunks, free_memory, is_oom, probe_batch_size
@@ -76,6 +76,7 @@ class Trainer:
             num_samples=index.num_samples,
             tag_frequency=_tag_frequency(index),
             buckets={f"{w}x{h}": n for (w, h), n in index.buckets.items()},
+            lineage=lineage_facts(cfg.network.init_lora) if cfg.network.init_lora else {},
         )
         self.checkpoints = Checkpoints(cfg, model, accelerator, self.facts, run_fingerprint(cfg, index))
         self.checkpoints.attach(self.optimizer, self.lr_scheduler)

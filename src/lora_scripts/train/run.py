@@ -24,6 +24,7 @@ from .lock import output_lock, remove_stale_temp_files
 from .loop import Trainer, TrainResult
 from .report import write_report
 from .state import find_state
+from .versions import as_new_version
 
 log = logging.getLogger(__name__)
 MIN_FREE_BYTES = 512 * 2**20  # a few LoRA files + training states of a rank-128 SD LoRA
@@ -42,6 +43,12 @@ def check_inputs(cfg: Config) -> DatasetIndex:
         find_state(cfg.train.resume, cfg.output.output_dir)
     final_path(cfg.output)
     return index
+
+
+def will_write(cfg: Config) -> str:
+    """The file this run writes and the exact tag to type in WebUI / ComfyUI prompts."""
+    path = cfg.output.output_dir / f"{cfg.output.name()}.safetensors"
+    return f"Will write {path}; in WebUI/ComfyUI prompts use <lora:{cfg.output.name()}:0.7>"
 
 
 def check_output_outside_data(output_dir: Path, data_dir: Path) -> None:
@@ -109,7 +116,9 @@ def run_training(cfg: Config) -> TrainResult:
     ours.addHandler(early)
     handler = None
     try:
+        cfg = as_new_version(cfg)
         index = check_inputs(cfg)
+        log.info("%s", will_write(cfg))
         device = resolve_device(cfg.train)
         log.info("%s", index.summary())
         started = time.time()
