@@ -249,3 +249,21 @@ def test_sigterm_during_training_saves_and_resumes(base_config, tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "resume: auto" in err and "Traceback" not in err
     assert list((out / "state").glob("step-*/position.json"))
+
+
+@pytest.mark.slow
+def test_stopped_run_still_writes_its_report_and_the_log_starts_with_a_header(base_config, tmp_path):
+    out = Path(base_config["output_dir"])
+    cfg = {**base_config, "max_train_steps": 2000, "doctor": "off", "mixed_precision": "fp16"}
+    config = _write(cfg, tmp_path / "c.yaml")
+    proc = _start(config)
+    _wait_for(out / "logs", proc)
+    time.sleep(3)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "Stopped at step" in report and "of 2000" in report and "resume: auto" in report
+    assert "config asked for fp16" in report  # the precision that really ran (CPU: fp32) is recorded
+    first = (out / "train.log").read_text(encoding="utf-8").splitlines()[0]
+    assert "=== lora-scripts" in first and str(config) in first

@@ -83,11 +83,11 @@ class Checkpoints:
                 "output_dir, then continue with resume: auto",
             ) from exc
 
-    def save(self, pos: Position, rng: random.Random, reason: str = "") -> None:
+    def save(self, pos: Position, rng: random.Random, reason: str = "") -> Path:
         """A step checkpoint: the LoRA, and the training state when asked (always on an interruption)."""
         lora = self.save_lora(f"{self.cfg.output.name()}-step{pos.step:06d}", pos.step)
         if not (self.cfg.output.save_state or reason):
-            return
+            return lora
         with self.disk_full_is_a_sentence(f"the training state of step {pos.step}"):
             state = save_state(
                 self.out_dir, pos, rng, self._state_objects(), self.cfg.output.keep_last_n, self.fingerprint
@@ -101,6 +101,7 @@ class Checkpoints:
                 lora,
                 state,
             )
+        return lora
 
     def resume(self, rng: random.Random) -> Position:
         path = find_state(self.cfg.train.resume, self.out_dir, self.fingerprint)

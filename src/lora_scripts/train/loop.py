@@ -40,6 +40,8 @@ class TrainResult:
     seconds: float
     samples: dict[int, list[Path]]
     plan: RunPlan
+    precision: str = "no"  # the mixed precision that really ran
+    stopped: bool = False  # Ctrl-C / SIGTERM: lora_path is the checkpoint saved at `steps`
 
 
 class Trainer:
@@ -108,6 +110,7 @@ class Trainer:
             disable=not acc.is_main_process,
         )
         self.stop_requested = False
+        self.partial: TrainResult | None = None  # what was saved when the run was stopped, for the report
         previous = _catch_ctrl_c(self)
         try:
             while pos.step < self.total_steps:
@@ -124,7 +127,8 @@ class Trainer:
                     self._after_epoch(pos)
         except KeyboardInterrupt:
             bar.close()
-            self.checkpoints.save(pos, self.rng, reason="interrupted")
+            lora = self.checkpoints.save(pos, self.rng, reason="interrupted")
+            self.partial = self._result(lora, pos, started, stopped=True)
             raise
         finally:
             _restore_ctrl_c(previous)
@@ -133,7 +137,19 @@ class Trainer:
         if self.sampler.specs and pos.step not in self.sampler.done:
             self.sample(pos.step)
         acc.end_training()
-        return TrainResult(path, pos.step, pos.losses, time.time() - started, self.sampler.done, self.plan)
+        return self._result(path, pos, started)
+
+    def _result(self, path: Path, pos: Position, started: float, stopped: bool = False) -> TrainResult:
+        return TrainResult(
+            path,
+            pos.step,
+            pos.losses,
+            time.time() - started,
+            self.sampler.done,
+            self.plan,
+            self.acc.mixed_precision,
+            stopped,
+        )
 
     def _optimizer_step(self, window: list[list[ImageItem]], pos: Position) -> torch.Tensor:
         """One optimiser step over `window` (the accumulated micro-batches; fewer at an epoch's end, so an

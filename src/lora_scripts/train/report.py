@@ -20,14 +20,22 @@ def write_report(cfg: Config, result, timings: dict[str, float]) -> Path:
     steps_per_s = result.steps / result.seconds if result.seconds else 0.0
     rows = [
         ("LoRA file", result.lora_path.name),
-        ("steps", result.steps),
+        ("steps", f"{result.steps} of {result.plan.total_steps}"),
+        ("precision", {"no": "fp32"}.get(result.precision, result.precision) + _asked(cfg, result)),
         ("training time", f"{result.seconds:.1f} s ({steps_per_s:.2f} steps/s)"),
     ]
     rows += [(name, f"{seconds:.1f} s") for name, seconds in timings.items()]
     if result.losses:
         rows.append(("loss first → last", f"{result.losses[0]:.4f} → {result.losses[-1]:.4f}"))
+    stopped = (
+        f"<p class='stopped'>Stopped at step {result.steps} of {result.plan.total_steps} (Ctrl-C or stop). "
+        f"Saved {_e(result.lora_path.name)} and the training state; "
+        "continue with <code>resume: auto</code>.</p>"
+        if result.stopped
+        else ""
+    )
     parts = [
-        f"<h1>LoRA training report: {_e(cfg.output.name())}</h1>",
+        f"<h1>LoRA training report: {_e(cfg.output.name())}</h1>" + stopped,
         "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>",
         "<h2>Loss</h2>"
         + (f'<img src="{loss_png.name}" alt="loss curve">' if loss_png else "<p>No steps.</p>"),
@@ -42,11 +50,17 @@ def write_report(cfg: Config, result, timings: dict[str, float]) -> Path:
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>LoRA report</title><style>"
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto}img{max-width:100%}"
-        "th{text-align:left;padding-right:1em}pre{background:#f4f4f4;padding:1em}</style></head><body>"
+        "th{text-align:left;padding-right:1em}pre{background:#f4f4f4;padding:1em}"
+        ".stopped{background:#fff3cd;border:1px solid #e0b000;padding:.6em 1em}</style></head><body>"
         + "\n".join(parts)
         + "</body></html>"
     )
     return atomic_write_text(page, out / "report.html")
+
+
+def _asked(cfg: Config, result) -> str:
+    asked = cfg.train.mixed_precision
+    return f" (config asked for {asked}; not available on this device)" if asked != result.precision else ""
 
 
 def _loss_plot(losses: list[float], path: Path) -> Path | None:

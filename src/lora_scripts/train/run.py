@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from logging.handlers import MemoryHandler
@@ -43,6 +45,14 @@ def check_inputs(cfg: Config) -> DatasetIndex:
         find_state(cfg.train.resume, cfg.output.output_dir)
     final_path(cfg.output)
     return index
+
+
+def run_header() -> str:
+    """The first line of each run in train.log: which version, which command, when."""
+    from .. import __version__
+
+    command = " ".join(shlex.quote(a) for a in sys.argv) or "(in-process)"
+    return f"=== lora-scripts {__version__} run at {time.strftime('%Y-%m-%d %H:%M:%S')}: {command} ==="
 
 
 def will_write(cfg: Config) -> str:
@@ -114,6 +124,7 @@ def run_training(cfg: Config) -> TrainResult:
     early = MemoryHandler(capacity=100_000, flushLevel=logging.CRITICAL + 1)
     early.setLevel(logging.INFO)
     ours.addHandler(early)
+    log.info(run_header())
     handler = None
     try:
         cfg = as_new_version(cfg)
@@ -139,8 +150,13 @@ def run_training(cfg: Config) -> TrainResult:
             log.info("Training on %s, mixed precision %s", accelerator.device, accelerator.mixed_precision)
             trainer = Trainer(cfg, model, index, accelerator)
             prepared = time.time()
-            result = trainer.train()
             timings = {"model loading": loaded - started, "preparation (caches)": prepared - loaded}
+            try:
+                result = trainer.train()
+            except KeyboardInterrupt:
+                if trainer.partial is not None:  # the report of a stopped run says so, with what was saved
+                    write_report(cfg, trainer.partial, timings)
+                raise
             write_report(cfg, result, timings)
         log.info("Done: %d steps in %.0f s. LoRA: %s", result.steps, result.seconds, result.lora_path)
         return result
