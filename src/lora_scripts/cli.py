@@ -29,7 +29,7 @@ def train(
 
     def action():
         from .config import load_config
-        from .train.run import check_inputs, run_training, will_write
+        from .train.run import check_inputs, device_note, run_training, will_write
         from .train.versions import as_new_version
 
         cfg = load_config(config, overrides)
@@ -41,6 +41,7 @@ def train(
             console.print(resolved_yaml(cfg), highlight=False, markup=False)
             console.print(index.summary(), highlight=False, markup=False)
             console.print(will_write(cfg), highlight=False, markup=False)
+            console.print(device_note(cfg.train), highlight=False, markup=False)
             return
         result = run_training(cfg)
         console.print(f"[bold green]LoRA saved:[/] {result.lora_path}")

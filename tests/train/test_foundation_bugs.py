@@ -111,3 +111,16 @@ def test_cuda_without_gpu_writes_nothing(base_config, run_cli, tmp_path):
     proc = run_cli("train", "--config", str(config))
     assert proc.returncode == 2 and "no CUDA GPU" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_run_says_how_long_it_takes_and_that_a_cpu_is_for_trying(base_config, caplog, cli, tmp_path):
+    with caplog.at_level("INFO", logger="lora_scripts"):
+        run_training(build_config({**base_config, "max_train_steps": 8, "doctor": "off"}))
+    estimate = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Measured")]
+    assert len(estimate) == 1 and "remaining 4 steps" in estimate[0] and "needs an NVIDIA GPU" in estimate[0]
+    import yaml
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({**base_config, "output_dir": str(tmp_path / "dry")}), encoding="utf-8")
+    dry = cli("train", "--config", str(config), "--dry-run")
+    assert dry.returncode == 0 and "No GPU: training runs on the CPU" in dry.stderr

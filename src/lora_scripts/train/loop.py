@@ -30,6 +30,7 @@ from .setup import RunPlan, cast_frozen, inject_adapters, param_groups, plan_ste
 from .state import Position
 
 log = logging.getLogger(__name__)
+ESTIMATE_AFTER = 4  # steps measured before the time estimate (the first one, with warm-up, excluded)
 
 
 @dataclass
@@ -102,6 +103,7 @@ class Trainer:
         for component in self.trained:
             modules[component].train()
         started = time.time()
+        self.step_times = [started]  # for the time estimate after the first steps
         bar = tqdm(
             total=self.total_steps,
             initial=pos.step,
@@ -219,11 +221,32 @@ class Trainer:
         self.acc.log({"loss": pos.losses[-1], "lr": lr}, step=pos.step)
         if pos.step % 10 == 0 or pos.step == 1:
             log.info("step %d epoch %d loss %.5f lr %.3e", pos.step, pos.epoch + 1, pos.losses[-1], lr)
+        self._estimate(pos.step)
         save_steps = self.cfg.output.save_steps
         if save_steps and pos.step % save_steps == 0 and pos.step < self.total_steps:
             self.checkpoints.save(pos, self.rng)
         if self.sampler.due(pos.step) and pos.step < self.total_steps:
             self.sample(pos.step)
+
+    def _estimate(self, step: int) -> None:
+        """After the first steps: the measured time per step and for the whole run (the first step, with
+        its one-off costs, is left out), and on a CPU that real LoRAs need a GPU."""
+        now = time.time()
+        self.step_times.append(now)
+        if len(self.step_times) != ESTIMATE_AFTER + 1 or step >= self.total_steps:
+            return
+        per_step = (now - self.step_times[1]) / (ESTIMATE_AFTER - 1)
+        left = per_step * (self.total_steps - step)
+        cpu = self.acc.device.type == "cpu"
+        log.info(
+            "Measured %.2f s per step: the remaining %d steps take about %s%s",
+            per_step,
+            self.total_steps - step,
+            _duration(left),
+            " on this CPU. Training on a CPU is for trying things out: a real LoRA needs an NVIDIA GPU"
+            if cpu
+            else "",
+        )
 
     def _after_epoch(self, pos: Position) -> None:
         self.facts.epoch = pos.epoch
@@ -271,6 +294,14 @@ def _catch_ctrl_c(trainer: Trainer):
 def _restore_ctrl_c(previous) -> None:
     for sig, handler in (previous or {}).items():
         signal.signal(sig, handler)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _tag_frequency(index: DatasetIndex) -> dict[str, dict[str, int]]:

@@ -55,6 +55,18 @@ def run_header() -> str:
     return f"=== lora-scripts {__version__} run at {time.strftime('%Y-%m-%d %H:%M:%S')}: {command} ==="
 
 
+def device_note(tr: TrainConfig) -> str:
+    device = resolve_device(tr)
+    if not device.cpu:
+        return (
+            "Training on the GPU; the run measures its speed on the first steps and says how long it takes."
+        )
+    return (
+        "No GPU: training runs on the CPU, many times slower than on a GPU. The run measures its speed on "
+        "the first steps and says how long it will take; a real LoRA needs an NVIDIA GPU."
+    )
+
+
 def will_write(cfg: Config) -> str:
     """The file this run writes and the exact tag to type in WebUI / ComfyUI prompts."""
     path = cfg.output.output_dir / f"{cfg.output.name()}.safetensors"
