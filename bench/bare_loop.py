@@ -1,16 +1,18 @@
 """The lower bound: the loop a user writes by hand with diffusers + peft (diffusers'
 train_text_to_image_lora.py).
 
-Same model file (loaded with the project's loader so both sides hold identical weights), same data, same LoRA
-target modules (kohya's defaults from `inject.targets`), rank, alpha, batch, precision, AdamW,
-gradient clipping, DDPM noise/timesteps and epsilon loss. Every step encodes the images with the VAE and
-the captions with the text encoder, as the diffusers example does.
+Same model file (loaded with the project's loader so both sides hold identical weights), same photos, same
+LoRA target modules (kohya's default, written out below: every Linear and Conv2d inside the UNet's
+Transformer2DModel blocks, which is what the trainer targets), rank, alpha, batch, precision, AdamW, gradient
+clipping, DDPM noise/timesteps and epsilon loss. Every step decodes the JPEGs and resizes them (the
+example's `Resize(resolution, BILINEAR)` + `CenterCrop` + `Normalize([0.5], [0.5])`, written with PIL since
+torchvision is not a dependency) in a DataLoader with the example's default `num_workers=0`, and encodes the
+images with the VAE and the captions with the text encoder, as the example does.
 """
 
 from __future__ import annotations
 
 import csv
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,30 +21,51 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from peft import LoraConfig
 from PIL import Image
+from torch import nn
 
 from lora_scripts.config import ModelConfig
-from lora_scripts.inject.targets import unet_targets
 from lora_scripts.models.loader import load_components
 
-from .common import reset_peak, rss_mb
+
+def diffusers_preprocess(path: Path, resolution: int) -> torch.Tensor:
+    """image.convert("RGB") -> Resize(resolution, BILINEAR) -> CenterCrop(resolution) -> [-1, 1] tensor."""
+    img = Image.open(path).convert("RGB")
+    scale = resolution / min(img.size)
+    size = (max(resolution, int(img.width * scale)), max(resolution, int(img.height * scale)))
+    img = img.resize(size, Image.Resampling.BILINEAR)
+    left, top = (img.width - resolution) // 2, (img.height - resolution) // 2
+    img = img.crop((left, top, left + resolution, top + resolution))
+    pixels = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
+    return torch.from_numpy(pixels.transpose(2, 0, 1).copy())
 
 
-class Images(torch.utils.data.Dataset):
-    def __init__(self, folder: Path):
+class Photos(torch.utils.data.Dataset):
+    def __init__(self, folder: Path, resolution: int):
         with open(folder / "metadata.csv", encoding="utf-8") as handle:
             self.rows = [(folder / r["filename"], r["prompt"]) for r in csv.DictReader(handle)]
+        self.resolution = resolution
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def __getitem__(self, i: int):
         path, caption = self.rows[i]
-        pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 127.5 - 1.0
-        return torch.from_numpy(pixels.transpose(2, 0, 1).copy()), caption
+        return diffusers_preprocess(path, self.resolution), caption
 
 
-def train_bare(spec: dict) -> dict:
-    """Train `spec["steps"]` optimiser steps; returns the time of each step and the peak memory."""
+def kohya_unet_targets(unet: nn.Module) -> list[str]:
+    """kohya sd-scripts' default LoRA targets: every Linear / Conv2d inside a Transformer2DModel block."""
+    return sorted(
+        f"{block_name}.{name}"
+        for block_name, block in unet.named_modules()
+        if type(block).__name__ == "Transformer2DModel"
+        for name, child in block.named_modules()
+        if name and isinstance(child, (nn.Linear, nn.Conv2d))
+    )
+
+
+def train_bare(spec: dict, total_steps: int) -> dict:
+    """Train `total_steps` optimiser steps (timed from outside by bench/clock.py); returns the losses."""
     acc = Accelerator(mixed_precision="no", cpu=spec["device"] == "cpu")
     torch.manual_seed(spec["seed"])
     parts = load_components(ModelConfig(base_model=spec["model"]))
@@ -53,7 +76,7 @@ def train_bare(spec: dict) -> dict:
         module.to(acc.device)
 
     # LoRA on the same modules the project targets, via diffusers' peft integration.
-    targets = sorted(unet_targets(unet, with_conv=False))
+    targets = kohya_unet_targets(unet)
     rank = spec["rank"]
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights=True, target_modules=targets))
     params = [p for p in unet.parameters() if p.requires_grad]
@@ -71,19 +94,18 @@ def train_bare(spec: dict) -> dict:
         return pixels, ids
 
     loader = torch.utils.data.DataLoader(
-        Images(Path(spec["data"])),
+        Photos(Path(spec["data"]), spec["resolution"]),
         batch_size=spec["batch_size"],
         shuffle=True,
         collate_fn=collate,
         drop_last=True,
+        num_workers=0,
     )
     unet, optimizer, loader = acc.prepare(unet, optimizer, loader)
     unet.train()
 
-    reset_peak()
-    rss_before = rss_mb("VmRSS")
-    stamps, losses = [time.perf_counter()], []
-    while len(losses) < spec["steps"]:
+    losses: list[float] = []
+    while len(losses) < total_steps:
         for pixels, ids in loader:
             with acc.accumulate(unet):
                 # Convert images to latent space
@@ -105,14 +127,6 @@ def train_bare(spec: dict) -> dict:
                 optimizer.zero_grad()
             if acc.sync_gradients:
                 losses.append(loss.detach().item())
-                stamps.append(time.perf_counter())
-            if len(losses) >= spec["steps"]:
+            if len(losses) >= total_steps:
                 break
-    return {
-        "step_seconds": [b - a for a, b in zip(stamps, stamps[1:], strict=False)],
-        "losses": losses,
-        "train_peak_mb": rss_mb("VmHWM"),
-        "rss_before_train_mb": rss_before,
-        "trainable_params": sum(p.numel() for p in params),
-        "lora_modules": len(targets),
-    }
+    return {"losses": losses, "lora_modules": len(targets)}

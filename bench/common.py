@@ -18,7 +18,7 @@ _OUT = Path(os.environ["BENCH_OUT"]) if os.environ.get("BENCH_OUT") else None
 CACHE = (_OUT or ROOT / "bench") / ".cache"
 RESULTS = _OUT / "results" if _OUT else ROOT / "bench" / "results"
 DOC = _OUT / "benchmarks.md" if _OUT else ROOT / "docs" / "benchmarks.md"
-THREADS = int(os.environ.get("BENCH_THREADS", "2"))
+THREADS = int(os.environ.get("BENCH_THREADS", "1"))  # one torch thread per process (see docs/benchmarks.md)
 
 
 # --- the model: SD1.5's real architecture with random weights, or the project's tiny one -----------------
@@ -44,7 +44,7 @@ def model_file(tiny: bool) -> Path:
     sd = pipeline_to_ldm(unet.state_dict(), vae.state_dict(), te.state_dict(), "sd1")
     # fp16 on disk halves the file; the loader casts every weight to fp32, so both sides train in fp32.
     sd = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two benchmarks started at once must not clash
     save_file(sd, tmp, {"format": "pt"})
     tmp.replace(path)
     del torch
@@ -76,19 +76,55 @@ def _numel(shape) -> int:
     return n
 
 
-# --- the data: square images at the training resolution (no resize cost on either side) ------------------
-def dataset(count: int, resolution: int) -> Path:
+# --- the data: camera-sized JPEG photos, so decoding and resizing cost on both sides what they really cost --
+PHOTO = (3000, 2000)  # a 6 MP camera photo
+
+
+def photos(count: int, size: tuple[int, int] = PHOTO) -> Path:
+    """`count` JPEGs of `size` (quality 95, about 2.7 MB at 3000x2000) with a metadata.csv of captions.
+
+    Smooth colour fields, gradients, a mid-scale texture and sensor-like noise: their entropy, hence their
+    decode time, is that of a real photo (a flat or tiny image would decode in no time)."""
+    import csv
+
+    import numpy as np
     from PIL import Image
 
-    from lora_scripts.demo import make_sample_images
-
-    folder = CACHE / f"data-{count}-{resolution}"
+    width, height = size
+    folder = CACHE / f"photos-{count}-{width}x{height}"
     if (folder / "metadata.csv").is_file():
         return folder
-    make_sample_images(folder, count=count)
-    for png in folder.glob("*.png"):
-        Image.open(png).convert("RGB").resize((resolution, resolution), Image.Resampling.LANCZOS).save(png)
+    folder.mkdir(parents=True, exist_ok=True)
+    subjects = ["a red fox", "a lighthouse", "a bowl of fruit", "a mountain lake", "an old bicycle", "a cat"]
+    rows = []
+    for i in range(count):
+        rng = np.random.default_rng(i)
+        fields = Image.fromarray((rng.random((8, 12, 3)) * 255).astype(np.uint8))
+        coarse = rng.random((max(1, height // 16), max(1, width // 16), 3)) * 255
+        texture = Image.fromarray(coarse.astype(np.uint8))
+        pixels = np.asarray(fields.resize(size, Image.Resampling.BICUBIC), dtype=np.float32) * 0.6
+        pixels += np.asarray(texture.resize(size, Image.Resampling.BILINEAR), dtype=np.float32) * 0.3
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+        pixels += (xx / width * 60 - yy / height * 40)[..., None]
+        pixels += rng.normal(0, 7, pixels.shape).astype(np.float32)
+        name = f"photo_{i:03d}.jpg"
+        tmp = folder / f".{name}.{os.getpid()}.tmp"  # two benchmarks started at once must not clash
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(tmp, "JPEG", quality=95)
+        tmp.replace(folder / name)
+        rows.append({"filename": name, "prompt": f"a photo of {subjects[i % len(subjects)]}, detailed, {i}"})
+    tmp = folder / f".metadata.csv.{os.getpid()}.tmp"
+    with open(tmp, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["filename", "prompt"])
+        writer.writeheader()
+        writer.writerows(rows)
+    tmp.replace(folder / "metadata.csv")
     return folder
+
+
+def photo_size(text: str) -> tuple[int, int]:
+    """'3000x2000' -> (3000, 2000) (argparse type)."""
+    width, height = text.lower().split("x")
+    return int(width), int(height)
 
 
 # --- one run = one fresh subprocess, so its peak memory is its own ---------------------------------------
@@ -109,12 +145,12 @@ def run_child(spec: dict) -> dict:
     return json.loads(lines[-1].removeprefix("RESULT "))
 
 
-PROFILER = None  # a cProfile.Profile started at the loop's start when BENCH_PROFILE is set
+PROFILER = None  # a cProfile.Profile over the timed steps when BENCH_PROFILE is set
 
 
 def reset_peak() -> None:
-    """Called by both sides right before their first step. Linux: reset this process's peak RSS (VmHWM), so
-    the peak of the training loop alone can be read; start the profiler when one was asked for."""
+    """Linux: reset this process's peak RSS (VmHWM) so the peak of the timed steps alone can be read; start
+    the profiler when one was asked for. Called by bench/clock.py at the end of the last warm-up step."""
     global PROFILER
     try:
         Path("/proc/self/clear_refs").write_text("5")
@@ -123,8 +159,13 @@ def reset_peak() -> None:
     if os.environ.get("BENCH_PROFILE") and PROFILER is None:
         import cProfile
 
-        PROFILER = cProfile.Profile()
+        PROFILER = cProfile.Profile(time.process_time)  # CPU time: what the code costs, not the neighbours
         PROFILER.enable()
+
+
+def stop_profiler() -> None:
+    if PROFILER is not None:
+        PROFILER.disable()
 
 
 def _short(line: str) -> str:
@@ -133,13 +174,12 @@ def _short(line: str) -> str:
 
 
 def profile_lines(top: int = 14) -> dict[str, list[str]]:
-    """The profile since reset_peak: top functions by own time, and the project's own functions."""
+    """The profile of the timed steps: top functions by own time, and the project's own functions."""
     import io
     import pstats
 
     if PROFILER is None:
         return {}
-    PROFILER.disable()
     out = {}
     for key, sort, restrict in (
         ("own_time", "tottime", top),
@@ -171,14 +211,15 @@ def max_rss_mb() -> float:
 
 
 def base_spec(args, tiny: bool) -> dict:
-    """The run both benchmarks start from: model, data, resolution (GPU 512 px, CPU 256 px, tiny 64 px)."""
+    """The run every benchmark starts from: model, photos, resolution (GPU 512 px, CPU 128 px, tiny 64 px)."""
     import torch
 
     gpu = torch.cuda.is_available()
-    resolution = args.resolution or (64 if tiny else 512 if gpu else 256)
+    resolution = args.resolution or (64 if tiny else 512 if gpu else 128)
     return {
         "model": str(model_file(tiny)),
-        "data": str(dataset(args.images, resolution)),
+        "data": str(photos(args.images, args.photo)),
+        "photo": list(args.photo),
         "resolution": resolution,
         "rank": 8,
         "batch_size": 1,
@@ -224,7 +265,17 @@ def machine() -> dict:
         "gpu": gpu,
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "lora_scripts": source_revision(),
     }
+
+
+def source_revision() -> str:
+    """The trainer's code that was measured: BENCH_SRC_REV when set (e.g. a `git archive` snapshot put first
+    on PYTHONPATH while the checkout is mid-refactor), else the checkout's HEAD."""
+    if os.environ.get("BENCH_SRC_REV"):
+        return os.environ["BENCH_SRC_REV"]
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return done.stdout.strip() or "unknown"
 
 
 def median(xs: list[float]) -> float:

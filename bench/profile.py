@@ -1,5 +1,6 @@
-"""Where a step's time goes, trainer vs bare loop: cProfile from the first step to the end of the run.
+"""Where a step's time goes, trainer vs bare loop: cProfile over the timed steps (after the warm-up).
 
+python -m bench.profile          # SD1.5-size model, 128 px from 3000x2000 JPEGs
 python -m bench.profile --tiny   # the tiny model magnifies fixed per-step costs (the model itself is cheap)
 """
 
@@ -8,27 +9,18 @@ from __future__ import annotations
 import argparse
 import os
 
-from .common import dataset, model_file, run_child, save_results
+from .common import PHOTO, base_spec, photo_size, run_child, save_results
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true")
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=20, help="profiled steps per side")
+    ap.add_argument("--images", type=int, default=8)
+    ap.add_argument("--photo", type=photo_size, default=PHOTO)
     ap.add_argument("--resolution", type=int, default=None)
     args = ap.parse_args()
-    resolution = args.resolution or (64 if args.tiny else 256)
-    base = {
-        "model": str(model_file(args.tiny)),
-        "data": str(dataset(8, resolution)),
-        "resolution": resolution,
-        "rank": 8,
-        "batch_size": 1,
-        "seed": 0,
-        "lr": 1e-4,
-        "device": "cpu",
-        "steps": args.steps,
-    }
+    base = base_spec(args, args.tiny) | {"warmup": 2, "steps": args.steps}
     os.environ["BENCH_PROFILE"] = "1"
     out = {}
     for side in ("trainer", "bare"):
@@ -36,9 +28,11 @@ def main() -> None:
         out[side] = {"profile": r["profile"], "step_seconds": r["step_seconds"]}
         print(f"--- {side}: {sum(r['step_seconds']):.2f} s for {args.steps} steps (profiled)")
         print("\n".join(r["profile"]["own_time"]))
-    print("--- trainer, project functions by cumulative time")
-    print("\n".join(out["trainer"]["profile"]["project"]))
-    path = save_results("profile", args.tiny, {"args": vars(args), **out})
+    for side in ("trainer", "bare"):
+        print(f"--- {side}, project and bench functions by cumulative time")
+        print("\n".join(out[side]["profile"]["project"]))
+    payload = {"args": vars(args), "resolution": base["resolution"], "timer": "process CPU time", **out}
+    path = save_results("profile", args.tiny, payload)
     print(f"\nResults: {path}")
 
 
