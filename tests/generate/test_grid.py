@@ -5,10 +5,10 @@ from PIL import Image
 
 from lora_scripts.errors import ConfigError
 from lora_scripts.generate.batch import plan_batch
-from lora_scripts.generate.grid import make_grid
 from lora_scripts.generate.images import parameters_text
 from lora_scripts.generate.prompt_files import read_prompt_file
 from lora_scripts.generate.prompts import PromptSpec
+from lora_scripts.save.grid import make_grid
 
 WHITE = (255, 255, 255)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from lora_scripts.data import scan_dataset
 from lora_scripts.models.detect import locate
 from lora_scripts.models.family import Family, TrainableModel
 from lora_scripts.models.registry import FAMILIES, detect_family, load_model
+from lora_scripts.models.render import RenderRequest
 from lora_scripts.models.tiny import save_tiny_model
 from lora_scripts.save.kohya import read_lora_file
 from lora_scripts.save.lora_family import detect_lora_family, lora_downs
@@ -117,12 +119,15 @@ def test_training_round_trip_and_metadata(family_model, sample_data, tmp_path):
     assert meta["ss_network_dim"] == "4"
 
 
-def test_sample_pipeline_draws(family_model, sample_data, tmp_path):
+def test_render_draws_seeded_images(family_model, sample_data, tmp_path):
     name, paths = family_model
     model = load_model(_config(paths, sample_data, tmp_path).model)
-    pipe = model.sample_pipeline()
-    image = pipe("a phone", num_inference_steps=2, height=64, width=64, output_type="np").images[0]
-    assert image.shape == (64, 64, 3)
+    request = RenderRequest("a red phone", seed=3, steps=2, width=64, height=48, sampler="DPM++ 2M")
+    with torch.no_grad():
+        other = RenderRequest("a red phone", seed=4, steps=2, width=64, height=48, sampler="DPM++ 2M")
+        a, b, c = model.render([request, request, other])
+    assert a.size == (64, 48)
+    assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
 
 
 def test_sdxl_folder_is_refused_in_one_sentence(run_cli, tiny_model, sample_data, tmp_path):

@@ -37,12 +37,16 @@ def test_unwritable_samples_folder_skips_samples_and_saves_the_lora(base_config,
 
 
 class _Pipe:
-    """Just enough of a pipeline for render() to reach generate_images, which then fails with `error`."""
+    """Stands in for the model family (not under test here): two modules whose train/eval modes the
+    Sampler must put back, and a render() that fails with `error`."""
 
     def __init__(self, error: BaseException):
         self.unet, self.text_encoder, self.error = torch.nn.Linear(1, 1), torch.nn.Linear(1, 1), error
 
-    def set_progress_bar_config(self, **_):
+    def adapter_modules(self):
+        return {"unet": self.unet, "te": self.text_encoder}
+
+    def render(self, requests):
         raise self.error
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from .grid import make_grid
-from .images import generate_images, next_index, parameters_text, save_png
+from ..save.grid import make_grid
+from ..save.png import save_png
+from .images import generate_images, next_index, parameters_text
 from .prompts import PromptSpec
 from .stack import LoraStack
 

@@ -6,15 +6,15 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-import torch
 from PIL import Image
-from PIL.PngImagePlugin import PngInfo
 from tqdm import tqdm
 
 from ..errors import ConfigError, OutputError
-from ..save.atomic import nearest_existing, probe_writable, replacing
+from ..models.render import render_one
+from ..save import png
+from ..save.atomic import nearest_existing, probe_writable
 from .prompts import PromptSpec
-from .samplers import make_scheduler, sampler_name
+from .samplers import sampler_name
 from .stack import LoraStack
 
 OnImage = Callable[[PromptSpec, Image.Image], None]
@@ -42,7 +42,7 @@ def generate_images(
     images = []
     try:
         for spec in prompts:
-            images.append(_one(pipe, spec, loras, bar, original.config))
+            images.append(_one(pipe, spec, loras, bar))
             if on_image:
                 on_image(spec, images[-1])
     finally:
@@ -78,64 +78,17 @@ def check_specs(prompts: list[PromptSpec]) -> None:
         sampler_name(spec.sampler)  # an unknown sampler fails here, not after the model loads
 
 
-def _one(pipe, spec: PromptSpec, loras: LoraStack | None, bar: tqdm | None, config) -> Image.Image:
+def _one(pipe, spec: PromptSpec, loras: LoraStack | None, bar: tqdm | None) -> Image.Image:
     if loras is not None:
         loras.activate(spec.loras)
-    pipe.scheduler = make_scheduler(spec.sampler, config)
-
-    def step_done(_pipe, _step, _t, kwargs):
-        if bar is not None:
-            bar.update(1)
-        return kwargs
-
-    out = pipe(
-        prompt=spec.prompt,
-        negative_prompt=spec.negative_prompt or None,
-        num_inference_steps=spec.steps,
-        guidance_scale=spec.cfg_scale,
-        width=spec.width,
-        height=spec.height,
-        generator=torch.Generator("cpu").manual_seed(spec.seed),
-        callback_on_step_end=step_done,
-    )
-    return out.images[0]
+    return render_one(pipe, spec.request(), on_step=bar.update if bar is not None else None)
 
 
 def parameters_text(
     spec: PromptSpec, model: str | None = None, lora_hashes: dict[str, str] | None = None
 ) -> str:
-    """WebUI's PNG `parameters` text: prompt (with tags), negative prompt, then `Key: value` settings."""
-    lines = [spec.text]
-    if spec.negative_prompt:
-        lines.append(f"Negative prompt: {spec.negative_prompt}")
-    fields = {
-        "Steps": spec.steps,
-        "Sampler": spec.sampler,
-        "CFG scale": f"{spec.cfg_scale:g}",
-        "Seed": spec.seed,
-        "Size": f"{spec.width}x{spec.height}",
-    }
-    if model:
-        fields["Model"] = model
-    if lora_hashes:
-        fields["Lora hashes"] = '"' + ", ".join(f"{n}: {h}" for n, h in lora_hashes.items()) + '"'
-    lines.append(", ".join(f"{k}: {v}" for k, v in fields.items()))
-    return "\n".join(lines)
-
-
-def save_png(image: Image.Image, path: Path, parameters: str | None = None) -> Path:
-    """Write a PNG completely or not at all (temp file + rename), with a `parameters` text chunk."""
-    info = PngInfo()
-    if parameters:
-        info.add_text("parameters", parameters)
-    try:
-        with replacing(path) as tmp:
-            image.save(tmp, format="PNG", pnginfo=info)
-    except OSError as exc:
-        raise OutputError(
-            f"Could not write '{path}': {exc.strerror or exc}", "Check the disk and folder"
-        ) from exc
-    return path
+    """WebUI's PNG `parameters` text for a spec: its prompt with the LoRA tags, then the settings."""
+    return png.parameters_text(spec.request(), spec.text, model, lora_hashes)
 
 
 def check_writable(folder: Path) -> None:

@@ -7,6 +7,7 @@ import re
 from dataclasses import dataclass, field, replace
 
 from ..errors import ConfigError
+from ..models.render import RenderRequest
 
 # WebUI's extra-network syntax `<kind:args>`; LyCORIS' `<lyco:...>` tags name LoRA files too.
 TAG = re.compile(r"<\s*(lora|lyco)\s*:([^<>]*)>", re.IGNORECASE)
@@ -49,6 +50,19 @@ class PromptSpec:
     def text(self) -> str:
         """The prompt as a WebUI user writes it: tags first, then the text (parses back to this spec)."""
         return " ".join([*(ref.tag() for ref in self.loras), self.prompt]).strip()
+
+    def request(self) -> RenderRequest:
+        """The settings of this image for models/render (the LoRA tags are applied by generate's stack)."""
+        return RenderRequest(
+            self.prompt,
+            self.negative_prompt,
+            self.seed,
+            self.steps,
+            self.cfg_scale,
+            self.width,
+            self.height,
+            self.sampler,
+        )
 
     def with_weight(self, name: str | None, weight: float) -> PromptSpec:
         """Set the weight of LoRA `name` (added when missing), or of every tag when name is None."""

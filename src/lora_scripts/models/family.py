@@ -11,15 +11,18 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 if TYPE_CHECKING:
+    from PIL import Image
+
     from ..config import DataConfig, ModelConfig, NetworkConfig, TrainConfig
     from ..data import DatasetIndex, ImageItem
     from .detect import ModelSource
+    from .render import RenderRequest
 
 
 @dataclass(frozen=True)
@@ -81,8 +84,9 @@ class TrainableModel(Protocol):
         """The training loss of one micro-batch (a scalar, fp32). `rng` drives data augmentation;
         `generator` (when given) draws noise and timesteps, e.g. fixed for validation."""
 
-    def sample_pipeline(self) -> Any:
-        """An inference pipeline sharing this model's (LoRA-injected) modules, for samples during training."""
+    def render(self, requests: list[RenderRequest]) -> list[Image.Image]:
+        """Images drawn with the model as it is now (its LoRA layers included), one per request, seeded.
+        The caller sets eval mode, no_grad and precision."""
 
     def metadata_facts(self) -> dict[str, str]:
         """Family facts for the file's metadata (kohya ss_* base version, modelspec architecture...)."""

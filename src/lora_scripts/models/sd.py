@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from diffusers import StableDiffusionPipeline
+from PIL import Image
 from torch import nn
 
 from ..config import DataConfig, ModelConfig, NetworkConfig, TrainConfig
@@ -19,6 +20,7 @@ from ..data.text_cache import TextCache, text_cache_blocker
 from .detect import SD1_TE_PREFIX, SD2_TE_PREFIX, UNET_PREFIX, ModelSource
 from .family import FamilyInfo
 from .loader import Components, load_components, text_family
+from .render import RenderRequest, render_one
 from .targets import text_targets, unet_targets
 
 log = logging.getLogger(__name__)
@@ -176,8 +178,10 @@ class StableDiffusion:
         return noise
 
     # --- protocol: samples and metadata --------------------------------------------------------------
-    def sample_pipeline(self) -> StableDiffusionPipeline:
-        return self.pipeline(unet=_unwrap(self.unet), text_encoder=_unwrap(self.text_encoder))
+    def render(self, requests: list[RenderRequest]) -> list[Image.Image]:
+        pipe = self.pipeline(unet=_unwrap(self.unet), text_encoder=_unwrap(self.text_encoder))
+        pipe.set_progress_bar_config(disable=True)
+        return [render_one(pipe, request) for request in requests]
 
     def pipeline(self, unet=None, text_encoder=None) -> StableDiffusionPipeline:
         """An inference pipeline sharing this model's (possibly LoRA-injected) modules."""

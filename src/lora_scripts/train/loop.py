@@ -257,7 +257,7 @@ class Trainer:
             self.checkpoints.save_lora(f"{self.cfg.output.name()}-epoch{pos.epoch:04d}", pos.step)
 
     def sample(self, step: int) -> None:
-        self.sampler.render(self.model.sample_pipeline(), step, self.acc)
+        self.sampler.render(self.model, step, self.acc)
 
     def _nan_error(self, pos: Position) -> TrainingError:
         last = self.checkpoints.last_good or "none yet (no checkpoint was saved before this step)"

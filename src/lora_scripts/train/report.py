@@ -9,8 +9,8 @@ from PIL import Image
 
 from ..config import Config
 from ..config.show import resolved_yaml
-from ..generate.grid import make_grid
 from ..save.atomic import atomic_write_text
+from ..save.grid import make_grid
 
 
 def write_report(cfg: Config, result, timings: dict[str, float]) -> Path:

@@ -1,4 +1,4 @@
-"""Sample images during training with the generate stage, saved as PNGs and logged to TensorBoard."""
+"""Sample images during training, drawn by the model family, saved as PNGs and logged to TensorBoard."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from PIL import Image
 
 from ..config import SampleConfig
 from ..errors import LoraScriptsError
-from ..generate.images import generate_images, parameters_text, save_png
-from ..generate.prompts import PromptSpec
+from ..models.family import TrainableModel
+from ..models.render import RenderRequest
+from ..save.png import parameters_text, save_png
 from .memory import free_memory, is_oom
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ class Sampler:
     def __init__(self, cfg: SampleConfig, resolution: int, folder: Path):
         size = cfg.sample_size or resolution
         self.specs = [
-            PromptSpec.from_text(
+            RenderRequest(
                 text,
                 negative_prompt=cfg.sample_negative_prompt,
                 seed=cfg.sample_seed + i,
@@ -48,14 +49,14 @@ class Sampler:
             return bool(self.cfg.sample_every_n_epochs) and epoch_end % self.cfg.sample_every_n_epochs == 0
         return bool(self.cfg.sample_every_n_steps) and step % self.cfg.sample_every_n_steps == 0
 
-    def render(self, pipe, step: int, accelerator) -> list[Image.Image]:
+    def render(self, model: TrainableModel, step: int, accelerator) -> list[Image.Image]:
         """Render every prompt with the model as it is now; training RNG and train/eval mode are kept.
 
         A sample that cannot be made (out of memory, a full or unwritable disk, a pipeline that refuses
         a setting) is logged and skipped: samples are for watching, losing the run over them is worse.
         """
         try:
-            images = self._generate(pipe, accelerator)
+            images = self._generate(model, accelerator)
             self.folder.mkdir(parents=True, exist_ok=True)
             self.done[step] = [
                 save_png(img, self.folder / f"step{step:06d}-{i:02d}.png", parameters_text(spec))
@@ -76,14 +77,14 @@ class Sampler:
         log.info("Samples at step %d: %s", step, self.folder)
         return images
 
-    def _generate(self, pipe, accelerator) -> list[Image.Image]:
-        modules = [pipe.unet, pipe.text_encoder]
+    def _generate(self, model: TrainableModel, accelerator) -> list[Image.Image]:
+        modules = list(model.adapter_modules().values())
         modes = [m.training for m in modules]
         for m in modules:
             m.eval()
         try:
             with torch.random.fork_rng(), torch.no_grad(), accelerator.autocast():
-                return generate_images(pipe, self.specs, progress=False)
+                return model.render(self.specs)
         finally:
             for m, mode in zip(modules, modes, strict=True):
                 m.train(mode)

@@ -1,0 +1,62 @@
+"""One image from a diffusers pipeline and plain settings: what training samples and `generate` share.
+
+The sampler names are WebUI's (the table is in config/sample.py, checked when a config loads); each render
+gets a fresh scheduler built from the model's own noise schedule, and the pipeline's is put back after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from ..config.sample import SAMPLERS, sampler_name
+
+
+@dataclass(frozen=True)
+class RenderRequest:
+    """Everything that makes one image, without LoRA tags (those are generate's business)."""
+
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int = 20
+    cfg_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    sampler: str = "Euler a"
+
+
+def make_scheduler(name: str, base_config: dict):
+    """A fresh scheduler for sampler `name` with the model's betas and prediction type."""
+    cls, extra = SAMPLERS[sampler_name(name)]
+    config = {k: v for k, v in dict(base_config).items() if not k.startswith("_")}
+    return cls.from_config({**config, "steps_offset": 1, **extra})
+
+
+def render_one(pipe, request: RenderRequest, on_step: Callable[[], None] | None = None) -> Image.Image:
+    """`request` rendered with `pipe` (seeded: same request, same image); the pipeline's scheduler is kept."""
+    original = pipe.scheduler
+    pipe.scheduler = make_scheduler(request.sampler, original.config)
+
+    def step_done(_pipe, _step, _t, kwargs):
+        if on_step is not None:
+            on_step()
+        return kwargs
+
+    try:
+        out = pipe(
+            prompt=request.prompt,
+            negative_prompt=request.negative_prompt or None,
+            num_inference_steps=request.steps,
+            guidance_scale=request.cfg_scale,
+            width=request.width,
+            height=request.height,
+            generator=torch.Generator("cpu").manual_seed(request.seed),
+            callback_on_step_end=step_done,
+        )
+    finally:
+        pipe.scheduler = original
+    return out.images[0]
