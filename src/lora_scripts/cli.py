@@ -56,7 +56,7 @@ def demo(
     steps: int = typer.Option(60, "--steps", help="Training steps."),
     debug: bool = DEBUG,
 ) -> None:
-    """Build a tiny model and sample images, label them, train a LoRA and generate with it (CPU, ~2 min)."""
+    """Build a tiny model and sample images, label them, train a LoRA and generate with it (CPU, 1-4 min)."""
     setup_logging(debug)
 
     def action():
