@@ -1,11 +1,15 @@
 """The bad-input matrix: every case is one sentence and exit code 2 with output_dir untouched, or it works.
 
-Runs the real `lora-scripts train` command in-process (typer's CliRunner) so 40 cases stay fast.
+Runs the real `lora-scripts train` command in-process (typer's CliRunner) so 50 cases stay fast. A case
+returns (config, needle) or (config, needle, command-line overrides). One test,
+`test_whole_matrix_has_no_unexpected_error`, runs every case, refused and accepted, and fails on any exit
+code 1 ("Unexpected error"), naming them all.
 """
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -62,10 +66,24 @@ def _csv(text: str, needle: str, encoding="utf-8"):
     return make
 
 
-def _gbk_sidecar(cfg, tmp):
-    (Path(cfg["train_data_dir"]) / "metadata.csv").unlink()
-    (Path(cfg["train_data_dir"]) / "000_smartphone.txt").write_bytes("霓虹风格，手机".encode("gbk"))
-    return {**cfg, "metadata_path": None}, "000_smartphone.txt"
+def _sidecar(data: bytes):
+    def make(cfg, tmp):
+        (Path(cfg["train_data_dir"]) / "metadata.csv").unlink()
+        (Path(cfg["train_data_dir"]) / "000_smartphone.txt").write_bytes(data)
+        return {**cfg, "metadata_path": None}, "000_smartphone.txt"
+
+    return make
+
+
+def _metadata_is_folder(cfg, tmp):
+    return {**cfg, "metadata_path": cfg["train_data_dir"]}, "is a folder"
+
+
+def _override(item: str, needle: str):
+    def make(cfg, tmp):
+        return cfg, needle, (item,)
+
+    return make
 
 
 def _key(**values):
@@ -145,12 +163,27 @@ REFUSED = {
     "csv_conflicting_duplicate_rows": _csv(
         "filename,prompt\n000_smartphone.png,neon\n001_laptop.png,metal\n000_smartphone.png,chrome\n", "twice"
     ),
-    "csv_gbk": _csv("filename,prompt\n000_smartphone.png,霓虹风格\n", "UTF-8", encoding="gbk"),
-    "caption_gbk": _gbk_sidecar,
+    "csv_unclosed_quote": _csv(
+        'filename,prompt\n000_smartphone.png,"neon style, phone\n001_laptop.png,metal\n', "line 2"
+    ),
+    "csv_caption_spans_lines": _csv('filename,prompt\n000_smartphone.png,"neon\nstyle"\n', "to line 3"),
+    "csv_header_only": _csv("filename,prompt\n", "only its header"),
+    "csv_neither_utf8_nor_gbk": _csv("filename,prompt\n000_smartphone.png,neon\n", "UTF-8", "utf-16"),
+    "caption_neither_utf8_nor_gbk": _sidecar("crème brûlée".encode("cp1252")),
     "metadata_path_missing": _key(metadata_path="/nowhere/metadata.csv"),
+    "metadata_path_is_folder": _metadata_is_folder,
     "yaml_tabs": _yaml("base_model: {model}\n\ttrain_data_dir: {data}\n", "tab"),
     "yaml_list": _yaml("- base_model\n- train_data_dir\n", "key: value"),
     "yaml_empty": _yaml("", "empty"),
+    "yaml_duplicate_key": _yaml(
+        "base_model: {model}\ntrain_data_dir: {data}\nlearning_rate: 1e-4\nlearning_rate: 2e-4\n",
+        "lines 3 and 4",
+    ),
+    "yaml_huge_whole_number": _key(max_train_steps=1e30),
+    "yaml_nan": _key(seed=float("nan")),
+    "override_wrong_type": _override("learning_rate=fast", "command-line override 'learning_rate=fast'"),
+    "override_unknown_key": _override("lerning_rate=1e-4", "did you mean 'learning_rate'"),
+    "override_unreadable_value": _override("lora_rank={", "cannot be read"),
     "yaml_unknown_key": _key(lerning_rate=1e-4),
     "yaml_wrong_type": _key(learning_rate="fast"),
     "yaml_negative_epochs": _key(epochs=-1),
@@ -175,15 +208,19 @@ REFUSED = {
 }
 
 
+def _run_refused(case: str, cfg: dict, tmp_path: Path):
+    made, needle, *extra = REFUSED[case](
+        {**cfg, "metadata_path": str(Path(cfg["train_data_dir"]) / "metadata.csv")}, tmp_path
+    )
+    overrides = extra[0] if extra else ()
+    if isinstance(made, tuple) and made[0] == "RAW":
+        return _train({}, tmp_path, *overrides, raw_yaml=made[1]), needle
+    return _train(made, tmp_path, *overrides), needle
+
+
 @pytest.mark.parametrize("case", sorted(REFUSED))
 def test_refused_with_one_sentence(case, base_config, tmp_path):
-    made, needle = REFUSED[case](
-        {**base_config, "metadata_path": str(Path(base_config["train_data_dir"]) / "metadata.csv")}, tmp_path
-    )
-    if isinstance(made, tuple) and made[0] == "RAW":
-        result = _train({}, tmp_path, raw_yaml=made[1])
-    else:
-        result = _train(made, tmp_path)
+    result, needle = _run_refused(case, base_config, tmp_path)
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and len(errors) == 1, result.output
@@ -262,20 +299,95 @@ def test_valid_images_are_accepted(case, base_config, tmp_path):
     assert "7 images" in result.output
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "\ufefffilename,prompt\n000_smartphone.png,neon style\n",  # UTF-8 with BOM
-        'filename,prompt\n000_smartphone.png,"neon style, metal, phone"\n',  # quoted commas
-        "filename,prompt\n000_smartphone.png,neon, metal, phone\n",  # the seed's unquoted rows
-        "filename,prompt,score\n000_smartphone.png,neon style,5\n",  # extra header columns ignored
-    ],
-)
-def test_valid_metadata_shapes(text, base_config, tmp_path):
+METADATA_SHAPES = {
+    "utf8_bom": "\ufefffilename,prompt\n000_smartphone.png,neon style\n",
+    "quoted_commas": 'filename,prompt\n000_smartphone.png,"neon style, metal, phone"\n',
+    "unquoted_commas": "filename,prompt\n000_smartphone.png,neon, metal, phone\n",  # the seed's rows
+    "extra_columns": "filename,prompt,score\n000_smartphone.png,neon style,5\n",  # extra columns ignored
+}
+
+
+@pytest.mark.parametrize("shape", sorted(METADATA_SHAPES))
+def test_valid_metadata_shapes(shape, base_config, tmp_path):
     data = Path(base_config["train_data_dir"])
-    (data / "metadata.csv").write_text(text, encoding="utf-8")
+    (data / "metadata.csv").write_text(METADATA_SHAPES[shape], encoding="utf-8")
     result = _train({**base_config, "metadata_path": str(data / "metadata.csv")}, tmp_path, "--dry-run")
     assert result.exit_code == 0, result.output
+
+
+def _gbk_csv(data: Path) -> None:
+    """Excel on Chinese Windows, "CSV (comma delimited)": GBK with Windows line ends."""
+    rows = "".join(f"{png.name},霓虹风格，手机\r\n" for png in sorted(data.glob("*.png")))
+    (data / "metadata.csv").write_bytes(("filename,prompt\r\n" + rows).encode("gbk"))
+
+
+def _gbk_sidecars(data: Path) -> None:
+    """Notepad on Chinese Windows, "ANSI": one GBK .txt per image."""
+    (data / "metadata.csv").unlink()
+    for i, png in enumerate(sorted(data.glob("*.png"))):
+        png.with_suffix(".txt").write_bytes(f"霓虹风格，第 {i} 台设备".encode("gbk"))
+
+
+CHINESE_WINDOWS = {
+    "csv_gbk": (_gbk_csv, "Read 'metadata.csv' as GB18030 (Chinese Windows encoding)"),
+    "caption_gbk": (_gbk_sidecars, "Read 6 caption files as GB18030 (Chinese Windows encoding)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CHINESE_WINDOWS))
+def test_chinese_windows_captions_are_read(case, base_config, tmp_path):
+    make, said = CHINESE_WINDOWS[case]
+    make(Path(base_config["train_data_dir"]))
+    result = _train(base_config, tmp_path, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert result.output.count(said) == 1 and "6 captioned" in result.output, result.output
+
+
+def _accepted() -> dict[str, Callable[[Path], object]]:
+    """Every accepted case as a change to a fresh copy of the sample images."""
+
+    def valid_image(draw):
+        return lambda data: ((data / "metadata.csv").unlink(), draw(data))
+
+    def shape(text):
+        return lambda data: (data / "metadata.csv").write_text(text, encoding="utf-8")
+
+    cases: dict[str, Callable[[Path], object]] = {f"valid_{k}": valid_image(v) for k, v in VALID.items()}
+    cases.update({f"metadata_{k}": shape(v) for k, v in METADATA_SHAPES.items()})
+    cases.update({k: make for k, (make, _) in CHINESE_WINDOWS.items()})
+    return cases
+
+
+def _first_error_line(output: str) -> str:
+    lines = output.strip().splitlines() or ["(no output)"]
+    return next((line for line in lines if "error" in line.lower()), lines[-1])
+
+
+def test_whole_matrix_has_no_unexpected_error(base_config, tmp_path):
+    """Every case above in one run, refused and accepted: exit code 1 is "Unexpected error", an exception that
+    escaped as a bug whatever the case expected. All such cases are named at once."""
+    source = Path(base_config["train_data_dir"])
+
+    def fresh(case: str) -> tuple[Path, dict]:
+        root = tmp_path / case
+        shutil.copytree(source, root / "images")
+        return root, {**base_config, "train_data_dir": str(root / "images"), "output_dir": str(root / "out")}
+
+    results = {}
+    for case in sorted(REFUSED):
+        root, cfg = fresh(case)
+        results[case] = _run_refused(case, cfg, root)[0]
+    for case, make in sorted(_accepted().items()):
+        root, cfg = fresh(case)
+        make(Path(cfg["train_data_dir"]))
+        results[case] = _train(cfg, root, "--dry-run")
+    assert len(results) == len(REFUSED) + len(_accepted()) >= 55
+    crashed = [
+        f"{case}: exit {result.exit_code}: {_first_error_line(result.output)}"
+        for case, result in results.items()
+        if result.exit_code not in (0, 2) or "Unexpected error" in result.output
+    ]
+    assert not crashed, "\n".join(crashed)
 
 
 def test_pickle_allowed_loads_tensors_only(base_config, tmp_path):

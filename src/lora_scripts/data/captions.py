@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..config.data import DataConfig
 from ..errors import DataError
+from .textfile import EncodingNotes, read_text_file
 
 log = logging.getLogger(__name__)
 
@@ -19,19 +20,43 @@ PROMPT_COLUMNS = ("prompt", "caption", "text")
 _REPEATS_FOLDER = re.compile(r"^(\d+)_(.+)$")
 
 
-def read_metadata_csv(path: Path) -> dict[str, str]:
-    """Map each file name in the csv (forward slashes) to its prompt; empty prompts are kept as ""."""
-    rows = _read_rows(path)
-    header_index = next((i for i, row in enumerate(rows) if _has_text(row)), None)
-    if header_index is None:
+CSV_HINT = "Save it as UTF-8 (in Excel: 'CSV UTF-8 (comma delimited)') and try again"
+_ROW_START = re.compile(r'^\s*"?[^,"]+\.(png|jpe?g|webp|bmp)"?\s*,', re.IGNORECASE)  # `name.png,...`
+
+
+def read_metadata_csv(path: Path, notes: EncodingNotes | None = None) -> dict[str, str]:
+    """Map each file name in the csv (forward slashes) to its prompt; empty prompts are kept as "".
+    A file with only its header gives {} (the doctor decides whether that is an error)."""
+    if path.is_dir():
+        raise metadata_folder_error(path, "Metadata file")
+    decoded = read_text_file(path, "Metadata file", CSV_HINT)
+    if notes is not None:
+        notes.add("metadata file", path, decoded)
+    return parse_metadata_csv(decoded.text, path)
+
+
+def metadata_folder_error(path: Path, name: str) -> DataError:
+    """``name`` ('metadata_path' or 'Metadata file') points at a folder instead of the csv in it."""
+    inside = path / "metadata.csv"
+    return DataError(
+        f"{name} '{path}' is a folder, but it must be the metadata.csv file",
+        f"Use '{inside}'" if inside.is_file() else "Point it at your metadata.csv file",
+    )
+
+
+def parse_metadata_csv(text: str, path: Path) -> dict[str, str]:
+    """``read_metadata_csv`` on text already read (label/ checks a file before appending to it)."""
+    rows = _read_rows(text, path)
+    header_at = next((i for i, (_, row) in enumerate(rows) if _has_text(row)), None)
+    if header_at is None:
         raise DataError(
             f"Metadata file '{path}' is empty", "Add a header line 'filename,prompt' and one row per image"
         )
-    header = [cell.strip().lower() for cell in rows[header_index]]
+    header = [cell.strip().lower() for cell in rows[header_at][1]]
     file_col, prompt_col = _header_columns(header, path)
     captions: dict[str, str] = {}
     seen_at: dict[str, int] = {}
-    for line_no, row in enumerate(rows[header_index + 1 :], start=header_index + 2):
+    for line_no, row in rows[header_at + 1 :]:
         if not _has_text(row):
             continue
         name, prompt = _split_row(row, len(header), file_col, prompt_col)
@@ -52,23 +77,60 @@ def read_metadata_csv(path: Path) -> dict[str, str]:
     return captions
 
 
-def _read_rows(path: Path) -> list[list[str]]:
+def _read_rows(text: str, path: Path) -> list[tuple[int, list[str]]]:
+    """Each csv record with the line it starts on; a record over several lines is refused: a quote left
+    open (or closed lines later) would silently make the rows after it part of one caption."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")  # line numbers as an editor shows them
+    reader = csv.reader(io.StringIO(text))
+    rows, end = [], 0
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"Metadata file '{path}' is not UTF-8 text",
-            "Save it as UTF-8 (in Excel: 'CSV UTF-8 (comma delimited)') and try again",
-        ) from exc
-    except OSError as exc:
-        raise DataError(f"Metadata file '{path}' cannot be read ({exc.strerror})", "Check the path") from exc
-    try:
-        return list(csv.reader(io.StringIO(text)))
+        for row in reader:
+            start, end = end + 1, reader.line_num
+            if end > start or any("\n" in cell for cell in row):  # `"open` on the last line ends there
+                raise _spanning_error(text, path, start, end)
+            rows.append((start, row))
+        if rows and _ends_inside_quote(text.split("\n")[rows[-1][0] - 1 :]):  # `"open` without a newline
+            raise _spanning_error(text, path, rows[-1][0], rows[-1][0])
     except csv.Error as exc:
+        if "field larger than field limit" in str(exc):  # an open quote that ran over a long file
+            raise _spanning_error(text, path, end + 1, len(text.split("\n"))) from exc
         raise DataError(
             f"Metadata file '{path}' is not a valid CSV file ({exc})",
             "Save it as a comma-separated CSV with a 'filename,prompt' header",
         ) from exc
+    return rows
+
+
+def _ends_inside_quote(lines: list[str]) -> bool:
+    try:
+        list(csv.reader(io.StringIO("\n".join(lines)), strict=True))
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def _spanning_error(text: str, path: Path, start: int, end: int) -> DataError:
+    lines = text.split("\n")
+    last = len(lines) - (1 if lines[-1] == "" else 0)
+    record = "\n".join(lines[start - 1 : end])
+    swallowed = [m.group(0).strip(' ,"') for line in lines[start:end] if (m := _ROW_START.match(line))]
+    rows = ""
+    if swallowed:
+        shown = ", ".join(f"'{name}'" for name in swallowed[:3]) + (", ..." if len(swallowed) > 3 else "")
+        rows = f", swallowing the {'row' if len(swallowed) == 1 else 'rows'} for {shown}"
+    if end >= last and record.count('"') % 2 == 1:
+        after = "the lines after it become" if end > start else "rows added after it would become"
+        return DataError(
+            f"Line {start} of metadata file '{path}' opens a quote (\") that is never closed, so {after} "
+            f"part of its caption{rows}",
+            f'Add the closing " at the end of the caption on line {start}, or remove the opening one',
+        )
+    return DataError(
+        f"The caption on line {start} of metadata file '{path}' runs on to line {end} because its quote "
+        f'(") is not closed on line {start}{rows}',
+        f'Keep each caption on one line: add the closing " at the end of line {start}, or remove the '
+        "opening one",
+    )
 
 
 def _has_text(row: list[str]) -> bool:
@@ -97,20 +159,17 @@ def _split_row(row: list[str], width: int, file_col: int, prompt_col: int) -> tu
     return name.strip().replace("\\", "/"), prompt.strip()
 
 
-def read_sidecar(image: Path, extension: str) -> str | None:
+def read_sidecar(image: Path, extension: str, notes: EncodingNotes | None = None) -> str | None:
     """The caption in ``<stem><extension>`` next to ``image`` (lines joined with a space), or None."""
     if not extension.startswith("."):
         extension = "." + extension
     sidecar = image.with_name(image.stem + extension)
     if not sidecar.is_file():
         return None
-    try:
-        text = sidecar.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(
-            f"Caption file '{sidecar}' is not UTF-8 text", "Save it as UTF-8 and try again"
-        ) from exc
-    return " ".join(line.strip() for line in text.splitlines() if line.strip())
+    decoded = read_text_file(sidecar, "Caption file")
+    if notes is not None:
+        notes.add("caption file", sidecar, decoded)
+    return " ".join(line.strip() for line in decoded.text.splitlines() if line.strip())
 
 
 def repeats_from_folder(folder_name: str) -> tuple[int, str] | None:

@@ -15,9 +15,10 @@ from PIL import Image
 from ..config.data import DataConfig
 from ..errors import DataError
 from .buckets import assign_bucket, buckets_for, resize_to_bucket
-from .captions import read_sidecar, repeats_from_folder
+from .captions import metadata_folder_error, repeats_from_folder
 from .images import image_size, list_images, open_image
-from .matching import csv_captions
+from .matching import csv_captions, image_caption
+from .textfile import EncodingNotes
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,8 @@ def scan_dataset(cfg: DataConfig) -> DatasetIndex:
         cfg.doctor == "warn"
     )  # `doctor: warn`: skip what the doctor calls errors, say so, train the rest
     csv_path = _metadata_source(cfg)
-    captions = csv_captions(csv_path, root, images, skip_missing=lenient) if csv_path else {}
+    notes = EncodingNotes()  # files not in UTF-8: one log line per kind of file
+    captions = csv_captions(csv_path, root, images, lenient, notes) if csv_path else {}
     sizes = _read_sizes(images, skip_bad=lenient)
     images = [path for path in images if path in sizes]
     if not images:
@@ -117,19 +119,22 @@ def scan_dataset(cfg: DataConfig) -> DatasetIndex:
     buckets = buckets_for(cfg)
     items, missing = [], []
     for path in images:
-        caption = captions.get(path) or read_sidecar(path, cfg.caption_extension)
+        caption = image_caption(path, captions, cfg.caption_extension, notes)
         if not caption:
             missing.append(path)
         repeats = _repeats(path, root, cfg.num_repeats)
         bucket = assign_bucket(sizes[path], buckets)
         items.append(ImageItem(path, caption or "", repeats, sizes[path], bucket))
     index = DatasetIndex(items, missing, root)
+    notes.log()
     _log_scan(index, csv_path)
     return index
 
 
 def _metadata_source(cfg: DataConfig) -> Path | None:
     if cfg.metadata_path is not None:
+        if cfg.metadata_path.is_dir():
+            raise metadata_folder_error(cfg.metadata_path, "metadata_path")
         if not cfg.metadata_path.is_file():
             raise DataError(
                 f"Metadata file '{cfg.metadata_path}' does not exist",

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..errors import DataError
 from .captions import read_metadata_csv, read_sidecar
 from .images import IMAGE_EXTENSIONS
+from .textfile import EncodingNotes
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,15 @@ def match_csv(rows: dict[str, str], csv_path: Path, root: Path, images: list[Pat
 
 
 def csv_captions(
-    csv_path: Path, root: Path, images: list[Path], skip_missing: bool = False
+    csv_path: Path,
+    root: Path,
+    images: list[Path],
+    skip_missing: bool = False,
+    notes: EncodingNotes | None = None,
 ) -> dict[Path, str]:
     """Captions from ``csv_path`` keyed by image path; every row must name an image inside ``root``
     (with skip_missing, rows naming no existing image are logged and ignored)."""
-    match = match_csv(read_metadata_csv(csv_path), csv_path, root, images)
+    match = match_csv(read_metadata_csv(csv_path, notes), csv_path, root, images)
     for err in match.problems:
         if not (skip_missing and isinstance(err, MissingImageRow)):
             raise err
@@ -61,9 +66,11 @@ def csv_captions(
     return match.captions
 
 
-def image_caption(image: Path, from_csv: dict[Path, str], extension: str) -> str | None:
+def image_caption(
+    image: Path, from_csv: dict[Path, str], extension: str, notes: EncodingNotes | None = None
+) -> str | None:
     """The caption training uses for ``image``: its metadata row's prompt, else its sidecar file."""
-    return from_csv.get(image) or read_sidecar(image, extension)
+    return from_csv.get(image) or read_sidecar(image, extension, notes)
 
 
 def _match_row(

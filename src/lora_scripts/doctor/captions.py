@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..data.captions import read_metadata_csv
 from ..data.matching import image_caption, match_csv
+from ..data.textfile import EncodingNotes
 from ..errors import DataError
 from .images import names
 from .report import Finding, plural
@@ -24,6 +25,8 @@ class Captions:
     orphan_level: str = "warning"
     problem: Finding | None = None  # the caption file itself is unreadable
     refused: list[str] = field(default_factory=list)  # csv rows training refuses (outside the folder...)
+    header_only: Path | None = None  # the metadata.csv that has a header but no rows
+    encodings: EncodingNotes = field(default_factory=EncodingNotes)  # files read as GB18030
 
 
 def load_captions(root: Path, images: list[Path], metadata: Path | None, extension: str) -> Captions:
@@ -32,12 +35,13 @@ def load_captions(root: Path, images: list[Path], metadata: Path | None, extensi
     extension = extension if extension.startswith(".") else "." + extension
     csv_path = metadata or root / "metadata.csv"
     with_csv = metadata is not None or csv_path.is_file()
+    notes = EncodingNotes()
     if with_csv:
-        captions = _from_csv(csv_path, root, images)
+        captions = _from_csv(csv_path, root, images, notes)
         if captions.problem is not None:
             return captions
     else:
-        captions = Captions(f"{extension} files")
+        captions = Captions(f"{extension} files", encodings=notes)
         stems = {image.with_suffix("") for image in images}
         captions.orphans = [
             p.relative_to(root).as_posix()
@@ -47,7 +51,7 @@ def load_captions(root: Path, images: list[Path], metadata: Path | None, extensi
     from_csv = dict(captions.by_image)
     try:
         for image in images:
-            text = image_caption(image, from_csv, extension)
+            text = image_caption(image, from_csv, extension, notes)
             if text is not None:
                 captions.by_image[image] = text
     except DataError as err:
@@ -57,13 +61,16 @@ def load_captions(root: Path, images: list[Path], metadata: Path | None, extensi
     return captions
 
 
-def _from_csv(csv_path: Path, root: Path, images: list[Path]) -> Captions:
-    captions = Captions(f"'{csv_path.name}'", orphan_level="error")
+def _from_csv(csv_path: Path, root: Path, images: list[Path], notes: EncodingNotes) -> Captions:
+    captions = Captions(f"'{csv_path.name}'", orphan_level="error", encodings=notes)
     try:
-        match = match_csv(read_metadata_csv(csv_path), csv_path, root, images)
+        rows = read_metadata_csv(csv_path, notes)
     except DataError as err:
         captions.problem = Finding("error", "metadata.csv", err.message)
         return captions
+    if not rows:
+        captions.header_only = csv_path
+    match = match_csv(rows, csv_path, root, images)
     captions.by_image = match.captions
     captions.orphans = [err.row for err in match.missing]
     captions.refused = [err.message for err in match.refused]
@@ -76,7 +83,19 @@ def caption_findings(
     findings = [captions.problem] if captions.problem else []
     findings += [Finding("error", "metadata row", message) for message in captions.refused]
     missing = [image for image in images if image not in captions.by_image]
-    if missing:
+    if missing and captions.header_only is not None:  # like a caption file naming missing images: stop
+        findings.append(
+            Finding(
+                "error",
+                "no caption",
+                f"Metadata file '{captions.header_only}' has only its header line and no rows, so "
+                f"{plural(len(missing), 'image')} would train with an empty caption: {names(missing, root)}; "
+                "add one row per image (`lora-scripts label` writes them) or delete the file to use .txt "
+                "caption files",
+                tuple(missing),
+            )
+        )
+    elif missing:
         findings.append(
             Finding(
                 "warning",

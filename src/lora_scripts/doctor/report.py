@@ -33,6 +33,7 @@ class DoctorReport:
     tag_frequency: Counter = field(default_factory=Counter)
     clutter: dict[Path, float] = field(default_factory=dict)
     caption_source: str = ""
+    notes: list[str] = field(default_factory=list)  # facts worth a line, e.g. captions read as GB18030
 
     @property
     def errors(self) -> list[str]:
@@ -56,6 +57,7 @@ class DoctorReport:
             f"Dataset doctor: '{self.folder}': {self.num_images} images, {self.num_captioned} captioned "
             f"(captions from {self.caption_source}), training resolution {self.resolution}",
         ]
+        lines += self.notes
         lines += [f"ERROR: {message}" for message in self.errors]
         lines += [f"warning: {message}" for message in self.warnings]
         if not self.findings:

@@ -43,6 +43,7 @@ def run_doctor(
     report.findings += _clutter_finding(report.clutter, folder)
     captions = load_captions(folder, images, metadata_path, caption_extension)
     report.caption_source = captions.source
+    report.notes += captions.encodings.lines()
     report.num_captioned = sum(1 for image in images if image in captions.by_image)
     report.findings += caption_findings(captions, images, folder, trigger)
     report.tag_frequency = tag_frequency(list(captions.by_image.values()))
