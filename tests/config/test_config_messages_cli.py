@@ -74,7 +74,8 @@ def test_duplicate_keys_inside_a_section_and_yaml_merge_keys(tmp_path):
     [
         ("max_train_steps", 1e30, ["whole number", "1e+30 is too large"]),
         ("max_train_steps", "1e30", ["whole number written with digits", "1e30"]),
-        ("seed", float("nan"), ["a number that is not nan or inf"]),
+        ("seed", float("nan"), ["an ordinary number, not nan or inf"]),
+        ("lora_alpha", float("inf"), ["lora_alpha", "not nan or inf"]),  # was accepted: inf LoRA scale
         ("batch_size", 1e30, ["too large", "or auto"]),
         ("sample_steps", [1, 2], ["a whole number"]),
     ],

@@ -215,7 +215,7 @@ _TYPE_WORDS = {
     "int_parsing": "a whole number",
     "int_type": "a whole number",
     "int_from_float": "a whole number",
-    "finite_number": "a number that is not nan or inf",
+    "finite_number": "an ordinary number, not nan or inf",
     "bool_parsing": "true or false",
     "bool_type": "true or false",
     "string_type": "text",
