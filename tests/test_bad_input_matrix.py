@@ -22,9 +22,9 @@ from typer.testing import CliRunner
 from lora_scripts.cli import app
 
 
-def _train(cfg: dict, tmp_path: Path, *extra: str, raw_yaml: str | None = None):
+def _train(cfg: dict, tmp_path: Path, *extra: str, raw_yaml: str | None = None, encoding: str = "utf-8"):
     path = tmp_path / "config.yaml"
-    path.write_text(raw_yaml if raw_yaml is not None else yaml.safe_dump(cfg, allow_unicode=True), "utf-8")
+    path.write_text(raw_yaml if raw_yaml is not None else yaml.safe_dump(cfg, allow_unicode=True), encoding)
     return CliRunner().invoke(app, ["train", "--config", str(path), *extra])
 
 
@@ -93,11 +93,12 @@ def _key(**values):
     return make
 
 
-def _yaml(text: str, needle: str):
+def _yaml(text: str, needle: str, encoding: str = "utf-8"):
     def make(cfg, tmp):
         return (
             "RAW",
             text.replace("{data}", cfg["train_data_dir"]).replace("{model}", cfg["base_model"]),
+            encoding,
         ), needle
 
     return make
@@ -179,6 +180,9 @@ REFUSED = {
         "base_model: {model}\ntrain_data_dir: {data}\nlearning_rate: 1e-4\nlearning_rate: 2e-4\n",
         "lines 3 and 4",
     ),
+    "yaml_not_utf8": _yaml(
+        "base_model: {model}\ntrain_data_dir: {data}\noutput_name: 霓虹\n", "UTF-8", "gbk"
+    ),
     "yaml_huge_whole_number": _key(max_train_steps=1e30),
     "yaml_nan": _key(seed=float("nan")),
     "override_wrong_type": _override("learning_rate=fast", "command-line override 'learning_rate=fast'"),
@@ -214,7 +218,9 @@ def _run_refused(case: str, cfg: dict, tmp_path: Path):
     )
     overrides = extra[0] if extra else ()
     if isinstance(made, tuple) and made[0] == "RAW":
-        return _train({}, tmp_path, *overrides, raw_yaml=made[1]), needle
+        return _train(
+            {}, tmp_path, *overrides, raw_yaml=made[1], encoding=made[2] if len(made) > 2 else "utf-8"
+        ), needle
     return _train(made, tmp_path, *overrides), needle
 
 

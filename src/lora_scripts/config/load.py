@@ -57,7 +57,13 @@ def _forget(raw: dict[str, Any], key: str) -> None:
 def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"Config file '{path}' does not exist", "Check the path, or copy one from configs/")
-    text = path.read_bytes().decode("utf-8-sig", errors="replace")
+    try:  # strict: replacement characters would silently garble a Chinese output_name or prompt
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"Config file '{path}' is not UTF-8 text (byte {exc.start + 1} cannot be read)",
+            "Save it as UTF-8 (in Notepad: Save as, Encoding: UTF-8)",
+        ) from exc
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except _DuplicateKey as dup:
