@@ -37,10 +37,9 @@ def _override_value(item: str, value: str) -> Any:
         return None
     try:
         return yaml.safe_load(value)
-    except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", None) or "not a value YAML can read"
+    except yaml.YAMLError as exc:  # the parser's own words ("expected the node content") help nobody
         raise ConfigError(
-            f"The command-line override '{item}' has a value that cannot be read ({problem})",
+            f"The command-line override '{item}' has a value that cannot be read",
             "Write it like learning_rate=1e-4, and put text with brackets or colons in quotes",
         ) from exc
 
