@@ -30,6 +30,7 @@ def train(
     def action():
         from .config import load_config
         from .train.run import check_inputs, device_note, run_training, will_write
+        from .train.validation import split_validation
         from .train.versions import as_new_version
 
         cfg = load_config(config, overrides)
@@ -37,7 +38,7 @@ def train(
             from .config.show import resolved_yaml
 
             cfg = as_new_version(cfg)
-            index = check_inputs(cfg)
+            index, _held_out = split_validation(check_inputs(cfg), cfg.data)
             console.print(resolved_yaml(cfg), highlight=False, markup=False)
             console.print(index.summary(), highlight=False, markup=False)
             console.print(will_write(cfg), highlight=False, markup=False)

@@ -56,3 +56,16 @@ class DataConfig(Section):
     num_repeats: int = Field(
         1, ge=1, description="Times each image is seen per epoch (folders named `N_name` override this)."
     )
+    validation_split: float = Field(
+        0.0,
+        ge=0.0,
+        description="Hold out images to measure how well the LoRA generalises: a fraction below 1 (0.1 = "
+        "every tenth image) or a count (4 = four images). They are not trained on; their loss is drawn "
+        "next to the training loss and warns when the LoRA starts to overfit. 0: off.",
+    )
+    validation_dir: Path | None = Field(
+        None,
+        description="A separate folder of held-out images (with captions like the training folder) instead "
+        "of, or besides, validation_split.",
+    )
+

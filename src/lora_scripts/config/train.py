@@ -62,6 +62,25 @@ class TrainConfig(Section):
         "(starting fresh if there is none), or give a state folder such as output/x/state/step-000100.",
     )
 
+    validation_steps: int = Field(
+        0,
+        ge=0,
+        description="Score the held-out images every N steps (0: at the end of every epoch). The score uses "
+        "the same noise and timesteps every time, so the curve is comparable, and leaves training "
+        "unchanged.",
+    )
+    validation_patience: int = Field(
+        3,
+        ge=1,
+        description="Warn about overfitting when the held-out loss has risen for this many scores in a row "
+        "while the training loss kept falling.",
+    )
+    early_stopping: bool = Field(
+        False,
+        description="Stop at that warning and keep the best-scoring LoRA as the final file (default: warn "
+        "and go on).",
+    )
+
     @field_validator("batch_size")
     @classmethod
     def _batch_range(cls, v):

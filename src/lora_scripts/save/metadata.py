@@ -34,6 +34,7 @@ class RunFacts:
     mixed_precision: str = "no"  # what ran (fp16 falls back on CPU)
     network: NetworkFacts | None = None  # rank/alpha of the saved layers; None: the config's
     lineage: dict[str, str] = field(default_factory=dict)  # the LoRA this one continued (init_lora)
+    validation: dict[str, str] = field(default_factory=dict)  # latest held-out loss and its step
     steps: int = 0
     epoch: int = 0
     num_images: int = 0
@@ -92,6 +93,7 @@ def build_metadata(cfg: Config, facts: RunFacts) -> dict[str, str]:
     }
     meta.update(_modelspec(cfg, facts))
     meta.update(facts.lineage)
+    meta.update(facts.validation)
     return meta
 
 

@@ -41,6 +41,7 @@ class Checkpoints:
         self.out_dir = cfg.output.output_dir
         self.optimizer = self.lr_scheduler = None
         self.last_good: Path | None = None  # newest training state saved, named when a NaN stops the run
+        self.saved: list[tuple[int, Path, str]] = []  # step checkpoints: step, file, held-out loss then
 
     def attach(self, optimizer, lr_scheduler) -> None:
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
@@ -86,6 +87,7 @@ class Checkpoints:
     def save(self, pos: Position, rng: random.Random, reason: str = "") -> Path:
         """A step checkpoint: the LoRA, and the training state when asked (always on an interruption)."""
         lora = self.save_lora(f"{self.cfg.output.name()}-step{pos.step:06d}", pos.step)
+        self.saved.append((pos.step, lora, self.facts.validation.get("ss_validation_loss", "")))
         if not (self.cfg.output.save_state or reason):
             return lora
         with self.disk_full_is_a_sentence(f"the training state of step {pos.step}"):

@@ -9,7 +9,7 @@ import random
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -28,6 +28,7 @@ from .optim import make_lr_scheduler, make_optimizer
 from .samples import Sampler
 from .setup import RunPlan, cast_frozen, inject_adapters, param_groups, plan_steps
 from .state import Position
+from .validation import HeldOutWatch, Validation
 
 log = logging.getLogger(__name__)
 ESTIMATE_AFTER = 4  # steps measured before the time estimate (the first one, with warm-up, excluded)
@@ -43,10 +44,19 @@ class TrainResult:
     plan: RunPlan
     precision: str = "no"  # the mixed precision that really ran
     stopped: bool = False  # Ctrl-C / SIGTERM: lora_path is the checkpoint saved at `steps`
+    validation: Validation | None = None  # held-out scores and the overfitting alarm
+    checkpoints: list[tuple[int, Path, str]] = field(default_factory=list)  # step, file, held-out loss
 
 
 class Trainer:
-    def __init__(self, cfg: Config, model: TrainableModel, index: DatasetIndex, accelerator: Accelerator):
+    def __init__(
+        self,
+        cfg: Config,
+        model: TrainableModel,
+        index: DatasetIndex,
+        accelerator: Accelerator,
+        held_out: list[ImageItem] | None = None,
+    ):
         self.cfg, self.model, self.index, self.acc = cfg, model, index, accelerator
         self.out_dir = cfg.output.output_dir
         self.rng = random.Random(cfg.train.seed)  # data augmentation (flips, caption shuffle/dropout)
@@ -84,7 +94,9 @@ class Trainer:
         self.checkpoints = Checkpoints(cfg, model, accelerator, self.facts, run_fingerprint(cfg, index))
         self.checkpoints.attach(self.optimizer, self.lr_scheduler)
         self.sampler = Sampler(cfg.sample, cfg.data.resolution, self.out_dir / "samples")
-        model.prepare_inputs(index, cfg.data, cfg.train, self.trained, self.out_dir / "latent_cache")
+        everything = replace(index, items=index.items + list(held_out or []))  # caches cover held-out too
+        model.prepare_inputs(everything, cfg.data, cfg.train, self.trained, self.out_dir / "latent_cache")
+        self.held_out = HeldOutWatch(self, held_out) if held_out else None
 
     @property
     def batch_size(self) -> int:
@@ -113,6 +125,9 @@ class Trainer:
         )
         self.stop_requested = False
         self.partial: TrainResult | None = None  # what was saved when the run was stopped, for the report
+        if self.held_out and pos.step == 0:
+            base = self.held_out.run(0, [])
+            log.info("Held-out loss of the starting model: %.5f", base.loss)
         previous = _catch_ctrl_c(self)
         try:
             while pos.step < self.total_steps:
@@ -124,6 +139,10 @@ class Trainer:
                     self._after_step(pos, mean_loss, bar)
                     if self.stop_requested:  # Ctrl-C: stop on a step boundary, where the state is whole
                         raise KeyboardInterrupt
+                    if self.held_out and self.held_out.stop:
+                        break
+                if self.held_out and self.held_out.stop:
+                    break
                 if pos.batch >= len(batches):
                     pos.epoch, pos.batch = pos.epoch + 1, 0
                     self._after_epoch(pos)
@@ -135,7 +154,14 @@ class Trainer:
         finally:
             _restore_ctrl_c(previous)
         bar.close()
-        path = self.checkpoints.save_lora(cfg.output.name(), pos.step)
+        final_step = pos.step
+        if self.held_out:
+            if self.held_out.stop:
+                final_step = self.held_out.restore_best()
+            elif self.held_out.validation.scores[-1].step != pos.step:
+                self.held_out.run(pos.step, pos.losses[-20:])
+            log.info("%s", self.held_out.validation.summary())
+        path = self.checkpoints.save_lora(cfg.output.name(), final_step)
         if self.sampler.specs and pos.step not in self.sampler.done:
             self.sample(pos.step)
         acc.end_training()
@@ -151,6 +177,8 @@ class Trainer:
             self.plan,
             self.acc.mixed_precision,
             stopped,
+            self.held_out.validation if self.held_out else None,
+            list(self.checkpoints.saved),
         )
 
     def _optimizer_step(self, window: list[list[ImageItem]], pos: Position) -> torch.Tensor:
@@ -227,6 +255,8 @@ class Trainer:
             self.checkpoints.save(pos, self.rng)
         if self.sampler.due(pos.step) and pos.step < self.total_steps:
             self.sample(pos.step)
+        if self.held_out and self.held_out.due(pos.step, epoch_end=False) and pos.step < self.total_steps:
+            self.held_out.run(pos.step, pos.losses[-20:])
 
     def _estimate(self, step: int) -> None:
         """After the first steps: the measured time per step and for the whole run (the first step, with
@@ -250,6 +280,8 @@ class Trainer:
 
     def _after_epoch(self, pos: Position) -> None:
         self.facts.epoch = pos.epoch
+        if self.held_out and self.held_out.due(pos.step, epoch_end=True) and pos.step < self.total_steps:
+            self.held_out.run(pos.step, pos.losses[-20:])
         if self.sampler.due(pos.step, epoch_end=pos.epoch) and pos.step < self.total_steps:
             self.sample(pos.step)
         every = self.cfg.output.save_every_n_epochs

@@ -15,7 +15,8 @@ from ..save.grid import make_grid
 
 def write_report(cfg: Config, result, timings: dict[str, float]) -> Path:
     out = cfg.output.output_dir
-    loss_png = _loss_plot(result.losses, out / "loss.png")
+    val = result.validation
+    loss_png = _loss_plot(result.losses, out / "loss.png", val.scores if val else [])
     grid_png = _sample_grid(result.samples, cfg.sample.sample_prompts, out / "samples" / "grid.png")
     steps_per_s = result.steps / result.seconds if result.seconds else 0.0
     rows = [
@@ -27,6 +28,8 @@ def write_report(cfg: Config, result, timings: dict[str, float]) -> Path:
     rows += [(name, f"{seconds:.1f} s") for name, seconds in timings.items()]
     if result.losses:
         rows.append(("loss first → last", f"{result.losses[0]:.4f} → {result.losses[-1]:.4f}"))
+    if val and val.scores:
+        rows.append(("held-out loss", val.summary()))
     stopped = (
         f"<p class='stopped'>Stopped at step {result.steps} of {result.plan.total_steps} (Ctrl-C or stop). "
         f"Saved {_e(result.lora_path.name)} and the training state; "
@@ -34,8 +37,9 @@ def write_report(cfg: Config, result, timings: dict[str, float]) -> Path:
         if result.stopped
         else ""
     )
+    alarm = f"<p class='stopped'><b>Overfitting?</b> {_e(val.alarm)}</p>" if val and val.alarm else ""
     parts = [
-        f"<h1>LoRA training report: {_e(cfg.output.name())}</h1>" + stopped,
+        f"<h1>LoRA training report: {_e(cfg.output.name())}</h1>" + stopped + alarm,
         "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>",
         "<h2>Loss</h2>"
         + (f'<img src="{loss_png.name}" alt="loss curve">' if loss_png else "<p>No steps.</p>"),
@@ -45,6 +49,7 @@ def write_report(cfg: Config, result, timings: dict[str, float]) -> Path:
             if grid_png
             else "<p>No sample_prompts set (add some to watch the LoRA learn).</p>"
         ),
+        _checkpoint_table(result.checkpoints, val),
         f"<h2>Config</h2><pre>{_e(resolved_yaml(cfg))}</pre>",
     ]
     page = (
@@ -63,7 +68,21 @@ def _asked(cfg: Config, result) -> str:
     return f" (config asked for {asked}; not available on this device)" if asked != result.precision else ""
 
 
-def _loss_plot(losses: list[float], path: Path) -> Path | None:
+def _checkpoint_table(saved: list, val) -> str:
+    """Every step checkpoint with its held-out loss, the best one marked, so a user can pick one."""
+    if not saved:
+        return ""
+    best = val.best.step if val and val.best else None
+    rows = "".join(
+        f"<tr><td>{step}</td><td>{_e(path.name)}</td><td>{_e(loss or '-')}</td>"
+        f"<td>{'best' if step == best else ''}</td></tr>"
+        for step, path, loss in saved
+    )
+    head = "<tr><th>step</th><th>file</th><th>held-out loss</th><th></th></tr>"
+    return f"<h2>Checkpoints</h2><table>{head}{rows}</table>"
+
+
+def _loss_plot(losses: list[float], path: Path, scores: list | None = None) -> Path | None:
     if not losses:
         return None
     import matplotlib
@@ -79,6 +98,8 @@ def _loss_plot(losses: list[float], path: Path) -> Path | None:
         for i in range(len(losses))
     ]
     ax.plot(range(1, len(losses) + 1), smooth, lw=2, label=f"mean of {window}")
+    if scores:
+        ax.plot([s.step for s in scores], [s.loss for s in scores], "o-", lw=2, label="held-out loss")
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.legend()

@@ -26,6 +26,7 @@ from .lock import output_lock, remove_stale_temp_files
 from .loop import Trainer, TrainResult
 from .report import write_report
 from .state import find_state
+from .validation import split_validation
 from .versions import as_new_version
 
 log = logging.getLogger(__name__)
@@ -140,8 +141,10 @@ def run_training(cfg: Config) -> TrainResult:
     handler = None
     try:
         cfg = as_new_version(cfg)
-        index = check_inputs(cfg)
+        index, held_out = split_validation(check_inputs(cfg), cfg.data)
         log.info("%s", will_write(cfg))
+        if held_out:
+            log.info("Held out for validation: %d images (not trained on)", len(held_out))
         device = resolve_device(cfg.train)
         log.info("%s", index.summary())
         started = time.time()
@@ -160,7 +163,7 @@ def run_training(cfg: Config) -> TrainResult:
             accelerator.init_trackers("lora-scripts")
             set_seed(cfg.train.seed)
             log.info("Training on %s, mixed precision %s", accelerator.device, accelerator.mixed_precision)
-            trainer = Trainer(cfg, model, index, accelerator)
+            trainer = Trainer(cfg, model, index, accelerator, held_out)
             prepared = time.time()
             timings = {"model loading": loaded - started, "preparation (caches)": prepared - loaded}
             try:
