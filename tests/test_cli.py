@@ -177,3 +177,13 @@ def test_caches_are_per_session_in_tests_and_their_processes(session_cache, tiny
     assert child.returncode == 0, child.stderr
     paths = child.stdout.split()
     assert len(paths) == 4 and all(Path(p).is_relative_to(session_cache) for p in paths), paths
+
+
+def test_brackets_in_an_error_are_shown_as_written(cli, tmp_path, base_config):
+    """Rich read '[a, 5]' in an error as markup and printed "'sample_prompts='" with the value gone."""
+    import yaml
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(base_config), encoding="utf-8")
+    proc = cli("train", "--config", str(config), "sample_prompts=[a, 5]", "--dry-run")
+    assert proc.returncode == 2 and "[a, 5]" in proc.stderr, proc.stderr

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from .errors import LoraScriptsError
 
@@ -60,7 +61,7 @@ def guarded(action: Callable[[], T], debug: bool) -> T:
     except LoraScriptsError as err:
         if debug:
             raise
-        console.print(f"[bold red]Error:[/] {err}", highlight=False, soft_wrap=True)
+        console.print(f"[bold red]Error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         console.print("[yellow]Stopped by the user.[/]")
@@ -69,7 +70,7 @@ def guarded(action: Callable[[], T], debug: bool) -> T:
         if debug:
             raise
         console.print(
-            f"[bold red]Unexpected error:[/] {type(exc).__name__}: {exc}. "
+            f"[bold red]Unexpected error:[/] {type(exc).__name__}: {escape(str(exc))}. "
             "Run again with --debug for the full traceback and report it.",
             soft_wrap=True,
         )
