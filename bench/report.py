@@ -89,7 +89,7 @@ def _decode_section(decode: dict, speed: dict | None) -> str:
         res = str(speed["base"]["resolution"])
         cells = decode["seconds"].get(res)
         if cells:
-            trainer = cells["trainer: open_image + resize_to_bucket (LANCZOS)"]["cpu"]
+            trainer = cells["trainer: draft decode + LANCZOS (data.load_pixels)"]["cpu"]
             bare = cells["bare loop: convert + BILINEAR + crop (diffusers)"]["cpu"]
             step = speed["summary"]["trainer"]["run_cpu_medians"]["median"]
             noise = speed["summary"]["noise_floor cpu"]
@@ -164,9 +164,9 @@ def _findings(speed: dict, decode: dict, profile: dict | None, check: dict | Non
     step = s["trainer"]["run_cpu_medians"]["median"]
     extra = step * (ab["median"] - 1)
     cells = decode["seconds"].get(res, {})
-    lanczos = cells.get("trainer: open_image + resize_to_bucket (LANCZOS)", {}).get("cpu", float("nan"))
+    full = cells.get("full decode + LANCZOS (the trainer before draft decoding)", {}).get("cpu", float("nan"))
+    lanczos = cells.get("trainer: draft decode + LANCZOS (data.load_pixels)", {}).get("cpu", float("nan"))
     bilinear = cells.get("bare loop: convert + BILINEAR + crop (diffusers)", {}).get("cpu", float("nan"))
-    draft = cells.get("draft decode + LANCZOS (possible fix)", {}).get("cpu", float("nan"))
     image = lanczos - bilinear
     lines = [
         f"## What the numbers say (lora_scripts `{speed['machine'].get('lora_scripts', '?')}`)",
@@ -175,10 +175,10 @@ def _findings(speed: dict, decode: dict, profile: dict | None, check: dict | Non
         f"{aa['max'] - 1:+.1%}), about {extra * 1000:.0f} ms of a {step:.2f} s step. In wall time the "
         f"difference ({s['A/B']['median']:.3f}) is {s['verdict']} (A/A {s['A/A']['min']:.3f}-"
         f"{s['A/A']['max']:.3f}).",
-        f"- **Part of it is the image path**: the trainer's full decode + LANCZOS resize costs "
-        f"{lanczos * 1000:.0f} ms CPU per image at {res} px against {bilinear * 1000:.0f} ms for diffusers' "
-        f"BILINEAR (section 2): {image * 1000:+.0f} ms, {image / step:+.1%} of a step. Decoding in draft "
-        f"mode would bring the trainer's to {draft * 1000:.0f} ms ({draft / step:.1%} of a step).",
+        f"- **The image path**: the trainer decodes JPEGs in draft mode (libjpeg's DCT scaling) and resizes "
+        f"with LANCZOS: {lanczos * 1000:.0f} ms CPU per image at {res} px, against {full * 1000:.0f} ms for "
+        f"the full decode it did before and {bilinear * 1000:.0f} ms for diffusers' BILINEAR path (section "
+        f"2): {image * 1000:+.0f} ms against the bare loop, {image / step:+.1%} of a step.",
     ]
     if profile and "resolution" in profile:
         after = _cumulative(profile["trainer"]["profile"]["project"], "_after_step")
@@ -360,9 +360,11 @@ METHOD = """## Method
 
 DECODE_NOTE = """`Image.draft` lets libjpeg decode the DCT at 1/2, 1/4 or 1/8 scale when the target is that
 much smaller; for a 128-512 px training size from a 6 MP photo that removes most of the decode and resize
-time (last row). Moving decode into DataLoader workers (being done in the trainer separately) hides it
-behind the model on a GPU; on this 2-core CPU the workers would compete with the training thread for the
-same cores, so only doing less work (draft mode) would make the step shorter here."""
+time, so the trainer does it (`data.open_image(at_least=...)`, used by `load_pixels`): compare the "full
+decode" row (before) with the trainer's row. Moving decode into DataLoader workers would also hide it behind
+the model on a GPU; on this 2-core CPU the workers would compete with the training thread for the same
+cores, so doing less work is what makes the step shorter here (not done yet: prefetching would have to
+keep the data-augmentation RNG order for exact resume)."""
 
 OLD_METHOD = """## Why the earlier numbers showed the trainer faster (0.947, 0.85 in the sweep)
 

@@ -216,7 +216,7 @@ def epoch_batches(index: DatasetIndex, batch_size: int, seed: int, epoch: int) -
 
 def load_pixels(item: ImageItem, flip: bool) -> torch.Tensor:
     """The image as float32 (3, h, w) in [-1, 1] at its bucket size, mirrored if ``flip``."""
-    img = resize_to_bucket(open_image(item.path), item.bucket)
+    img = resize_to_bucket(open_image(item.path, at_least=max(item.bucket)), item.bucket)
     if flip:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     pixels = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
