@@ -98,7 +98,7 @@ def test_offline_hub_model_names_the_model_and_the_fix(images, backend, monkeypa
         label_folder(LabelOptions(images, backend=backend, model="nobody-here/no-such-model"))
     message = str(info.value)
     assert "'nobody-here/no-such-model' is not on this machine" in message
-    assert "--model models/no-such-model" in message
+    assert "--model ./models/no-such-model" in message
     assert "\n" not in message
 
 

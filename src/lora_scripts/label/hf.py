@@ -7,7 +7,8 @@ from typing import Any
 
 import torch
 
-from .source import ModelRef, unavailable, wrong_kind
+from ..errors import ModelError
+from .source import EXAMPLES, KINDS, ModelRef, unavailable, wrong_kind
 
 
 def pick_device(device: str) -> torch.device:
@@ -24,9 +25,8 @@ def load_transformers(auto_model: Any, auto_processor: Any, ref: ModelRef, devic
     hf_logging.disable_progress_bar()  # our own bar is the one that matters
 
     if ref.local and not (Path(ref.location) / "config.json").is_file():
-        found = "WD14 ONNX tagger" if any(Path(ref.location).glob("*.onnx")) else "folder without config.json"
-        raise wrong_kind(ref, found)
-    kwargs = {"local_files_only": ref.local}
+        raise _not_transformers(ref)
+    kwargs = {"local_files_only": ref.local or ref.cache_only}
     try:
         config = AutoConfig.from_pretrained(ref.location, **kwargs)
     except (OSError, ValueError) as exc:
@@ -42,3 +42,20 @@ def load_transformers(auto_model: Any, auto_processor: Any, ref: ModelRef, devic
     except (OSError, ValueError) as exc:
         raise unavailable(ref, exc) from exc
     return model.to(pick_device(device)).eval(), processor
+
+
+def _not_transformers(ref: ModelRef) -> ModelError:
+    """A folder without config.json: a WD14 tagger, a ModelScope pipeline model, or something else."""
+    folder = Path(ref.location)
+    if any(folder.glob("*.onnx")):
+        return wrong_kind(ref, "WD14 ONNX tagger")
+    if (
+        folder / "configuration.json"
+    ).is_file():  # ModelScope's file; its transformers models add config.json
+        return ModelError(
+            f"Folder '{ref.name}' has ModelScope's configuration.json but no config.json, so it is a "
+            f"ModelScope pipeline model, not a transformers {KINDS[ref.backend]} model",
+            "Download the model's transformers version (its folder has config.json), "
+            f"or pass {EXAMPLES[ref.backend]}",
+        )
+    return wrong_kind(ref, "folder without config.json")

@@ -74,7 +74,9 @@ def label_folder(opts: LabelOptions) -> LabelResult:
 
 
 def make_labeller(opts: LabelOptions) -> Labeller:
-    ref = resolve_model(opts.model, opts.backend)
+    from .hub import reach
+
+    ref = reach(resolve_model(opts.model, opts.backend))
     if opts.backend == "classify":
         from .classify import Classifier
 

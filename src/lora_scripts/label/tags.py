@@ -111,8 +111,8 @@ def _download(ref: ModelRef) -> tuple[Path, Path]:
     from huggingface_hub import hf_hub_download
 
     try:
-        model = hf_hub_download(ref.location, "model.onnx")
-        tags = hf_hub_download(ref.location, TAGS_FILE)
+        model = hf_hub_download(ref.location, "model.onnx", local_files_only=ref.cache_only)
+        tags = hf_hub_download(ref.location, TAGS_FILE, local_files_only=ref.cache_only)
     except Exception as exc:  # offline, unknown repo, missing file: all mean "not available"
         raise unavailable(ref, exc) from exc
     return Path(model), Path(tags)
