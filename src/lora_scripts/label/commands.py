@@ -15,12 +15,22 @@ def label(
         None, "--output", "-o", help="metadata.csv to write (default: INPUT/metadata.csv)."
     ),
     backend: str = typer.Option(
-        "classify", "--backend", "-b", help="classify (ViT labels), caption (BLIP/GIT) or tags (WD14 ONNX)."
+        "classify",
+        "--backend",
+        "-b",
+        help="classify (ViT labels), caption (BLIP/GIT), tags (WD14 ONNX) or filename (also: folder; "
+        "tags from folder and file names, no model).",
     ),
     model: str = typer.Option(
-        None, "--model", "-m", help="Model folder or hub id (default depends on --backend)."
+        None,
+        "--model",
+        "-m",
+        help="Model folder, hub id (HF_ENDPOINT picks a mirror) or modelscope:org/name (default depends on "
+        "--backend).",
     ),
-    template: str = typer.Option("{label} style", help="classify: prompt template with {label}."),
+    template: str = typer.Option(
+        "{label} style", help="classify: prompt template with {label}; filename: for a kohya 10_NAME folder."
+    ),
     top_k: int = typer.Option(1, "--top-k", help="classify: labels per image, joined with commas."),
     trigger: str = typer.Option(None, "--trigger", help="Word put in front of every new prompt."),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per model call."),

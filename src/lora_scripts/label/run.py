@@ -17,7 +17,8 @@ from .writer import check_writable, labelled_names, write_csv, write_sidecars
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("classify", "caption", "tags")
+BACKENDS = ("classify", "caption", "tags", "filename", "folder")
+NAME_BACKENDS = ("filename", "folder")  # captions from folder and file names, no model
 FORMATS = ("csv", "txt")
 Labeller = Callable[[list[Image.Image]], list[str]]
 
@@ -28,7 +29,7 @@ class LabelOptions:
     output: Path | None = None  # metadata.csv; default <input>/metadata.csv
     backend: str = "classify"
     model: str | None = None  # folder or hub id; default per backend (see source.DEFAULT_MODELS)
-    template: str = "{label} style"  # classify only
+    template: str = "{label} style"  # classify; filename: for the concept of a kohya `N_concept` folder
     top_k: int = 1  # classify only
     trigger: str | None = None
     batch_size: int = 8
@@ -62,8 +63,10 @@ def label_folder(opts: LabelOptions) -> LabelResult:
         log.info("All %d images already have captions; nothing to do (--overwrite labels them again)", kept)
         return LabelResult([], 0, kept)
     _check_readable(todo)
-    labeller = make_labeller(opts)
-    prompts = _label_all(labeller, todo, opts)
+    if opts.backend in NAME_BACKENDS:
+        prompts = _label_from_names(todo, opts)
+    else:
+        prompts = _label_all(make_labeller(opts), todo, opts)
     if opts.format == "txt":
         written = write_sidecars(prompts, opts.caption_extension, opts.overwrite)
     else:
@@ -157,3 +160,13 @@ def _label_all(labeller: Labeller, images: list[Path], opts: LabelOptions) -> di
                 prompts[path] = with_trigger(text.strip(), opts.trigger)
             bar.update(len(batch))
     return prompts
+
+
+def _label_from_names(images: list[Path], opts: LabelOptions) -> dict[Path, str]:
+    from .classify import check_template
+    from .filename import filename_caption
+
+    check_template(opts.template)
+    return {
+        path: with_trigger(filename_caption(path, opts.input, opts.template), opts.trigger) for path in images
+    }
