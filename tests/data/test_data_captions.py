@@ -106,3 +106,20 @@ def test_caption_dropout(data_config, tmp_path):
     rng = random.Random(1)
     dropped = sum(make_caption("a", half, rng) == "" for _ in range(400))
     assert 120 < dropped < 280
+
+
+def test_shuffle_splits_on_chinese_commas(data_config, tmp_path):
+    cfg = data_config(tmp_path, shuffle_caption=True, keep_tokens=1)
+    rng = random.Random(0)
+    results = {make_caption("霓虹风格，手机、金属，极简, 蓝色", cfg, rng) for _ in range(30)}
+    assert len(results) > 1
+    for result in results:
+        tags = result.split(", ")
+        assert tags[0] == "霓虹风格" and sorted(tags[1:]) == sorted(["手机", "金属", "极简", "蓝色"])
+
+
+def test_split_tags():
+    from lora_scripts.data.captions import split_tags
+
+    assert split_tags(" a, b ，c、 d,, ") == ["a", "b", "c", "d"]
+    assert split_tags("") == []

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 FILENAME_COLUMNS = ("filename", "file_name")
 PROMPT_COLUMNS = ("prompt", "caption", "text")
 _REPEATS_FOLDER = re.compile(r"^(\d+)_(.+)$")
+_TAG_SEPARATORS = re.compile(r"[,，、]")  # the comma, and the Chinese full-width comma and enumeration comma
 
 
 CSV_HINT = "Save it as UTF-8 (in Excel: 'CSV UTF-8 (comma delimited)') and try again"
@@ -186,7 +187,12 @@ def make_caption(caption: str, cfg: DataConfig, rng: random.Random) -> str:
         return ""
     if not cfg.shuffle_caption:
         return caption
-    tags = [tag.strip() for tag in caption.split(",") if tag.strip()]
+    tags = split_tags(caption)
     kept, rest = tags[: cfg.keep_tokens], tags[cfg.keep_tokens :]
     rng.shuffle(rest)
     return ", ".join(kept + rest)
+
+
+def split_tags(caption: str) -> list[str]:
+    """The tags of a caption, split on `,` and on the Chinese `，` and `、`; empty ones left out."""
+    return [tag.strip() for tag in _TAG_SEPARATORS.split(caption) if tag.strip()]

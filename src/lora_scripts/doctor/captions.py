@@ -7,11 +7,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.captions import read_metadata_csv
+from ..data.captions import read_metadata_csv, split_tags
 from ..data.matching import image_caption, match_csv
 from ..data.textfile import EncodingNotes
 from ..errors import DataError
 from .images import names
+from .language import chinese_caption_findings
 from .report import Finding, plural
 
 CLIP_WINDOW = 75  # tokens SD's text encoder sees (77 minus start and end)
@@ -128,6 +129,7 @@ def _text_findings(texts: dict[Path, str], root: Path, trigger: str | None) -> l
             f"Empty caption for {plural(len(empty), 'image')}: {names(empty, root)}; describe each image"
         )
         findings.append(Finding("warning", "empty caption", message, tuple(empty)))
+    findings += chinese_caption_findings(texts, root)
     shared = [(text, n) for text, n in Counter(t for t in texts.values() if t.strip()).most_common() if n > 1]
     if shared:
         same = tuple(image for image, text in texts.items() if text in dict(shared))
@@ -176,5 +178,6 @@ def _long_findings(texts: dict[Path, str], root: Path) -> list[Finding]:
 
 
 def tag_frequency(texts: list[str]) -> Counter:
-    """How often each comma-separated tag appears (lower-case), as kohya's ss_tag_frequency counts."""
-    return Counter(tag.strip().lower() for text in texts for tag in text.split(",") if tag.strip())
+    """How often each tag appears (lower-case; split on , and on the Chinese ， and 、 as training splits),
+    as kohya's ss_tag_frequency counts."""
+    return Counter(tag.lower() for text in texts for tag in split_tags(text))
