@@ -36,8 +36,9 @@ def test_new_images_and_init_lora_refuse_the_old_state(abandoned, base_config, t
     shutil.copy(first, images / "new_phone.png")
     with open(images / "metadata.csv", "a", encoding="utf-8") as handle:
         handle.write("new_phone.png,neon style, new phone\n")
-    v1 = abandoned["output_dir"] + "/test_lora.safetensors"
-    incremental = {**abandoned, "train_data_dir": str(images), "init_lora": v1, "max_train_steps": 6}
+    # a LoRA from elsewhere (continuing the folder's own LoRA would write test_lora_v2/ instead)
+    other = shutil.copy(abandoned["output_dir"] + "/test_lora.safetensors", tmp_path / "other.safetensors")
+    incremental = {**abandoned, "train_data_dir": str(images), "init_lora": str(other), "max_train_steps": 6}
     incremental.pop("lora_rank")
     with pytest.raises(ConfigError) as err:
         run_training(build_config({**incremental, "overwrite": True}))
