@@ -58,10 +58,11 @@ def test_summary_and_html_report(report, tmp_path):
     assert text.count("ERROR:") == 2 and "Most frequent tags: tchphn (8)" in text
     html_path = report.write_html(tmp_path / "out" / "report.html")
     html = html_path.read_text(encoding="utf-8")
-    flagged = report.flagged
-    assert html.count("<div class='card'>") == len(flagged)
-    assert html.count("data:image/jpeg;base64,") == len(flagged) - 2  # the two unreadable: placeholders
-    assert "cannot be read</div>" in html and "noisy.png" in html
+    cards = sum(len(finding.images) for finding in report.findings)  # under each finding, its images
+    assert html.count("<figure class='card'>") == cards
+    unreadable = html.count("<div class='missing'>cannot be read</div>")  # the two unreadable: placeholders
+    assert unreadable == 4 and html.count("data:image/jpeg;base64,") == cards - unreadable
+    assert "noisy.png" in html
 
 
 def test_clean_folder_with_sidecars(clean_folder):

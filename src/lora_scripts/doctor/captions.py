@@ -16,6 +16,11 @@ from .language import chinese_caption_findings
 from .report import Finding, plural
 
 CLIP_WINDOW = 75  # tokens SD's text encoder sees (77 minus start and end)
+TOKENS_EXPLAINED = (
+    "tokens = the pieces CLIP's tokenizer cuts a caption into (about one per common word, more for rare "
+    f"words and punctuation); CLIP reads the first {CLIP_WINDOW} tokens, so more than {CLIP_WINDOW} is "
+    "too long"
+)
 
 
 @dataclass
@@ -174,7 +179,8 @@ def _long_findings(texts: dict[Path, str], root: Path) -> list[Finding]:
         f"{plural(len(long), 'caption')}, {names(long, root, detail=detail)}; "
         "shorten them or put the key words first"
     )
-    return [Finding("warning", "caption over 75 tokens", message, tuple(long))]
+    scores = tuple((image, detail[image]) for image in long)
+    return [Finding("warning", "caption over 75 tokens", message, tuple(long), TOKENS_EXPLAINED, scores)]
 
 
 def tag_frequency(texts: list[str]) -> Counter:

@@ -10,6 +10,12 @@ import numpy as np
 from PIL import Image
 
 CLUTTER_FLAG = 0.6  # scores at or above this are listed (noise ~0.95, a plain studio backdrop ~0.1)
+PLAIN_BELOW = 0.3  # below this a background reads as plain
+CLUTTER_EXPLAINED = (
+    "clutter = how busy the background is (edges and colour variety in the outer quarter of the image): "
+    "0 = plain backdrop (a studio shot scores about 0.1), 1 = busy everywhere (noise scores about 0.95); "
+    f"{CLUTTER_FLAG:.2f} or more is high and listed as a warning"
+)
 _EDGE = 0.08  # gradient magnitude (0..1 intensity per pixel) that counts as an edge
 _SIDE = 128
 
@@ -23,6 +29,12 @@ def clutter_score(img: Image.Image) -> float:
     gy, gx = np.gradient(grey)
     edge_density = float((np.hypot(gx, gy)[band] > _EDGE).mean())
     return round(0.5 * min(1.0, edge_density / 0.5) + 0.5 * colour_entropy(rgb[band]), 3)
+
+
+def describe_clutter(score: float) -> str:
+    """ "clutter 0.08 (plain)": the score with a word a designer reads at a glance."""
+    word = "busy" if score >= CLUTTER_FLAG else "plain" if score < PLAIN_BELOW else "some detail"
+    return f"clutter {score:.2f} ({word})"
 
 
 def colour_entropy(pixels: np.ndarray) -> float:

@@ -64,6 +64,9 @@ def size_findings(sizes: dict[Path, tuple[int, int]], resolution: int, root: Pat
                 f"is below the training resolution {resolution} px: {names(small, root, detail=detail)}; "
                 "use larger versions or a lower resolution",
                 tuple(small),
+                f"WxH = width x height in pixels; a shorter side below {resolution} (the training "
+                "resolution) is too small",
+                tuple((path, f"{detail[path]} px") for path in small),
             )
         )
     if wide:
@@ -74,6 +77,9 @@ def size_findings(sizes: dict[Path, tuple[int, int]], resolution: int, root: Pat
                 f"{plural(len(wide), 'image')} wider or taller than {MAX_ASPECT}:1 will be cropped hard: "
                 f"{names(wide, root, detail=detail)}; crop them to the part that matters",
                 tuple(wide),
+                f"WxH = width x height in pixels; a longer side over {MAX_ASPECT} times the shorter one is "
+                "extreme",
+                tuple((path, f"{detail[path]} px") for path in wide),
             )
         )
     return findings

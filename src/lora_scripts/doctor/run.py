@@ -11,9 +11,9 @@ from tqdm import tqdm
 from ..data.images import list_images
 from ..errors import DataError
 from .captions import caption_findings, load_captions, tag_frequency
-from .clutter import CLUTTER_FLAG, clutter_score
+from .clutter import CLUTTER_EXPLAINED, CLUTTER_FLAG, clutter_score, describe_clutter
 from .images import broken_finding, duplicate_findings, names, preview, read_sizes, size_findings
-from .report import DoctorReport, Finding, plural
+from .report import GROUPS, DoctorReport, Finding, plural
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,12 @@ def run_doctor(
     report.findings += _clutter_finding(report.clutter, folder)
     captions = load_captions(folder, images, metadata_path, caption_extension)
     report.caption_source = captions.source
-    report.notes += captions.encodings.lines()
-    report.num_captioned = sum(1 for image in images if image in captions.by_image)
+    report.captions = {image: captions.by_image[image] for image in images if image in captions.by_image}
+    report.num_captioned = len(report.captions)
     report.findings += caption_findings(captions, images, folder, trigger)
+    report.findings += [Finding("note", "encoding", line) for line in captions.encodings.lines()]
     report.tag_frequency = tag_frequency(list(captions.by_image.values()))
-    report.findings.sort(key=lambda finding: finding.level != "error")
+    report.findings.sort(key=lambda finding: list(GROUPS).index(finding.level))
     return report
 
 
@@ -71,4 +72,5 @@ def _clutter_finding(clutter: dict[Path, float], root: Path) -> list[Finding]:
         f"the most common cause of a LoRA that learns the wrong things: {names(busy, root, detail=detail)}; "
         "look at them and crop or replace the busiest"
     )
-    return [Finding("warning", "cluttered", message, tuple(busy))]
+    scores = tuple((path, describe_clutter(clutter[path])) for path in busy)
+    return [Finding("warning", "cluttered", message, tuple(busy), CLUTTER_EXPLAINED, scores)]

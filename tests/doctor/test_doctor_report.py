@@ -1,0 +1,126 @@
+"""The doctor's report as a designer reads it: what to fix first, each flagged image's caption beside its
+thumbnail, and a line on what every number means. The HTML is opened and read back, not just written."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from lora_scripts.doctor import run_doctor
+from lora_scripts.doctor.clutter import CLUTTER_FLAG
+
+GROUPS = ("Must fix before training", "Worth fixing", "Notes")
+
+
+class Cards(HTMLParser):
+    """Each element with class 'card': its text and whether it holds an <img> or the unreadable placeholder,
+    plus the text of every <h2>, in document order."""
+
+    def __init__(self):
+        super().__init__()
+        self.cards: list[dict] = []
+        self.headings: list[str] = []
+        self._depth = 0  # open elements inside the current card
+        self._heading: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if self._depth:
+            self._depth += tag not in ("img", "br")
+            self.cards[-1]["img"] |= tag == "img" and attrs.get("src", "").startswith("data:image/jpeg")
+        elif "card" in (attrs.get("class") or "").split():
+            self.cards.append({"text": "", "img": False})
+            self._depth = 1
+        if tag == "h2":
+            self._heading = []
+
+    def handle_endtag(self, tag):
+        if self._depth and tag not in ("img", "br"):
+            self._depth -= 1
+        if tag == "h2" and self._heading is not None:
+            self.headings.append("".join(self._heading))
+            self._heading = None
+
+    def handle_data(self, data):
+        if self._depth:
+            self.cards[-1]["text"] += data
+        if self._heading is not None:
+            self._heading.append(data)
+
+
+@pytest.fixture
+def written(defect_folder, tmp_path):
+    """The defect folder with its metadata.csv saved by Excel on Chinese Windows (GBK): a note."""
+    csv_path = defect_folder / "metadata.csv"
+    text = csv_path.read_text(encoding="utf-8").replace("tchphn, wide", "tchphn, wide, 宽屏")
+    csv_path.write_bytes(text.encode("gbk"))
+    report = run_doctor(defect_folder, resolution=64, trigger="tchphn")
+    path = report.write_html(tmp_path / "report.html")
+    parser = Cards()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return report, path.read_text(encoding="utf-8"), parser
+
+
+def _card(parser: Cards, name: str) -> dict:
+    return next(card for card in parser.cards if name in card["text"])
+
+
+def test_each_flagged_image_shows_its_caption_beside_its_thumbnail(written):
+    _, _, parser = written
+    noisy = _card(parser, "noisy.png")
+    assert noisy["img"] and "tchphn, noise" in noisy["text"]
+    long = _card(parser, "img_02.png")
+    assert long["img"] and "detail number 11 of the glowing device" in long["text"]
+    assert "empty caption" in _card(parser, "img_03.png")["text"]  # an empty one says so
+    assert "no caption" in _card(parser, "truncated.jpg")["text"]  # and a missing one too
+    assert "tchphn, wide, 宽屏" in _card(parser, "wide.png")["text"]
+
+
+def test_every_score_shown_is_explained(written):
+    _, html, parser = written
+    noisy = _card(parser, "noisy.png")
+    assert "clutter 0.9" in noisy["text"] and "busy" in noisy["text"]
+    assert re.search(r"clutter 0\.\d\d \(plain\)", _card(parser, "img_01.png")["text"])
+    # one line saying what the clutter number measures, its range, and from where it counts as high
+    assert "how busy the background" in html and "0 = plain backdrop" in html and "1 = busy" in html
+    assert f"{CLUTTER_FLAG:.2f} or more" in html
+    assert "tokens" in _card(parser, "img_02.png")["text"]
+    assert "CLIP reads the first 75 tokens" in html
+
+
+def test_findings_are_grouped_errors_then_warnings_then_notes(written):
+    report, html, parser = written
+    assert [h.split(" (")[0] for h in parser.headings[:3]] == list(GROUPS)
+    starts = [html.index(f"<h2>{group}") for group in GROUPS]
+    assert starts == sorted(starts)
+    errors, warnings, notes = html[starts[0] : starts[1]], html[starts[1] : starts[2]], html[starts[2] :]
+    assert "cannot be read" in errors and "ghost.png" in errors and "Busy background" not in errors
+    assert "Busy background" in warnings and "Trigger word" in warnings and "GB18030" not in warnings
+    assert "GB18030" in notes
+    assert len(report.errors) == 2 and len(report.notes) == 1
+
+
+def test_terminal_summary_in_the_same_order_with_captions_and_the_explanation(written):
+    report, _, _ = written
+    text = report.summary()
+    starts = [text.index(group) for group in GROUPS]
+    assert starts == sorted(starts)
+    assert text.count("ERROR:") == 2
+    lines = text.splitlines()
+    noisy = next(line for line in lines if "noisy.png" in line and "clutter" in line and "tchphn" in line)
+    assert '"tchphn, noise"' in noisy
+    assert any("how busy the background" in line for line in lines)
+    assert any("img_03.png" in line and "empty caption" in line for line in lines)
+    long = next(line for line in lines if line.strip().startswith("img_02.png") and "tokens]" in line)
+    assert long.endswith('..."') and len(long) < 160  # the HTML has it in full
+
+
+def test_cli_report_opens_with_the_captions(defect_folder, cli):
+    done = cli("doctor", str(defect_folder), "--resolution", "64", "--trigger", "tchphn")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    html = Path(defect_folder / "doctor_report.html").read_text(encoding="utf-8")
+    assert html.index("Must fix before training") < html.index("Worth fixing")
+    assert "tchphn, neon laptop" in html
