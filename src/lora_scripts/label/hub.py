@@ -7,6 +7,7 @@ several); one HEAD request without retries tells us the same in a few seconds, b
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from dataclasses import replace
@@ -106,11 +107,14 @@ def _probe(ref: ModelRef, endpoint: str) -> tuple[str, str] | None:
     """None when the hub has the model's first file; else ("missing repo" | "missing file" | "unreachable",
     reason in a few words). One HEAD request, no retries."""
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import HfHubHTTPError
 
     url = hf_hub_url(ref.location, PROBE_FILES[ref.backend][0], endpoint=endpoint)
+    kwargs = {"timeout": PROBE_TIMEOUT, "endpoint": endpoint}
+    if "retry_on_errors" in inspect.signature(get_hf_file_metadata).parameters:  # huggingface_hub >= 1.x
+        kwargs["retry_on_errors"] = False
     try:
-        get_hf_file_metadata(url, timeout=PROBE_TIMEOUT, endpoint=endpoint, retry_on_errors=False)
+        get_hf_file_metadata(url, **kwargs)
     except HfHubHTTPError as exc:
         response = getattr(exc, "response", None)
         status = getattr(response, "status_code", None)
