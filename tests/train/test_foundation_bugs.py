@@ -124,3 +124,13 @@ def test_the_run_says_how_long_it_takes_and_that_a_cpu_is_for_trying(base_config
     config.write_text(yaml.safe_dump({**base_config, "output_dir": str(tmp_path / "dry")}), encoding="utf-8")
     dry = cli("train", "--config", str(config), "--dry-run")
     assert dry.returncode == 0 and "No GPU: training runs on the CPU" in dry.stderr
+
+
+def test_chinese_sample_prompts_are_flagged_before_training(base_config, cli, tmp_path):
+    import yaml
+
+    cfg = {**base_config, "sample_prompts": ["一部霓虹风格的手机"], "sample_every_n_steps": 2}
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
+    dry = cli("train", "--config", str(config), "--dry-run")
+    assert dry.returncode == 0 and "sample_prompts in English" in dry.stderr

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..config import Config
 from ..data import DatasetIndex, ImageItem, epoch_batches
+from ..data.captions import split_tags
 from ..errors import TrainingError
 from ..models.family import TrainableModel
 from ..save.metadata import RunFacts, lineage_facts
@@ -339,7 +340,7 @@ def _duration(seconds: float) -> str:
 def _tag_frequency(index: DatasetIndex) -> dict[str, dict[str, int]]:
     counts: dict[str, int] = {}
     for item in index.items:
-        for tag in (t.strip() for t in item.caption.split(",")):
+        for tag in split_tags(item.caption):  # "，" and "、" separate Chinese tags as "," does
             if tag:
                 counts[tag] = counts.get(tag, 0) + 1
     return {index.root.name: counts}

@@ -17,6 +17,7 @@ from accelerate.utils import set_seed
 
 from ..config import Config, DataConfig, OutputConfig, TrainConfig
 from ..data import DatasetIndex, scan_dataset
+from ..doctor.language import chinese_prompt_warning
 from ..errors import ConfigError, OutputError
 from ..models.detect import locate
 from ..models.registry import detect_family, load_model
@@ -39,6 +40,8 @@ def check_inputs(cfg: Config) -> DatasetIndex:
     detect_family(locate(cfg.model.base_model, cfg.model.allow_pickle))  # header only: SDXL, LoRA files...
     index = scan_dataset(cfg.data)
     check_dataset(cfg.data)
+    if (line := chinese_prompt_warning(cfg.sample.sample_prompts)) is not None:
+        log.warning("%s", line)
     if cfg.network.init_lora:
         check_init_lora(cfg.network)
     check_output_outside_data(cfg.output.output_dir, cfg.data.train_data_dir)
