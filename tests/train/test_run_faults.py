@@ -267,3 +267,30 @@ def test_stopped_run_still_writes_its_report_and_the_log_starts_with_a_header(ba
     assert "config asked for fp16" in report  # the precision that really ran (CPU: fp32) is recorded
     first = (out / "train.log").read_text(encoding="utf-8").splitlines()[0]
     assert "=== lora-scripts" in first and str(config) in first
+
+
+@pytest.mark.slow
+def test_stop_during_sampling_does_not_wait_for_every_image(base_config, tmp_path):
+    """Ctrl-C set a flag that was read only after all sample images: minutes on a loaded CPU."""
+    out = Path(base_config["output_dir"])
+    cfg = {
+        **base_config,
+        "max_train_steps": 50,
+        "doctor": "off",
+        "sample_every_n_steps": 1,
+        "sample_prompts": [f"a neon phone number {i}" for i in range(12)],
+        "sample_steps": 40,
+    }
+    proc = _start(_write(cfg, tmp_path / "c.yaml"))
+    _wait_for(out / "logs", proc)
+    end = time.time() + 120
+    while "step 1 epoch" not in (out / "train.log").read_text(encoding="utf-8") and time.time() < end:
+        time.sleep(0.05)  # step 1 done: the 12 x 40-step samples of step 1 are being drawn now
+    time.sleep(0.5)
+    sent = time.time()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 130 and "resume: auto" in err and "Traceback" not in err
+    assert time.time() - sent < 8
+    assert not list((out / "samples").glob("step000001-*.png"))  # stopped before the samples were done
+    assert list((out / "state").glob("step-000001/position.json"))

@@ -125,6 +125,7 @@ class Trainer:
             disable=not acc.is_main_process,
         )
         self.stop_requested = False
+        self.between_steps = False  # sampling or scoring: a stop request ends them at once
         self.partial: TrainResult | None = None  # what was saved when the run was stopped, for the report
         if self.held_out and pos.step == 0:
             base = self.held_out.run(0, [])
@@ -257,7 +258,8 @@ class Trainer:
         if self.sampler.due(pos.step) and pos.step < self.total_steps:
             self.sample(pos.step)
         if self.held_out and self.held_out.due(pos.step, epoch_end=False) and pos.step < self.total_steps:
-            self.held_out.run(pos.step, pos.losses[-20:])
+            with self._interruptible():
+                self.held_out.run(pos.step, pos.losses[-20:])
 
     def _estimate(self, step: int) -> None:
         """After the first steps: the measured time per step and for the whole run (the first step, with
@@ -282,7 +284,8 @@ class Trainer:
     def _after_epoch(self, pos: Position) -> None:
         self.facts.epoch = pos.epoch
         if self.held_out and self.held_out.due(pos.step, epoch_end=True) and pos.step < self.total_steps:
-            self.held_out.run(pos.step, pos.losses[-20:])
+            with self._interruptible():
+                self.held_out.run(pos.step, pos.losses[-20:])
         if self.sampler.due(pos.step, epoch_end=pos.epoch) and pos.step < self.total_steps:
             self.sample(pos.step)
         every = self.cfg.output.save_every_n_epochs
@@ -290,7 +293,20 @@ class Trainer:
             self.checkpoints.save_lora(f"{self.cfg.output.name()}-epoch{pos.epoch:04d}", pos.step)
 
     def sample(self, step: int) -> None:
-        self.sampler.render(self.model, step, self.acc)
+        with self._interruptible():
+            self.sampler.render(self.model, step, self.acc)
+
+    @contextlib.contextmanager
+    def _interruptible(self):
+        """Samples and held-out scores run between steps, where the state is whole: a stop request there
+        ends them at once instead of after every image (they can take minutes on a CPU)."""
+        self.between_steps = True
+        try:
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            yield
+        finally:
+            self.between_steps = False
 
     def _nan_error(self, pos: Position) -> TrainingError:
         last = self.checkpoints.last_good or "none yet (no checkpoint was saved before this step)"
@@ -313,7 +329,7 @@ def _catch_ctrl_c(trainer: Trainer):
         return None
 
     def handler(signum, frame):
-        if trainer.stop_requested:
+        if trainer.stop_requested or trainer.between_steps:
             raise KeyboardInterrupt
         trainer.stop_requested = True
         log.warning(
