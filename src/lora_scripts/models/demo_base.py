@@ -1,0 +1,313 @@
+"""The demo base model that draws: SD1.5's layout at 64 px, trained on CPU on device silhouettes made in code.
+
+``scripts/build_demo_base.py`` runs :func:`build` and commits the result to ``assets/demo-base/``. The model
+keeps SD1.5's block structure (4 UNet levels with 2 resnets each, cross-attention on the first 3, a KL-f8 VAE,
+a CLIP text encoder read through the offline tokenizer) with small widths. Unlike ``tiny.py``'s random model
+its GroupNorms have :data:`NORM_GROUPS` groups: 16-32 channels in 32 groups normalise each channel on its
+own and wash every flat colour out, so the VAE could not even pass one through.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers import (
+    AutoencoderKL,
+    DDPMScheduler,
+    PNDMScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+)
+from PIL import Image, ImageDraw
+from safetensors.torch import save_file
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from .ldm_configs import SCALED_LINEAR
+from .ldm_layout import pipeline_to_ldm
+from .tokenizer import clip_tokenizer
+
+NORM_GROUPS = 4
+NORM_GROUPS_KEY = "lora_scripts.norm_num_groups"  # safetensors header: real SD files have 32 (the default)
+SIZE = 64
+OBJECTS = ("phone", "laptop", "tablet", "watch")
+COLOURS = {
+    "red": (215, 35, 35),
+    "blue": (35, 80, 220),
+    "green": (40, 165, 65),
+    "yellow": (240, 205, 40),
+    "black": (28, 28, 30),
+    "white": (248, 248, 248),
+}
+BACKGROUNDS = {"white": (240, 240, 240), "grey": (128, 128, 130), "dark": (24, 26, 32)}
+CLASHES = {("white", "white"), ("black", "dark")}  # an object the colour of its background is invisible
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    seed: int = 0
+    variants: int = 8  # images per (object, colour, background)
+    vae_steps: int = 2500
+    vae_batch: int = 8
+    unet_steps: int = 1500
+    unet_batch: int = 32
+    lr: float = 1e-3
+    threads: int = 1  # one thread: faster on a shared 2-core machine; results depend on it
+
+
+# --- dataset -----------------------------------------------------------------------------------------------
+def caption(obj: str, colour: str, background: str) -> str:
+    return f"a {colour} {obj} on a {background} background"
+
+
+def combinations() -> list[tuple[str, str, str]]:
+    return [(o, c, b) for o in OBJECTS for c in COLOURS for b in BACKGROUNDS if (c, b) not in CLASHES]
+
+
+def draw(obj: str, colour: str, background: str, rng: random.Random) -> Image.Image:
+    """One 64 px image, drawn at 4x and scaled down for smooth edges; position and size jitter by `rng`."""
+    k = 4
+    img = Image.new("RGB", (SIZE * k, SIZE * k), BACKGROUNDS[background])
+    d = ImageDraw.Draw(img)
+    s = rng.uniform(0.85, 1.1) * k
+    cx, cy = (SIZE / 2 + rng.uniform(-4, 4)) * k, (SIZE / 2 + rng.uniform(-4, 4)) * k
+    fill = COLOURS[colour]
+    shade = tuple(int(v * 0.72 + 10) for v in fill)  # screens, straps: the object's colour, darker
+
+    def box(w, h, dy=0.0):
+        return [cx - w * s / 2, cy + (dy - h / 2) * s, cx + w * s / 2, cy + (dy + h / 2) * s]
+
+    if obj == "phone":
+        d.rounded_rectangle(box(18, 34), radius=4 * s, fill=fill)
+        d.rounded_rectangle(box(14, 26), radius=1.5 * s, fill=shade)
+    elif obj == "tablet":
+        d.rounded_rectangle(box(34, 44), radius=4 * s, fill=fill)
+        d.rounded_rectangle(box(28, 36), radius=1.5 * s, fill=shade)
+    elif obj == "laptop":
+        d.rectangle(box(34, 22, -6), fill=fill)
+        d.rectangle(box(28, 17, -6), fill=shade)
+        top, bottom = cy + 6 * s, cy + 13 * s
+        d.polygon(
+            [(cx - 18 * s, top), (cx + 18 * s, top), (cx + 24 * s, bottom), (cx - 24 * s, bottom)], fill=fill
+        )
+    else:  # watch: a round face on a strap
+        d.rectangle(box(11, 44), fill=shade)
+        d.ellipse(box(24, 24), fill=fill)
+        d.ellipse(box(17, 17), fill=shade)
+    return img.resize((SIZE, SIZE), Image.LANCZOS)
+
+
+def make_dataset(seed: int, variants: int) -> tuple[list[Image.Image], list[str]]:
+    rng = random.Random(seed)
+    images, captions = [], []
+    for obj, colour, background in combinations():
+        for _ in range(variants):
+            images.append(draw(obj, colour, background, rng))
+            captions.append(caption(obj, colour, background))
+    return images, captions
+
+
+def to_tensor(images: list[Image.Image]) -> torch.Tensor:
+    raw = torch.stack([torch.frombuffer(bytearray(i.tobytes()), dtype=torch.uint8) for i in images])
+    return raw.view(len(images), SIZE, SIZE, 3).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+
+# --- the model ---------------------------------------------------------------------------------------------
+def build_pipeline(seed: int) -> StableDiffusionPipeline:
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=SIZE // 8,
+        block_out_channels=(32, 48, 48, 48),
+        layers_per_block=2,  # SD1.5's, and what models/ldm_configs.py assumes
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=32,
+        attention_head_dim=8,  # diffusers' SD1 name for 8 heads, as ldm_configs reads it
+        norm_num_groups=NORM_GROUPS,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(16, 32, 64, 64),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=NORM_GROUPS,
+        sample_size=SIZE,
+        scaling_factor=0.18215,
+    )
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=32,
+            intermediate_size=128,
+            num_hidden_layers=3,
+            num_attention_heads=1,  # ldm_configs reads hidden_size // 64
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+            projection_dim=32,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
+        )
+    )
+    scheduler = PNDMScheduler(
+        num_train_timesteps=1000, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False, **SCALED_LINEAR
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=clip_tokenizer(),
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def _lr(step: int, total: int, peak: float) -> float:
+    warm = max(1, total // 20)
+    if step < warm:
+        return peak * (step + 1) / warm
+    return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm))))
+
+
+def train_vae(vae: AutoencoderKL, pixels: torch.Tensor, cfg: BuildSettings, say: Progress) -> None:
+    """Reconstruction (L1 + MSE, and MSE of 8x8-cell means) of the dataset; the decoder also sees slightly
+    noisy latents, so what the UNet draws need not be exact. The posterior's variance is fixed near zero
+    afterwards (see normalise_latents)."""
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr * 2, weight_decay=0.0)
+    vae.train()
+    for step in range(cfg.vae_steps):
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, cfg.vae_steps, cfg.lr * 2)
+        x = pixels[torch.randint(0, len(pixels), (cfg.vae_batch,), generator=gen)]
+        z = vae.encode(x).latent_dist.mean
+        jitter = torch.randn(z.shape, generator=gen) * 0.1 * z.detach().std()
+        y = vae.decode(z + jitter).sample
+        # the 8x8-cell colours (what one latent pixel must carry) count extra: hue errors show there first
+        cells = F.mse_loss(F.avg_pool2d(y, 8), F.avg_pool2d(x, 8))
+        loss = F.l1_loss(y, x) + F.mse_loss(y, x) + 2 * cells + 1e-4 * z.pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % 50 == 0 or step == cfg.vae_steps - 1:
+            say(f"VAE   step {step + 1:5d}/{cfg.vae_steps}  loss {loss.item():.4f}")
+    vae.eval()
+
+
+@torch.no_grad()
+def normalise_latents(vae: AutoencoderKL, pixels: torch.Tensor) -> None:
+    """Fold a per-channel shift and scale into quant_conv / post_quant_conv so that latents times SD's
+    scaling factor (0.18215, which the loader assumes) have mean 0 and std 1, as in SD; the decoder's output
+    is unchanged. The log-variance is set to a constant -20, so sampling the posterior equals its mean."""
+    z = torch.cat([vae.encode(pixels[i : i + 64]).latent_dist.mean for i in range(0, len(pixels), 64)])
+    mean, std = z.mean((0, 2, 3)), z.std((0, 2, 3))
+    k = 1 / (std * vae.config.scaling_factor)
+    q, p = vae.quant_conv, vae.post_quant_conv
+    c = mean.numel()
+    q.bias[:c] = (q.bias[:c] - mean) * k
+    q.weight[:c] *= k.view(-1, 1, 1, 1)
+    q.weight[c:] = 0
+    q.bias[c:] = -20.0
+    p.bias += (p.weight[:, :, 0, 0] @ mean).view(-1)
+    p.weight /= k.view(1, -1, 1, 1)
+
+
+def train_unet(
+    pipe: StableDiffusionPipeline,
+    latents: torch.Tensor,
+    captions: list[str],
+    cfg: BuildSettings,
+    say: Progress,
+) -> None:
+    """The UNet and the text encoder together, SD's way (epsilon, DDPM scaled_linear, 1000 steps), with 10%
+    empty captions for classifier-free guidance and min-SNR-5 loss weights; the EMA of the weights is kept.
+    The text encoder runs once per distinct caption in a batch (there are only 65 captions)."""
+    unet, te, tok = pipe.unet, pipe.text_encoder, pipe.tokenizer
+    distinct = sorted(set(captions)) + [""]
+    ids = tok(distinct, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    which = torch.tensor([distinct.index(c) for c in captions])
+    sched = DDPMScheduler(num_train_timesteps=1000, clip_sample=False, **SCALED_LINEAR)
+    snr = sched.alphas_cumprod / (1 - sched.alphas_cumprod)
+    weight = snr.clamp(max=5.0) / snr
+    params = list(unet.parameters()) + list(te.parameters())
+    ema = [p.detach().clone() for p in params]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(cfg.seed + 2)
+    te.train()
+    unet.train()
+    for step in range(cfg.unet_steps):
+        for group in opt.param_groups:
+            group["lr"] = _lr(step, cfg.unet_steps, cfg.lr)
+        idx = torch.randint(0, len(latents), (cfg.unet_batch,), generator=gen)
+        drop = torch.rand(cfg.unet_batch, generator=gen) < 0.1
+        rows, inverse = torch.unique(torch.where(drop, len(distinct) - 1, which[idx]), return_inverse=True)
+        cond = te(ids[rows])[0][inverse]
+        x0 = latents[idx]
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, 1000, (cfg.unet_batch,), generator=gen)
+        pred = unet(sched.add_noise(x0, noise, t), t, cond).sample
+        loss = (weight[t] * (pred - noise).pow(2).mean((1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        decay = min(0.995, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(ema, [p.detach() for p in params], 1 - decay)
+        if step % 50 == 0 or step == cfg.unet_steps - 1:
+            say(f"UNet  step {step + 1:5d}/{cfg.unet_steps}  loss {loss.item():.4f}")
+    with torch.no_grad():
+        for e, p in zip(ema, params, strict=True):
+            p.copy_(e)
+    unet.eval()
+    te.eval()
+
+
+def build(cfg: BuildSettings, say: Progress = print) -> StableDiffusionPipeline:
+    torch.set_num_threads(cfg.threads)
+    say(f"Dataset: {len(combinations())} (object, colour, background) x {cfg.variants} variants")
+    images, captions = make_dataset(cfg.seed, cfg.variants)
+    pixels = to_tensor(images)
+    pipe = build_pipeline(cfg.seed)
+    train_vae(pipe.vae, pixels, cfg, say)
+    normalise_latents(pipe.vae, pixels)
+    with torch.no_grad():
+        latents = torch.cat(
+            [pipe.vae.encode(pixels[i : i + 64]).latent_dist.mean for i in range(0, len(pixels), 64)]
+        )
+    latents = latents * pipe.vae.config.scaling_factor
+    say(f"Latents: mean {latents.mean():.3f}, std {latents.std():.3f}")
+    train_unet(pipe, latents, captions, cfg, say)
+    return pipe
+
+
+# --- saving ------------------------------------------------------------------------------------------------
+def save_single_file(pipe: StableDiffusionPipeline, path, dtype=torch.float16) -> None:
+    """LDM layout like v1-5-pruned.safetensors (with its unused schedule keys); the header names the
+    GroupNorm groups, which no tensor shape tells."""
+    sd = pipeline_to_ldm(pipe.unet.state_dict(), pipe.vae.state_dict(), pipe.text_encoder.state_dict(), "sd1")
+    sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
+    alphas_cumprod = torch.cumprod(1 - betas, 0).float()
+    sd.update(
+        {
+            "betas": betas.float(),
+            "alphas_cumprod": alphas_cumprod,
+            "alphas_cumprod_prev": torch.cat([torch.ones(1), alphas_cumprod[:-1]]),
+            "model_ema.decay": torch.tensor(0.9999),
+            "model_ema.num_updates": torch.tensor(0, dtype=torch.int32),
+        }
+    )
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(
+        {k: v.contiguous() for k, v in sd.items()}, tmp, {"format": "pt", NORM_GROUPS_KEY: str(NORM_GROUPS)}
+    )
+    os.replace(tmp, path)
