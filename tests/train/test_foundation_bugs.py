@@ -134,3 +134,19 @@ def test_chinese_sample_prompts_are_flagged_before_training(base_config, cli, tm
     config.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
     dry = cli("train", "--config", str(config), "--dry-run")
     assert dry.returncode == 0 and "sample_prompts in English" in dry.stderr
+
+
+def test_num_threads_is_used_and_logged(base_config, caplog):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        with caplog.at_level("INFO", logger="lora_scripts"):
+            run_training(
+                build_config({**base_config, "num_threads": 2, "max_train_steps": 1, "doctor": "off"})
+            )
+        assert torch.get_num_threads() == 2 and any(
+            "CPU threads: 2" in r.getMessage() for r in caplog.records
+        )
+    finally:
+        torch.set_num_threads(before)

@@ -56,6 +56,14 @@ class TrainConfig(Section):
     )
     noise_offset: float = Field(0.0, ge=0.0, le=1.0, description="Noise offset for darker/brighter images.")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where to train.")
+    num_threads: int | None = Field(
+        None,
+        ge=1,
+        le=1024,
+        description="CPU threads for torch. Empty: OMP_NUM_THREADS if set, else the cores this process may "
+        "run on. On a machine shared with other jobs set 1: idle-spinning threads that wait for a busy core "
+        "made a step ~10x slower.",
+    )
     resume: str | None = Field(
         None,
         description="Continue an interrupted run: `auto` takes the newest training state in output_dir "

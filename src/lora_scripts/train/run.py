@@ -151,6 +151,7 @@ def run_training(cfg: Config) -> TrainResult:
         device = resolve_device(cfg.train)
         log.info("%s", index.summary())
         started = time.time()
+        set_threads(cfg.train)
         model = load_model(cfg.model)
         loaded = time.time()
         out = cfg.output.output_dir
@@ -205,6 +206,21 @@ def resolve_device(tr: TrainConfig) -> Device:
         )
         precision = "no"
     return Device(cpu=cpu, mixed_precision=precision)
+
+
+def set_threads(tr: TrainConfig) -> int:
+    """torch's CPU threads: the config's, else OMP_NUM_THREADS, else the cores this process may use
+    (torch's default counts every core of the machine, also the ones a container or taskset withholds)."""
+    import os
+
+    import torch
+
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = tr.num_threads or (int(env) if env.isdigit() and int(env) > 0 else allowed)
+    torch.set_num_threads(threads)
+    log.info("CPU threads: %d%s", threads, "" if tr.num_threads else " (set num_threads to change)")
+    return threads
 
 
 def make_accelerator(tr: TrainConfig, out_dir: Path, device: Device | None = None) -> Accelerator:
