@@ -12,7 +12,7 @@ from pathlib import Path
 import lora_scripts
 
 LAYERS = [
-    ["errors"],
+    ["errors", "files"],
     ["console"],
     ["config"],
     ["data"],

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from ..files import replacing
 from .dataset import DatasetIndex, ImageItem, load_pixels
 
 log = logging.getLogger(__name__)
@@ -62,12 +61,5 @@ def _read(file: Path) -> torch.Tensor | None:
 
 
 def _write(file: Path, latent: torch.Tensor) -> None:
-    """Complete or absent (temp file + rename; data/ sits below save/, whose atomic writer this mirrors)."""
-    file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-    try:
+    with replacing(file) as tmp:
         save_file({"latent": latent.contiguous()}, tmp)
-        os.replace(tmp, file)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()

@@ -9,7 +9,6 @@ loading test and the benchmarks.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -17,6 +16,7 @@ from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNe
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
+from ..files import replacing
 from .ldm_configs import SCALED_LINEAR
 from .ldm_layout import pipeline_to_ldm
 from .tokenizer import clip_tokenizer
@@ -63,13 +63,18 @@ def build_tiny_sd(seed: int = 0, family: str = "sd1") -> StableDiffusionPipeline
             pad_token_id=49407,
         )
     )
+    return assemble_pipeline(unet, vae, text_encoder)
+
+
+def assemble_pipeline(unet, vae, text_encoder, tokenizer=None) -> StableDiffusionPipeline:
+    """Built parts -> an SD pipeline with SD 1.5's own noise schedule and the offline CLIP tokenizer."""
     scheduler = PNDMScheduler(
         num_train_timesteps=1000, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False, **SCALED_LINEAR
     )
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
-        tokenizer=clip_tokenizer(),
+        tokenizer=tokenizer or clip_tokenizer(),
         unet=unet,
         scheduler=scheduler,
         safety_checker=None,
@@ -128,11 +133,8 @@ def save_tiny_single_file(pipe: StableDiffusionPipeline, path: Path, family: str
         }
     )
     sd = {k: v.contiguous() for k, v in sd.items()}
-    # models/ sits below save/: a plain temp file + rename, enough for a file this builder creates itself
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(sd, tmp, {"format": "pt"})
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        save_file(sd, tmp, {"format": "pt"})
     return path
 
 
