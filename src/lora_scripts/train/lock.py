@@ -10,13 +10,13 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import OutputError
+from .state import STATE_DIR, sweep
 
 log = logging.getLogger(__name__)
 LOCK_NAME = ".lora-scripts.lock"
@@ -78,16 +78,15 @@ def _alive(owner: dict) -> bool:
 
 
 def remove_stale_temp_files(folder: Path) -> None:
-    """Temp files a killed run left (LoRA/report temp files, half-written state folders): ours alone,
-    since we hold the lock. Complete files are never touched."""
-    found = [p for p in folder.glob(".*.tmp") if p.is_file()]
-    found += [p for p in (folder / "state").glob(".tmp-*") if p.is_dir()]
-    found += [p for p in (folder / "samples").glob(".*.tmp") if p.is_file()]
+    """Temp files a killed run left (LoRA, report, sample and cache temp files; unfinished states, by the
+    state module's own sweep): ours alone, since we hold the lock. Complete files are never touched."""
+    found = [
+        p for sub in ("", "samples", "latent_cache") for p in (folder / sub).glob(".*.tmp") if p.is_file()
+    ]
     for path in found:
-        if path.is_dir():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    if (folder / STATE_DIR).is_dir():
+        sweep(folder / STATE_DIR)
     if found:
         log.info("Removed %d temp file(s) left by an interrupted run in %s", len(found), folder)

@@ -68,7 +68,7 @@ def save_state(
     leaves a half state behind a complete-looking name; what such a kill leaves is swept on the next save."""
     root = folder / STATE_DIR
     root.mkdir(parents=True, exist_ok=True)
-    _sweep(root)
+    sweep(root)
     final = root / f"step-{position.step:06d}"
     tmp = Path(tempfile.mkdtemp(prefix=_TMP, dir=root))
     try:
@@ -96,7 +96,7 @@ def _remove(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _sweep(root: Path) -> None:
+def sweep(root: Path) -> None:
     """Leftovers of a killed run: unfinished saves, half-deleted states, step folders without a position."""
     for path in root.iterdir():
         name = path.name
