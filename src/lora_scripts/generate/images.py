@@ -31,22 +31,20 @@ def generate_images(
 
     `pipe` is any StableDiffusionPipeline (training passes `StableDiffusion.pipeline()`, whose LoRA is the
     one being trained); `loras` applies the specs' `<lora:...>` tags. The pipeline's scheduler is restored
-    afterwards. `progress`: True for a bar over all steps of all images, or a bar to advance.
+    afterwards (models/render). `progress`: True for a bar over all steps of all images, or a bar to advance.
     """
     _check(prompts, loras)
     bar = progress if isinstance(progress, tqdm) else None
     if progress is True:
         bar = tqdm(total=sum(s.steps for s in prompts), desc="Generating", unit="step", dynamic_ncols=True)
     pipe.set_progress_bar_config(disable=True)
-    original = pipe.scheduler
     images = []
     try:
         for spec in prompts:
             images.append(_one(pipe, spec, loras, bar))
             if on_image:
                 on_image(spec, images[-1])
-    finally:
-        pipe.scheduler = original
+    finally:  # the scheduler is put back by render_one
         if loras is not None:
             loras.activate([])
         if progress is True and bar is not None:
