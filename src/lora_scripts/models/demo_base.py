@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from diffusers import (
     AutoencoderKL,
     DDPMScheduler,
-    PNDMScheduler,
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
@@ -30,7 +29,7 @@ from transformers import CLIPTextConfig, CLIPTextModel
 
 from .ldm_configs import SCALED_LINEAR
 from .ldm_layout import pipeline_to_ldm
-from .tokenizer import clip_tokenizer
+from .tiny import assemble_pipeline
 
 NORM_GROUPS = 4
 NORM_GROUPS_KEY = "lora_scripts.norm_num_groups"  # safetensors header: real SD files have 32 (the default)
@@ -156,19 +155,7 @@ def build_pipeline(seed: int) -> StableDiffusionPipeline:
             pad_token_id=49407,
         )
     )
-    scheduler = PNDMScheduler(
-        num_train_timesteps=1000, skip_prk_steps=True, steps_offset=1, set_alpha_to_one=False, **SCALED_LINEAR
-    )
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=clip_tokenizer(),
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    return assemble_pipeline(unet, vae, text_encoder)
 
 
 def _lr(step: int, total: int, peak: float) -> float:
