@@ -1,6 +1,7 @@
 """Typed configuration: one pydantic model per section, one `Config` that flows down."""
 
 from .data import DataConfig
+from .llm import LLMConfig
 from .load import build_config, load_config
 from .model import ModelConfig
 from .network import NetworkConfig
@@ -12,6 +13,7 @@ from .train import TrainConfig
 __all__ = [
     "Config",
     "DataConfig",
+    "LLMConfig",
     "ModelConfig",
     "NetworkConfig",
     "OutputConfig",

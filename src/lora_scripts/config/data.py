@@ -69,3 +69,8 @@ class DataConfig(Section):
         "of, or besides, validation_split.",
     )
 
+    def for_scoring(self) -> DataConfig:
+        """The settings held-out losses are computed with: captions as written, no flips."""
+        return self.model_copy(
+            update={"shuffle_caption": False, "caption_dropout_rate": 0.0, "flip_aug": False}
+        )

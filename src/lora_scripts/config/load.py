@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError
 from .root import ALIASES, SECTIONS, Config, key_to_section
+from .route import IMAGE_ONLY, IMAGE_SECTIONS, LLM, LLM_SECTIONS, route_of
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
@@ -156,9 +157,15 @@ def build_config(
         else:
             _place(nested, owners, key, value, source, where=where)
     values = {name: {k: v for k, (_, v) in keys.items()} for name, keys in nested.items()}
-    _require(values, where)
+    model = values["model"]
+    route, why = route_of(model.get("base_model") or "", model.get("model_type", "auto"), bool(values["llm"]))
+    _check_route(values, route, why, where)
+    data_section = "llm" if route == LLM else "data"
+    _require(values, where, data_section)
     try:
-        return Config(**{name: keys for name, keys in values.items() if keys or name in ("model", "data")})
+        return Config(
+            **{name: keys for name, keys in values.items() if keys or name in ("model", data_section)}
+        )
     except ValidationError as exc:
         raise ConfigError(_explain(exc.errors(), where)) from exc
 
@@ -195,10 +202,34 @@ def _place(nested, owners, key, value, source, section_hint=None, where: _Where 
     nested[section][key] = (written, value)
 
 
-def _require(nested, where: _Where):
+def _check_route(values: dict[str, dict[str, Any]], route: str, why: str, where: _Where) -> None:
+    """Keys of the other route are refused in one sentence that says which route this config takes and why."""
+    for section, keys in values.items():
+        for key in keys:
+            if route == LLM and (section in IMAGE_SECTIONS or key in IMAGE_ONLY):
+                hint = (
+                    "Give the chat data file in `dataset:` instead"
+                    if key == "train_data_dir"
+                    else "Remove it (see configs/cs_tone.yaml for the LLM keys)"
+                )
+                raise ConfigError(
+                    f"{where.key(key)} is an image-route key, but this config trains an LLM ({why})", hint
+                )
+            if route != LLM and section in LLM_SECTIONS:
+                raise ConfigError(
+                    f"{where.key(key)} is an LLM key, but this config trains an image LoRA ({why})",
+                    "Remove it, or set model_type: llm if base_model is a language model",
+                )
+
+
+def _require(nested, where: _Where, data_section: str = "data"):
+    data_key = {
+        "data": ("data", "train_data_dir", "point it at the folder of training images"),
+        "llm": ("llm", "dataset", "point it at the chat data (.jsonl, .json or .csv)"),
+    }[data_section]
     for section, key, hint in (
         ("model", "base_model", "point it at your .safetensors checkpoint or diffusers folder"),
-        ("data", "train_data_dir", "point it at the folder of training images"),
+        data_key,
     ):
         if nested[section].get(key) not in (None, ""):
             continue

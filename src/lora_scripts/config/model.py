@@ -16,6 +16,11 @@ class ModelConfig(Section):
         "uses), "
         "a diffusers folder, or a Hugging Face hub id when online.",
     )
+    model_type: Literal["auto", "image", "llm"] = Field(
+        "auto",
+        description="`auto`: the route follows base_model (a causal language model folder trains a chat "
+        "LoRA, anything else an image LoRA); `llm` or `image` forces it (e.g. for a hub id).",
+    )
     model_family: Literal["auto", "sd1", "sd2"] = Field(
         "auto",
         description="Model family. `auto` reads it from the checkpoint; set it only if detection is wrong.",

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from .data import DataConfig
+from .llm import LLMConfig
 from .model import ModelConfig
 from .network import NetworkConfig
 from .output import OutputConfig
@@ -18,6 +19,7 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "train": TrainConfig,
     "output": OutputConfig,
     "sample": SampleConfig,
+    "llm": LLMConfig,
 }
 
 # kohya sd-scripts names people paste from their old configs -> our key.
@@ -29,6 +31,7 @@ ALIASES: dict[str, str] = {
     "max_train_epochs": "epochs",
     "unet_lr": "learning_rate",
     "lr_warmup": "lr_warmup_steps",
+    "eval_steps": "validation_steps",  # the LLM trainers' (transformers, TRL) name
 }
 
 
@@ -36,11 +39,27 @@ class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     model: ModelConfig
-    data: DataConfig
+    data: DataConfig | None = None  # the image route's data; exactly one of `data` and `llm` is set
+    llm: LLMConfig | None = None  # the LLM route's data and adapter settings (config/route.py)
     network: NetworkConfig = NetworkConfig()
     train: TrainConfig = TrainConfig()
     output: OutputConfig = OutputConfig()
     sample: SampleConfig = SampleConfig()
+
+    @model_validator(mode="after")
+    def _one_route(self):
+        if (self.data is None) == (self.llm is None):
+            raise ValueError("a config sets either train_data_dir (images) or dataset (LLM chat data)")
+        return self
+
+    @property
+    def route(self) -> str:
+        return "llm" if self.llm is not None else "image"
+
+    @property
+    def data_section(self) -> DataConfig | LLMConfig:
+        """The route's data settings, for the family's loss and the trainer (which knows no route)."""
+        return self.llm if self.llm is not None else self.data
 
 
 def key_to_section() -> dict[str, str]:

@@ -15,6 +15,8 @@ def resolved_yaml(cfg: Config) -> str:
     lines = []
     for name in SECTIONS:
         section = getattr(cfg, name)
+        if section is None:  # the other route's data section
+            continue
         lines.append(f"# --- {name} ---")
         for key, value in section.model_dump(mode="json").items():
             lines.append(

@@ -1,0 +1,60 @@
+"""Which route a config takes, image (SD) or LLM, and the keys that belong to only one of them.
+
+Decided from `model_type`, else from what `base_model` is (a diffusers folder or a checkpoint file: image;
+a folder whose config.json names a causal language model: LLM), else (a hub id) from the data key given.
+Reads one small JSON file at most: no torch here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+IMAGE, LLM = "image", "llm"
+CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+# Keys of the shared sections that only the image route reads (the `data` and `sample` sections are whole).
+IMAGE_ONLY = {
+    "model_family",
+    "allow_pickle",
+    "prediction_type",
+    "conv_rank",
+    "conv_alpha",
+    "train_text_encoder",
+    "text_encoder_lr",
+    "cache_latents",
+    "cache_text_encoder_outputs",
+    "noise_offset",
+}
+IMAGE_SECTIONS = ("data", "sample")
+LLM_SECTIONS = ("llm",)
+
+
+def causal_lm_architecture(path: Path) -> str | None:
+    """The architecture named in a transformers folder's config.json ("LlamaForCausalLM") when it is a
+    causal language model, else None."""
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    names = config.get("architectures") or [] if isinstance(config, dict) else []
+    return next((n for n in names if isinstance(n, str) and n.endswith(CAUSAL_LM_SUFFIXES)), None)
+
+
+def route_of(base_model: str, model_type: str, llm_keys_given: bool) -> tuple[str, str]:
+    """(route, why) for a config; `why` completes "this config trains ..." sentences."""
+    if model_type in (IMAGE, LLM):
+        return model_type, f"model_type is {model_type}"
+    path = Path(str(base_model)).expanduser()
+    if not str(base_model).strip():
+        pass  # missing: load.py's _require says so
+    elif path.is_dir():
+        if (path / "unet" / "config.json").is_file():
+            return IMAGE, f"base_model '{base_model}' is a diffusers folder"
+        arch = causal_lm_architecture(path)
+        if arch:
+            return LLM, f"base_model '{base_model}' is a transformers causal language model ({arch})"
+    elif path.is_file():
+        return IMAGE, f"base_model '{base_model}' is a checkpoint file"
+    if llm_keys_given:
+        return LLM, "the config sets LLM keys such as dataset"
+    return IMAGE, "nothing in it names a language model"
