@@ -21,13 +21,8 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-# ChatML as Qwen2 ships it (minus tools): a system turn, then <|im_start|>role\ncontent<|im_end|>\n per turn.
-CHATML = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
-)
+from ..data.chat_tokens import CHATML
+
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CORPUS = [
     "您好，欢迎光临！请问有什么可以帮您？",
