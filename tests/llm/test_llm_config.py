@@ -66,3 +66,13 @@ def test_bad_llm_values_name_what_is_accepted(llm_config):
         build_config({**llm_config, "train_on": "everything"})
     with pytest.raises(ConfigError, match="'dataset_format'.*one of"):
         build_config({**llm_config, "dataset_format": "chatml"})
+
+
+def test_the_commented_example_config_is_an_llm_config():
+    from pathlib import Path
+
+    from lora_scripts.config import load_config
+
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "cs_tone.yaml")
+    assert cfg.route == "llm" and cfg.llm.packing and cfg.llm.train_on == "assistant"
+    assert cfg.train.validation_steps == 50 and cfg.network.lora_rank == 16

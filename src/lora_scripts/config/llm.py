@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from .base import Section
 
@@ -51,23 +51,6 @@ class LLMConfig(Section):
         None,
         description="A separate chat file (or folder) for the eval loss, instead of or besides eval_split.",
     )
-    target_modules: list[str] | None = Field(
-        None,
-        description="Layers that get LoRA, by their last name (q_proj, v_proj...). Empty: every linear "
-        "layer of the attention and MLP blocks (not the embeddings or lm_head).",
-    )
-    use_rslora: bool = Field(
-        False, description="rsLoRA: scale the update by alpha/sqrt(rank) instead of alpha/rank."
-    )
-    use_dora: bool = Field(False, description="DoRA (weight-decomposed LoRA). Not supported yet.")
-    load_in_4bit: bool = Field(
-        False, description="QLoRA: load the frozen base in 4 bits (bitsandbytes, NVIDIA GPU only)."
-    )
-
-    @field_validator("target_modules", mode="before")
-    @classmethod
-    def _one_module(cls, v):
-        return [v] if isinstance(v, str) else v
 
     def for_scoring(self) -> LLMConfig:
         """The settings eval losses are computed with: the same (no data randomness on this route)."""

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError
 from .root import ALIASES, SECTIONS, Config, key_to_section
-from .route import IMAGE_ONLY, IMAGE_SECTIONS, LLM, LLM_SECTIONS, route_of
+from .route import IMAGE_ONLY, IMAGE_SECTIONS, LLM, LLM_ONLY, LLM_SECTIONS, route_of
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
@@ -158,7 +158,8 @@ def build_config(
             _place(nested, owners, key, value, source, where=where)
     values = {name: {k: v for k, (_, v) in keys.items()} for name, keys in nested.items()}
     model = values["model"]
-    route, why = route_of(model.get("base_model") or "", model.get("model_type", "auto"), bool(values["llm"]))
+    llm_keys = bool(values["llm"]) or any(k in LLM_ONLY for keys in values.values() for k in keys)
+    route, why = route_of(model.get("base_model") or "", model.get("model_type", "auto"), llm_keys)
     _check_route(values, route, why, where)
     data_section = "llm" if route == LLM else "data"
     _require(values, where, data_section)
@@ -215,7 +216,7 @@ def _check_route(values: dict[str, dict[str, Any]], route: str, why: str, where:
                 raise ConfigError(
                     f"{where.key(key)} is an image-route key, but this config trains an LLM ({why})", hint
                 )
-            if route != LLM and section in LLM_SECTIONS:
+            if route != LLM and (section in LLM_SECTIONS or key in LLM_ONLY):
                 raise ConfigError(
                     f"{where.key(key)} is an LLM key, but this config trains an image LoRA ({why})",
                     "Remove it, or set model_type: llm if base_model is a language model",

@@ -35,3 +35,6 @@ class ModelConfig(Section):
         description="What the UNet predicts. `auto`: epsilon for SD1, v_prediction for SD2 single files "
         "(the 768-v models); set `epsilon` for SD2 512-base checkpoints.",
     )
+    load_in_4bit: bool = Field(
+        False, description="QLoRA: load the frozen base in 4 bits (bitsandbytes, NVIDIA GPU only)."
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .base import Section
 
@@ -26,11 +26,25 @@ class NetworkConfig(Section):
     )
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA path during training.")
     train_text_encoder: bool = Field(False, description="Also train LoRA on the CLIP text encoder.")
+    target_modules: list[str] | None = Field(
+        None,
+        description="Layers that get LoRA, by their last name (q_proj, v_proj...). Empty: every linear "
+        "layer of the attention and MLP blocks (not the embeddings or lm_head).",
+    )
+    use_rslora: bool = Field(
+        False, description="rsLoRA: scale the update by alpha/sqrt(rank) instead of alpha/rank."
+    )
+    use_dora: bool = Field(False, description="DoRA (weight-decomposed LoRA). Not supported yet.")
     init_lora: str | None = Field(
         None,
         description="Start from an existing LoRA file (kohya or PEFT format, ours or another trainer's) "
         "and keep training it: rank, alpha and trained modules are read from the file.",
     )
+
+    @field_validator("target_modules", mode="before")
+    @classmethod
+    def _one_module(cls, v):
+        return [v] if isinstance(v, str) else v
 
     @property
     def alpha(self) -> float:

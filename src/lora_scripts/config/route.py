@@ -12,7 +12,7 @@ from pathlib import Path
 
 IMAGE, LLM = "image", "llm"
 CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
-# Keys of the shared sections that only the image route reads (the `data` and `sample` sections are whole).
+# Keys of the shared sections that only one route reads (the `data` and `sample` sections are whole).
 IMAGE_ONLY = {
     "model_family",
     "allow_pickle",
@@ -25,6 +25,7 @@ IMAGE_ONLY = {
     "cache_text_encoder_outputs",
     "noise_offset",
 }
+LLM_ONLY = {"target_modules", "use_rslora", "use_dora", "load_in_4bit"}
 IMAGE_SECTIONS = ("data", "sample")
 LLM_SECTIONS = ("llm",)
 

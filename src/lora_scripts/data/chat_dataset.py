@@ -18,6 +18,7 @@ from .chat_tokens import IGNORE, ChatSample
 @dataclass(frozen=True)
 class ChatRow:
     samples: tuple[ChatSample, ...]
+    NOUN = "conversations"  # held-out rows are one conversation each
 
     @property
     def tokens(self) -> int:
@@ -29,6 +30,7 @@ class ChatIndex:
     items: list[ChatRow]
     root: Path
     packed: bool = False
+    ID_NAME = "training conversations"  # how data_id() is named in a state's fingerprint
 
     @property
     def num_samples(self) -> int:

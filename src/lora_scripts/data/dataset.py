@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 from collections import Counter
@@ -15,7 +16,7 @@ from PIL import Image
 from ..config.data import DataConfig
 from ..errors import DataError
 from .buckets import assign_bucket, buckets_for, resize_to_bucket
-from .captions import metadata_folder_error, repeats_from_folder
+from .captions import metadata_folder_error, repeats_from_folder, split_tags
 from .images import image_size, list_images, open_image
 from .matching import csv_captions, image_caption
 from .textfile import EncodingNotes
@@ -39,6 +40,7 @@ class DatasetIndex:
     items: list[ImageItem]
     missing_captions: list[Path]
     root: Path
+    ID_NAME = "training images"  # how data_id() is named in a state's fingerprint
 
     @property
     def num_images(self) -> int:
@@ -56,6 +58,34 @@ class DatasetIndex:
         for item in self.items:
             counts[item.bucket] += item.repeats
         return dict(sorted(counts.items()))
+
+    def batches(self, batch_size: int, seed: int, epoch: int) -> list[list[ImageItem]]:
+        return epoch_batches(self, batch_size, seed, epoch)
+
+    def facts(self) -> dict:
+        """What the trainer records of the data (kohya's ss_num_images, ss_tag_frequency, buckets)."""
+        counts: dict[str, int] = {}
+        for item in self.items:
+            for tag in split_tags(item.caption):  # "，" and "、" separate Chinese tags as "," does
+                if tag:
+                    counts[tag] = counts.get(tag, 0) + 1
+        return {
+            "num_images": self.num_images,
+            "num_samples": self.num_samples,
+            "tag_frequency": {self.root.name: counts},
+            "buckets": {f"{w}x{h}": n for (w, h), n in self.buckets.items()},
+        }
+
+    def data_id(self) -> str:
+        """Every image (name, size, first 64 KB), its caption and repeats: a new, edited or re-captioned
+        image changes it; moving the folder does not (train/fingerprint.py)."""
+        digest = hashlib.sha1()
+        for item in sorted(self.items, key=lambda i: str(i.path.relative_to(self.root))):
+            digest.update(str(item.path.relative_to(self.root)).encode())
+            digest.update(f"|{item.caption}|{item.repeats}|{item.path.stat().st_size}|".encode())
+            with open(item.path, "rb") as handle:
+                digest.update(handle.read(65536))
+        return f"{self.num_images} images, {digest.hexdigest()[:12]}"
 
     def summary(self) -> str:
         """A few lines for people: counts, repeats per folder, buckets, images without a caption."""

@@ -25,7 +25,9 @@ class LoraWeights:
     alpha: float
 
 
-def lora_config(ranks: dict[str, int], alphas: dict[str, float], dropout: float = 0.0) -> LoraConfig:
+def lora_config(
+    ranks: dict[str, int], alphas: dict[str, float], dropout: float = 0.0, use_rslora: bool = False
+) -> LoraConfig:
     """A peft config for exactly these modules, each with its own rank and alpha."""
     names = sorted(ranks)
     rank = max(set(ranks.values()), key=list(ranks.values()).count)
@@ -39,6 +41,7 @@ def lora_config(ranks: dict[str, int], alphas: dict[str, float], dropout: float 
         rank_pattern={re.escape(n): r for n, r in ranks.items() if r != rank},
         alpha_pattern={re.escape(n): a for n, a in alphas.items() if a != alpha},
         init_lora_weights=True,
+        use_rslora=use_rslora,  # scaling alpha/sqrt(r) instead of alpha/r
     )
 
 
@@ -53,13 +56,17 @@ def network_ranks(targets: dict[str, str], net: NetworkConfig) -> tuple[dict[str
 
 
 def inject(
-    model: nn.Module, ranks: dict[str, int], alphas: dict[str, float], dropout: float = 0.0
+    model: nn.Module,
+    ranks: dict[str, int],
+    alphas: dict[str, float],
+    dropout: float = 0.0,
+    use_rslora: bool = False,
 ) -> nn.Module:
     """Freeze `model` and add trainable LoRA layers (fp32) on the modules named in `ranks`."""
     model.requires_grad_(False)
     if not ranks:
         return model
-    inject_adapter_in_model(lora_config(ranks, alphas, dropout), model, adapter_name=ADAPTER)
+    inject_adapter_in_model(lora_config(ranks, alphas, dropout, use_rslora), model, adapter_name=ADAPTER)
     for p in lora_parameters(model):
         p.data = p.data.float()
         p.requires_grad_(True)
@@ -68,7 +75,7 @@ def inject(
 
 def inject_network(module: nn.Module, targets: dict[str, str], net: NetworkConfig) -> nn.Module:
     """LoRA on `targets` (module name -> kind, from the family's lora_targets) with the network's ranks."""
-    return inject(module, *network_ranks(targets, net), net.lora_dropout)
+    return inject(module, *network_ranks(targets, net), net.lora_dropout, net.use_rslora)
 
 
 def inject_unet(unet: nn.Module, net: NetworkConfig) -> nn.Module:

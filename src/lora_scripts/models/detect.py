@@ -8,6 +8,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
+from ..config.route import causal_lm_architecture
 from ..errors import ModelError
 
 UNET_PREFIX = "model.diffusion_model."
@@ -18,7 +19,7 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 @dataclass(frozen=True)
 class ModelSource:
-    kind: str  # "single_file" | "diffusers" | "hub"
+    kind: str  # "single_file" | "diffusers" | "transformers" (a causal LM folder) | "hub"
     location: str
 
 
@@ -31,6 +32,8 @@ def locate(base_model: str, allow_pickle: bool = False) -> ModelSource:
     if path.is_dir():
         if (path / "unet" / "config.json").is_file():
             return ModelSource("diffusers", str(path))
+        if causal_lm_architecture(path):
+            return ModelSource("transformers", str(path))
         raise ModelError(
             f"Folder '{path}' is not a diffusers model (no unet/config.json inside)",
             "Point base_model at a .safetensors checkpoint file or at a diffusers model folder",

@@ -31,6 +31,8 @@ class FamilyInfo:
     display_name: str  # for sentences: "SD 1.x"
     # Context width of the cross-attention (SD) / hidden size (LLM) that identifies the family's LoRA files.
     lora_width: int | None = None
+    # Which adapter file format save/ writes for it: "kohya" (one .safetensors) or "peft" (a folder).
+    adapter_format: str = "kohya"
 
 
 @runtime_checkable

@@ -15,9 +15,11 @@ from ..config import ModelConfig
 from ..errors import ModelError
 from .detect import PICKLE_SUFFIXES, ModelSource, locate, read_pickle_keys
 from .family import Family, FamilyInfo, TrainableModel
+from .llm import LLM
 from .sd import SD1, SD2
 
-FAMILIES: dict[str, Family] = {f.info.name: f for f in (SD1, SD2)}
+FAMILIES: dict[str, Family] = {f.info.name: f for f in (SD1, SD2)}  # image families (the contract suite's)
+TEXT_FAMILIES: dict[str, Family] = {LLM.info.name: LLM}  # the LLM route (config/route.py)
 # Recognised but not trainable yet: refused in one sentence instead of being mistaken for SD1.
 NOT_YET = {"sdxl": FamilyInfo("sdxl", "SDXL", lora_width=2048)}
 LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
@@ -26,7 +28,8 @@ LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
 def family_info(name: str | None) -> FamilyInfo | None:
     if name is None:
         return None
-    return FAMILIES[name].info if name in FAMILIES else NOT_YET.get(name)
+    known = {**FAMILIES, **TEXT_FAMILIES}
+    return known[name].info if name in known else NOT_YET.get(name)
 
 
 def display_name(name: str | None) -> str:
@@ -42,6 +45,8 @@ def family_for_width(width: int) -> str | None:
 
 def detect_family(source: ModelSource) -> Family:
     """The family of a base model (single file, folder or hub id), or one sentence saying why none fits."""
+    if source.kind == "transformers":
+        return LLM
     if source.kind == "hub":
         return SD1  # offline we cannot look inside a hub id; the diffusers loader refines SD1/SD2 on load
     if source.kind == "diffusers":
@@ -116,5 +121,11 @@ def _read_json(path: Path) -> dict:
 def load_model(cfg: ModelConfig) -> TrainableModel:
     """Locate, detect (or take `model_family`), log and load the base model for training."""
     source = locate(cfg.base_model, cfg.allow_pickle)
-    family = FAMILIES[cfg.model_family] if cfg.model_family != "auto" else detect_family(source)
-    return family.load(source, cfg)
+    return model_family(source, cfg).load(source, cfg)
+
+
+def model_family(source: ModelSource, cfg: ModelConfig) -> Family:
+    """The family the config asks for (model_type: llm, model_family), else the detected one."""
+    if cfg.model_type == "llm":
+        return LLM
+    return FAMILIES[cfg.model_family] if cfg.model_family != "auto" else detect_family(source)

@@ -18,7 +18,7 @@ from ..errors import OutputError
 from ..inject.lora import lora_layers, read_weights
 from ..models.family import TrainableModel
 from ..save.metadata import RunFacts
-from ..save.writer import save_lora
+from ..save.writer import adapter_path, save_adapter
 from .fingerprint import differences
 from .setup import network_facts
 from .state import ParamSet, Position, find_state, load_state, save_state, state_fingerprint
@@ -61,8 +61,10 @@ class Checkpoints:
         modules = {c: m for c, m in self.adapters().items() if lora_layers(m)}
         self.facts.network = network_facts(modules)
         parts = {c: read_weights(m) for c, m in modules.items()}
-        with self.disk_full_is_a_sentence(f"{stem}.safetensors"):
-            path = save_lora(parts, self.out_dir / f"{stem}.safetensors", self.cfg, self.facts)
+        fmt = self.model.info.adapter_format
+        path = adapter_path(self.out_dir, stem, fmt)
+        with self.disk_full_is_a_sentence(path.name):
+            path = save_adapter(parts, path, self.cfg, self.facts, fmt)
         log.info("Saved %s", path)
         return path
 

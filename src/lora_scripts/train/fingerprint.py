@@ -8,11 +8,9 @@ on purpose: extending a run and resuming it is what people do.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from ..config import Config
-from ..data import DatasetIndex
 
 NETWORK_KEYS = ("lora_rank", "lora_alpha", "conv_rank", "conv_alpha", "lora_dropout", "train_text_encoder")
 TRAIN_KEYS = (
@@ -28,18 +26,26 @@ TRAIN_KEYS = (
     "noise_offset",
     "seed",
 )
-DATA_KEYS = ("resolution", "flip_aug", "shuffle_caption", "keep_tokens", "caption_dropout_rate")
+# per route (the data section that is set): (section, keys) that change the result; only the route's own,
+# so the image route's fingerprints stay as they were
+ROUTE_KEYS = {
+    "data": [("data", ("resolution", "flip_aug", "shuffle_caption", "keep_tokens", "caption_dropout_rate"))],
+    "llm": [("llm", ("train_on", "max_seq_len", "packing")), ("network", ("target_modules", "use_rslora"))],
+}
 
 
-def run_fingerprint(cfg: Config, index: DatasetIndex) -> dict[str, str]:
+def run_fingerprint(cfg: Config, index) -> dict[str, str]:
     """Readable values (so a mismatch can be named), with the data and files summarised by hashes."""
     out = {
         "base_model": _file_id(Path(cfg.model.base_model)),
         "prediction_type": cfg.model.prediction_type,
-        "training images": _data_id(index),
+        index.ID_NAME: index.data_id(),
         "init_lora": _file_id(Path(cfg.network.init_lora)) if cfg.network.init_lora else "none",
     }
-    for section, keys in ((cfg.network, NETWORK_KEYS), (cfg.train, TRAIN_KEYS), (cfg.data, DATA_KEYS)):
+    sections = [(cfg.network, NETWORK_KEYS), (cfg.train, TRAIN_KEYS)]
+    for route, parts in ROUTE_KEYS.items():
+        sections += [(getattr(cfg, name), keys) for name, keys in parts if getattr(cfg, route) is not None]
+    for section, keys in sections:
         out.update({key: str(getattr(section, key)) for key in keys})
     return out
 
@@ -60,15 +66,3 @@ def _file_id(path: Path) -> str:
         return f"{path.name} ({path.stat().st_size} bytes)" if path.is_file() else path.name
     except OSError:
         return str(path)
-
-
-def _data_id(index: DatasetIndex) -> str:
-    """Every image (name, size, first 64 KB), its caption and repeats: a new, edited or re-captioned image
-    changes it; moving the folder does not."""
-    digest = hashlib.sha1()
-    for item in sorted(index.items, key=lambda i: str(i.path.relative_to(index.root))):
-        digest.update(str(item.path.relative_to(index.root)).encode())
-        digest.update(f"|{item.caption}|{item.repeats}|{item.path.stat().st_size}|".encode())
-        with open(item.path, "rb") as handle:
-            digest.update(handle.read(65536))
-    return f"{index.num_images} images, {digest.hexdigest()[:12]}"

@@ -17,8 +17,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from ..config import Config
-from ..data import DatasetIndex, ImageItem, epoch_batches
-from ..data.captions import split_tags
+from ..data import DatasetIndex, ImageItem
 from ..errors import TrainingError
 from ..models.family import TrainableModel
 from ..save.metadata import RunFacts, lineage_facts
@@ -54,7 +53,7 @@ class Trainer:
         self,
         cfg: Config,
         model: TrainableModel,
-        index: DatasetIndex,
+        index: DatasetIndex,  # or any training set with items, batches(), facts(), data_id()
         accelerator: Accelerator,
         held_out: list[ImageItem] | None = None,
     ):
@@ -86,17 +85,16 @@ class Trainer:
             family_facts=model.metadata_facts(),
             batch_size=batch_size,
             mixed_precision=accelerator.mixed_precision,
-            num_images=index.num_images,
-            num_samples=index.num_samples,
-            tag_frequency=_tag_frequency(index),
-            buckets={f"{w}x{h}": n for (w, h), n in index.buckets.items()},
             lineage=lineage_facts(cfg.network.init_lora) if cfg.network.init_lora else {},
+            **index.facts(),
         )
         self.checkpoints = Checkpoints(cfg, model, accelerator, self.facts, run_fingerprint(cfg, index))
         self.checkpoints.attach(self.optimizer, self.lr_scheduler)
-        self.sampler = Sampler(cfg.sample, cfg.data.resolution, self.out_dir / "samples")
+        resolution = getattr(cfg.data_section, "resolution", None)  # samples are the image route's
+        self.sampler = Sampler(cfg.sample, resolution, self.out_dir / "samples")
         everything = replace(index, items=index.items + list(held_out or []))  # caches cover held-out too
-        model.prepare_inputs(everything, cfg.data, cfg.train, self.trained, self.out_dir / "latent_cache")
+        cache = self.out_dir / "latent_cache"
+        model.prepare_inputs(everything, cfg.data_section, cfg.train, self.trained, cache)
         self.held_out = HeldOutWatch(self, held_out) if held_out else None
 
     @property
@@ -105,7 +103,7 @@ class Trainer:
 
     def loss_for(self, items: list[ImageItem], generator: torch.Generator | None = None) -> torch.Tensor:
         with self.acc.autocast():
-            return self.model.loss(items, self.cfg.data, self.cfg.train, self.rng, generator)
+            return self.model.loss(items, self.cfg.data_section, self.cfg.train, self.rng, generator)
 
     # --- the loop -------------------------------------------------------------------------------
     def train(self) -> TrainResult:
@@ -133,7 +131,7 @@ class Trainer:
         previous = _catch_ctrl_c(self)
         try:
             while pos.step < self.total_steps:
-                batches = epoch_batches(self.index, self.batch_size, tr.seed, pos.epoch)
+                batches = self.index.batches(self.batch_size, tr.seed, pos.epoch)
                 while pos.batch < len(batches) and pos.step < self.total_steps:
                     window = batches[pos.batch : pos.batch + self.plan.accumulation]
                     mean_loss = self._optimizer_step(window, pos)
@@ -352,11 +350,3 @@ def _duration(seconds: float) -> str:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
 
-
-def _tag_frequency(index: DatasetIndex) -> dict[str, dict[str, int]]:
-    counts: dict[str, int] = {}
-    for item in index.items:
-        for tag in split_tags(item.caption):  # "，" and "、" separate Chinese tags as "," does
-            if tag:
-                counts[tag] = counts.get(tag, 0) + 1
-    return {index.root.name: counts}

@@ -51,6 +51,15 @@ def check_inputs(cfg: Config) -> DatasetIndex:
     return index
 
 
+def prepare_data(cfg: Config):
+    """(training set, held-out items) of the config's route, after every pre-flight check."""
+    if cfg.llm is not None:
+        from .chat_inputs import check_chat_inputs
+
+        return check_chat_inputs(cfg, lambda out: final_path(out, ""))
+    return split_validation(check_inputs(cfg), cfg.data)
+
+
 def run_header() -> str:
     """The first line of each run in train.log: which version, which command, when."""
     from .. import __version__
@@ -73,6 +82,11 @@ def device_note(tr: TrainConfig) -> str:
 
 def will_write(cfg: Config) -> str:
     """The file this run writes and the exact tag to type in WebUI / ComfyUI prompts."""
+    if cfg.llm is not None:
+        return (
+            f"Will write the PEFT adapter folder {cfg.output.output_dir / cfg.output.name()} (peft, vLLM "
+            "--lora-modules, TGI, llama.cpp's convert_lora_to_gguf.py)"
+        )
     path = cfg.output.output_dir / f"{cfg.output.name()}.safetensors"
     return f"Will write {path}; in WebUI/ComfyUI prompts use <lora:{cfg.output.name()}:0.7>"
 
@@ -105,8 +119,9 @@ def check_dataset(data: DataConfig) -> None:
         )
 
 
-def final_path(out: OutputConfig) -> Path:
-    path = out.output_dir / f"{out.name()}.safetensors"
+def final_path(out: OutputConfig, suffix: str = ".safetensors") -> Path:
+    """The final adapter (file, or folder with suffix ""), checked: not there unless overwrite, writable."""
+    path = out.output_dir / f"{out.name()}{suffix}"
     if path.exists() and not out.overwrite:
         raise OutputError(
             f"'{path}' already exists and would be overwritten",
@@ -144,10 +159,10 @@ def run_training(cfg: Config) -> TrainResult:
     handler = None
     try:
         cfg = as_new_version(cfg)
-        index, held_out = split_validation(check_inputs(cfg), cfg.data)
+        index, held_out = prepare_data(cfg)
         log.info("%s", will_write(cfg))
         if held_out:
-            log.info("Held out for validation: %d images (not trained on)", len(held_out))
+            log.info("Held out for validation: %d items (not trained on)", len(held_out))
         device = resolve_device(cfg.train)
         log.info("%s", index.summary())
         started = time.time()

@@ -24,7 +24,7 @@ SAMPLE_FAILURES = (LoraScriptsError, OSError, RuntimeError, ValueError)
 
 
 class Sampler:
-    def __init__(self, cfg: SampleConfig, resolution: int, folder: Path):
+    def __init__(self, cfg: SampleConfig, resolution: int | None, folder: Path):
         size = cfg.sample_size or resolution
         self.specs = [
             RenderRequest(

@@ -16,7 +16,6 @@ from accelerate import Accelerator
 from torch import nn
 
 from ..config import NetworkConfig, TrainConfig
-from ..data import DatasetIndex, epoch_batches
 from ..inject.lora import inject_network, lora_parameters, read_weights
 from ..models.family import TrainableModel
 from ..save.metadata import NetworkFacts
@@ -34,8 +33,9 @@ class RunPlan:
     accumulation: int
 
 
-def plan_steps(index: DatasetIndex, train: TrainConfig, batch_size: int) -> RunPlan:
-    batches = len(epoch_batches(index, batch_size, train.seed, 0))
+def plan_steps(index, train: TrainConfig, batch_size: int) -> RunPlan:
+    """`index`: the training set (data/dataset.DatasetIndex, data/chat_dataset.ChatIndex)."""
+    batches = len(index.batches(batch_size, train.seed, 0))
     per_epoch = max(1, math.ceil(batches / train.gradient_accumulation_steps))
     total = train.max_train_steps or per_epoch * train.epochs
     return RunPlan(batch_size, per_epoch, total, train.gradient_accumulation_steps)

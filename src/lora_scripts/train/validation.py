@@ -36,7 +36,7 @@ def split_validation(index: DatasetIndex, data: DataConfig) -> tuple[DatasetInde
                 "train on",
                 "Use a smaller validation_split (e.g. 0.1) or add images",
             )
-        picks = {round((j + 0.5) * len(items) / count - 0.5) for j in range(count)}
+        picks = spread(len(items), count)
         held = [item for i, item in enumerate(items) if i in picks]
         items = [item for i, item in enumerate(items) if i not in picks]
     if data.validation_dir:
@@ -47,6 +47,11 @@ def split_validation(index: DatasetIndex, data: DataConfig) -> tuple[DatasetInde
     if not held:
         return index, []
     return replace(index, items=items), held
+
+
+def spread(total: int, count: int) -> set[int]:
+    """`count` positions evenly spread over `total` (the held-out share: deterministic, not clustered)."""
+    return {round((j + 0.5) * total / count - 0.5) for j in range(count)}
 
 
 @dataclass
@@ -66,9 +71,7 @@ class Validation:
     alarm_step: int = 0  # the step whose score gave it
 
     def score(self, model, data: DataConfig, train, accelerator, step: int, recent: list[float]) -> Score:
-        data = data.model_copy(
-            update={"shuffle_caption": False, "caption_dropout_rate": 0.0, "flip_aug": False}
-        )
+        data = data.for_scoring()
         modules = list(model.adapter_modules().values())
         modes = [m.training for m in modules]
         for m in modules:
@@ -106,8 +109,9 @@ class Validation:
         if base is None or base.loss == 0:
             return f"Held-out loss at step {final.step}: {final.loss:.5f}"
         change = (final.loss - base.loss) / base.loss * 100
+        noun = getattr(self.items[0], "NOUN", "images")  # chat rows: "conversations"
         return (
-            f"Held-out loss ({len(self.items)} images): base model {base.loss:.5f} -> this LoRA "
+            f"Held-out loss ({len(self.items)} {noun}): base model {base.loss:.5f} -> this LoRA "
             f"{final.loss:.5f} ({change:+.1f} %)"
         )
 
@@ -139,7 +143,7 @@ class HeldOutWatch:
 
     def run(self, step: int, recent: list[float]) -> Score:
         t = self.trainer
-        score = self.validation.score(t.model, t.cfg.data, t.cfg.train, t.acc, step, recent)
+        score = self.validation.score(t.model, t.cfg.data_section, t.cfg.train, t.acc, step, recent)
         t.acc.log({"val_loss": score.loss}, step=step)
         t.facts.validation = {"ss_validation_loss": f"{score.loss:.6f}", "ss_validation_step": str(step)}
         log.info("step %d held-out loss %.5f", step, score.loss)

@@ -1,0 +1,165 @@
+"""The LLM family: any transformers causal language model folder (Llama, Qwen2, Mistral...), loaded with
+AutoModelForCausalLM and its own tokenizer. A batch of chat rows (data/chat_dataset.py) -> the token loss.
+
+Its adapters are PEFT folders (`info.adapter_format`), which vLLM, TGI, llama.cpp and peft load.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig, NetworkConfig
+from ..config.route import causal_lm_architecture
+from ..data.chat_dataset import ChatRow, collate
+from ..errors import ConfigError, ModelError
+from .detect import ModelSource
+from .family import FamilyInfo
+
+log = logging.getLogger(__name__)
+INFO = FamilyInfo("llm", "LLM (transformers causal LM)", adapter_format="peft")
+COMPONENT = "llm"  # the one adapter component: the whole causal LM
+WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+TOKENIZER = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+
+
+class CausalLMFamily:
+    info = INFO
+
+    def matches_checkpoint(self, keys: list[str]) -> bool:
+        return False  # LLMs come as folders (or hub ids), never as one file here
+
+    def matches_folder(self, path: Path) -> bool:
+        return causal_lm_architecture(path) is not None
+
+    def load(self, source: ModelSource, cfg: ModelConfig) -> CausalLM:
+        tokenizer = load_tokenizer(source.location)
+        model = load_causal_lm(source.location)
+        log.info(
+            "Base model %s: %s, %d layers, hidden size %d (LLM route)",
+            source.location,
+            type(model).__name__,
+            model.config.num_hidden_layers,
+            model.config.hidden_size,
+        )
+        return CausalLM(model, tokenizer, source.location)
+
+
+LLM = CausalLMFamily()
+
+
+def check_folder(location: str) -> None:
+    """A local folder needs config.json, weights and a tokenizer; say which is missing."""
+    path = Path(location)
+    if not path.is_dir():
+        return  # a hub id: transformers says what is wrong
+    if not any((path / name).is_file() for name in WEIGHTS) and not list(path.glob("model-*.safetensors")):
+        raise ModelError(
+            f"Model folder '{path}' has a config.json but no weights (model.safetensors)",
+            "Download the whole model folder, weights included",
+        )
+    if not any((path / name).is_file() for name in TOKENIZER):
+        raise ModelError(
+            f"Model folder '{path}' has no tokenizer (tokenizer.json or tokenizer_config.json)",
+            "Download the tokenizer files of the model into the same folder",
+        )
+
+
+def load_tokenizer(location: str):
+    from transformers import AutoTokenizer
+
+    check_folder(location)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"The tokenizer of '{location}' cannot be loaded ({str(exc).splitlines()[0][:120]})",
+            "Check that the model folder is complete",
+        ) from exc
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(location: str, dtype: torch.dtype = torch.float32) -> nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    check_folder(location)
+    try:
+        return AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"'{location}' cannot be loaded as a causal language model ({str(exc).splitlines()[0][:120]})",
+            "Check that the folder is a complete transformers model (config.json, weights, tokenizer)",
+        ) from exc
+
+
+def linear_layers(model: nn.Module) -> dict[str, nn.Linear]:
+    """Every linear layer of the attention and MLP blocks: not the output head."""
+    head = model.get_output_embeddings()
+    return {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear) and m is not head}
+
+
+class CausalLM:
+    info = INFO
+
+    def __init__(self, model: nn.Module, tokenizer, location: str):
+        self.model, self.tokenizer, self.location = model, tokenizer, location
+
+    def adapter_modules(self) -> dict[str, nn.Module]:
+        return {COMPONENT: self.model}
+
+    def trained_components(self, net: NetworkConfig) -> list[str]:
+        return [COMPONENT]
+
+    def lora_targets(self, component: str, net: NetworkConfig) -> dict[str, str]:
+        layers = linear_layers(self.model)
+        names = sorted({n.rsplit(".", 1)[-1] for n in layers})
+        wanted = set(net.target_modules or names)
+        unknown = sorted(wanted - set(names))
+        if unknown:
+            raise ConfigError(
+                f"target_modules names {', '.join(unknown)}, which this model does not have",
+                f"Its linear layers are: {', '.join(names)}",
+            )
+        return {n: "linear" for n in layers if n.rsplit(".", 1)[-1] in wanted}
+
+    def frozen_modules(self) -> list[nn.Module]:
+        return [self.model]
+
+    def replace_module(self, component: str, module: nn.Module) -> None:
+        self.model = module
+
+    def enable_gradient_checkpointing(self, component: str) -> None:
+        self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    def prepare_inputs(self, index, data, train, trained, cache_dir: Path) -> None:
+        """Nothing to precompute: the chat rows are tokenised before training (train/chat_inputs.py)."""
+
+    def loss(
+        self,
+        items: list[ChatRow],
+        data,
+        train,
+        rng: random.Random,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Mean cross-entropy over the batch's trained tokens (labels != -100), shifted by the model."""
+        device = next(self.model.parameters()).device
+        batch = {k: v.to(device) for k, v in collate(items, self.tokenizer.pad_token_id).items()}
+        return self.model(**batch, use_cache=False).loss.float()
+
+    def render(self, requests) -> list:
+        raise NotImplementedError("LLM samples are replies, not images")  # sample keys are image-only
+
+    def metadata_facts(self) -> dict[str, str]:
+        return {"architecture": type(self.model).__name__, "base_model": self.location}

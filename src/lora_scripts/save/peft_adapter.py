@@ -1,0 +1,97 @@
+"""PEFT adapter folders (adapter_config.json + adapter_model.safetensors), what peft, vLLM, TGI and
+llama.cpp's convert_lora_to_gguf.py load. Written complete or not at all: built in a temp folder beside the
+target, then renamed into place.
+
+Keys are `base_model.model.<module>.lora_A.weight` / `.lora_B.weight` and nothing else (no embeddings, no
+modules_to_save): vLLM's parse_fine_tuned_lora_name and llama.cpp's converter accept exactly these.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from peft import LoraConfig
+from safetensors.torch import load_file, save_file
+
+from ..config import Config
+from ..errors import FormatError
+from ..inject.lora import LoraWeights
+from .kohya import DTYPES
+
+PREFIX = "base_model.model."
+CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
+
+
+def adapter_config(weights: dict[str, LoraWeights], cfg: Config) -> LoraConfig:
+    """The peft config that reproduces these layers: the common rank and alpha, patterns for the others;
+    target_modules by their last names (peft matches them as suffixes, vLLM checks them against its own)."""
+    rslora = cfg.network.use_rslora
+    ranks = {n: int(w.down.shape[0]) for n, w in weights.items()}
+    # LoraWeights.alpha is scaling * rank; peft's lora_alpha is that, or scaling * sqrt(rank) with rsLoRA
+    alphas = {n: w.alpha / math.sqrt(ranks[n]) if rslora else w.alpha for n, w in weights.items()}
+    rank = Counter(ranks.values()).most_common(1)[0][0]
+    alpha = Counter(alphas.values()).most_common(1)[0][0]
+    base = cfg.model.base_model
+    local = Path(base).expanduser()
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        base_model_name_or_path=str(local.resolve()) if local.exists() else base,
+        r=rank,
+        lora_alpha=_plain(alpha),
+        target_modules=sorted({n.rsplit(".", 1)[-1] for n in weights}),
+        rank_pattern={n: r for n, r in ranks.items() if r != rank},
+        alpha_pattern={n: _plain(a) for n, a in alphas.items() if a != alpha},
+        lora_dropout=cfg.network.lora_dropout,
+        use_rslora=rslora,
+        bias="none",
+    )
+
+
+def _plain(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else float(value)
+
+
+def save_peft_adapter(weights: dict[str, LoraWeights], folder: Path, cfg: Config) -> Path:
+    dtype = DTYPES[cfg.output.save_precision]
+    tensors = {}
+    for name, w in sorted(weights.items()):
+        tensors[f"{PREFIX}{name}.lora_A.weight"] = w.down.to(dtype).contiguous()
+        tensors[f"{PREFIX}{name}.lora_B.weight"] = w.up.to(dtype).contiguous()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        adapter_config(weights, cfg).save_pretrained(str(tmp))
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700 folders; a server running as another user must read it
+        _replace_folder(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _replace_folder(new: Path, folder: Path) -> None:
+    if folder.exists():
+        trash = folder.with_name(f".{folder.name}.old")
+        shutil.rmtree(trash, ignore_errors=True)
+        folder.rename(trash)
+        new.rename(folder)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        new.rename(folder)
+
+
+def read_peft_adapter(folder: Path) -> tuple[dict, dict]:
+    """(adapter_config.json as a dict, tensors) of a PEFT adapter folder, or a sentence why not."""
+    config_path, weights_path = folder / CONFIG_FILE, folder / WEIGHTS_FILE
+    if not config_path.is_file() or not weights_path.is_file():
+        raise FormatError(
+            f"'{folder}' is not a PEFT adapter folder (it needs {CONFIG_FILE} and {WEIGHTS_FILE})",
+            "Point at the folder the LLM training wrote, output_dir/<output_name>",
+        )
+    return json.loads(config_path.read_text(encoding="utf-8")), load_file(str(weights_path))

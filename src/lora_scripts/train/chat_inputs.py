@@ -1,0 +1,101 @@
+"""The LLM route before training: every check that can fail on user input, then the chat data read,
+split, tokenised with the model's chat template and (with `packing`) packed. Nothing is written here."""
+
+from __future__ import annotations
+
+import logging
+
+from ..config import Config
+from ..data.chat import Conversation, read_chats
+from ..data.chat_dataset import ChatIndex, ChatRow
+from ..data.chat_tokens import IGNORE, check_tokenizer, pack, resolve_template, tokenize_chat
+from ..errors import ConfigError
+from ..models.detect import locate
+from ..models.llm import load_tokenizer
+from ..models.registry import model_family
+from .state import find_state
+from .validation import spread
+
+log = logging.getLogger(__name__)
+
+
+def check_chat_inputs(cfg: Config, final_path) -> tuple[ChatIndex, list[ChatRow]]:
+    """(rows to train on, held-out rows). `final_path(output)` checks the output folder (train/run.py)."""
+    source = locate(cfg.model.base_model)
+    family = model_family(source, cfg.model)
+    log.info("Base model %s: %s; training a chat LoRA", source.location, family.info.display_name)
+    _refuse_not_yet(cfg)
+    llm = cfg.llm
+    conversations = read_chats(llm.dataset, llm.dataset_format, llm.system_prompt)
+    train, held = _split(conversations, llm.eval_split)
+    if llm.eval_dataset:
+        held += read_chats(llm.eval_dataset, llm.dataset_format, llm.system_prompt)
+    if cfg.train.resume and cfg.train.resume != "auto":
+        find_state(cfg.train.resume, cfg.output.output_dir)
+    final_path(cfg.output)
+    tokenizer = load_tokenizer(source.location)
+    check_tokenizer(tokenizer, cfg.model.base_model)
+    template = resolve_template(llm.chat_template, tokenizer, cfg.model.base_model)
+    samples = _tokenize(train, tokenizer, template, cfg)
+    if llm.packing:
+        rows = [ChatRow(r) for r in pack(samples, llm.max_seq_len)]
+    else:
+        rows = [ChatRow((s,)) for s in samples]
+    held_rows = [ChatRow((s,)) for s in _tokenize(held, tokenizer, template, cfg)]
+    return ChatIndex(rows, llm.dataset, packed=llm.packing), held_rows
+
+
+def _split(conversations: list[Conversation], k: float) -> tuple[list[Conversation], list[Conversation]]:
+    if not k:
+        return conversations, []
+    count = int(k) if k >= 1 else max(1, round(len(conversations) * k))
+    if count >= len(conversations):
+        raise ConfigError(
+            f"eval_split {k:g} holds out {count} of the {len(conversations)} conversations, leaving none to "
+            "train on",
+            "Use a smaller eval_split (e.g. 0.1) or add conversations",
+        )
+    picks = spread(len(conversations), count)
+    held = [c for i, c in enumerate(conversations) if i in picks]
+    return [c for i, c in enumerate(conversations) if i not in picks], held
+
+
+def _tokenize(conversations: list[Conversation], tokenizer, template: str, cfg: Config):
+    llm = cfg.llm
+    samples = [tokenize_chat(c, tokenizer, template, llm.train_on, llm.max_seq_len) for c in conversations]
+    kept = [s for s in samples if any(t != IGNORE for t in s.labels)]
+    if len(kept) < len(samples):
+        first = next(s for s in samples if s not in kept)
+        log.warning(
+            "%d conversations have no assistant token left within max_seq_len %d and are left out (e.g. the "
+            "%s); raise max_seq_len to train on them",
+            len(samples) - len(kept),
+            llm.max_seq_len,
+            first.where,
+        )
+    if samples and not kept:
+        raise ConfigError(
+            f"No conversation has an assistant token within max_seq_len {llm.max_seq_len}",
+            "Raise max_seq_len",
+        )
+    return kept
+
+
+def _refuse_not_yet(cfg: Config) -> None:
+    """What the LLM route cannot do yet, each in one sentence before anything is loaded."""
+    import torch
+
+    if cfg.model.load_in_4bit:
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "load_in_4bit (QLoRA) needs an NVIDIA GPU with bitsandbytes, and this machine has none",
+                "Remove load_in_4bit: the LoRA trains on the full-precision model (on a CPU, slowly)",
+            )
+        raise ConfigError("load_in_4bit (QLoRA) is not supported yet", "Remove it, or use a smaller model")
+    for key, on, why in (
+        ("use_dora", cfg.network.use_dora, "vLLM cannot load DoRA adapters either"),
+        ("init_lora", cfg.network.init_lora, "start a new adapter"),
+        ("batch_size", cfg.train.batch_size == "auto", "set a number such as 4"),
+    ):
+        if on:
+            raise ConfigError(f"{key} is not supported on the LLM route yet ({why})", f"Remove {key}")

@@ -1,0 +1,145 @@
+"""Training a chat LoRA through the real CLI and the shared trainer: a PEFT adapter folder that peft loads
+with the trained model's logits, eval losses at eval_steps, exact resume, NaN stop, and the refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from llm_files import write_yaml
+from peft import PeftModel
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from lora_scripts.config import build_config
+from lora_scripts.errors import TrainingError
+from lora_scripts.train.run import run_training
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llm", "tiny_qwen2"])
+def test_the_cli_trains_a_peft_adapter_folder(cli, request, fixture, llm_config, tmp_path):
+    folder = request.getfixturevalue(fixture)
+    config = {**llm_config, "base_model": str(folder), "eval_split": 2, "eval_steps": 2, "packing": True}
+    done = cli("train", "-c", str(write_yaml(tmp_path / "cfg.yaml", config)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    adapter = tmp_path / "out" / "cs_tone"
+    assert sorted(p.name for p in adapter.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    conf = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    assert conf["peft_type"] == "LORA" and conf["task_type"] == "CAUSAL_LM"
+    assert conf["r"] == 4 and conf["lora_alpha"] == 8 and conf["base_model_name_or_path"] == str(folder)
+    linear = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    assert set(conf["target_modules"]) == linear
+    keys = load_file(adapter / "adapter_model.safetensors").keys()
+    assert len(keys) == 2 * 2 * len(linear)  # 2 layers x 7 modules x (A, B)
+    log = (tmp_path / "out" / "train.log").read_text(encoding="utf-8")
+    assert "LLM (transformers causal LM); training a chat LoRA" in log
+    assert "4 conversations" in log and "packed into" in log
+    assert [line.split(" held-out")[0][-6:] for line in log.splitlines() if "held-out loss 5" in line] == [
+        "step 0",
+        "step 2",
+        "step 4",
+    ]
+    assert "Held-out loss (2 conversations): base model" in log
+    assert (tmp_path / "out" / "report.html").is_file()
+
+
+def _trained(llm_config, tmp_path, **extra):
+    """Train in-process and keep the trainer's own model (with its LoRA layers) to compare against."""
+    from lora_scripts.train import run as run_module
+
+    kept = {}
+    real = run_module.Trainer
+
+    class Keeping(real):
+        def train(self):
+            result = super().train()
+            kept["model"] = self.model.model
+            return result
+
+    run_module.Trainer = Keeping
+    try:
+        result = run_training(build_config({**llm_config, **extra}))
+    finally:
+        run_module.Trainer = real
+    return result, kept["model"].eval()
+
+
+def test_peft_loads_the_adapter_with_the_trained_logits(llm_config, tmp_path, tiny_llm):
+    result, trained = _trained(llm_config, tmp_path, save_precision="float", max_train_steps=6)
+    ids = torch.tensor([[1, 20, 30, 40, 50, 60, 2]])
+    base = AutoModelForCausalLM.from_pretrained(tiny_llm).eval()
+    with torch.no_grad():
+        before = base(input_ids=ids).logits
+        expected = trained(input_ids=ids).logits
+        loaded = PeftModel.from_pretrained(base, str(result.lora_path)).eval()
+        got = loaded(input_ids=ids).logits
+    assert (expected - before).abs().max() > 1e-3  # the LoRA changed the model
+    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+
+
+def test_rslora_adapter_keeps_its_scaling_in_peft(llm_config, tmp_path, tiny_llm):
+    result, trained = _trained(llm_config, tmp_path, save_precision="float", use_rslora=True, lora_rank=16)
+    conf = json.loads((result.lora_path / "adapter_config.json").read_text(encoding="utf-8"))
+    assert conf["use_rslora"] is True and conf["lora_alpha"] == 8 and conf["r"] == 16
+    ids = torch.tensor([[1, 20, 30, 40, 2]])
+    with torch.no_grad():
+        base = AutoModelForCausalLM.from_pretrained(tiny_llm).eval()
+        got = PeftModel.from_pretrained(base, str(result.lora_path)).eval()(input_ids=ids).logits
+        assert torch.allclose(got, trained(input_ids=ids).logits, atol=1e-5)
+
+
+def test_resume_from_a_saved_state_is_bit_exact(llm_config, tmp_path):
+    config = {
+        **llm_config,
+        "max_train_steps": 6,
+        "save_steps": 3,
+        "resume": "auto",
+        "save_precision": "float",
+    }
+    unbroken = run_training(build_config({**config, "output_dir": str(tmp_path / "a")})).lora_path
+    out = tmp_path / "b"
+    run_training(build_config({**config, "output_dir": str(out)}))
+    shutil.rmtree(out / "cs_tone")  # as if killed after the state of step 3: only that is left
+    assert [p.name for p in (out / "state").iterdir()] == ["step-000003"]
+    resumed = run_training(build_config({**config, "output_dir": str(out)}))
+    assert resumed.steps == 6 and "Resumed from" in (out / "train.log").read_text(encoding="utf-8")
+    a = load_file(unbroken / "adapter_model.safetensors")
+    b = load_file(resumed.lora_path / "adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_nan_loss_stops_with_causes(llm_config, tiny_llm, tmp_path):
+    broken = tmp_path / "nan-model"
+    shutil.copytree(tiny_llm, broken)
+    weights = load_file(broken / "model.safetensors")
+    weights["lm_head.weight"][0, 0] = float("nan")
+    from safetensors.torch import save_file
+
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(TrainingError, match="NaN/inf at step 1.*learning rate"):
+        run_training(build_config({**llm_config, "base_model": str(broken)}))
+    assert not (tmp_path / "out" / "cs_tone").exists()
+
+
+@pytest.mark.parametrize(
+    "extra,expected",
+    [
+        ({"load_in_4bit": True}, "load_in_4bit (QLoRA) needs an NVIDIA GPU with bitsandbytes"),
+        ({"use_dora": True}, "use_dora is not supported on the LLM route yet"),
+        ({"target_modules": ["q_proj", "qkv"]}, "target_modules names qkv, which this model does not have"),
+    ],
+)
+def test_what_cannot_run_is_one_sentence(cli, llm_config, tmp_path, extra, expected):
+    done = cli("train", "-c", str(write_yaml(tmp_path / "cfg.yaml", {**llm_config, **extra})))
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert expected in " ".join(done.stderr.split()) and "Traceback" not in done.stderr
+
+
+def test_dry_run_shows_the_tokenised_data(cli, llm_config, tmp_path):
+    done = cli("train", "-c", str(write_yaml(tmp_path / "cfg.yaml", llm_config)), "--dry-run")
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = " ".join((done.stdout + done.stderr).split())
+    assert "6 conversations" in out and "trained on" in out and "PEFT adapter folder" in out
+    assert not (tmp_path / "out").exists()
