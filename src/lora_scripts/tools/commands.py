@@ -47,7 +47,7 @@ def _wrote(path: Path, what: str) -> None:
 
 @lora_app.command()
 def inspect(
-    file: Path = typer.Argument(..., help="A kohya-format LoRA .safetensors."),
+    file: Path = typer.Argument(..., help="A kohya-format LoRA .safetensors, or a PEFT adapter folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     top: int = typer.Option(15, "--top", help="How many of the most frequent tags to show."),
     debug: bool = DEBUG,
@@ -57,12 +57,16 @@ def inspect(
 
     def action():
         from .inspect_lora import describe, render
+        from .llm_adapter import describe_adapter, is_adapter_folder, render_adapter
 
-        report = describe(file, top)
+        if is_adapter_folder(file):  # the LLM route's output
+            report, view = describe_adapter(file), render_adapter
+        else:
+            report, view = describe(file, top), render
         if as_json:
             print(json.dumps(report, indent=2, ensure_ascii=False))
         else:
-            out_console.print(render(report))
+            out_console.print(view(report))
 
     guarded(action, debug)
 
@@ -123,10 +127,17 @@ def merge_loras(
 
 @lora_app.command()
 def merge(
-    base: str = typer.Argument(..., help="Base checkpoint: single-file .safetensors or diffusers folder."),
-    loras: list[str] = typer.Argument(..., help="LoRA files, each FILE or FILE:WEIGHT (default weight 1)."),
+    base: str = typer.Argument(
+        ..., help="Base checkpoint: single-file .safetensors, diffusers folder, or an LLM folder / hub id."
+    ),
+    loras: list[str] = typer.Argument(
+        ..., help="LoRA files, each FILE or FILE:WEIGHT (default weight 1), or one PEFT adapter folder."
+    ),
     out: Path = typer.Option(
-        ..., "--out", "-o", help="Output .safetensors for a single-file base, a folder for a diffusers one."
+        ...,
+        "--out",
+        "-o",
+        help="Output .safetensors for a single-file base, a folder for a diffusers one or an LLM.",
     ),
     precision: str = typer.Option("keep", "--precision", help="keep (as the base), fp16, bf16 or float."),
     overwrite: bool = OVERWRITE,
@@ -136,8 +147,13 @@ def merge(
     setup_logging(debug)
 
     def action():
+        from .llm_adapter import is_adapter_folder, run_merge_adapter
         from .merge import run_merge
 
+        if len(loras) == 1 and is_adapter_folder(Path(loras[0])):
+            run_merge_adapter(Path(loras[0]), base, out, overwrite)
+            _wrote(out, "Merged model saved (transformers folder)")
+            return
         chosen = _precision(precision, ("keep", "fp16", "bf16", "float"))
         layout = run_merge(base, loras, out, None if chosen == "keep" else chosen, overwrite)
         _wrote(out, f"Merged checkpoint saved ({layout.replace('_', '-')})")
@@ -168,5 +184,24 @@ def extract(
         kept = run_extract(tuned, base, out, rank, conv_rank, chosen, overwrite, min_diff)
         out_console.print(kept_table(kept, "Extracted LoRA"))
         _wrote(out, "Extracted LoRA saved")
+
+    guarded(action, debug)
+
+
+@lora_app.command()
+def export(
+    adapter: Path = typer.Argument(..., help="A PEFT adapter folder (what LLM training writes)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The exported adapter folder."),
+    overwrite: bool = OVERWRITE,
+    debug: bool = DEBUG,
+) -> None:
+    """Copy an LLM adapter for every server: rsLoRA's sqrt(r) folded into lora_alpha (llama.cpp reads no
+    use_rslora); other adapters are copied as they are."""
+    setup_logging(debug)
+
+    def action():
+        from .llm_adapter import run_export_adapter
+
+        _wrote(run_export_adapter(adapter, out, overwrite), "Exported adapter saved")
 
     guarded(action, debug)
