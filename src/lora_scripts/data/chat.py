@@ -10,10 +10,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from .textfile import EncodingNotes, read_text_file
 
 SUFFIXES = (".jsonl", ".json", ".csv")
+FORMATS = ("auto", "messages", "sharegpt", "alpaca", "qa_csv")
 ROLES = {  # every spelling the formats use -> the chat-template role
     "system": "system",
     "user": "user",
@@ -35,6 +36,18 @@ class Conversation:
         return [dict(m) for m in self.messages]
 
 
+def is_chat_data(path: Path) -> bool:
+    """A chat data file, or a folder holding chat data files and no images (the doctor's dispatch)."""
+    from .images import list_images
+
+    path = Path(path)
+    if path.is_file():
+        return path.suffix.lower() in SUFFIXES
+    return (
+        path.is_dir() and any(p.suffix.lower() in SUFFIXES for p in path.iterdir()) and not list_images(path)
+    )
+
+
 def chat_files(path: Path) -> list[Path]:
     """The data files at `path` (a file, or a folder of .jsonl/.json/.csv files, sorted)."""
     if path.is_file():
@@ -49,23 +62,54 @@ def chat_files(path: Path) -> list[Path]:
     return files
 
 
-def read_chats(path: Path, fmt: str = "auto", system_prompt: str | None = None) -> list[Conversation]:
-    """Every conversation in `path`, with `system_prompt` first where a conversation has no system turn."""
-    notes = EncodingNotes()
-    out: list[Conversation] = []
+@dataclass
+class ChatScan:
+    conversations: list[Conversation]
+    problems: list[DataError]  # every row (or file) that cannot be trained on, in file order
+    encodings: EncodingNotes
+
+
+def scan_chats(path: Path, fmt: str = "auto", system_prompt: str | None = None) -> ChatScan:
+    """Every conversation in `path` (with `system_prompt` first where one has no system turn), and every
+    problem instead of only the first (for the doctor)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"Chat data format '{fmt}' is not known", f"Use one of {', '.join(FORMATS)}")
+    scan = ChatScan([], [], EncodingNotes())
     for file in chat_files(path):
-        decoded = read_text_file(file, "Chat data file", "Save it as UTF-8 and try again")
-        notes.add("chat data file", file, decoded)
-        for where, record in _records(file, decoded.text):
-            out.append(to_conversation(record, fmt, where, system_prompt))
-    notes.log()
-    if not out:
+        try:
+            decoded = read_text_file(file, "Chat data file", "Save it as UTF-8 and try again")
+        except DataError as err:
+            scan.problems.append(err)
+            continue
+        scan.encodings.add("chat data file", file, decoded)
+        try:
+            for where, record in _records(file, decoded.text):
+                if isinstance(record, DataError):
+                    scan.problems.append(record)
+                    continue
+                try:
+                    scan.conversations.append(to_conversation(record, fmt, where, system_prompt))
+                except DataError as err:
+                    scan.problems.append(err)
+        except DataError as err:  # the file itself: invalid .json, a CSV without the columns
+            scan.problems.append(err)
+    return scan
+
+
+def read_chats(path: Path, fmt: str = "auto", system_prompt: str | None = None) -> list[Conversation]:
+    """The conversations of `path` for training: the first bad row stops with its sentence."""
+    scan = scan_chats(path, fmt, system_prompt)
+    if scan.problems:
+        raise scan.problems[0]
+    scan.encodings.log()
+    if not scan.conversations:
         raise DataError(f"Chat dataset '{path}' holds no conversation", f"Add lines such as {EXAMPLE}")
-    return out
+    return scan.conversations
 
 
 def _records(file: Path, text: str):
-    """(where, record) for each row of a .jsonl, .json (a list) or .csv file."""
+    """(where, record) for each row of a .jsonl, .json (a list) or .csv file; a row that cannot be parsed
+    comes as (where, DataError) so the rows after it are still read."""
     name = file.name
     suffix = file.suffix.lower()
     if suffix == ".csv":
@@ -88,11 +132,11 @@ def _records(file: Path, text: str):
             continue
         try:
             record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(
+        except json.JSONDecodeError as exc:  # the row's problem; the next lines are still read
+            record = DataError(
                 f"Line {number} of '{name}' is not valid JSON ({exc.msg} at column {exc.colno})",
                 f"Each line must be one JSON object such as {EXAMPLE}",
-            ) from exc
+            )
         yield f"line {number} of '{name}'", record
 
 
@@ -106,12 +150,17 @@ def _csv_records(name: str, text: str):
         )
     reader.fieldnames = header
     for row in reader:
+        where = f"line {reader.line_num} of '{name}'"
         if None in row:
-            raise DataError(
-                f"Line {reader.line_num} of '{name}' has more cells than the header",
-                "Put text that contains commas in double quotes",
+            yield (
+                where,
+                DataError(
+                    f"Line {reader.line_num} of '{name}' has more cells than the header",
+                    "Put text that contains commas in double quotes",
+                ),
             )
-        yield f"line {reader.line_num} of '{name}'", {k: (v or "") for k, v in row.items()}
+            continue
+        yield where, {k: (v or "") for k, v in row.items()}
 
 
 def detect_format(record: dict) -> str | None:

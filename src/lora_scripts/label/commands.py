@@ -90,16 +90,28 @@ def doctor(
         None, "--report", help="HTML report to write (default: FOLDER/doctor_report.html)."
     ),
     no_report: bool = typer.Option(False, "--no-report", help="Only the terminal summary."),
+    model: str = typer.Option(None, "--model", "-m", help="Chat data: count lengths in this LLM's tokens."),
+    max_seq_len: int = typer.Option(1024, "--max-seq-len", help="Chat data: the training max_seq_len."),
+    dataset_format: str = typer.Option("auto", "--format", help="Chat data: messages, sharegpt, alpaca..."),
     debug: bool = DEBUG,
 ) -> None:
-    """Check a training folder: broken, tiny or duplicate images, missing or long captions, clutter."""
+    """Check a training folder (broken, tiny or duplicate images, missing or long captions, clutter) or chat
+    data (.jsonl/.json/.csv: bad rows, duplicates, turn order, conversations over max_seq_len, lengths)."""
     from ..console import console, guarded, setup_logging
 
     setup_logging(debug)
 
     def action():
+        from ..data.chat import is_chat_data
         from ..doctor import run_doctor
 
+        if is_chat_data(folder):
+            from ..doctor.chat import run_chat_doctor
+
+            chat = run_chat_doctor(folder, dataset_format, None, model, max_seq_len)
+            console.print(chat.summary(), highlight=False, markup=False)
+            chat.raise_for_errors()
+            return
         result = run_doctor(folder, resolution, metadata, caption_extension, trigger)
         console.print(result.summary(), highlight=False, markup=False)
         if not no_report:

@@ -9,6 +9,7 @@ from ..config import Config
 from ..data.chat import Conversation, read_chats
 from ..data.chat_dataset import ChatIndex, ChatRow
 from ..data.chat_tokens import IGNORE, check_tokenizer, pack, resolve_template, tokenize_chat
+from ..doctor.chat import chat_findings
 from ..errors import ConfigError
 from ..models.detect import locate
 from ..models.llm import load_tokenizer
@@ -37,6 +38,9 @@ def check_chat_inputs(cfg: Config, final_path) -> tuple[ChatIndex, list[ChatRow]
     check_tokenizer(tokenizer, cfg.model.base_model)
     template = resolve_template(llm.chat_template, tokenizer, cfg.model.base_model)
     samples = _tokenize(train, tokenizer, template, cfg)
+    cuts = {s.where: s.cut for s in samples if s.cut}
+    for finding in chat_findings(train, cuts, llm.max_seq_len):
+        log.warning("doctor: %s", finding.message)
     if llm.packing:
         rows = [ChatRow(r) for r in pack(samples, llm.max_seq_len)]
     else:
