@@ -53,16 +53,23 @@ def train(
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo_run"), "--out", help="Folder for the demo model, images and LoRA."),
-    steps: int = typer.Option(300, "--steps", help="Training steps."),
+    steps: int = typer.Option(None, "--steps", help="Training steps (default 300; 200 with --llm)."),
+    llm: bool = typer.Option(False, "--llm", help="The chat-model demo: a customer-service tone LoRA."),
     debug: bool = DEBUG,
 ) -> None:
-    """Teach the demo base model a neon style from 16 images; compare base | LoRA 0.5 | 1.0 (CPU, minutes)."""
+    """Teach the demo base model a neon style from 16 images; compare base | LoRA 0.5 | 1.0 (CPU, minutes).
+    With --llm: a tiny chat model learns a customer-service tone; base | LoRA replies (CPU, seconds)."""
     setup_logging(debug)
 
     def action():
+        if llm:
+            from .demo_llm import run_llm_demo
+
+            run_llm_demo(out, steps or 200)
+            return
         from .demo import run_demo
 
-        run_demo(out, steps)
+        run_demo(out, steps or 300)
 
     guarded(action, debug)
 
