@@ -31,7 +31,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="lora-bench-") as out:
         spec.setdefault("out", out)
         total = spec["warmup"] + spec["steps"]
-        if spec["side"] == "bare":
+        if spec.get("route") == "llm":  # bench/llm_speed.py: the chat-LoRA sides
+            from .llm_sides import train_llm_bare, train_llm_trainer
+
+            extra = (train_llm_bare if spec["side"] == "bare" else train_llm_trainer)(spec, total)
+        elif spec["side"] == "bare":
             from .bare_loop import train_bare
 
             extra = train_bare(spec, total)

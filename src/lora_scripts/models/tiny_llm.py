@@ -55,15 +55,23 @@ def tiny_tokenizer(corpus: list[str] | None = None, vocab_size: int = 400) -> Pr
     )
 
 
-def build_tiny_llm(arch: str = "llama", seed: int = 0, corpus: list[str] | None = None):
-    """(model, tokenizer): a randomly initialised `arch` ("llama" or "qwen2") causal LM and its tokenizer."""
-    tokenizer = tiny_tokenizer(corpus)
+def build_tiny_llm(
+    arch: str = "llama",
+    seed: int = 0,
+    corpus: list[str] | None = None,
+    hidden: int = 32,
+    layers: int = 2,
+    vocab_size: int = 400,
+):
+    """(model, tokenizer): a randomly initialised `arch` ("llama" or "qwen2") causal LM and its tokenizer
+    (bigger `hidden`/`layers`/`vocab_size` for the benchmark)."""
+    tokenizer = tiny_tokenizer(corpus, vocab_size)
     config_cls, model_cls = ARCHITECTURES[arch]
     config = config_cls(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=2048,
@@ -79,13 +87,15 @@ def build_tiny_llm(arch: str = "llama", seed: int = 0, corpus: list[str] | None 
     return model, tokenizer
 
 
-def save_tiny_llm(folder: Path, arch: str = "llama", seed: int = 0, corpus: list[str] | None = None) -> Path:
+def save_tiny_llm(
+    folder: Path, arch: str = "llama", seed: int = 0, corpus: list[str] | None = None, **size
+) -> Path:
     """Write the tiny model as a transformers folder (config.json, model.safetensors, tokenizer files),
     complete or absent: built beside `folder`, then renamed into place."""
     folder = Path(folder)
     if (folder / "config.json").is_file():
         return folder
-    model, tokenizer = build_tiny_llm(arch, seed, corpus)
+    model, tokenizer = build_tiny_llm(arch, seed, corpus, **size)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
