@@ -83,3 +83,46 @@ def test_a_folder_that_is_no_adapter_is_a_sentence(cli, tmp_path):
     done = cli("chat", "-l", str(tmp_path), "hi")
     assert done.returncode == 2
     assert "is not a PEFT adapter folder" in " ".join(done.stderr.split()) and "Traceback" not in done.stderr
+
+
+def test_interactive_chat_streams_and_takes_commands(adapter, tiny_llm):
+    import os
+    import subprocess
+    import sys
+
+    lines = "\n".join([QUESTION, "/system 你是客服", "/reset", QUESTION, "/exit"]) + "\n"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lora_scripts.cli",
+            "chat",
+            "-l",
+            str(adapter),
+            "-t",
+            "0",
+            "--max-new-tokens",
+            "24",
+        ],
+        input=lines,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "/reset clears the history" in done.stderr
+    tok = AutoTokenizer.from_pretrained(tiny_llm)
+    peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llm), str(adapter)).eval()
+    plain = _greedy(peft, tok, QUESTION)
+    assert plain in done.stdout  # the first answer, streamed
+    ids = tok.apply_chat_template(
+        [{"role": "system", "content": "你是客服"}, {"role": "user", "content": QUESTION}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )["input_ids"]
+    with torch.no_grad():
+        out = peft.generate(input_ids=ids, do_sample=False, max_new_tokens=24, pad_token_id=tok.pad_token_id)
+    with_system = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
+    assert with_system in done.stdout.split(plain, 1)[1]  # the second answer used the new system message
