@@ -24,9 +24,16 @@ IMAGE_ONLY = {
     "cache_latents",
     "cache_text_encoder_outputs",
     "noise_offset",
+    # samples on the LLM route are greedy replies to sample_prompts: the image settings do not apply
+    "sample_negative_prompt",
+    "sample_steps",
+    "sample_sampler",
+    "sample_cfg_scale",
+    "sample_seed",
+    "sample_size",
 }
 LLM_ONLY = {"target_modules", "use_rslora", "use_dora", "load_in_4bit"}
-IMAGE_SECTIONS = ("data", "sample")
+IMAGE_SECTIONS = ("data",)
 LLM_SECTIONS = ("llm",)
 
 

@@ -67,7 +67,8 @@ class SampleConfig(Section):
         default_factory=list,
         description="Prompts rendered with the LoRA being trained into output_dir/samples/ (and TensorBoard, "
         "and the grid in report.html). Plain text without <lora:...> tags; the trained LoRA is applied at "
-        "weight 1. A failed sample is logged and skipped; training goes on.",
+        "weight 1. A failed sample is logged and skipped; training goes on. LLM route: questions, answered "
+        "greedily by the base model and by the LoRA (samples/stepNNNNNN.json, TensorBoard, report.html).",
     )
     sample_every_n_steps: int = Field(
         0, ge=0, description="Render the sample prompts every N steps (0: off)."

@@ -33,6 +33,8 @@ class FamilyInfo:
     lora_width: int | None = None
     # Which adapter file format save/ writes for it: "kohya" (one .safetensors) or "peft" (a folder).
     adapter_format: str = "kohya"
+    # What render() returns for training samples: "image" (PIL images) or "text" ((base, LoRA) reply pairs).
+    sample_kind: str = "image"
 
 
 @runtime_checkable
@@ -87,7 +89,8 @@ class TrainableModel(Protocol):
         `generator` (when given) draws noise and timesteps, e.g. fixed for validation."""
 
     def render(self, requests: list[RenderRequest]) -> list[Image.Image]:
-        """Images drawn with the model as it is now (its LoRA layers included), one per request, seeded.
+        """Images drawn with the model as it is now (its LoRA layers included), one per request, seeded;
+        for `info.sample_kind` "text": (base reply, LoRA reply) per request's prompt.
         The caller sets eval mode, no_grad and precision."""
 
     def metadata_facts(self) -> dict[str, str]:

@@ -21,7 +21,8 @@ from .detect import ModelSource
 from .family import FamilyInfo
 
 log = logging.getLogger(__name__)
-INFO = FamilyInfo("llm", "LLM (transformers causal LM)", adapter_format="peft")
+INFO = FamilyInfo("llm", "LLM (transformers causal LM)", adapter_format="peft", sample_kind="text")
+SAMPLE_TOKENS = 64  # longest sample reply
 COMPONENT = "llm"  # the one adapter component: the whole causal LM
 WEIGHTS = (
     "model.safetensors",
@@ -158,8 +159,41 @@ class CausalLM:
         batch = {k: v.to(device) for k, v in collate(items, self.tokenizer.pad_token_id).items()}
         return self.model(**batch, use_cache=False).loss.float()
 
-    def render(self, requests) -> list:
-        raise NotImplementedError("LLM samples are replies, not images")  # sample keys are image-only
+    def render(self, requests) -> list[tuple[str, str]]:
+        """(base reply, LoRA reply) to each request's prompt, greedy, with the chat template as at inference
+        (the base reply with the LoRA layers switched off)."""
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        layers = [m for m in self.model.modules() if isinstance(m, BaseTunerLayer)]
+        out = []
+        try:
+            for request in requests:
+                pair = []
+                for enabled in (False, True):
+                    for layer in layers:
+                        layer.enable_adapters(enabled)
+                    pair.append(self._reply(request.prompt, request.system or None))
+                out.append((pair[0], pair[1]))
+        finally:  # never leave training with the LoRA switched off
+            for layer in layers:
+                layer.enable_adapters(True)
+        return out
+
+    def _reply(self, prompt: str, system: str | None) -> str:
+        messages = ([{"role": "system", "content": system}] if system else []) + [
+            {"role": "user", "content": prompt}
+        ]
+        ids = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )["input_ids"].to(next(self.model.parameters()).device)
+        out = self.model.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=SAMPLE_TOKENS,
+            pad_token_id=self.tokenizer.pad_token_id,
+        )
+        return self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
     def metadata_facts(self) -> dict[str, str]:
         return {"architecture": type(self.model).__name__, "base_model": self.location}

@@ -27,6 +27,7 @@ class RenderRequest:
     width: int = 512
     height: int = 512
     sampler: str = "Euler a"
+    system: str = ""  # chat samples (sample_kind "text"): the system message
 
 
 def make_scheduler(name: str, base_config: dict):

@@ -91,7 +91,8 @@ class Trainer:
         self.checkpoints = Checkpoints(cfg, model, accelerator, self.facts, run_fingerprint(cfg, index))
         self.checkpoints.attach(self.optimizer, self.lr_scheduler)
         resolution = getattr(cfg.data_section, "resolution", None)  # samples are the image route's
-        self.sampler = Sampler(cfg.sample, resolution, self.out_dir / "samples")
+        system = getattr(cfg.data_section, "system_prompt", None)  # chat samples ask as training does
+        self.sampler = Sampler(cfg.sample, resolution, self.out_dir / "samples", system)
         everything = replace(index, items=index.items + list(held_out or []))  # caches cover held-out too
         cache = self.out_dir / "latent_cache"
         model.prepare_inputs(everything, cfg.data_section, cfg.train, self.trained, cache)

@@ -17,7 +17,9 @@ def write_report(cfg: Config, result, timings: dict[str, float]) -> Path:
     out = cfg.output.output_dir
     val = result.validation
     loss_png = _loss_plot(result.losses, out / "loss.png", val.scores if val else [])
-    grid_png = _sample_grid(result.samples, cfg.sample.sample_prompts, out / "samples" / "grid.png")
+    replies = {s: paths for s, paths in result.samples.items() if paths and paths[0].suffix == ".json"}
+    images = {s: paths for s, paths in result.samples.items() if s not in replies}
+    grid_png = _sample_grid(images, cfg.sample.sample_prompts, out / "samples" / "grid.png")
     steps_per_s = result.steps / result.seconds if result.seconds else 0.0
     rows = [
         ("LoRA file", result.lora_path.name),
@@ -47,6 +49,8 @@ def write_report(cfg: Config, result, timings: dict[str, float]) -> Path:
         + (
             f'<img src="samples/{grid_png.name}" alt="sample grid">'
             if grid_png
+            else _reply_tables(replies)
+            if replies
             else "<p>No sample_prompts set (add some to watch the LoRA learn).</p>"
         ),
         _checkpoint_table(result.checkpoints, val),
@@ -116,6 +120,22 @@ def _sample_grid(samples: dict[int, list[Path]], prompts: list[str], path: Path)
     images = [Image.open(p).convert("RGB") for s in steps for p in samples[s]]
     make_grid(images, [f"step {s}" for s in steps], prompts).save(path)
     return path
+
+
+def _reply_tables(samples: dict[int, list[Path]]) -> str:
+    """Chat samples: per step, each prompt with the base model's and the LoRA's greedy reply."""
+    from .replies import read_replies
+
+    parts = []
+    for step in sorted(samples):
+        rows = "".join(
+            f"<tr><td>{_e(r['prompt'])}</td><td>{_e(r['base'])}</td><td>{_e(r['lora'])}</td></tr>"
+            for r in read_replies(samples[step][0])
+        )
+        parts.append(
+            f"<h3>step {step}</h3><table><tr><th>prompt</th><th>base</th><th>LoRA</th></tr>{rows}</table>"
+        )
+    return "".join(parts)
 
 
 def _e(value) -> str:

@@ -15,6 +15,7 @@ from ..models.family import TrainableModel
 from ..models.render import RenderRequest
 from ..save.png import parameters_text, save_png
 from .memory import free_memory, is_oom
+from .replies import replies_to_tensorboard, save_replies
 
 log = logging.getLogger(__name__)
 # What making a sample can fail with that is not a bug here: out of memory and other device errors
@@ -24,7 +25,7 @@ SAMPLE_FAILURES = (LoraScriptsError, OSError, RuntimeError, ValueError)
 
 
 class Sampler:
-    def __init__(self, cfg: SampleConfig, resolution: int | None, folder: Path):
+    def __init__(self, cfg: SampleConfig, resolution: int | None, folder: Path, system: str | None = None):
         size = cfg.sample_size or resolution
         self.specs = [
             RenderRequest(
@@ -36,6 +37,7 @@ class Sampler:
                 width=size,
                 height=size,
                 sampler=cfg.sample_sampler,
+                system=system or "",
             )
             for i, text in enumerate(cfg.sample_prompts)
         ]
@@ -58,6 +60,11 @@ class Sampler:
         try:
             images = self._generate(model, accelerator)
             self.folder.mkdir(parents=True, exist_ok=True)
+            if model.info.sample_kind == "text":  # (base, LoRA) replies: a JSON file and TensorBoard text
+                self.done[step] = [save_replies(self.specs, images, self.folder / f"step{step:06d}.json")]
+                replies_to_tensorboard(accelerator, self.specs, images, step)
+                log.info("Sample replies at step %d: %s", step, self.done[step][0])
+                return images
             self.done[step] = [
                 save_png(img, self.folder / f"step{step:06d}-{i:02d}.png", parameters_text(spec))
                 for i, (img, spec) in enumerate(zip(images, self.specs, strict=True))
