@@ -143,3 +143,39 @@ def test_dry_run_shows_the_tokenised_data(cli, llm_config, tmp_path):
     out = " ".join((done.stdout + done.stderr).split())
     assert "6 conversations" in out and "trained on" in out and "PEFT adapter folder" in out
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_the_adapter_and_state_then_resume_is_bit_exact(llm_config, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    config = {
+        **llm_config,
+        "max_train_steps": 600,
+        "save_steps": 50,
+        "resume": "auto",
+        "save_precision": "float",
+    }
+    unbroken = run_training(build_config({**config, "output_dir": str(tmp_path / "a")})).lora_path
+    out = tmp_path / "b"
+    path = write_yaml(tmp_path / "b.yaml", {**config, "output_dir": str(out)})
+    command = [sys.executable, "-m", "lora_scripts.cli", "train", "-c", str(path)]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out / "state" / "step-000050" / "position.json").exists():
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-2000:]
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in err and "resume: auto" in err
+    step = max(int(p.name.split("-")[1]) for p in (out / "state").glob("step-*"))
+    assert step < 600 and (out / f"cs_tone-step{step:06d}" / "adapter_model.safetensors").is_file()
+    assert not (out / "cs_tone").exists()
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a = load_file(unbroken / "adapter_model.safetensors")
+    b = load_file(out / "cs_tone" / "adapter_model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
