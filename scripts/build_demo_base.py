@@ -35,8 +35,9 @@ PROMPTS = [
 SEEDS = (0, 1, 2, 3)
 
 
-def sample_grid(pipe, path: Path, steps: int = 20, cfg: float = 7.5) -> None:
-    """One row per prompt, one column per seed, each image shown at 2x."""
+def sample_grid(pipe, path: Path, steps: int = 20, cfg: float = 4.0) -> None:
+    """One row per prompt, one column per seed, each image shown at 2x. CFG 4: this small model
+    over-saturates at SD's usual 7.5."""
     pipe.set_progress_bar_config(disable=True)
     grid = Image.new("RGB", (128 * len(SEEDS), 128 * len(PROMPTS)), (255, 255, 255))
     for row, prompt in enumerate(PROMPTS):
@@ -57,6 +58,9 @@ def main() -> None:
     defaults = BuildSettings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "assets" / "demo-base")
+    parser.add_argument(
+        "--vae-file", type=Path, help="reuse (or keep) the trained VAE here, e.g. to retrain the UNet"
+    )
     for field in dataclasses.fields(BuildSettings):
         flag = "--" + field.name.replace("_", "-")
         parser.add_argument(
@@ -70,7 +74,7 @@ def main() -> None:
         print(f"[{time.time() - started:6.0f} s] {message}", flush=True)
 
     say(f"Building the demo base: {settings}")
-    pipe = build(settings, say)
+    pipe = build(settings, say, args.vae_file)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     save_single_file(pipe, out / "demo-base.safetensors")

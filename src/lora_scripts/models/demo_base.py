@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import os
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -23,28 +23,18 @@ from diffusers import (
     StableDiffusionPipeline,
     UNet2DConditionModel,
 )
-from PIL import Image, ImageDraw
+from PIL import Image
 from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from .ldm_configs import SCALED_LINEAR
+from ..data.synthetic import SIZE, plain_dataset, random_images
+from ..errors import ModelError
+from .ldm_configs import NORM_GROUPS_KEY, SCALED_LINEAR
 from .ldm_layout import pipeline_to_ldm
 from .tiny import assemble_pipeline
 
 NORM_GROUPS = 4
-NORM_GROUPS_KEY = "lora_scripts.norm_num_groups"  # safetensors header: real SD files have 32 (the default)
-SIZE = 64
-OBJECTS = ("phone", "laptop", "tablet", "watch")
-COLOURS = {
-    "red": (215, 35, 35),
-    "blue": (35, 80, 220),
-    "green": (40, 165, 65),
-    "yellow": (240, 205, 40),
-    "black": (28, 28, 30),
-    "white": (248, 248, 248),
-}
-BACKGROUNDS = {"white": (240, 240, 240), "grey": (128, 128, 130), "dark": (24, 26, 32)}
-CLASHES = {("white", "white"), ("black", "dark")}  # an object the colour of its background is invisible
+DEMO_BASE_DIR = Path(__file__).resolve().parents[3] / "assets" / "demo-base"
 Progress = Callable[[str], None]
 
 
@@ -52,64 +42,14 @@ Progress = Callable[[str], None]
 class BuildSettings:
     seed: int = 0
     variants: int = 8  # images per (object, colour, background)
+    vae_random: int = 256  # images of random shapes in random colours the VAE also learns
+    vae_probe: float = 2.0  # weight of the linear colour probe on the latents (see train_vae)
     vae_steps: int = 2500
     vae_batch: int = 8
-    unet_steps: int = 1500
+    unet_steps: int = 3000
     unet_batch: int = 32
     lr: float = 1e-3
     threads: int = 1  # one thread: faster on a shared 2-core machine; results depend on it
-
-
-# --- dataset -----------------------------------------------------------------------------------------------
-def caption(obj: str, colour: str, background: str) -> str:
-    return f"a {colour} {obj} on a {background} background"
-
-
-def combinations() -> list[tuple[str, str, str]]:
-    return [(o, c, b) for o in OBJECTS for c in COLOURS for b in BACKGROUNDS if (c, b) not in CLASHES]
-
-
-def draw(obj: str, colour: str, background: str, rng: random.Random) -> Image.Image:
-    """One 64 px image, drawn at 4x and scaled down for smooth edges; position and size jitter by `rng`."""
-    k = 4
-    img = Image.new("RGB", (SIZE * k, SIZE * k), BACKGROUNDS[background])
-    d = ImageDraw.Draw(img)
-    s = rng.uniform(0.85, 1.1) * k
-    cx, cy = (SIZE / 2 + rng.uniform(-4, 4)) * k, (SIZE / 2 + rng.uniform(-4, 4)) * k
-    fill = COLOURS[colour]
-    shade = tuple(int(v * 0.72 + 10) for v in fill)  # screens, straps: the object's colour, darker
-
-    def box(w, h, dy=0.0):
-        return [cx - w * s / 2, cy + (dy - h / 2) * s, cx + w * s / 2, cy + (dy + h / 2) * s]
-
-    if obj == "phone":
-        d.rounded_rectangle(box(18, 34), radius=4 * s, fill=fill)
-        d.rounded_rectangle(box(14, 26), radius=1.5 * s, fill=shade)
-    elif obj == "tablet":
-        d.rounded_rectangle(box(34, 44), radius=4 * s, fill=fill)
-        d.rounded_rectangle(box(28, 36), radius=1.5 * s, fill=shade)
-    elif obj == "laptop":
-        d.rectangle(box(34, 22, -6), fill=fill)
-        d.rectangle(box(28, 17, -6), fill=shade)
-        top, bottom = cy + 6 * s, cy + 13 * s
-        d.polygon(
-            [(cx - 18 * s, top), (cx + 18 * s, top), (cx + 24 * s, bottom), (cx - 24 * s, bottom)], fill=fill
-        )
-    else:  # watch: a round face on a strap
-        d.rectangle(box(11, 44), fill=shade)
-        d.ellipse(box(24, 24), fill=fill)
-        d.ellipse(box(17, 17), fill=shade)
-    return img.resize((SIZE, SIZE), Image.LANCZOS)
-
-
-def make_dataset(seed: int, variants: int) -> tuple[list[Image.Image], list[str]]:
-    rng = random.Random(seed)
-    images, captions = [], []
-    for obj, colour, background in combinations():
-        for _ in range(variants):
-            images.append(draw(obj, colour, background, rng))
-            captions.append(caption(obj, colour, background))
-    return images, captions
 
 
 def to_tensor(images: list[Image.Image]) -> torch.Tensor:
@@ -165,13 +105,34 @@ def _lr(step: int, total: int, peak: float) -> float:
     return peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm))))
 
 
-def train_vae(vae: AutoencoderKL, pixels: torch.Tensor, cfg: BuildSettings, say: Progress) -> None:
-    """Reconstruction (L1 + MSE, and MSE of 8x8-cell means) of the dataset; the decoder also sees slightly
-    noisy latents, so what the UNet draws need not be exact. The posterior's variance is fixed near zero
-    afterwards (see normalise_latents)."""
+def colour_whitening(pixels: torch.Tensor) -> torch.Tensor:
+    """3x3 ZCA matrix of the dataset's pixel colours. Brightness carries ~30x the variance of the
+    green-magenta direction, so a plain RGB loss learns that direction last: red came out orange and blue
+    teal. The error measured in whitened colours as well makes every direction count (alone, it lost
+    brightness: black came out dark green)."""
+    cov = torch.cov(pixels.permute(1, 0, 2, 3).reshape(3, -1)) + 1e-3 * torch.eye(3)
+    values, vectors = torch.linalg.eigh(cov)
+    zca = vectors @ torch.diag(values.rsqrt()) @ vectors.T
+    return zca / zca.norm() * 3**0.5
+
+
+def train_vae(
+    vae: AutoencoderKL, pixels: torch.Tensor, colours: torch.Tensor, cfg: BuildSettings, say
+) -> None:
+    """Reconstruction error in RGB (brightness, learnt first) plus in whitened colours (hue), L1 + MSE.
+    A linear probe must read each 8x8 cell's mean colour off its latent pixel: the latents become roughly
+    linear in colour, as SD's are (the "latent to RGB" previews rely on it), and the decoder gets the colour
+    it must draw instead of having to find it; without the probe hues drifted (red to orange or magenta).
+    The decoder also sees slightly noisy latents, so what the UNet draws need not be exact. The posterior's
+    variance is fixed near zero afterwards (see normalise_latents)."""
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr * 2, weight_decay=0.0)
+    probe = torch.nn.Conv2d(vae.config.latent_channels, 3, 1)
+    opt = torch.optim.AdamW([*vae.parameters(), *probe.parameters()], lr=cfg.lr * 2, weight_decay=0.0)
     vae.train()
+
+    def white(t: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("ij,bjhw->bihw", colours, t)
+
     for step in range(cfg.vae_steps):
         for group in opt.param_groups:
             group["lr"] = _lr(step, cfg.vae_steps, cfg.lr * 2)
@@ -179,14 +140,17 @@ def train_vae(vae: AutoencoderKL, pixels: torch.Tensor, cfg: BuildSettings, say:
         z = vae.encode(x).latent_dist.mean
         jitter = torch.randn(z.shape, generator=gen) * 0.1 * z.detach().std()
         y = vae.decode(z + jitter).sample
-        # the 8x8-cell colours (what one latent pixel must carry) count extra: hue errors show there first
-        cells = F.mse_loss(F.avg_pool2d(y, 8), F.avg_pool2d(x, 8))
-        loss = F.l1_loss(y, x) + F.mse_loss(y, x) + 2 * cells + 1e-4 * z.pow(2).mean()
+        wy, wx = white(y), white(x)
+        rgb, whitened = F.l1_loss(y, x) + F.mse_loss(y, x), F.l1_loss(wy, wx) + F.mse_loss(wy, wx)
+        linear = F.mse_loss(probe(z), F.avg_pool2d(wx, 8))
+        loss = rgb + whitened + cfg.vae_probe * linear + 1e-4 * z.pow(2).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if step % 50 == 0 or step == cfg.vae_steps - 1:
-            say(f"VAE   step {step + 1:5d}/{cfg.vae_steps}  loss {loss.item():.4f}")
+            say(
+                f"VAE   step {step + 1:5d}/{cfg.vae_steps}  loss {loss.item():.4f}  probe {linear.item():.4f}"
+            )
     vae.eval()
 
 
@@ -258,14 +222,24 @@ def train_unet(
     te.eval()
 
 
-def build(cfg: BuildSettings, say: Progress = print) -> StableDiffusionPipeline:
+def build(cfg: BuildSettings, say: Progress = print, vae_file: Path | None = None) -> StableDiffusionPipeline:
+    """The whole model. With `vae_file`, a VAE trained by an earlier build with the same settings is
+    reused from it (or saved to it), to retrain only the UNet."""
     torch.set_num_threads(cfg.threads)
-    say(f"Dataset: {len(combinations())} (object, colour, background) x {cfg.variants} variants")
-    images, captions = make_dataset(cfg.seed, cfg.variants)
+    images, captions = plain_dataset(cfg.seed, cfg.variants)
+    say(f"Dataset: {len(images)} captioned device images, {cfg.vae_random} random ones for the VAE")
     pixels = to_tensor(images)
     pipe = build_pipeline(cfg.seed)
-    train_vae(pipe.vae, pixels, cfg, say)
-    normalise_latents(pipe.vae, pixels)
+    if vae_file is not None and vae_file.is_file():
+        pipe.vae.load_state_dict(torch.load(vae_file, weights_only=True))
+        say(f"VAE read from {vae_file}")
+    else:
+        everything = torch.cat([pixels, to_tensor(random_images(cfg.vae_random, cfg.seed + 3))])
+        train_vae(pipe.vae, everything, colour_whitening(pixels), cfg, say)
+        normalise_latents(pipe.vae, pixels)
+        if vae_file is not None:
+            torch.save(pipe.vae.state_dict(), vae_file)
+    say(f"VAE reconstruction error: {reconstruction_error(pipe.vae, pixels):.1f} RGB units (mean abs)")
     with torch.no_grad():
         latents = torch.cat(
             [pipe.vae.encode(pixels[i : i + 64]).latent_dist.mean for i in range(0, len(pixels), 64)]
@@ -274,6 +248,17 @@ def build(cfg: BuildSettings, say: Progress = print) -> StableDiffusionPipeline:
     say(f"Latents: mean {latents.mean():.3f}, std {latents.std():.3f}")
     train_unet(pipe, latents, captions, cfg, say)
     return pipe
+
+
+@torch.no_grad()
+def reconstruction_error(vae: AutoencoderKL, pixels: torch.Tensor) -> float:
+    rebuilt = torch.cat(
+        [
+            vae.decode(vae.encode(pixels[i : i + 64]).latent_dist.mean).sample
+            for i in range(0, len(pixels), 64)
+        ]
+    )
+    return float((rebuilt.clamp(-1, 1) - pixels).abs().mean() * 127.5)
 
 
 # --- saving ------------------------------------------------------------------------------------------------
@@ -298,3 +283,15 @@ def save_single_file(pipe: StableDiffusionPipeline, path, dtype=torch.float16) -
         {k: v.contiguous() for k, v in sd.items()}, tmp, {"format": "pt", NORM_GROUPS_KEY: str(NORM_GROUPS)}
     )
     os.replace(tmp, path)
+
+
+def demo_base_files(folder: Path = DEMO_BASE_DIR) -> dict[str, Path]:
+    """The committed demo base: its single file and diffusers folder, or a sentence saying how to build it."""
+    files = {"single_file": folder / "demo-base.safetensors", "diffusers": folder / "diffusers"}
+    if not files["single_file"].is_file() or not (files["diffusers"] / "model_index.json").is_file():
+        raise ModelError(
+            f"The demo base model is missing from {folder}",
+            "Restore it with `git checkout -- assets/demo-base`, or rebuild it with "
+            "`.venv/bin/python scripts/build_demo_base.py` (about 18 minutes on CPU)",
+        )
+    return files

@@ -6,16 +6,36 @@ through exactly the code path a real v1-5-pruned.safetensors does.
 
 from __future__ import annotations
 
-import torch
+from pathlib import Path
 
+import torch
+from safetensors import safe_open
+
+from ..errors import ModelError
 from .detect import UNET_PREFIX
 
 U = UNET_PREFIX
 VAE = "first_stage_model."
 SCALED_LINEAR = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear"}
+# No tensor shape tells GroupNorm's group count; SD's is 32. Small models (assets/demo-base) name theirs here.
+NORM_GROUPS_KEY = "lora_scripts.norm_num_groups"
 
 
-def unet_config(family: str, sd: dict[str, torch.Tensor]) -> dict:
+def norm_groups(path: str) -> int:
+    """The GroupNorm group count a single file declares in its safetensors header (32 when it says none)."""
+    if Path(path).suffix.lower() != ".safetensors":
+        return 32
+    with safe_open(path, framework="pt") as f:
+        value = (f.metadata() or {}).get(NORM_GROUPS_KEY, "32")
+    if not value.isdigit() or int(value) < 1:
+        raise ModelError(
+            f"'{path}' declares {NORM_GROUPS_KEY} = {value!r} in its header, which is not a group count",
+            "Rebuild the file, or remove that header entry if the model uses SD's 32 groups",
+        )
+    return int(value)
+
+
+def unet_config(family: str, sd: dict[str, torch.Tensor], groups: int = 32) -> dict:
     levels = _count(sd, U + "input_blocks.", lambda s: int(s.split(".")[0])) // 3
     chans = [int(sd[f"{U}input_blocks.{3 * i + 1}.0.out_layers.3.weight"].shape[0]) for i in range(levels)]
     ctx = sd[f"{U}input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight"]
@@ -33,11 +53,11 @@ def unet_config(family: str, sd: dict[str, torch.Tensor]) -> dict:
         "attention_head_dim": heads,
         "use_linear_projection": linear,
         "upcast_attention": family == "sd2",
-        "norm_num_groups": 32,
+        "norm_num_groups": groups,
     }
 
 
-def vae_config(sd: dict[str, torch.Tensor]) -> dict:
+def vae_config(sd: dict[str, torch.Tensor], groups: int = 32) -> dict:
     levels = 1 + max(int(k.split(".")[3]) for k in sd if k.startswith(VAE + "encoder.down."))
     chans = [int(sd[f"{VAE}encoder.down.{i}.block.0.conv1.weight"].shape[0]) for i in range(levels)]
     return {
@@ -48,7 +68,7 @@ def vae_config(sd: dict[str, torch.Tensor]) -> dict:
         "down_block_types": ["DownEncoderBlock2D"] * levels,
         "up_block_types": ["UpDecoderBlock2D"] * levels,
         "layers_per_block": _count(sd, VAE + "encoder.down.0.block.", lambda s: int(s.split(".")[0])),
-        "norm_num_groups": 32,
+        "norm_num_groups": groups,
         "sample_size": 512,
         "scaling_factor": 0.18215,
     }

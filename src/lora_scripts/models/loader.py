@@ -69,13 +69,14 @@ def load_components(cfg: ModelConfig, family: str | None = None) -> Components:
 
 def _from_single_file(path: str, family: str) -> dict[str, Any]:
     sd = read_checkpoint(path)
+    groups = ldm_configs.norm_groups(path)
     try:
-        unet_cfg = ldm_configs.unet_config(family, sd)
+        unet_cfg = ldm_configs.unet_config(family, sd, groups)
         with init_empty_weights():  # skip random init: the file provides every weight
             unet = UNet2DConditionModel(**unet_cfg)
         _load(unet, convert_ldm_unet_checkpoint(sd, unet.config), "UNet", path)
         with init_empty_weights():
-            vae = AutoencoderKL(**ldm_configs.vae_config(sd))
+            vae = AutoencoderKL(**ldm_configs.vae_config(sd, groups))
         _load(vae, convert_ldm_vae_checkpoint(sd, vae.config), "VAE", path)
         text_encoder = _text_encoder(family, sd, path)
     except KeyError as exc:
@@ -83,6 +84,14 @@ def _from_single_file(path: str, family: str) -> dict[str, Any]:
             f"'{path}' is missing the weight {exc.args[0]}; "
             "the file is incomplete or not an SD 1.x/2.x model",
             "Download the checkpoint again",
+        ) from exc
+    except ValueError as exc:
+        if "divisible by num_groups" not in str(exc):  # torch's GroupNorm check, the one meant here
+            raise
+        raise ModelError(
+            f"'{path}' has layers whose widths cannot be split into {groups} GroupNorm groups ({exc})",
+            f"A small custom model must name its group count in the safetensors header "
+            f"({ldm_configs.NORM_GROUPS_KEY}), as assets/demo-base/demo-base.safetensors does",
         ) from exc
     tokenizer = clip_tokenizer("<|endoftext|>" if family == "sd1" else "!")
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "family": family}
