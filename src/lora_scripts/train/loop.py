@@ -160,7 +160,7 @@ class Trainer:
             if self.held_out.stop:
                 final_step = self.held_out.restore_best()
             elif self.held_out.validation.scores[-1].step != pos.step:
-                self.held_out.run(pos.step, pos.losses[-20:])
+                self.held_out.run(pos.step, pos.losses)
             log.info("%s", self.held_out.validation.summary())
         path = self.checkpoints.save_lora(cfg.output.name(), final_step)
         if self.sampler.specs and pos.step not in self.sampler.done:
@@ -258,7 +258,7 @@ class Trainer:
             self.sample(pos.step)
         if self.held_out and self.held_out.due(pos.step, epoch_end=False) and pos.step < self.total_steps:
             with self._interruptible():
-                self.held_out.run(pos.step, pos.losses[-20:])
+                self.held_out.run(pos.step, pos.losses)
 
     def _estimate(self, step: int) -> None:
         """After the first steps: the measured time per step and for the whole run (the first step, with
@@ -284,7 +284,7 @@ class Trainer:
         self.facts.epoch = pos.epoch
         if self.held_out and self.held_out.due(pos.step, epoch_end=True) and pos.step < self.total_steps:
             with self._interruptible():
-                self.held_out.run(pos.step, pos.losses[-20:])
+                self.held_out.run(pos.step, pos.losses)
         if self.sampler.due(pos.step, epoch_end=pos.epoch) and pos.step < self.total_steps:
             self.sample(pos.step)
         every = self.cfg.output.save_every_n_epochs

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -58,7 +59,7 @@ def spread(total: int, count: int) -> set[int]:
 class Score:
     step: int
     loss: float
-    train_loss: float | None  # mean of the recent training losses at that step
+    train_loss: float | None  # median of the training losses since the previous evaluation
 
 
 @dataclass
@@ -85,7 +86,9 @@ class Validation:
         finally:
             for m, mode in zip(modules, modes, strict=True):
                 m.train(mode)
-        score = Score(step, total / len(self.items), sum(recent) / len(recent) if recent else None)
+        # The median: one step's loss swings 100x with its random timestep, and a mean follows the outliers,
+        # so "the training loss kept falling" was a coin toss on small sets.
+        score = Score(step, total / len(self.items), statistics.median(recent) if recent else None)
         self.scores.append(score)
         return score
 
@@ -141,8 +144,11 @@ class HeldOutWatch:
         every = self.trainer.cfg.train.validation_steps
         return (epoch_end and not every) or (bool(every) and not epoch_end and step % every == 0)
 
-    def run(self, step: int, recent: list[float]) -> Score:
+    def run(self, step: int, losses: list[float]) -> Score:
+        """Score the held-out set; `losses` are the run's training losses so far, of which the last
+        validation interval's (at least 20) tell the training trend."""
         t = self.trainer
+        recent = losses[-max(20, t.cfg.train.validation_steps or 0) :]
         score = self.validation.score(t.model, t.cfg.data_section, t.cfg.train, t.acc, step, recent)
         t.acc.log({"val_loss": score.loss}, step=step)
         t.facts.validation = {"ss_validation_loss": f"{score.loss:.6f}", "ss_validation_step": str(step)}
