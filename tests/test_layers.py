@@ -23,7 +23,7 @@ LAYERS = [
     ["train"],
     ["generate", "tools"],
     ["label"],
-    ["demo", "demo_llm", "cli", "__init__", "__main__"],
+    ["demo", "demo_llm", "cli", "ui", "__init__", "__main__"],
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 ROOT = Path(lora_scripts.__file__).parent
