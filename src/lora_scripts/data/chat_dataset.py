@@ -61,8 +61,7 @@ class ChatIndex:
         cut = [s for row in self.items for s in row.samples if s.cut]
         lines = [
             f"Chat dataset '{self.root}': {self.num_samples} conversations, {tokens} tokens, {trained} of "
-            f"them trained on"
-            + (f", packed into {len(self.items)} rows" if self.packed else ""),
+            f"them trained on" + (f", packed into {len(self.items)} rows" if self.packed else ""),
         ]
         if cut:
             lines.append(
