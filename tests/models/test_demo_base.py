@@ -98,3 +98,11 @@ def test_it_draws_the_colour_and_background_the_prompt_names(folder_pipe):
                 misses.append(f"{colour} {obj} on {background} (seed {seed}): drew {drawn} on {behind}")
     assert colour_hits >= 24, f"colour right in {colour_hits}/32: {misses}"
     assert background_hits >= 20, f"background right in {background_hits}/32: {misses}"
+
+
+def test_a_missing_demo_base_is_a_sentence_naming_the_fix(tmp_path):
+    with pytest.raises(ModelError, match="build_demo_base.py"):
+        demo_base_files(tmp_path)
+    (tmp_path / "demo-base.safetensors").write_bytes(SINGLE.read_bytes())  # the folder still missing
+    with pytest.raises(ModelError, match="missing"):
+        demo_base_files(tmp_path)
