@@ -15,7 +15,7 @@ from ..models.detect import locate
 from ..models.llm import load_tokenizer
 from ..models.registry import model_family
 from .state import find_state
-from .validation import spread
+from .validation import hold_out
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ def check_chat_inputs(cfg: Config, final_path) -> tuple[ChatIndex, list[ChatRow]
     _refuse_not_yet(cfg)
     llm = cfg.llm
     conversations = read_chats(llm.dataset, llm.dataset_format, llm.system_prompt)
-    train, held = _split(conversations, llm.eval_split)
+    train, held = hold_out(conversations, llm.eval_split, "eval_split", "conversations")
     if llm.eval_dataset:
         held += read_chats(llm.eval_dataset, llm.dataset_format, llm.system_prompt)
     if cfg.train.resume and cfg.train.resume != "auto":
@@ -47,21 +47,6 @@ def check_chat_inputs(cfg: Config, final_path) -> tuple[ChatIndex, list[ChatRow]
         rows = [ChatRow((s,)) for s in samples]
     held_rows = [ChatRow((s,)) for s in _tokenize(held, tokenizer, template, cfg)]
     return ChatIndex(rows, llm.dataset, packed=llm.packing), held_rows
-
-
-def _split(conversations: list[Conversation], k: float) -> tuple[list[Conversation], list[Conversation]]:
-    if not k:
-        return conversations, []
-    count = int(k) if k >= 1 else max(1, round(len(conversations) * k))
-    if count >= len(conversations):
-        raise ConfigError(
-            f"eval_split {k:g} holds out {count} of the {len(conversations)} conversations, leaving none to "
-            "train on",
-            "Use a smaller eval_split (e.g. 0.1) or add conversations",
-        )
-    picks = spread(len(conversations), count)
-    held = [c for i, c in enumerate(conversations) if i in picks]
-    return [c for i, c in enumerate(conversations) if i not in picks], held
 
 
 def _tokenize(conversations: list[Conversation], tokenizer, template: str, cfg: Config):

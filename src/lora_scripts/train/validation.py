@@ -12,6 +12,7 @@ import random
 import statistics
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -20,6 +21,7 @@ from ..data import DatasetIndex, ImageItem, scan_dataset
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 SEED = 20_240_601  # fixed: the noise of held-out image i is always drawn from SEED + i
 
 
@@ -29,17 +31,7 @@ def split_validation(index: DatasetIndex, data: DataConfig) -> tuple[DatasetInde
     held: list[ImageItem] = []
     items = sorted(index.items, key=lambda i: str(i.path))
     if data.validation_split:
-        k = data.validation_split
-        count = int(k) if k >= 1 else max(1, round(len(items) * k))
-        if count >= len(items):
-            raise ConfigError(
-                f"validation_split {k:g} holds out {count} of the {len(items)} images, leaving none to "
-                "train on",
-                "Use a smaller validation_split (e.g. 0.1) or add images",
-            )
-        picks = spread(len(items), count)
-        held = [item for i, item in enumerate(items) if i in picks]
-        items = [item for i, item in enumerate(items) if i not in picks]
+        items, held = hold_out(items, data.validation_split, "validation_split", "images")
     if data.validation_dir:
         extra = scan_dataset(
             data.model_copy(update={"train_data_dir": data.validation_dir, "metadata_path": None})
@@ -48,6 +40,21 @@ def split_validation(index: DatasetIndex, data: DataConfig) -> tuple[DatasetInde
     if not held:
         return index, []
     return replace(index, items=items), held
+
+
+def hold_out(items: list[T], k: float, key: str, noun: str) -> tuple[list[T], list[T]]:
+    """(kept, held out): a fraction `k` < 1 or a count `k` >= 1 of `items`, evenly spread; one for images
+    (validation_split) and chat data (eval_split)."""
+    if not k:
+        return items, []
+    count = int(k) if k >= 1 else max(1, round(len(items) * k))
+    if count >= len(items):
+        raise ConfigError(
+            f"{key} {k:g} holds out {count} of the {len(items)} {noun}, leaving none to train on",
+            f"Use a smaller {key} (e.g. 0.1) or add {noun}",
+        )
+    picks = spread(len(items), count)
+    return [x for i, x in enumerate(items) if i not in picks], [x for i, x in enumerate(items) if i in picks]
 
 
 def spread(total: int, count: int) -> set[int]:
