@@ -12,26 +12,18 @@ from pathlib import Path
 
 from ..data.chat import Conversation, scan_chats
 from ..errors import DataError
-from .report import GROUPS, PREFIX, Finding, plural
+from .report import GROUPS, PREFIX, Finding, HasFindings, plural
 
 SHOWN = 3  # places named per finding
 
 
 @dataclass
-class ChatDoctorReport:
+class ChatDoctorReport(HasFindings):
     path: Path
     conversations: int = 0
     findings: list[Finding] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
     unit: str = "characters"  # "tokens" when a model's tokenizer was given
-
-    @property
-    def errors(self) -> list[str]:
-        return [f.message for f in self.findings if f.level == "error"]
-
-    @property
-    def warnings(self) -> list[str]:
-        return [f.message for f in self.findings if f.level == "warning"]
 
     def summary(self) -> str:
         lines = [f"Chat data doctor: '{self.path}': {plural(self.conversations, 'conversation')} readable"]

@@ -38,8 +38,22 @@ class Finding:
         return dict(self.details).get(image, "")
 
 
+class HasFindings:
+    """The errors and warnings of a report's `findings` (image and chat doctors alike)."""
+
+    findings: list[Finding]
+
+    @property
+    def errors(self) -> list[str]:
+        return [f.message for f in self.findings if f.level == "error"]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [f.message for f in self.findings if f.level == "warning"]
+
+
 @dataclass
-class DoctorReport:
+class DoctorReport(HasFindings):
     folder: Path
     resolution: int
     num_images: int = 0
@@ -49,14 +63,6 @@ class DoctorReport:
     clutter: dict[Path, float] = field(default_factory=dict)
     caption_source: str = ""
     captions: dict[Path, str] = field(default_factory=dict)  # the caption each image trains with
-
-    @property
-    def errors(self) -> list[str]:
-        return [f.message for f in self.findings if f.level == "error"]
-
-    @property
-    def warnings(self) -> list[str]:
-        return [f.message for f in self.findings if f.level == "warning"]
 
     @property
     def notes(self) -> list[str]:
