@@ -6,9 +6,6 @@ Tests and the LLM demo load it through the same code path as a downloaded model 
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -22,6 +19,7 @@ from transformers import (
 )
 
 from ..data.chat_tokens import CHATML
+from ..files import replacing_folder
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 CORPUS = [
@@ -96,12 +94,7 @@ def save_tiny_llm(
     if (folder / "config.json").is_file():
         return folder
     model, tokenizer = build_tiny_llm(arch, seed, corpus, **size)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with replacing_folder(folder) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder

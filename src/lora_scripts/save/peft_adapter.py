@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from ..config import Config
 from ..errors import FormatError
+from ..files import replacing_folder
 from ..inject.lora import LoraWeights
 from .kohya import DTYPES
 
@@ -63,27 +61,10 @@ def save_peft_adapter(weights: dict[str, LoraWeights], folder: Path, cfg: Config
     for name, w in sorted(weights.items()):
         tensors[f"{PREFIX}{name}.lora_A.weight"] = w.down.to(dtype).contiguous()
         tensors[f"{PREFIX}{name}.lora_B.weight"] = w.up.to(dtype).contiguous()
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with replacing_folder(folder) as tmp:
         adapter_config(weights, cfg).save_pretrained(str(tmp))
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700 folders; a server running as another user must read it
-        _replace_folder(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return folder
-
-
-def _replace_folder(new: Path, folder: Path) -> None:
-    if folder.exists():
-        trash = folder.with_name(f".{folder.name}.old")
-        shutil.rmtree(trash, ignore_errors=True)
-        folder.rename(trash)
-        new.rename(folder)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        new.rename(folder)
 
 
 def read_peft_adapter(folder: Path) -> tuple[dict, dict]:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 from rich.console import Group
 from rich.table import Table
 
+from ..files import replacing_folder
 from ..save.peft_adapter import CONFIG_FILE, PREFIX, WEIGHTS_FILE, read_peft_adapter
 from .inspect_lora import human_size
 from .lora_io import check_output
@@ -81,17 +80,9 @@ def run_merge_adapter(adapter: Path, base: str | None, out: Path, overwrite: boo
     check_output(out, overwrite, folder_output=True)
     tokenizer = load_tokenizer(base)
     merged = PeftModel.from_pretrained(load_causal_lm(base), str(adapter)).merge_and_unload()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with replacing_folder(out) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -108,15 +99,7 @@ def run_export_adapter(adapter: Path, out: Path, overwrite: bool) -> Path:
         }
         conf["lora_alpha"] = alpha * math.sqrt(rank)
         conf["use_rslora"] = False
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with replacing_folder(out) as tmp:
         shutil.copy2(adapter / WEIGHTS_FILE, tmp / WEIGHTS_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(conf, indent=2, ensure_ascii=False), encoding="utf-8")
-        os.chmod(tmp, 0o755)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out

@@ -6,12 +6,8 @@ diffusers folder in -> a diffusers folder out (``save_pretrained``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -21,11 +17,12 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import FormatError, ModelError
+from ..files import replacing_folder
 from ..models.detect import ModelSource, locate
 from ..models.ldm_layout import pipeline_to_ldm
 from ..models.loader import load_components, text_family
 from ..models.registry import detect_family
-from ..save.atomic import atomic_save_safetensors, current_umask
+from ..save.atomic import atomic_save_safetensors
 from ..save.kohya import DTYPES
 from ..save.kohya_keys import name_table
 from ..save.lora_family import check_same_family
@@ -127,26 +124,9 @@ def merge_folder(location: str, local: bool, loras: list, out: Path, precision: 
     merge_into(pipe.unet, pipe.text_encoder, family, loras, f"base model '{location}'")
     if precision:
         pipe.to(dtype=DTYPES[precision])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would hide the model from other users
-    try:
+    with replacing_folder(out) as tmp:
         pipe.save_pretrained(tmp, safe_serialization=True)
         (tmp / "merged_loras.json").write_text(_record(loras), encoding="utf-8")
-        _replace_folder(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _replace_folder(tmp: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        os.replace(out, old / out.name)
-    os.replace(tmp, out)
-    if old is not None:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(old)
 
 
 def _record(loras: list) -> str:
