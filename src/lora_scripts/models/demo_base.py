@@ -25,13 +25,12 @@ from diffusers import (
 )
 from PIL import Image
 from safetensors.torch import save_file
-from transformers import CLIPTextConfig, CLIPTextModel
 
 from ..data.synthetic import SIZE, plain_dataset, random_images
 from ..errors import ModelError
 from .ldm_configs import NORM_GROUPS_KEY, SCALED_LINEAR
 from .ldm_layout import pipeline_to_ldm
-from .tiny import assemble_pipeline
+from .tiny import assemble_pipeline, sd_text_encoder
 
 NORM_GROUPS = 4
 DEMO_BASE_DIR = Path(__file__).resolve().parents[3] / "assets" / "demo-base"
@@ -80,21 +79,7 @@ def build_pipeline(seed: int) -> StableDiffusionPipeline:
         sample_size=SIZE,
         scaling_factor=0.18215,
     )
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=32,
-            intermediate_size=128,
-            num_hidden_layers=3,
-            num_attention_heads=1,  # ldm_configs reads hidden_size // 64
-            max_position_embeddings=77,
-            hidden_act="quick_gelu",
-            projection_dim=32,
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=49407,
-        )
-    )
+    text_encoder = sd_text_encoder("sd1", hidden=32, layers=3)
     return assemble_pipeline(unet, vae, text_encoder)
 
 

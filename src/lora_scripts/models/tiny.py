@@ -48,22 +48,31 @@ def build_tiny_sd(seed: int = 0, family: str = "sd1") -> StableDiffusionPipeline
         sample_size=64,
         scaling_factor=0.18215,
     )
-    text_encoder = CLIPTextModel(
+    text_encoder = sd_text_encoder("sd1", hidden=64, layers=12)
+    return assemble_pipeline(unet, vae, text_encoder)
+
+
+def sd_text_encoder(
+    family: str, hidden: int, layers: int, intermediate: int = 128, heads: int = 1
+) -> CLIPTextModel:
+    """A CLIP text encoder shaped as SD files hold it: SD1's CLIP (quick_gelu, padded with its end token)
+    or SD2's OpenCLIP (gelu, padded with 0), the full 49408-token vocabulary, 77 positions. Small models
+    keep one head: models/ldm_configs reads hidden_size // 64."""
+    return CLIPTextModel(
         CLIPTextConfig(
             vocab_size=49408,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=12,
-            num_attention_heads=1,
+            hidden_size=hidden,
+            intermediate_size=intermediate,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
             max_position_embeddings=77,
-            hidden_act="quick_gelu",
-            projection_dim=64,
+            hidden_act="quick_gelu" if family == "sd1" else "gelu",
+            projection_dim=hidden,
             bos_token_id=49406,
             eos_token_id=49407,
-            pad_token_id=49407,
+            pad_token_id=49407 if family == "sd1" else 0,
         )
     )
-    return assemble_pipeline(unet, vae, text_encoder)
 
 
 def assemble_pipeline(unet, vae, text_encoder, tokenizer=None) -> StableDiffusionPipeline:
@@ -98,19 +107,7 @@ def _tiny_sd2(seed: int) -> StableDiffusionPipeline:
         upcast_attention=True,
         norm_num_groups=32,
     )
-    pipe.text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=3,
-            num_attention_heads=1,
-            max_position_embeddings=77,
-            hidden_act="gelu",
-            projection_dim=64,
-            pad_token_id=0,
-        )
-    )
+    pipe.text_encoder = sd_text_encoder("sd2", hidden=64, layers=3)
     pipe.tokenizer = clip_tokenizer("!")
     pipe.register_modules(unet=pipe.unet, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer)
     return pipe
@@ -155,20 +152,7 @@ def build_full_size_sd15(seed: int = 0):
     """UNet 860M + CLIP ViT-L/14 text encoder + KL-f8 VAE, built from their configs (no download)."""
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(cross_attention_dim=768, attention_head_dim=8, sample_size=64)
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=768,
-            intermediate_size=3072,
-            num_attention_heads=12,
-            num_hidden_layers=12,
-            projection_dim=768,
-            max_position_embeddings=77,
-            hidden_act="quick_gelu",
-            bos_token_id=49406,
-            eos_token_id=49407,
-            pad_token_id=49407,
-        )
-    )
+    text_encoder = sd_text_encoder("sd1", hidden=768, layers=12, intermediate=3072, heads=12)
     vae = AutoencoderKL(
         block_out_channels=(128, 256, 512, 512),
         down_block_types=("DownEncoderBlock2D",) * 4,
