@@ -10,7 +10,6 @@ own and wash every flat colour out, so the VAE could not even pass one through.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,13 +23,11 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from PIL import Image
-from safetensors.torch import save_file
 
 from ..data.synthetic import SIZE, plain_dataset, random_images
 from ..errors import ModelError
 from .ldm_configs import NORM_GROUPS_KEY, SCALED_LINEAR
-from .ldm_layout import pipeline_to_ldm
-from .tiny import assemble_pipeline, sd_text_encoder
+from .tiny import assemble_pipeline, save_tiny_single_file, sd_text_encoder
 
 NORM_GROUPS = 4
 DEMO_BASE_DIR = Path(__file__).resolve().parents[3] / "assets" / "demo-base"
@@ -247,27 +244,10 @@ def reconstruction_error(vae: AutoencoderKL, pixels: torch.Tensor) -> float:
 
 
 # --- saving ------------------------------------------------------------------------------------------------
-def save_single_file(pipe: StableDiffusionPipeline, path, dtype=torch.float16) -> None:
-    """LDM layout like v1-5-pruned.safetensors (with its unused schedule keys); the header names the
-    GroupNorm groups, which no tensor shape tells."""
-    sd = pipeline_to_ldm(pipe.unet.state_dict(), pipe.vae.state_dict(), pipe.text_encoder.state_dict(), "sd1")
-    sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
-    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
-    alphas_cumprod = torch.cumprod(1 - betas, 0).float()
-    sd.update(
-        {
-            "betas": betas.float(),
-            "alphas_cumprod": alphas_cumprod,
-            "alphas_cumprod_prev": torch.cat([torch.ones(1), alphas_cumprod[:-1]]),
-            "model_ema.decay": torch.tensor(0.9999),
-            "model_ema.num_updates": torch.tensor(0, dtype=torch.int32),
-        }
-    )
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(
-        {k: v.contiguous() for k, v in sd.items()}, tmp, {"format": "pt", NORM_GROUPS_KEY: str(NORM_GROUPS)}
-    )
-    os.replace(tmp, path)
+def save_single_file(pipe: StableDiffusionPipeline, path: Path) -> Path:
+    """fp16, LDM layout like v1-5-pruned.safetensors; the header names the GroupNorm groups, which no
+    tensor shape tells."""
+    return save_tiny_single_file(pipe, path, "sd1", torch.float16, {NORM_GROUPS_KEY: str(NORM_GROUPS)})
 
 
 def demo_base_files(folder: Path = DEMO_BASE_DIR) -> dict[str, Path]:

@@ -113,11 +113,20 @@ def _tiny_sd2(seed: int) -> StableDiffusionPipeline:
     return pipe
 
 
-def save_tiny_single_file(pipe: StableDiffusionPipeline, path: Path, family: str = "sd1") -> Path:
-    """Write the pipeline as one LDM-layout .safetensors, with the extra keys real SD files carry."""
+def save_tiny_single_file(
+    pipe: StableDiffusionPipeline,
+    path: Path,
+    family: str = "sd1",
+    dtype: torch.dtype | None = None,
+    header: dict[str, str] | None = None,
+) -> Path:
+    """Write the pipeline as one LDM-layout .safetensors, with the extra keys real SD files carry; its
+    weights cast to `dtype` when given, `header` added to the file's metadata."""
     sd = pipeline_to_ldm(
         pipe.unet.state_dict(), pipe.vae.state_dict(), pipe.text_encoder.state_dict(), family
     )
+    if dtype is not None:
+        sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
     betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float64) ** 2
     alphas_cumprod = torch.cumprod(1 - betas, 0)
     sd.update(
@@ -131,7 +140,7 @@ def save_tiny_single_file(pipe: StableDiffusionPipeline, path: Path, family: str
     )
     sd = {k: v.contiguous() for k, v in sd.items()}
     with replacing(path) as tmp:
-        save_file(sd, tmp, {"format": "pt"})
+        save_file(sd, tmp, {"format": "pt", **(header or {})})
     return path
 
 
