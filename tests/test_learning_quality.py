@@ -78,3 +78,10 @@ def test_an_over_trained_run_raises_the_overfitting_alarm(tmp_path, run_cli):
     assert result.returncode == 0, result.stdout + result.stderr
     log = (tmp_path / "out" / "train.log").read_text(encoding="utf-8")
     assert "overfitting" in log.lower(), log[-3000:]
+
+
+def test_the_example_demo_config_is_what_the_demo_trains():
+    from lora_scripts.demo import demo_config
+
+    expected = demo_config(Path("demo_run"), Path("assets/demo-base/demo-base.safetensors"), 300)
+    assert yaml.safe_load((ROOT / "configs" / "demo.yaml").read_text(encoding="utf-8")) == expected
