@@ -39,7 +39,8 @@ def setup_logging(debug: bool = False) -> None:
     level = logging.DEBUG if debug else logging.INFO
     handler = RichHandler(console=console, show_path=debug, show_time=False, markup=False)
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
-    for noisy in ("diffusers", "transformers", "accelerate", "PIL", "urllib3", "httpx", "huggingface_hub"):
+    libraries = ("diffusers", "transformers", "accelerate", "PIL", "urllib3", "httpx", "huggingface_hub")
+    for noisy in (*libraries, "bitsandbytes"):  # bitsandbytes: "no `kernels` package" on each import
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
     if not debug:
         quiet_library_warnings()

@@ -123,11 +123,50 @@ def test_a_nan_loss_stops_with_causes(llm_config, tiny_llm, tmp_path):
     assert not (tmp_path / "out" / "cs_tone").exists()
 
 
+def test_dora_adapter_loads_in_peft_with_the_trained_magnitudes(llm_config, tmp_path, tiny_llm, cli):
+    result, trained = _trained(llm_config, tmp_path, save_precision="float", use_dora=True, max_train_steps=6)
+    conf = json.loads((result.lora_path / "adapter_config.json").read_text(encoding="utf-8"))
+    assert conf["use_dora"] is True
+    tensors = load_file(result.lora_path / "adapter_model.safetensors")
+    key = "base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector"
+    base = AutoModelForCausalLM.from_pretrained(tiny_llm).eval()
+    row_norms = base.model.layers[0].self_attn.q_proj.weight.norm(dim=1)
+    assert (tensors[key] - row_norms).abs().max() > 1e-4  # trained, not peft's initial value
+    ids = torch.tensor([[1, 20, 30, 40, 50, 2]])
+    with torch.no_grad():
+        expected = trained(input_ids=ids).logits
+        got = PeftModel.from_pretrained(base, str(result.lora_path)).eval()(input_ids=ids).logits
+    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+    text = " ".join(cli("lora", "inspect", str(result.lora_path)).stdout.split())
+    assert "DoRA: vLLM and llama.cpp cannot load it" in text and "not LoRA weights" not in text
+
+
+def test_qlora_trains_on_a_4bit_base_that_peft_reloads(llm_config, tmp_path):
+    from bitsandbytes.nn import Linear4bit
+
+    from lora_scripts.models.llm import four_bit_settings
+    from lora_scripts.models.tiny_llm import save_tiny_llm
+
+    wide = save_tiny_llm(tmp_path / "tiny-128", hidden=128)  # 4-bit blocks are 64 numbers wide
+    result, trained = _trained(
+        llm_config, tmp_path, base_model=str(wide), load_in_4bit=True, save_precision="float"
+    )
+    assert isinstance(trained.model.layers[0].mlp.down_proj.base_layer, Linear4bit)
+    assert "frozen weights in 4-bit NF4: QLoRA" in (tmp_path / "out" / "train.log").read_text("utf-8")
+    ids = torch.tensor([[1, 20, 30, 40, 50, 2]])
+    with torch.no_grad():
+        expected = trained(input_ids=ids).logits
+        base = AutoModelForCausalLM.from_pretrained(wide, **four_bit_settings())
+        got = PeftModel.from_pretrained(base, str(result.lora_path)).eval()(input_ids=ids).logits
+        full = AutoModelForCausalLM.from_pretrained(wide).eval()
+        on_full = PeftModel.from_pretrained(full, str(result.lora_path)).eval()(input_ids=ids).logits
+    assert torch.allclose(got, expected, atol=1e-5), (got - expected).abs().max()
+    assert (on_full - expected).abs().max() > 1e-6  # the 4-bit base really differs from the full one
+
+
 @pytest.mark.parametrize(
     "extra,expected",
     [
-        ({"load_in_4bit": True}, "load_in_4bit (QLoRA) needs an NVIDIA GPU with bitsandbytes"),
-        ({"use_dora": True}, "use_dora is not supported on the LLM route yet"),
         ({"target_modules": ["q_proj", "qkv"]}, "target_modules names qkv, which this model does not have"),
     ],
 )

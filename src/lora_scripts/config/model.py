@@ -36,5 +36,8 @@ class ModelConfig(Section):
         "(the 768-v models); set `epsilon` for SD2 512-base checkpoints.",
     )
     load_in_4bit: bool = Field(
-        False, description="QLoRA: load the frozen base in 4 bits (bitsandbytes, NVIDIA GPU only)."
+        False,
+        description="QLoRA: load the frozen base in 4-bit NF4 (bitsandbytes; pip install "
+        "'lora-scripts[qlora]'): about a quarter of the memory. Meant for NVIDIA GPUs; a CPU works, "
+        "slowly.",
     )

@@ -34,7 +34,11 @@ class NetworkConfig(Section):
     use_rslora: bool = Field(
         False, description="rsLoRA: scale the update by alpha/sqrt(rank) instead of alpha/rank."
     )
-    use_dora: bool = Field(False, description="DoRA (weight-decomposed LoRA). Not supported yet.")
+    use_dora: bool = Field(
+        False,
+        description="DoRA (weight-decomposed LoRA, peft's): also learns a magnitude per output row; often a "
+        "little better at the same rank, slower per step. peft, transformers and TGI load it; vLLM does not.",
+    )
     init_lora: str | None = Field(
         None,
         description="Start from an existing LoRA file (kohya or PEFT format, ours or another trainer's) "

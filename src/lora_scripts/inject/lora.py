@@ -23,10 +23,15 @@ class LoraWeights:
     down: torch.Tensor  # peft lora_A / kohya lora_down
     up: torch.Tensor  # peft lora_B / kohya lora_up
     alpha: float
+    magnitude: torch.Tensor | None = None  # DoRA: peft lora_magnitude_vector (the new weight's row norms)
 
 
 def lora_config(
-    ranks: dict[str, int], alphas: dict[str, float], dropout: float = 0.0, use_rslora: bool = False
+    ranks: dict[str, int],
+    alphas: dict[str, float],
+    dropout: float = 0.0,
+    use_rslora: bool = False,
+    use_dora: bool = False,
 ) -> LoraConfig:
     """A peft config for exactly these modules, each with its own rank and alpha."""
     names = sorted(ranks)
@@ -42,6 +47,7 @@ def lora_config(
         alpha_pattern={re.escape(n): a for n, a in alphas.items() if a != alpha},
         init_lora_weights=True,
         use_rslora=use_rslora,  # scaling alpha/sqrt(r) instead of alpha/r
+        use_dora=use_dora,  # peft's DoRA: a trained magnitude per output row on top of the LoRA direction
     )
 
 
@@ -61,12 +67,14 @@ def inject(
     alphas: dict[str, float],
     dropout: float = 0.0,
     use_rslora: bool = False,
+    use_dora: bool = False,
 ) -> nn.Module:
     """Freeze `model` and add trainable LoRA layers (fp32) on the modules named in `ranks`."""
     model.requires_grad_(False)
     if not ranks:
         return model
-    inject_adapter_in_model(lora_config(ranks, alphas, dropout, use_rslora), model, adapter_name=ADAPTER)
+    config = lora_config(ranks, alphas, dropout, use_rslora, use_dora)
+    inject_adapter_in_model(config, model, adapter_name=ADAPTER)
     for p in lora_parameters(model):
         p.data = p.data.float()
         p.requires_grad_(True)
@@ -75,7 +83,7 @@ def inject(
 
 def inject_network(module: nn.Module, targets: dict[str, str], net: NetworkConfig) -> nn.Module:
     """LoRA on `targets` (module name -> kind, from the family's lora_targets) with the network's ranks."""
-    return inject(module, *network_ranks(targets, net), net.lora_dropout, net.use_rslora)
+    return inject(module, *network_ranks(targets, net), net.lora_dropout, net.use_rslora, net.use_dora)
 
 
 def inject_unet(unet: nn.Module, net: NetworkConfig) -> nn.Module:
@@ -87,8 +95,16 @@ def inject_text_encoder(text_encoder: nn.Module, net: NetworkConfig) -> nn.Modul
     return inject_network(text_encoder, text_targets(text_encoder), net)
 
 
+TRAINED = (".lora_A.", ".lora_B.", ".lora_magnitude_vector.")
+
+
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
-    return [p for n, p in model.named_parameters() if ".lora_A." in n or ".lora_B." in n]
+    return [p for n, p in model.named_parameters() if any(part in n for part in TRAINED)]
+
+
+def _magnitude(layer: LoraLayer) -> torch.Tensor | None:
+    vectors = getattr(layer, "lora_magnitude_vector", None)
+    return vectors[ADAPTER].weight.detach() if vectors is not None and ADAPTER in vectors else None
 
 
 def lora_layers(model: nn.Module) -> dict[str, LoraLayer]:
@@ -104,6 +120,7 @@ def read_weights(model: nn.Module) -> dict[str, LoraWeights]:
             down=layer.lora_A[ADAPTER].weight.detach(),
             up=layer.lora_B[ADAPTER].weight.detach(),
             alpha=float(layer.scaling[ADAPTER] * rank),
+            magnitude=_magnitude(layer),
         )
     return out
 
@@ -117,3 +134,5 @@ def write_weights(model: nn.Module, weights: dict[str, LoraWeights]) -> None:
         layer.lora_A[ADAPTER].weight.copy_(w.down)
         layer.lora_B[ADAPTER].weight.copy_(w.up)
         layer.scaling[ADAPTER] = w.alpha / layer.r[ADAPTER]
+        if w.magnitude is not None:
+            layer.lora_magnitude_vector[ADAPTER].weight.copy_(w.magnitude)

@@ -44,15 +44,16 @@ class CausalLMFamily:
 
     def load(self, source: ModelSource, cfg: ModelConfig) -> CausalLM:
         tokenizer = load_tokenizer(source.location)
-        model = load_causal_lm(source.location)
+        model = load_causal_lm(source.location, four_bit=cfg.load_in_4bit)
         log.info(
-            "Base model %s: %s, %d layers, hidden size %d (LLM route)",
+            "Base model %s: %s, %d layers, hidden size %d (LLM route%s)",
             source.location,
             type(model).__name__,
             model.config.num_hidden_layers,
             model.config.hidden_size,
+            ", frozen weights in 4-bit NF4: QLoRA" if cfg.load_in_4bit else "",
         )
-        return CausalLM(model, tokenizer, source.location)
+        return CausalLM(model, tokenizer, source.location, quantized=cfg.load_in_4bit)
 
 
 LLM = CausalLMFamily()
@@ -91,17 +92,50 @@ def load_tokenizer(location: str):
     return tokenizer
 
 
-def load_causal_lm(location: str, dtype: torch.dtype = torch.float32) -> nn.Module:
+def load_causal_lm(location: str, dtype: torch.dtype = torch.float32, four_bit: bool = False) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
     check_folder(location)
+    settings = four_bit_settings() if four_bit else {"dtype": dtype}
     try:
-        return AutoModelForCausalLM.from_pretrained(location, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(location, **settings)
     except (OSError, ValueError) as exc:
         raise ModelError(
             f"'{location}' cannot be loaded as a causal language model ({str(exc).splitlines()[0][:120]})",
             "Check that the folder is a complete transformers model (config.json, weights, tokenizer)",
         ) from exc
+    if four_bit:
+        from peft import prepare_model_for_kbit_training
+
+        # peft's QLoRA preparation: norms, embeddings and the head in fp32, everything frozen
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    return model
+
+
+def four_bit_settings() -> dict:
+    """transformers' loading settings for a bitsandbytes NF4 base (the QLoRA recipe: NF4 with double
+    quantisation, computing in bf16 on a GPU that has it), placed on the GPU, else the CPU (bitsandbytes
+    0.48 and later run 4-bit layers on a CPU too)."""
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(
+            "load_in_4bit (QLoRA) needs the bitsandbytes package, which is not installed",
+            "Install it with: pip install 'lora-scripts[qlora]' (or remove load_in_4bit)",
+        ) from exc
+    from transformers import BitsAndBytesConfig
+
+    cuda = torch.cuda.is_available()
+    compute = torch.float32
+    if cuda:
+        compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute,
+    )
+    return {"quantization_config": quantization, "device_map": {"": 0 if cuda else "cpu"}}
 
 
 def linear_layers(model: nn.Module) -> dict[str, nn.Linear]:
@@ -113,8 +147,9 @@ def linear_layers(model: nn.Module) -> dict[str, nn.Linear]:
 class CausalLM:
     info = INFO
 
-    def __init__(self, model: nn.Module, tokenizer, location: str):
+    def __init__(self, model: nn.Module, tokenizer, location: str, quantized: bool = False):
         self.model, self.tokenizer, self.location = model, tokenizer, location
+        self.quantized = quantized  # 4-bit weights: placed at load time and never cast
 
     def adapter_modules(self) -> dict[str, nn.Module]:
         return {COMPONENT: self.model}
@@ -135,7 +170,7 @@ class CausalLM:
         return {n: "linear" for n in layers if n.rsplit(".", 1)[-1] in wanted}
 
     def frozen_modules(self) -> list[nn.Module]:
-        return [self.model]
+        return [] if self.quantized else [self.model]
 
     def replace_module(self, component: str, module: nn.Module) -> None:
         self.model = module

@@ -3,7 +3,8 @@ llama.cpp's convert_lora_to_gguf.py load. Written complete or not at all: built 
 target, then renamed into place.
 
 Keys are `base_model.model.<module>.lora_A.weight` / `.lora_B.weight` and nothing else (no embeddings, no
-modules_to_save): vLLM's parse_fine_tuned_lora_name and llama.cpp's converter accept exactly these.
+modules_to_save): vLLM's parse_fine_tuned_lora_name and llama.cpp's converter accept exactly these. A DoRA
+adapter (`use_dora`) adds peft's `<module>.lora_magnitude_vector`, which peft and TGI load and vLLM refuses.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .kohya import DTYPES
 
 PREFIX = "base_model.model."
 CONFIG_FILE, WEIGHTS_FILE = "adapter_config.json", "adapter_model.safetensors"
+MAGNITUDE = "lora_magnitude_vector"  # peft's saved name of a DoRA layer's magnitude (no `.weight`)
 
 
 def adapter_config(weights: dict[str, LoraWeights], cfg: Config) -> LoraConfig:
@@ -47,6 +49,7 @@ def adapter_config(weights: dict[str, LoraWeights], cfg: Config) -> LoraConfig:
         alpha_pattern={n: _plain(a) for n, a in alphas.items() if a != alpha},
         lora_dropout=cfg.network.lora_dropout,
         use_rslora=rslora,
+        use_dora=any(w.magnitude is not None for w in weights.values()),
         bias="none",
     )
 
@@ -61,6 +64,8 @@ def save_peft_adapter(weights: dict[str, LoraWeights], folder: Path, cfg: Config
     for name, w in sorted(weights.items()):
         tensors[f"{PREFIX}{name}.lora_A.weight"] = w.down.to(dtype).contiguous()
         tensors[f"{PREFIX}{name}.lora_B.weight"] = w.up.to(dtype).contiguous()
+        if w.magnitude is not None:
+            tensors[f"{PREFIX}{name}.{MAGNITUDE}"] = w.magnitude.to(dtype).contiguous()
     with replacing_folder(folder) as tmp:
         adapter_config(weights, cfg).save_pretrained(str(tmp))
         save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})

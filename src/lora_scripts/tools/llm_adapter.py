@@ -13,7 +13,7 @@ from rich.console import Group
 from rich.table import Table
 
 from ..files import replacing_folder
-from ..save.peft_adapter import CONFIG_FILE, PREFIX, WEIGHTS_FILE, read_peft_adapter
+from ..save.peft_adapter import CONFIG_FILE, MAGNITUDE, PREFIX, WEIGHTS_FILE, read_peft_adapter
 from .inspect_lora import human_size
 from .lora_io import check_output
 
@@ -25,7 +25,7 @@ def is_adapter_folder(path: Path) -> bool:
 def describe_adapter(folder: Path) -> dict:
     conf, tensors = read_peft_adapter(folder)
     modules = sorted({k.removeprefix(PREFIX).rsplit(".", 2)[0] for k in tensors if ".lora_A." in k})
-    other = [k for k in tensors if ".lora_A." not in k and ".lora_B." not in k]
+    other = [k for k in tensors if not any(part in k for part in (".lora_A.", ".lora_B.", f".{MAGNITUDE}"))]
     size = (folder / WEIGHTS_FILE).stat().st_size
     return {
         "folder": str(folder),
@@ -57,13 +57,13 @@ def render_adapter(report: dict) -> Group:
     table.add_row("modules", f"{report['modules']} ({per})")
     notes = []
     if report["use_dora"]:
-        notes.append("DoRA: vLLM cannot load it")
+        notes.append("DoRA: vLLM and llama.cpp cannot load it; `lora merge` bakes it into a model they load")
     if report["modules_to_save"]:
         notes.append("modules_to_save: vLLM cannot load it")
     if report["use_rslora"]:
         notes.append("rsLoRA: llama.cpp ignores it; use `lora export` first")
     if report["other_tensors"]:
-        notes.append(f"{len(report['other_tensors'])} tensors that are not lora_A/lora_B")
+        notes.append(f"{len(report['other_tensors'])} tensors that are not LoRA weights")
     table.add_row("notes", "; ".join(notes) or "-")
     return Group(table)
 

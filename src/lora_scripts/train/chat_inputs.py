@@ -12,7 +12,7 @@ from ..data.chat_tokens import IGNORE, check_tokenizer, pack, resolve_template, 
 from ..doctor.chat import chat_findings
 from ..errors import ConfigError
 from ..models.detect import locate
-from ..models.llm import load_tokenizer
+from ..models.llm import four_bit_settings, load_tokenizer
 from ..models.registry import model_family
 from .state import find_state
 from .validation import hold_out
@@ -25,7 +25,7 @@ def check_chat_inputs(cfg: Config, final_path) -> tuple[ChatIndex, list[ChatRow]
     source = locate(cfg.model.base_model)
     family = model_family(source, cfg.model)
     log.info("Base model %s: %s; training a chat LoRA", source.location, family.info.display_name)
-    _refuse_not_yet(cfg)
+    _check_options(cfg)
     llm = cfg.llm
     conversations = read_chats(llm.dataset, llm.dataset_format, llm.system_prompt)
     train, held = hold_out(conversations, llm.eval_split, "eval_split", "conversations")
@@ -70,19 +70,23 @@ def _tokenize(conversations: list[Conversation], tokenizer, template: str, cfg: 
     return kept
 
 
-def _refuse_not_yet(cfg: Config) -> None:
-    """What the LLM route cannot do yet, each in one sentence before anything is loaded."""
+def _check_options(cfg: Config) -> None:
+    """Options that cannot work here are one sentence, and those with a catch are said, before loading."""
     import torch
 
     if cfg.model.load_in_4bit:
+        four_bit_settings()  # bitsandbytes missing: one sentence now, not after the data is read
         if not torch.cuda.is_available():
-            raise ConfigError(
-                "load_in_4bit (QLoRA) needs an NVIDIA GPU with bitsandbytes, and this machine has none",
-                "Remove load_in_4bit: the LoRA trains on the full-precision model (on a CPU, slowly)",
+            log.warning(
+                "load_in_4bit on a CPU: the base model takes about a quarter of the memory, but each step "
+                "is slower than in full precision (QLoRA is meant for NVIDIA GPUs)"
             )
-        raise ConfigError("load_in_4bit (QLoRA) is not supported yet", "Remove it, or use a smaller model")
+    if cfg.network.use_dora:
+        log.warning(
+            "use_dora: the adapter loads in peft, transformers and TGI, but vLLM refuses DoRA adapters; "
+            "train without use_dora for a vLLM server"
+        )
     for key, on, why in (
-        ("use_dora", cfg.network.use_dora, "vLLM cannot load DoRA adapters either"),
         ("init_lora", cfg.network.init_lora, "start a new adapter"),
         ("batch_size", cfg.train.batch_size == "auto", "set a number such as 4"),
     ):
