@@ -94,3 +94,19 @@ def test_committed_reference_is_up_to_date():
 @pytest.mark.parametrize("name", ["my_lora_config.yaml", "demo.yaml"])
 def test_example_configs_are_valid(name):
     load_config(Path(__file__).parents[2] / "configs" / name)
+
+
+def test_resolved_yaml_loads_back_as_the_same_config():
+    """The web UI shows, downloads and loads back the resolved YAML: lists stay lists, and the other
+    route's keys are left out (a config with them would be refused as mixing routes)."""
+    import yaml
+
+    from lora_scripts.config import build_config
+
+    for raw in (
+        {"base_model": "x.safetensors", "train_data_dir": "d", "sample_prompts": ["a, b", "c"]},
+        {"base_model": "x", "dataset": "d.jsonl"},
+    ):
+        cfg = build_config(raw)
+        again = build_config(yaml.safe_load(resolved_yaml(cfg)))
+        assert again == cfg

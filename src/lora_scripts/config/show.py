@@ -8,10 +8,13 @@ from pathlib import Path
 import yaml
 
 from .root import ALIASES, SECTIONS, Config
+from .route import IMAGE_ONLY, LLM_ONLY
 
 
 def resolved_yaml(cfg: Config) -> str:
-    """Flat `key: value` YAML with every default filled in, grouped by section."""
+    """Flat `key: value` YAML with every default filled in, grouped by section; it loads back as the same
+    config (the other route's keys are left out: a config sets one route's keys only)."""
+    other = LLM_ONLY if cfg.route == "image" else IMAGE_ONLY
     lines = []
     for name in SECTIONS:
         section = getattr(cfg, name)
@@ -19,11 +22,9 @@ def resolved_yaml(cfg: Config) -> str:
             continue
         lines.append(f"# --- {name} ---")
         for key, value in section.model_dump(mode="json").items():
-            lines.append(
-                yaml.safe_dump({key: value}, allow_unicode=True, default_flow_style=True).strip()
-                if isinstance(value, (dict, list))
-                else f"{key}: {_scalar(value)}"
-            )
+            if key in other:
+                continue
+            lines.append(f"{key}: {_flow(value)}")  # lists/dicts in flow style: the file loads back
     return "\n".join(lines)
 
 
