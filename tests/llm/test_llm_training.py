@@ -218,3 +218,26 @@ def test_ctrl_c_saves_the_adapter_and_state_then_resume_is_bit_exact(llm_config,
     a = load_file(unbroken / "adapter_model.safetensors")
     b = load_file(out / "cs_tone" / "adapter_model.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_batch_size_auto_probes_the_longest_row(llm_config, tmp_path, monkeypatch, caplog):
+    """Out of memory above 2 rows (injected into the real Llama forward): auto settles on 2."""
+    import logging
+
+    from transformers import LlamaForCausalLM
+
+    sizes = []
+    real = LlamaForCausalLM.forward
+
+    def forward(self, input_ids=None, **kwargs):
+        sizes.append(input_ids.shape[0])
+        if input_ids.shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return real(self, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(LlamaForCausalLM, "forward", forward)
+    with caplog.at_level(logging.INFO, logger="lora_scripts"):
+        result = run_training(build_config({**llm_config, "batch_size": "auto", "max_train_steps": 2}))
+    assert "batch_size: auto -> 2 (largest that fits at" in caplog.text and "tokens)" in caplog.text
+    assert sizes[:3] == [4, 2, 2] and set(sizes[3:]) == {2}  # probed 4 (too big), then 2; trained with 2
+    assert result.steps == 2

@@ -44,6 +44,11 @@ class ChatIndex:
         random.Random(seed * 1000003 + epoch).shuffle(rows)
         return [rows[i : i + batch_size] for i in range(0, len(rows), batch_size)]
 
+    def largest(self) -> tuple[list[ChatRow], str]:
+        """The longest row, and its length in words (`batch_size: auto` probes with it)."""
+        row = max(self.items, key=lambda r: r.tokens)
+        return [row], f"{row.tokens} tokens"
+
     def facts(self) -> dict:
         return {"num_samples": self.num_samples}
 

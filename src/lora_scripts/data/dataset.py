@@ -62,6 +62,11 @@ class DatasetIndex:
     def batches(self, batch_size: int, seed: int, epoch: int) -> list[list[ImageItem]]:
         return epoch_batches(self, batch_size, seed, epoch)
 
+    def largest(self) -> tuple[list[ImageItem], str]:
+        """The items of the biggest bucket, and its size in words (`batch_size: auto` probes with them)."""
+        w, h = max(self.buckets, key=lambda b: b[0] * b[1])
+        return [i for i in self.items if i.bucket == (w, h)], f"{w}x{h}"
+
     def facts(self) -> dict:
         """What the trainer records of the data (kohya's ss_num_images, ss_tag_frequency, buckets)."""
         counts: dict[str, int] = {}

@@ -7,6 +7,7 @@ import io
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from safetensors.torch import save
@@ -101,8 +102,11 @@ def lineage_facts(parent: str) -> dict[str, str]:
     """ss_ keys naming the LoRA a run continued from and its hash (WebUI's sshs_model_hash), so a
     version's history can be followed with `lora inspect`."""
     from .kohya import read_lora_file
+    from .peft_adapter import WEIGHTS_FILE
 
-    tensors, meta = read_lora_file(parent, what="init_lora")
+    folder = Path(parent).expanduser()  # a PEFT adapter folder (LLM route): its weights file
+    source = str(folder / WEIGHTS_FILE) if folder.is_dir() else parent
+    tensors, meta = read_lora_file(source, what="init_lora")
     model_hash = meta.get("sshs_model_hash") or add_hashes(tensors, meta)["sshs_model_hash"]
     facts = {
         "ss_parent_lora": parent.replace("\\", "/").rsplit("/", 1)[-1],

@@ -58,7 +58,11 @@ def _plain(value: float) -> float | int:
     return int(value) if float(value).is_integer() else float(value)
 
 
-def save_peft_adapter(weights: dict[str, LoraWeights], folder: Path, cfg: Config) -> Path:
+def save_peft_adapter(
+    weights: dict[str, LoraWeights], folder: Path, cfg: Config, lineage: dict[str, str] | None = None
+) -> Path:
+    """`lineage` (the adapter a re-training continued from) goes into the weights file's metadata, which
+    peft and the servers ignore and `lora inspect` shows."""
     dtype = DTYPES[cfg.output.save_precision]
     tensors = {}
     for name, w in sorted(weights.items()):
@@ -68,7 +72,7 @@ def save_peft_adapter(weights: dict[str, LoraWeights], folder: Path, cfg: Config
             tensors[f"{PREFIX}{name}.{MAGNITUDE}"] = w.magnitude.to(dtype).contiguous()
     with replacing_folder(folder) as tmp:
         adapter_config(weights, cfg).save_pretrained(str(tmp))
-        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+        save_file(tensors, str(tmp / WEIGHTS_FILE), metadata={"format": "pt", **(lineage or {})})
     return folder
 
 
@@ -81,3 +85,33 @@ def read_peft_adapter(folder: Path) -> tuple[dict, dict]:
             "Point at the folder the LLM training wrote, output_dir/<output_name>",
         )
     return json.loads(config_path.read_text(encoding="utf-8")), load_file(str(weights_path))
+
+
+def adapter_weights(folder: Path) -> tuple[dict[str, LoraWeights], dict]:
+    """(module name -> its LoRA weights, adapter_config.json) of a PEFT LoRA adapter folder; rank and
+    alpha per module resolved from r / lora_alpha / rank_pattern / alpha_pattern / use_rslora as peft does."""
+    from peft.utils.other import get_pattern_key
+
+    conf, tensors = read_peft_adapter(folder)
+    if conf.get("peft_type", "LORA") != "LORA":
+        raise FormatError(
+            f"'{folder}' is a {conf['peft_type']} adapter, not a LoRA",
+            "Point at a LoRA adapter folder (peft_type LORA), e.g. one this tool trained",
+        )
+    alphas = conf.get("alpha_pattern") or {}  # each module's rank is its tensor's: rank_pattern is not needed
+    weights = {}
+    for key, down in tensors.items():
+        if not key.endswith(".lora_A.weight"):
+            continue
+        name = key.removeprefix(PREFIX).removesuffix(".lora_A.weight")
+        up = tensors.get(f"{PREFIX}{name}.lora_B.weight")
+        if up is None:
+            raise FormatError(f"'{folder}' has a lora_A but no lora_B weight for {name}", "Re-export it")
+        rank = int(down.shape[0])
+        alpha = float(alphas.get(get_pattern_key(list(alphas), name), conf.get("lora_alpha") or 8))
+        scaling = alpha / math.sqrt(rank) if conf.get("use_rslora") else alpha / rank
+        magnitude = tensors.get(f"{PREFIX}{name}.{MAGNITUDE}")
+        weights[name] = LoraWeights(down.float(), up.float(), scaling * rank, magnitude)
+    if not weights:
+        raise FormatError(f"'{folder}' holds no lora_A/lora_B weights", "Point at a LoRA adapter folder")
+    return weights, conf

@@ -25,7 +25,7 @@ def save_adapter(
     if adapter_format == "peft":
         if len(parts) != 1:
             raise ValueError(f"a PEFT adapter folder holds one model's layers, got {sorted(parts)}")
-        return save_peft_adapter(next(iter(parts.values())), path, cfg)
+        return save_peft_adapter(next(iter(parts.values())), path, cfg, facts.lineage)
     return save_lora(parts, path, cfg, facts)
 
 

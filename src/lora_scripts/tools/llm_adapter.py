@@ -11,6 +11,7 @@ from pathlib import Path
 
 from rich.console import Group
 from rich.table import Table
+from safetensors import safe_open
 
 from ..files import replacing_folder
 from ..save.peft_adapter import CONFIG_FILE, MAGNITUDE, PREFIX, WEIGHTS_FILE, read_peft_adapter
@@ -27,6 +28,8 @@ def describe_adapter(folder: Path) -> dict:
     modules = sorted({k.removeprefix(PREFIX).rsplit(".", 2)[0] for k in tensors if ".lora_A." in k})
     other = [k for k in tensors if not any(part in k for part in (".lora_A.", ".lora_B.", f".{MAGNITUDE}"))]
     size = (folder / WEIGHTS_FILE).stat().st_size
+    with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as f:
+        meta = f.metadata() or {}
     return {
         "folder": str(folder),
         "kind": f"PEFT {conf.get('peft_type', '?')} adapter ({conf.get('task_type') or 'no task type'})",
@@ -43,6 +46,7 @@ def describe_adapter(folder: Path) -> dict:
         "dtypes": sorted({str(t.dtype).removeprefix("torch.") for t in tensors.values()}),
         "size": human_size(size),
         "modules_to_save": conf.get("modules_to_save"),
+        "continued_from": meta.get("ss_lineage") or meta.get("ss_parent_lora"),
     }
 
 
@@ -55,6 +59,8 @@ def render_adapter(report: dict) -> Group:
     table.add_row("size", f"{report['size']}, {', '.join(report['dtypes'])}, {report['parameters']:,} params")
     per = ", ".join(f"{k} {n}" for k, n in sorted(report["per_target"].items()))
     table.add_row("modules", f"{report['modules']} ({per})")
+    if report["continued_from"]:
+        table.add_row("continued from", report["continued_from"])
     notes = []
     if report["use_dora"]:
         notes.append("DoRA: vLLM and llama.cpp cannot load it; `lora merge` bakes it into a model they load")

@@ -14,6 +14,7 @@ from ..errors import ConfigError
 from ..models.detect import locate
 from ..models.llm import four_bit_settings, load_tokenizer
 from ..models.registry import model_family
+from .init_lora import check_init_lora
 from .state import find_state
 from .validation import hold_out
 
@@ -86,9 +87,5 @@ def _check_options(cfg: Config) -> None:
             "use_dora: the adapter loads in peft, transformers and TGI, but vLLM refuses DoRA adapters; "
             "train without use_dora for a vLLM server"
         )
-    for key, on, why in (
-        ("init_lora", cfg.network.init_lora, "start a new adapter"),
-        ("batch_size", cfg.train.batch_size == "auto", "set a number such as 4"),
-    ):
-        if on:
-            raise ConfigError(f"{key} is not supported on the LLM route yet ({why})", f"Remove {key}")
+    if cfg.network.init_lora:
+        check_init_lora(cfg.network, "peft")

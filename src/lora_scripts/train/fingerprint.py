@@ -61,8 +61,12 @@ def differences(saved: dict[str, str], now: dict[str, str]) -> list[str]:
 
 
 def _file_id(path: Path) -> str:
-    """Name and size: enough to tell models apart without hashing gigabytes."""
+    """Name and size: enough to tell models apart without hashing gigabytes (a PEFT adapter folder: the
+    size of its weights)."""
+    weights = path / "adapter_model.safetensors"
     try:
+        if weights.is_file():
+            return f"{path.name} ({weights.stat().st_size} bytes)"
         return f"{path.name} ({path.stat().st_size} bytes)" if path.is_file() else path.name
     except OSError:
         return str(path)

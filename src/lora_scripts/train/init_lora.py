@@ -1,4 +1,5 @@
-"""Continue from an existing LoRA file: kohya (ours or sd-scripts') or PEFT/diffusers format."""
+"""Continue from an existing LoRA: a kohya file (ours or sd-scripts'), a PEFT/diffusers file (image route),
+or a PEFT adapter folder (LLM route); the family's adapter format says which."""
 
 from __future__ import annotations
 
@@ -14,16 +15,15 @@ from ..inject.lora import LoraWeights, inject, write_weights
 from ..save.kohya import read_lora_file
 from ..save.lora_family import lora_downs
 from ..save.lora_read import load_lora, not_a_lora
+from ..save.peft_adapter import adapter_weights
 
 log = logging.getLogger(__name__)
 
 
-def check_init_lora(net: NetworkConfig) -> int:
-    """Before anything is written: the file reads, holds LoRA modules, and its rank fits the config's."""
-    tensors, _meta = read_lora_file(net.init_lora, what="init_lora")
-    ranks = Counter(int(down.shape[0]) for down in lora_downs(tensors).values())
-    if not ranks:
-        raise not_a_lora(Path(net.init_lora), tensors)
+def check_init_lora(net: NetworkConfig, adapter_format: str = "kohya") -> int:
+    """Before anything is written: the file (or PEFT folder) reads, holds LoRA modules, and its rank fits
+    the config's."""
+    ranks = Counter(int(w.down.shape[0]) for w in _RANK_READERS[adapter_format](net.init_lora))
     file_rank = ranks.most_common(1)[0][0]
     if "lora_rank" in net.model_fields_set and net.lora_rank != file_rank:
         raise ConfigError(
@@ -33,14 +33,49 @@ def check_init_lora(net: NetworkConfig) -> int:
     return file_rank
 
 
-def apply_init_lora(
-    net: NetworkConfig, models: dict[str, nn.Module], family: str
-) -> dict[str, dict[str, LoraWeights]]:
-    """Inject exactly the file's modules with its ranks/alphas and load its weights.
+def _kohya_downs(path: str) -> list[LoraWeights]:
+    tensors, _meta = read_lora_file(path, what="init_lora")
+    downs = [LoraWeights(down, down, 1.0) for down in lora_downs(tensors).values()]
+    if not downs:
+        raise not_a_lora(Path(path), tensors)
+    return downs
 
-    The file is read by the same reader `generate` uses, so every format and family check is shared."""
-    file_rank = check_init_lora(net)
-    parts = load_lora(Path(net.init_lora), models, family)
+
+def _peft_downs(path: str) -> list[LoraWeights]:
+    return list(adapter_weights(Path(path).expanduser())[0].values())
+
+
+def _peft_parts(path: Path, models: dict[str, nn.Module], family: str) -> dict[str, dict[str, LoraWeights]]:
+    """The adapter's layers for the one model of a PEFT family, each checked against the layer it adds to."""
+    (component, model), = models.items()
+    weights, _conf = adapter_weights(path.expanduser())
+    layers = dict(model.named_modules())
+    for name, w in weights.items():
+        layer = layers.get(name)
+        fits = isinstance(layer, nn.Linear) and (layer.in_features, layer.out_features) == (
+            w.down.shape[1],
+            w.up.shape[0],
+        )
+        if not fits:
+            here = f"{layer.in_features}->{layer.out_features}" if isinstance(layer, nn.Linear) else "missing"
+            raise ConfigError(
+                f"init_lora '{path}' does not fit this base model: its layer {name} is "
+                f"{w.down.shape[1]}->{w.up.shape[0]}, here it is {here} (it was trained on another model)",
+                "Use an adapter trained on this base_model, or the base_model it was trained on",
+            )
+    return {component: weights}
+
+
+_RANK_READERS = {"kohya": _kohya_downs, "peft": _peft_downs}
+_PART_READERS = {"kohya": load_lora, "peft": _peft_parts}  # kohya: the reader `generate` uses too
+
+
+def apply_init_lora(
+    net: NetworkConfig, models: dict[str, nn.Module], family: str, adapter_format: str = "kohya"
+) -> dict[str, dict[str, LoraWeights]]:
+    """Inject exactly the file's modules with its ranks/alphas (and DoRA magnitudes) and load its weights."""
+    file_rank = check_init_lora(net, adapter_format)
+    parts = _PART_READERS[adapter_format](Path(net.init_lora), models, family)
     for component, weights in parts.items():
         if weights:
             inject(
@@ -48,13 +83,12 @@ def apply_init_lora(
                 {n: w.down.shape[0] for n, w in weights.items()},
                 {n: w.alpha for n, w in weights.items()},
                 net.lora_dropout,
+                use_dora=any(w.magnitude is not None for w in weights.values()),
             )
             write_weights(models[component], weights)
-    log.info(
-        "Continuing from %s: %d UNet and %d text-encoder modules, rank %d",
-        net.init_lora,
-        len(parts.get("unet", {})),
-        len(parts.get("te", {})),
-        file_rank,
-    )
+    modules = ", ".join(f"{len(w)} {NAMES.get(c, c)} modules" for c, w in parts.items())
+    log.info("Continuing from %s: %s, rank %d", net.init_lora, modules, file_rank)
     return parts
+
+
+NAMES = {"unet": "UNet", "te": "text-encoder", "llm": "language-model"}

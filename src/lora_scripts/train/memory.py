@@ -29,10 +29,10 @@ def chunks(items: list, size: int) -> list[list]:
 
 
 def probe_batch_size(trainer, groups: list[dict]) -> int:
-    """`batch_size: auto`: the largest batch whose forward + backward fits, tried on the biggest bucket."""
+    """`batch_size: auto`: the largest batch whose forward + backward fits, tried on the biggest items (the
+    biggest bucket's images, the longest chat row)."""
     index = trainer.index
-    biggest = max(index.buckets, key=lambda b: b[0] * b[1])
-    items = [i for i in index.items if i.bucket == biggest]
+    items, biggest = index.largest()
     cap = min(index.num_samples, 16 if torch.cuda.is_available() else 4)
     params = [p for g in groups for p in g["params"]]
     for size in [c for c in (16, 8, 4, 2, 1) if c <= cap]:
@@ -47,6 +47,6 @@ def probe_batch_size(trainer, groups: list[dict]) -> int:
         finally:
             for p in params:
                 p.grad = None
-        log.info("batch_size: auto -> %d (largest that fits at %dx%d)", size, *biggest)
+        log.info("batch_size: auto -> %d (largest that fits at %s)", size, biggest)
         return size
     return 1

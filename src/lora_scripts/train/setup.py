@@ -56,7 +56,7 @@ def inject_adapters(model: TrainableModel, net: NetworkConfig, trained: list[str
     modules = model.adapter_modules()
     loaded: set[str] = set()
     if net.init_lora:
-        parts = apply_init_lora(net, modules, model.info.name)
+        parts = apply_init_lora(net, modules, model.info.name, model.info.adapter_format)
         loaded = {component for component, weights in parts.items() if weights}
     for component in trained:
         if component not in loaded and not (net.init_lora and component == trained[0]):

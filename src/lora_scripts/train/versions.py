@@ -23,22 +23,24 @@ def as_new_version(cfg: Config) -> Config:
     out, init = cfg.output, cfg.network.init_lora
     if not init:
         return cfg
+    suffix = "" if cfg.llm is not None else ".safetensors"  # the LLM route writes a PEFT adapter folder
     parent = Path(init).expanduser()
-    match = VERSION.match(parent.stem)
-    base, n = (match["base"], int(match["n"]) + 1) if match else (parent.stem, 2)
-    target = out.output_dir / f"{out.name()}.safetensors"
+    stem = parent.name.removesuffix(suffix) if suffix else parent.name
+    match = VERSION.match(stem)
+    base, n = (match["base"], int(match["n"]) + 1) if match else (stem, 2)
+    target = out.output_dir / f"{out.name()}{suffix}"
     same_file = target.resolve() == parent.resolve()
-    lineage = out.output_name in (None, base, parent.stem)
+    lineage = out.output_name in (None, base, stem)
     if not same_file and not (target.exists() and lineage):
         return cfg  # a new file, or a name the user chose on purpose: their call (overwrite rules apply)
-    root = out.output_dir.parent if out.output_dir.name in (base, parent.stem) else out.output_dir
-    while (root / f"{base}_v{n}" / f"{base}_v{n}.safetensors").exists():
+    root = out.output_dir.parent if out.output_dir.name in (base, stem) else out.output_dir
+    while (root / f"{base}_v{n}" / f"{base}_v{n}{suffix}").exists():
         n += 1
     name = f"{base}_v{n}"
     log.info(
         "Continuing %s as a new version: %s (the original is kept; set output_name to choose a name)",
         parent.name,
-        root / name / f"{name}.safetensors",
+        root / name / f"{name}{suffix}",
     )
     output = out.model_copy(update={"output_dir": root / name, "output_name": name, "overwrite": False})
     return cfg.model_copy(update={"output": output})
