@@ -1,71 +1,88 @@
-"""The contract every registered model family passes: detect, load, LoRA targets, loss, samples, metadata,
-and a real training run whose file reads back into a fresh model of the same family."""
+"""The contract every registered model family passes, image (SD1, SD2) and text (the LLM route) alike:
+detect, load, LoRA targets, loss, samples, metadata, and a real training run whose file reads back into a
+fresh model of the same family."""
 
 from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from lora_scripts.config import NetworkConfig, build_config
-from lora_scripts.data import scan_dataset
+from lora_scripts.demo import make_sample_images
+from lora_scripts.demo_llm import dialogues, write_dialogues
 from lora_scripts.models.detect import locate
 from lora_scripts.models.family import Family, TrainableModel
-from lora_scripts.models.registry import FAMILIES, detect_family, load_model
+from lora_scripts.models.registry import FAMILIES, TEXT_FAMILIES, detect_family, load_model
 from lora_scripts.models.render import RenderRequest
 from lora_scripts.models.tiny import save_tiny_model
+from lora_scripts.models.tiny_llm import save_tiny_llm
 from lora_scripts.save.kohya import read_lora_file
 from lora_scripts.save.lora_family import detect_lora_family, lora_downs
-from lora_scripts.save.lora_read import load_lora
-from lora_scripts.train.run import run_training
+from lora_scripts.train.init_lora import apply_init_lora
+from lora_scripts.train.run import prepare_data, run_training
 from lora_scripts.train.setup import inject_adapters
 
 
-@pytest.fixture(scope="module", params=sorted(FAMILIES))
-def family_model(request, tmp_path_factory):
-    """(family name, {"single_file", "diffusers"}) for a tiny model of each registered family."""
-    name = request.param
-    return name, save_tiny_model(tmp_path_factory.mktemp(f"family-{name}"), family=name)
+@dataclass
+class Case:
+    """One registered family in the suite: its tiny base (by kind), its training data and base config."""
+
+    name: str
+    paths: dict[str, Path]
+    config: dict
+
+    def cfg(self, tmp_path: Path, **extra):
+        return build_config({**self.config, "output_dir": str(tmp_path / "out"), **extra})
+
+    def items(self, cfg, n: int = 2) -> list:
+        return prepare_data(cfg)[0].items[:n]  # the route's own reading: image scan or chat tokenising
 
 
-def _config(paths, sample_data, tmp_path, **extra):
-    return build_config(
-        {
-            "base_model": str(paths["single_file"]),
-            "train_data_dir": str(sample_data),
-            "output_dir": str(tmp_path / "out"),
-            "output_name": "contract",
-            "resolution": 64,
-            "lora_rank": 4,
-            "batch_size": 2,
-            "max_train_steps": 2,
-            "learning_rate": 1e-3,
-            "device": "cpu",
-            "doctor": "off",
-            **extra,
-        }
-    )
+def _image_case(name: str, tmp: Path) -> Case:
+    paths = save_tiny_model(tmp / "model", family=name)
+    data = tmp / "images"
+    make_sample_images(data, count=6)
+    config = {"base_model": str(paths["single_file"]), "train_data_dir": str(data), "resolution": 64}
+    return Case(name, paths, {**config, "doctor": "off", "batch_size": 2})
 
 
-@pytest.mark.parametrize("kind", ["single_file", "diffusers"])
-def test_detected_from_file_and_folder(family_model, kind):
-    name, paths = family_model
-    family = detect_family(locate(str(paths[kind])))
-    assert isinstance(family, Family) and family.info.name == name
+def _text_case(name: str, tmp: Path) -> Case:
+    folder = save_tiny_llm(tmp / "model", arch="llama")
+    data = write_dialogues(tmp / "chats.jsonl", dialogues()[:8])  # the LLM demo's own data writer
+    return Case(name, {"folder": folder}, {"base_model": str(folder), "dataset": str(data), "batch_size": 2})
 
 
-def test_loads_as_a_trainable_model_with_targets(family_model, sample_data, tmp_path):
-    name, paths = family_model
-    cfg = _config(paths, sample_data, tmp_path)
+@pytest.fixture(scope="module", params=sorted(FAMILIES) + sorted(TEXT_FAMILIES))
+def case(request, tmp_path_factory) -> Case:
+    """Every registered family, image and text: the protocol is the same, so is this suite."""
+    tmp = tmp_path_factory.mktemp(f"family-{request.param}")
+    made = _image_case if request.param in FAMILIES else _text_case
+    c = made(request.param, tmp)
+    c.config.update(output_name="contract", lora_rank=4, max_train_steps=2, learning_rate=1e-3, device="cpu")
+    return c
+
+
+def test_detected_from_every_kind_of_base(case):
+    for kind, path in case.paths.items():
+        family = detect_family(locate(str(path)))
+        assert isinstance(family, Family) and family.info.name == case.name, kind
+
+
+def test_loads_as_a_trainable_model_with_targets(case, tmp_path):
+    cfg = case.cfg(tmp_path)
     model = load_model(cfg.model)
-    assert isinstance(model, TrainableModel) and model.info.name == name
+    assert isinstance(model, TrainableModel) and model.info.name == case.name
     modules = model.adapter_modules()
     trained = model.trained_components(cfg.network)
     assert trained[0] in modules
-    assert set(model.trained_components(NetworkConfig(train_text_encoder=True))) == set(modules)
+    if case.name in FAMILIES:  # an image family trains its text encoder too when asked
+        assert set(model.trained_components(NetworkConfig(train_text_encoder=True))) == set(modules)
     for component, module in modules.items():
         targets = model.lora_targets(component, cfg.network)
         names = dict(module.named_modules())
@@ -73,15 +90,15 @@ def test_loads_as_a_trainable_model_with_targets(family_model, sample_data, tmp_
         assert set(targets.values()) <= {"linear", "conv1x1", "conv3x3"}
 
 
-def test_loss_reaches_every_lora_layer(family_model, sample_data, tmp_path):
-    name, paths = family_model
-    cfg = _config(paths, sample_data, tmp_path, train_text_encoder=True)
+def test_loss_reaches_every_lora_layer(case, tmp_path):
+    extra = {"train_text_encoder": True} if case.name in FAMILIES else {}
+    cfg = case.cfg(tmp_path, **extra)
     model = load_model(cfg.model)
     trained = model.trained_components(cfg.network)
     inject_adapters(model, cfg.network, trained)
-    index = scan_dataset(cfg.data)
-    model.prepare_inputs(index, cfg.data, cfg.train, trained, tmp_path / "cache")
-    loss = model.loss(index.items[:2], cfg.data, cfg.train, random.Random(0))
+    index = prepare_data(cfg)[0]
+    model.prepare_inputs(index, cfg.data_section, cfg.train, trained, tmp_path / "cache")
+    loss = model.loss(index.items[:2], cfg.data_section, cfg.train, random.Random(0))
     assert loss.dim() == 0 and torch.isfinite(loss) and loss.dtype == torch.float32
     loss.backward()
     for component, module in model.adapter_modules().items():
@@ -91,41 +108,49 @@ def test_loss_reaches_every_lora_layer(family_model, sample_data, tmp_path):
         assert lora_b and sum(moved) / len(moved) > 0.9, component
 
 
-def test_fixed_generator_gives_a_fixed_loss(family_model, sample_data, tmp_path):
-    """Validation needs the same noise and timesteps every time; the generator alone must decide them."""
-    name, paths = family_model
-    cfg = _config(paths, sample_data, tmp_path)
+def test_fixed_generator_gives_a_fixed_loss(case, tmp_path):
+    """Validation needs the same noise and timesteps every time; the generator alone must decide them
+    (a chat loss draws nothing: it must not change at all)."""
+    cfg = case.cfg(tmp_path)
     model = load_model(cfg.model)
-    items = scan_dataset(cfg.data).items[:2]
+    items = case.items(cfg)
     rng = random.Random(0)
     with torch.no_grad():
-        a = model.loss(items, cfg.data, cfg.train, rng, torch.Generator().manual_seed(5))
+        a = model.loss(items, cfg.data_section, cfg.train, rng, torch.Generator().manual_seed(5))
         torch.manual_seed(123)  # the global RNG must not matter
-        b = model.loss(items, cfg.data, cfg.train, rng, torch.Generator().manual_seed(5))
-        c = model.loss(items, cfg.data, cfg.train, rng, torch.Generator().manual_seed(6))
-    assert torch.equal(a, b) and not torch.equal(a, c)
+        b = model.loss(items, cfg.data_section, cfg.train, rng, torch.Generator().manual_seed(5))
+        c = model.loss(items, cfg.data_section, cfg.train, rng, torch.Generator().manual_seed(6))
+    assert torch.equal(a, b)
+    assert torch.equal(a, c) if case.name in TEXT_FAMILIES else not torch.equal(a, c)
 
 
-def test_training_round_trip_and_metadata(family_model, sample_data, tmp_path):
-    name, paths = family_model
-    cfg = _config(paths, sample_data, tmp_path)
+def test_training_round_trip_and_metadata(case, tmp_path):
+    """The trained file (or folder) goes back into a fresh model of the family by the init_lora reader."""
+    cfg = case.cfg(tmp_path)
     result = run_training(cfg)
-    tensors, meta = read_lora_file(str(result.lora_path))
-    assert detect_lora_family(lora_downs(tensors), meta)[0] == name
     fresh = load_model(cfg.model)
-    parts = load_lora(result.lora_path, fresh.adapter_modules(), fresh.info.name)
+    net = cfg.network.model_copy(update={"init_lora": str(result.lora_path)})
+    parts = apply_init_lora(net, fresh.adapter_modules(), fresh.info.name, fresh.info.adapter_format)
     assert parts[fresh.trained_components(cfg.network)[0]]
     assert any(w.up.abs().sum() > 0 for part in parts.values() for w in part.values())  # trained, not init
-    assert meta["ss_network_dim"] == "4"
+    if fresh.info.adapter_format == "kohya":
+        tensors, meta = read_lora_file(str(result.lora_path))
+        assert detect_lora_family(lora_downs(tensors), meta)[0] == case.name
+        assert meta["ss_network_dim"] == "4"
+    else:
+        conf = json.loads((result.lora_path / "adapter_config.json").read_text(encoding="utf-8"))
+        assert conf["r"] == 4 and conf["peft_type"] == "LORA"
 
 
-def test_render_draws_seeded_images(family_model, sample_data, tmp_path):
-    name, paths = family_model
-    model = load_model(_config(paths, sample_data, tmp_path).model)
+def test_render_is_seeded(case, tmp_path):
+    model = load_model(case.cfg(tmp_path).model)
     request = RenderRequest("a red phone", seed=3, steps=2, width=64, height=48, sampler="DPM++ 2M")
+    other = RenderRequest("a red phone", seed=4, steps=2, width=64, height=48, sampler="DPM++ 2M")
     with torch.no_grad():
-        other = RenderRequest("a red phone", seed=4, steps=2, width=64, height=48, sampler="DPM++ 2M")
         a, b, c = model.render([request, request, other])
+    if model.info.sample_kind == "text":  # (base reply, LoRA reply), greedy: the seed changes nothing
+        assert isinstance(a, tuple) and all(isinstance(r, str) for r in a) and a == b == c
+        return
     assert a.size == (64, 48)
     assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
 
