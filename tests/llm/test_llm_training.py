@@ -241,3 +241,22 @@ def test_batch_size_auto_probes_the_longest_row(llm_config, tmp_path, monkeypatc
     assert "batch_size: auto -> 2 (largest that fits at" in caplog.text and "tokens)" in caplog.text
     assert sizes[:3] == [4, 2, 2] and set(sizes[3:]) == {2}  # probed 4 (too big), then 2; trained with 2
     assert result.steps == 2
+
+
+def test_out_of_memory_mid_run_halves_the_micro_batch(llm_config, monkeypatch, caplog):
+    """An out-of-memory error on a batch of 2 rows (injected into the real Llama forward) runs it as 1 + 1."""
+    import logging
+
+    from transformers import LlamaForCausalLM
+
+    real = LlamaForCausalLM.forward
+
+    def forward(self, input_ids=None, **kwargs):
+        if input_ids.shape[0] > 1 and self.training:
+            raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+        return real(self, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(LlamaForCausalLM, "forward", forward)
+    with caplog.at_level(logging.WARNING, logger="lora_scripts"):
+        result = run_training(build_config({**llm_config, "batch_size": 2, "max_train_steps": 3}))
+    assert result.steps == 3 and "Out of memory at step 1" in caplog.text
