@@ -25,6 +25,7 @@ from .checkpoints import Checkpoints
 from .fingerprint import run_fingerprint
 from .memory import chunks, free_memory, is_oom, probe_batch_size
 from .optim import make_lr_scheduler, make_optimizer
+from .progress import ProgressLog
 from .samples import Sampler
 from .setup import RunPlan, cast_frozen, inject_adapters, param_groups, plan_steps
 from .state import Position
@@ -97,6 +98,7 @@ class Trainer:
         cache = self.out_dir / "latent_cache"
         model.prepare_inputs(everything, cfg.data_section, cfg.train, self.trained, cache)
         self.held_out = HeldOutWatch(self, held_out) if held_out else None
+        self.progress = ProgressLog(self.out_dir, accelerator.is_main_process)  # for the web UI
 
     @property
     def batch_size(self) -> int:
@@ -129,6 +131,7 @@ class Trainer:
         if self.held_out and pos.step == 0:
             base = self.held_out.run(0, [])
             log.info("Held-out loss of the starting model: %.5f", base.loss)
+        self.progress.event("start", step=pos.step, total=self.total_steps)
         previous = _catch_ctrl_c(self)
         try:
             while pos.step < self.total_steps:
@@ -151,6 +154,7 @@ class Trainer:
             bar.close()
             lora = self.checkpoints.save(pos, self.rng, reason="interrupted")
             self.partial = self._result(lora, pos, started, stopped=True)
+            self.progress.event("end", step=pos.step, state="stopped")
             raise
         finally:
             _restore_ctrl_c(previous)
@@ -166,6 +170,7 @@ class Trainer:
         if self.sampler.specs and pos.step not in self.sampler.done:
             self.sample(pos.step)
         acc.end_training()
+        self.progress.event("end", step=pos.step, state="done")
         return self._result(path, pos, started)
 
     def _result(self, path: Path, pos: Position, started: float, stopped: bool = False) -> TrainResult:
@@ -248,6 +253,7 @@ class Trainer:
         bar.update(1)
         bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", lr=f"{lr:.2e}", epoch=pos.epoch + 1)
         self.acc.log({"loss": pos.losses[-1], "lr": lr}, step=pos.step)
+        self.progress.step(pos.step, self.total_steps, pos.losses[-1], lr, pos.epoch + 1)
         if pos.step % 10 == 0 or pos.step == 1:
             log.info("step %d epoch %d loss %.5f lr %.3e", pos.step, pos.epoch + 1, pos.losses[-1], lr)
         self._estimate(pos.step)
@@ -294,6 +300,7 @@ class Trainer:
     def sample(self, step: int) -> None:
         with self._interruptible():
             self.sampler.render(self.model, step, self.acc)
+        self.progress.samples(step, self.sampler.folder)
 
     @contextlib.contextmanager
     def _interruptible(self):
