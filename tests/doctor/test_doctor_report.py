@@ -124,3 +124,20 @@ def test_cli_report_opens_with_the_captions(defect_folder, cli):
     html = Path(defect_folder / "doctor_report.html").read_text(encoding="utf-8")
     assert html.index("Must fix before training") < html.index("Worth fixing")
     assert "tchphn, neon laptop" in html
+
+
+def test_cli_json_lists_each_finding_with_its_images(defect_folder, cli, tmp_path):
+    """`doctor --json` (what the web UI shows on the thumbnails): the same findings as the report, images
+    relative to the folder, written even when errors end the command with exit 2."""
+    import json
+
+    out = tmp_path / "findings.json"
+    done = cli("doctor", str(defect_folder), "--resolution", "64", "--no-report", "--json", str(out))
+    assert done.returncode == 2
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert data["num_images"] == 13
+    errors = [f for f in data["findings"] if f["level"] == "error"]
+    assert errors and any("truncated.jpg" in f["images"] for f in errors)
+    assert all(not i.startswith("/") for f in data["findings"] for i in f["images"])
+    long = next(f for f in data["findings"] if "img_02.png" in f["details"])
+    assert "tokens" in long["details"]["img_02.png"]

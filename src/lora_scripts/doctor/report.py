@@ -144,6 +144,30 @@ class DoctorReport(HasFindings):
         more = f" (and {plural(len(errors) - 1, 'more error')})" if len(errors) > 1 else ""
         raise DataError(f"The dataset doctor found a problem in '{self.folder}': {errors[0]}{more}", hint)
 
+    def write_json(self, path: Path) -> Path:
+        """The findings as data (the web UI shows them on the thumbnails they concern): each finding's level,
+        check, message and its images relative to the folder, with their numbers."""
+        import json
+
+        from ..save.atomic import atomic_write_text
+
+        def rel(image: Path) -> str:
+            inside = image.is_relative_to(self.folder)
+            return image.relative_to(self.folder).as_posix() if inside else str(image)
+
+        findings = [
+            {
+                "level": f.level,
+                "check": f.check,
+                "message": f.message,
+                "images": [rel(i) for i in f.images],
+                "details": {rel(i): d for i, d in f.details},
+            }
+            for f in self.findings
+        ]
+        data = {"folder": str(self.folder), "num_images": self.num_images, "findings": findings}
+        return atomic_write_text(json.dumps(data, ensure_ascii=False, indent=1), path)
+
     def write_html(self, path: Path) -> Path:
         from .html import write_report
 

@@ -90,6 +90,7 @@ def doctor(
         None, "--report", help="HTML report to write (default: FOLDER/doctor_report.html)."
     ),
     no_report: bool = typer.Option(False, "--no-report", help="Only the terminal summary."),
+    json_out: Path = typer.Option(None, "--json", help="Also write the findings as JSON to this file."),
     model: str = typer.Option(None, "--model", "-m", help="Chat data: count lengths in this LLM's tokens."),
     max_seq_len: int = typer.Option(1024, "--max-seq-len", help="Chat data: the training max_seq_len."),
     dataset_format: str = typer.Option("auto", "--format", help="Chat data: messages, sharegpt, alpaca..."),
@@ -117,6 +118,8 @@ def doctor(
         if not no_report:
             path = result.write_html(report or folder / "doctor_report.html")
             console.print(f"Report with thumbnails: {path}")
+        if json_out:
+            result.write_json(json_out)
         result.raise_for_errors()
 
     guarded(action, debug)
