@@ -1,4 +1,5 @@
-"""The `lora-scripts` command: train, demo, config-docs (label, doctor, generate and tools come next)."""
+"""The `lora-scripts` command: train, demo, config-docs; label, doctor, generate, chat, lora tools and ui
+are registered by their packages."""
 
 from __future__ import annotations
 
@@ -90,8 +91,9 @@ def _register_packages() -> None:
     from .generate import commands as generate_commands
     from .label import commands as label_commands
     from .tools import commands as tools_commands
+    from .ui import commands as ui_commands
 
-    for module in (label_commands, generate_commands, chat_command, tools_commands):
+    for module in (label_commands, generate_commands, chat_command, tools_commands, ui_commands):
         module.register(app)
 
 

@@ -10,6 +10,8 @@ import os
 import string
 from collections.abc import Mapping
 
+from .page_text import PAGE_MESSAGES
+
 LANGS = ("en", "zh")
 
 MESSAGES: dict[str, dict[str, str]] = {
@@ -91,6 +93,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "小显存（8 GB）：速度慢一些，但显存够用",
     },
 }
+
+MESSAGES.update(PAGE_MESSAGES)  # the page's own words (ui/page_text.py)
 
 
 def normalise_lang(lang: str) -> str:
