@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import Section
 
@@ -54,7 +54,66 @@ class TrainConfig(Section):
     max_grad_norm: float = Field(
         1.0, ge=0.0, description="Clip gradients to this norm (0 turns clipping off)."
     )
-    noise_offset: float = Field(0.0, ge=0.0, le=1.0, description="Noise offset for darker/brighter images.")
+    noise_offset: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Add this much per-channel constant noise (one value per image and latent channel), so "
+        "the LoRA learns very dark or bright images. 0.05-0.1 is usual; 0: off.",
+    )
+    adaptive_noise_scale: float | None = Field(
+        None,
+        ge=-1.0,
+        le=1.0,
+        description="With noise_offset: add this times the absolute mean of each latent channel to the "
+        "offset (kohya's adaptive noise scale; about noise_offset / 10 is usual).",
+    )
+    multires_noise_iterations: int = Field(
+        0,
+        ge=0,
+        le=64,
+        description="Multi-resolution (pyramid) noise: add noise drawn at this many coarser scales "
+        "(6-10 is usual); 0: off.",
+    )
+    multires_noise_discount: float = Field(
+        0.3,
+        gt=0.0,
+        le=1.0,
+        description="Weight of each coarser scale of multires noise is this to the power of the scale.",
+    )
+    ip_noise_gamma: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Input perturbation: the noisy input gets this much extra noise that the target does "
+        "not contain (Ning et al.; 0.1 is usual); 0: off.",
+    )
+    min_snr_gamma: float | None = Field(
+        None,
+        gt=0.0,
+        le=100.0,
+        description="Min-SNR loss weighting (Hang et al.): each image's loss is weighted by "
+        "min(SNR, gamma) / SNR of its timestep (min(SNR, gamma) / (SNR + 1) for v-prediction). 5 is usual; "
+        "empty: off.",
+    )
+    loss_type: Literal["l2", "l1", "huber", "smooth_l1"] = Field(
+        "l2",
+        description="`l2` (mean squared error), `l1`, or kohya's pseudo-Huber `huber` / `smooth_l1` with "
+        "threshold huber_c: less pull from outliers.",
+    )
+    huber_c: float = Field(
+        0.1, gt=0.0, le=1.0, description="Threshold of the huber and smooth_l1 losses (kohya's default 0.1)."
+    )
+    huber_schedule: Literal["constant", "exponential", "snr"] = Field(
+        "snr",
+        description="How the huber threshold changes with the timestep (kohya): `constant` huber_c, "
+        "`exponential` from 1 down to huber_c, or `snr`: near 1 at low noise, near huber_c at high noise.",
+    )
+    zero_terminal_snr: bool = Field(
+        False,
+        description="Rescale the noise schedule so the last timestep is pure noise (Lin et al.); use with "
+        "v-prediction models (SD 2.x-v).",
+    )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where to train.")
     num_threads: int | None = Field(
         None,
@@ -95,6 +154,12 @@ class TrainConfig(Section):
         if isinstance(v, int) and not 1 <= v <= 1024:
             raise ValueError("between 1 and 1024, or auto")
         return v
+
+    @model_validator(mode="after")
+    def _needs_noise_offset(self):
+        if self.adaptive_noise_scale and not self.noise_offset:
+            raise ValueError("adaptive_noise_scale scales noise_offset, so it needs noise_offset set above 0")
+        return self
 
     @field_validator("cache_latents", mode="before")
     @classmethod

@@ -8,8 +8,7 @@ import random
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from diffusers import StableDiffusionPipeline
+from diffusers import DDPMScheduler, StableDiffusionPipeline
 from PIL import Image
 from torch import nn
 
@@ -18,6 +17,7 @@ from ..data import DatasetIndex, ImageItem, load_pixels, make_caption
 from ..data.latent_cache import LatentCache
 from ..data.text_cache import TextCache, text_cache_blocker
 from .detect import SD1_TE_PREFIX, SD2_TE_PREFIX, UNET_PREFIX, ModelSource
+from .diffusion import diffusion_loss, input_noise, make_noise
 from .family import FamilyInfo
 from .loader import Components, load_components, text_family
 from .render import RenderRequest, render_one
@@ -100,6 +100,8 @@ class StableDiffusion:
     def prepare_inputs(
         self, index: DatasetIndex, data: DataConfig, train: TrainConfig, trained: list[str], cache_dir: Path
     ) -> None:
+        if train.zero_terminal_snr:
+            self.use_zero_terminal_snr()
         if train.cache_latents != "no":
             if data.flip_aug:
                 log.warning("cache_latents is on, so flip_aug has no effect (cached latents are not flipped)")
@@ -131,13 +133,10 @@ class StableDiffusion:
             flips = [data.flip_aug and rng.random() < 0.5 for _ in items]
             pixels = torch.stack([load_pixels(i, f) for i, f in zip(items, flips, strict=True)])
             latents = self.encode_image(pixels, generator).float().to(dev)
-        noise = torch.randn(latents.shape, generator=generator, device="cpu").to(dev)
-        if train.noise_offset:
-            offset = torch.randn(latents.shape[:2] + (1, 1), generator=generator, device="cpu").to(dev)
-            noise = noise + train.noise_offset * offset
+        noise = make_noise(latents, train, generator)
         steps = self.noise_scheduler.config.num_train_timesteps
         t = torch.randint(0, steps, (latents.shape[0],), generator=generator, device="cpu").to(dev)
-        noisy = self.noise_scheduler.add_noise(latents, noise, t)
+        noisy = self.noise_scheduler.add_noise(latents, input_noise(noise, train, generator), t)
         captions = [make_caption(i.caption, data, rng) for i in items]
         if self.text_cache is not None:
             cond = self.text_cache.get(captions).to(dev)
@@ -145,7 +144,19 @@ class StableDiffusion:
             with torch.set_grad_enabled(self._te_trainable() and torch.is_grad_enabled()):
                 cond = self.encode_prompt(self.tokenize(captions))
         pred = self.predict(noisy.to(cond.dtype), t, cond)  # the trainer runs this under its autocast
-        return F.mse_loss(pred.float(), self.target(latents, noise, t).float())
+        v = self.prediction_type == "v_prediction"
+        return diffusion_loss(pred, self.target(latents, noise, t), t, self.noise_scheduler, train, v)
+
+    def use_zero_terminal_snr(self) -> None:
+        """Rescale the training schedule's betas so the last timestep has SNR 0 (diffusers' own rescale)."""
+        self.noise_scheduler = DDPMScheduler.from_config(
+            self.noise_scheduler.config, rescale_betas_zero_snr=True
+        )
+        if self.prediction_type != "v_prediction":
+            log.warning(
+                "zero_terminal_snr is on for an epsilon-prediction model: at the last timestep there is no "
+                "image left to see; it is meant for v-prediction (prediction_type: v_prediction)"
+            )
 
     def _te_trainable(self) -> bool:
         return any(p.requires_grad for p in self.text_encoder.parameters())

@@ -1,0 +1,209 @@
+"""kohya's noise and loss options on the tiny SD model: each changes exactly what it says, by the published
+formula written out here (never asked of the code under test)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lora_scripts.config import build_config
+from lora_scripts.data import scan_dataset
+from lora_scripts.errors import ConfigError
+from lora_scripts.models import diffusion
+from lora_scripts.models.loader import load_components
+from lora_scripts.models.sd import StableDiffusion
+
+
+def _model(base_config, **over) -> tuple[StableDiffusion, object]:
+    cfg = build_config({**base_config, **over})
+    return StableDiffusion(load_components(cfg.model)), cfg
+
+
+def _alpha_bar(model, t: torch.Tensor) -> torch.Tensor:
+    """The scheduler's cumulative alphas, in float64, for the formulas."""
+    return model.noise_scheduler.alphas_cumprod.double()[t]
+
+
+class _Spy:
+    """Records what reached the UNet (the noisy input) and what the loss compared (prediction, target)."""
+
+    def __init__(self, model: StableDiffusion):
+        self.model = model
+        real_predict, real_target = model.predict, model.target
+
+        def predict(noisy, t, cond):
+            self.noisy, self.t = noisy.detach().clone(), t.clone()
+            self.pred = real_predict(noisy, t, cond)
+            return self.pred
+
+        def target(latents, noise, t):
+            self.latents, self.noise = latents.detach().clone(), noise.detach().clone()
+            self.target = real_target(latents, noise, t)
+            return self.target
+
+        model.predict, model.target = predict, target
+
+
+def _run_loss(model, cfg, seed=0) -> tuple[torch.Tensor, _Spy]:
+    spy = _Spy(model)
+    items = scan_dataset(cfg.data).items[:4]
+    items = [i for i in items if i.bucket == items[0].bucket]
+    with torch.no_grad():
+        loss = model.loss(items, cfg.data, cfg.train, random.Random(0), torch.Generator().manual_seed(seed))
+    return loss, spy
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction"])
+def test_min_snr_weights_are_min_snr_gamma_over_snr(base_config, prediction):
+    model, cfg = _model(base_config, prediction_type=prediction, min_snr_gamma=5)
+    t = torch.tensor([0, 50, 200, 400, 700, 999])
+    a = _alpha_bar(model, t)
+    snr = a / (1 - a)
+    want = torch.minimum(snr, torch.tensor(5.0, dtype=torch.float64))
+    want = want / (snr + 1) if prediction == "v_prediction" else want / snr
+    got = diffusion.snr_weights(model.noise_scheduler, t, 5.0, prediction == "v_prediction")
+    assert torch.allclose(got.double(), want, rtol=1e-4), (got, want)
+    assert got[0] < 0.01 and got[-1] == pytest.approx(1.0 if prediction == "epsilon" else float(want[-1]))
+
+    # ...and the loss of a batch is the mean of each sample's MSE times its weight; a seed whose batch
+    # holds a low-noise timestep (SNR above gamma), where the weight is not 1
+    for seed in range(100):
+        loss, spy = _run_loss(model, cfg, seed)
+        if int(spy.t.min()) < 80:
+            break
+    a = _alpha_bar(model, spy.t)
+    snr = a / (1 - a)
+    weight = torch.minimum(snr, torch.tensor(5.0, dtype=torch.float64))
+    weight = weight / (snr + 1) if prediction == "v_prediction" else weight / snr
+    per_sample = ((spy.pred.double() - spy.target.double()) ** 2).mean(dim=(1, 2, 3))
+    assert float(loss) == pytest.approx(float((per_sample * weight).mean()), rel=1e-4)
+    assert float(loss) != pytest.approx(float(per_sample.mean()), rel=1e-3)
+
+
+def test_without_options_the_loss_is_plain_mse(base_config):
+    model, cfg = _model(base_config)
+    loss, spy = _run_loss(model, cfg)
+    assert float(loss) == pytest.approx(float(F.mse_loss(spy.pred.double(), spy.target.double())), rel=1e-5)
+    a = _alpha_bar(model, spy.t).view(-1, 1, 1, 1)
+    want = a.sqrt() * spy.latents.double() + (1 - a).sqrt() * spy.noise.double()
+    assert torch.allclose(spy.noisy.double(), want, atol=1e-5)  # the input carries exactly the target noise
+
+
+@pytest.mark.parametrize("schedule", ["constant", "exponential", "snr"])
+@pytest.mark.parametrize("kind", ["huber", "smooth_l1"])
+def test_huber_losses_follow_kohyas_pseudo_huber(base_config, kind, schedule):
+    model, cfg = _model(base_config, loss_type=kind, huber_c=0.2, huber_schedule=schedule)
+    loss, spy = _run_loss(model, cfg)
+    t = spy.t.double()
+    if schedule == "constant":
+        c = torch.full_like(t, 0.2)
+    elif schedule == "exponential":  # 1 at t=0 down to huber_c at t=1000
+        c = torch.exp(torch.log(torch.tensor(0.2, dtype=torch.float64)) * t / 1000)
+    else:
+        a = _alpha_bar(model, spy.t)
+        sigma = ((1 - a) / a).sqrt()
+        c = (1 - 0.2) / (1 + sigma) ** 2 + 0.2
+    c = c.view(-1, 1, 1, 1)
+    diff2 = (spy.pred.double() - spy.target.double()) ** 2
+    element = 2 * ((diff2 + c**2).sqrt() - c)
+    if kind == "huber":
+        element = element * c
+    assert float(loss) == pytest.approx(float(element.mean()), rel=1e-4)
+    assert float(loss) != pytest.approx(float(diff2.mean()), rel=1e-2)
+
+
+def test_l1_loss(base_config):
+    model, cfg = _model(base_config, loss_type="l1")
+    loss, spy = _run_loss(model, cfg)
+    assert float(loss) == pytest.approx(
+        float((spy.pred.double() - spy.target.double()).abs().mean()), rel=1e-5
+    )
+
+
+def _noise(latents, **train):
+    cfg = build_config({"base_model": "x.safetensors", "train_data_dir": "d", **train}).train
+    return diffusion.make_noise(latents, cfg, torch.Generator().manual_seed(7))
+
+
+def test_noise_offset_shifts_each_channels_mean_by_one_draw():
+    latents = torch.zeros(64, 4, 32, 32)
+    plain = _noise(latents)
+    shifted = _noise(latents, noise_offset=0.5)
+    # The same Gaussian noise first, then one N(0, 1) value per (image, channel) times the offset
+    delta = shifted - plain
+    per_channel = delta[:, :, :1, :1]
+    assert torch.allclose(delta, per_channel.expand_as(delta), atol=1e-6)  # constant over the image
+    assert float(per_channel.std()) == pytest.approx(0.5, rel=0.15)  # offset * N(0, 1)
+    assert float(plain.mean(dim=(2, 3)).std()) < 0.05  # without the offset the channel means stay ~0
+
+
+def test_adaptive_noise_scale_adds_the_channel_mean_to_the_offset():
+    latents = torch.zeros(8, 4, 16, 16)
+    latents[:, 0] = 2.0  # channel 0 has mean 2 (absolute), the others 0
+    latents[:, 1] = -1.0
+    fixed = _noise(latents, noise_offset=0.1) - _noise(latents)
+    adaptive = _noise(latents, noise_offset=0.1, adaptive_noise_scale=0.05) - _noise(latents)
+    ratio = adaptive[:, :, 0, 0] / fixed[:, :, 0, 0]  # the same draw times (offset + scale * |mean|) / offset
+    want = torch.tensor([(0.1 + 0.05 * 2) / 0.1, (0.1 + 0.05 * 1) / 0.1, 1.0, 1.0])
+    assert torch.allclose(ratio, want.expand_as(ratio), rtol=1e-4)
+
+
+def test_adaptive_noise_scale_without_noise_offset_is_refused(base_config):
+    with pytest.raises(ConfigError, match="adaptive_noise_scale.*noise_offset"):
+        build_config({**base_config, "adaptive_noise_scale": 0.01})
+
+
+def test_multires_noise_adds_low_frequencies_and_keeps_unit_std():
+    latents = torch.zeros(16, 4, 64, 64)
+    plain = _noise(latents)
+    multi = _noise(latents, multires_noise_iterations=6, multires_noise_discount=0.8)
+    assert float(multi.std()) == pytest.approx(1.0, abs=1e-5)  # rescaled to std 1
+
+    # white noise has almost no correlation between neighbouring pixels; the coarse layers add plenty
+    def neighbour_corr(x):
+        return float(torch.corrcoef(torch.stack([x[..., :-1].flatten(), x[..., 1:].flatten()]))[0, 1])
+
+    assert abs(neighbour_corr(plain)) < 0.02
+    assert neighbour_corr(multi) > 0.15
+    # more discount -> weaker coarse layers -> less correlation
+    weak = _noise(latents, multires_noise_iterations=6, multires_noise_discount=0.1)
+    assert neighbour_corr(weak) < neighbour_corr(multi)
+
+
+def test_ip_noise_gamma_perturbs_the_input_but_not_the_target(base_config):
+    model, cfg = _model(base_config)
+    _, plain = _run_loss(model, cfg)
+    model, cfg = _model(base_config, ip_noise_gamma=0.5)
+    _, ip = _run_loss(model, cfg)
+    assert torch.equal(plain.noise, ip.noise) and torch.equal(plain.t, ip.t)
+    assert torch.equal(plain.target, ip.target)  # the target is the unperturbed noise
+    a = _alpha_bar(model, ip.t).view(-1, 1, 1, 1)
+    clean_input = a.sqrt() * ip.latents.double() + (1 - a).sqrt() * ip.noise.double()
+    extra = (ip.noisy.double() - clean_input) / (1 - a).sqrt()  # the perturbation, in noise units
+    assert float(extra.std()) == pytest.approx(0.5, rel=0.1)  # gamma * N(0, 1)
+    assert torch.allclose(plain.noisy.double(), clean_input, atol=1e-5)
+
+
+def test_zero_terminal_snr_rescales_the_training_schedule(base_config, tmp_path):
+    model, cfg = _model(base_config, prediction_type="v_prediction", zero_terminal_snr=True)
+    before = model.noise_scheduler.alphas_cumprod.double().clone()
+    index = scan_dataset(cfg.data)
+    model.prepare_inputs(index, cfg.data, cfg.train, ["unet"], tmp_path)
+    after = model.noise_scheduler.alphas_cumprod.double()
+    # Lin et al.: sqrt(alpha_bar) shifted so the last is 0 and scaled so the first is unchanged
+    root = before.sqrt()
+    want = ((root - root[-1]) * root[0] / (root[0] - root[-1])) ** 2
+    assert torch.allclose(after, want, atol=1e-6)
+    assert float(after[-1]) == 0.0 and float(before[-1]) > 0
+    loss, _ = _run_loss(model, cfg)
+    assert torch.isfinite(loss)
+
+
+def test_bad_loss_values_are_one_sentence(base_config):
+    with pytest.raises(ConfigError, match="loss_type.*one of"):
+        build_config({**base_config, "loss_type": "l3"})
+    with pytest.raises(ConfigError, match="min_snr_gamma"):
+        build_config({**base_config, "min_snr_gamma": -1})
