@@ -26,8 +26,11 @@ def wait_job(client, job_id: str, timeout: float = 180, until=None) -> dict:
     deadline = time.time() + timeout
     while time.time() < deadline:
         detail = client.get(f"/api/jobs/{job_id}").json()
-        if until(detail) if until else detail["job"]["status"] not in ACTIVE:
+        ended = detail["job"]["status"] not in ACTIVE
+        if until(detail) if until else ended:
             return detail
+        if ended:  # it ended before getting there: no use waiting
+            break
         time.sleep(0.3)
     raise AssertionError(
         f"job {job_id} did not get there in {timeout} s: {detail['job']} {detail['log'][-2000:]}"

@@ -1,0 +1,133 @@
+"""Jobs: the real `lora-scripts` CLI in processes started by the UI (label, doctor, train, generate, LoRA
+tools), a queue for trainings, Stop = the CLI's graceful stop, Resume, and jobs that outlive the UI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import httpx
+from uihelp import tiny_train_values, wait_job
+
+
+def _dataset(client, style_images, name="neon") -> str:
+    dataset = client.post("/api/datasets", data={"name": name}).json()["dataset"]
+    files = [("files", (p.name, p.read_bytes(), "image/png")) for p in sorted(style_images.glob("*.png"))]
+    assert len(client.post("/api/upload", data={"dataset": dataset}, files=files).json()["written"]) == 4
+    return dataset
+
+
+def test_label_then_doctor_jobs_write_captions_and_findings_shown_per_image(client, workspace, style_images):
+    dataset = _dataset(client, style_images)
+    job = client.post("/api/label", json={"dataset": dataset, "backend": "filename", "trigger": "neon style"})
+    done = wait_job(client, job.json()["id"])
+    assert done["job"]["status"] == "done" and "4 new" in done["log"]
+    captions = {
+        i["name"]: i["caption"] for i in client.get("/api/dataset", params={"path": dataset}).json()["images"]
+    }
+    assert captions["000_phone.png"] == "neon style, phone"
+    client.post("/api/caption", json={"dataset": dataset, "image": "000_phone.png", "caption": "霓虹手机"})
+    job = client.post("/api/doctor", json={"dataset": dataset, "resolution": 64})
+    assert wait_job(client, job.json()["id"])["job"]["status"] == "done"
+    shown = client.get("/api/dataset", params={"path": dataset}).json()
+    chinese = next(f for f in shown["findings"] if "Chinese" in f["message"])
+    assert chinese["images"] == ["000_phone.png"] and chinese["level"] == "warning"
+    assert client.get(f"/files/{dataset}/doctor_report.html").headers["content-security-policy"] == "sandbox"
+
+
+def test_trainings_queue_stop_resume_then_generate_and_inspect(client, workspace, style_images):
+    dataset = _dataset(client, style_images)
+    client.post("/api/label", json={"dataset": dataset, "backend": "filename", "trigger": "neon style"})
+    assert client.post("/api/models/demo").json() == {"model": "models/demo-base.safetensors"}
+    first = client.post("/api/train/start", json={"values": tiny_train_values(dataset, "long", 30)}).json()[
+        "job"
+    ]
+    second = client.post("/api/train/start", json={"values": tiny_train_values(dataset, "short", 4)}).json()[
+        "job"
+    ]
+    assert second["status"] == "queued"  # one training at a time
+    wait_job(client, first["id"], until=lambda d: d["progress"].get("step", 0) >= 3)
+    assert client.get(f"/api/jobs/{second['id']}").json()["job"]["status"] == "queued"
+    client.post(f"/api/jobs/{first['id']}/stop")
+    stopped = wait_job(client, first["id"])
+    assert stopped["job"]["status"] == "stopped" and stopped["job"]["returncode"] == 130, stopped["log"]
+    step = stopped["progress"]["step"]
+    assert 3 <= step < 30 and (workspace.root / f"loras/long/state/step-{step:06d}").is_dir()
+    short = wait_job(client, second["id"])  # the queue moves on once the first has stopped
+    assert short["job"]["status"] == "done" and short["job"]["started"] >= stopped["job"]["finished"] - 1
+    resumed = client.post(f"/api/jobs/{first['id']}/resume").json()["job"]
+    done = wait_job(client, resumed["id"])
+    progress = done["progress"]
+    assert done["job"]["status"] == "done", done["log"]
+    train_log = (workspace.root / "loras/long/train.log").read_text(encoding="utf-8")
+    assert f"Resumed from loras/long/state/step-{step:06d} (step {step}," in train_log
+    assert [s for s, _ in progress["steps"]] == list(range(1, 31))  # one curve across stop and resume
+    assert progress["step"] == 30 and progress["total"] == 30 and progress["eta_s"] is None
+    assert any(s["step"] == 30 for s in progress["samples"])
+    assert client.get(progress["samples"][-1]["url"]).status_code == 200
+    assert client.get(progress["report"]).status_code == 200
+    # generate with the LoRA at two weights
+    request = {
+        "model": "models/demo-base.safetensors",
+        "loras": [{"path": "loras/long/long.safetensors", "weight": 1}],
+        "prompt": "neon style, a phone",
+        "steps": 3,
+        "width": 64,
+        "height": 64,
+        "grid_weights": "0,1",
+    }
+    made = wait_job(client, client.post("/api/generate", json=request).json()["job"]["id"])
+    assert made["job"]["status"] == "done", made["log"]
+    images = client.get("/api/gallery").json()["images"]
+    params = [i["parameters"] for i in images if not i["grid"]]
+    assert [p.split("\n")[0] for p in params] == [
+        "<lora:long:0> neon style, a phone",
+        "<lora:long:1> neon style, a phone",
+    ]
+    assert any(i["grid"] for i in images)
+    # the library: inspect facts, sample grid and report; a tool as a job
+    library = {item["path"]: item for item in client.get("/api/loras").json()["loras"]}
+    long = library["loras/long/long.safetensors"]
+    assert long["facts"]["family"] == "sd1" and long["report"].endswith("report.html")
+    assert not any("/state/" in path for path in library)
+    tool = client.post(
+        "/api/tools",
+        json={
+            "tool": "resize",
+            "inputs": ["loras/long/long.safetensors"],
+            "out": "loras/small.safetensors",
+            "rank": 2,
+        },
+    ).json()["job"]
+    assert wait_job(client, tool["id"])["job"]["status"] == "done"
+    assert (workspace.root / "loras/small.safetensors").is_file()
+
+
+def test_a_job_outlives_the_ui_and_a_restarted_ui_follows_and_stops_it(workspace, style_images, ui_process):
+    ui = ui_process(workspace.root).wait_ready()
+    http = httpx.Client(base_url=ui.url, timeout=30)
+    dataset = _dataset(http, style_images)
+    http.post("/api/label", json={"dataset": dataset, "backend": "filename"})
+    http.post("/api/models/demo")
+    values = tiny_train_values(dataset, "endless", 5000)
+    job = http.post("/api/train/start", json={"values": values}).json()["job"]
+    wait_job(http, job["id"], until=lambda d: d["progress"].get("step", 0) >= 1)
+    doctor = http.post("/api/doctor", json={"dataset": dataset, "resolution": 64}).json()
+    ui.kill(signal.SIGKILL)  # the UI dies without a word; its jobs run on
+    pid = json.loads((workspace.root / "jobs" / job["id"] / "job.json").read_text())["pid"]
+    os.kill(pid, 0)
+    time.sleep(3)  # the doctor job ends while no UI is running
+    again = ui_process(workspace.root).wait_ready()
+    http = httpx.Client(base_url=again.url, timeout=30)
+    jobs = {j["id"]: j for j in http.get("/api/jobs").json()["jobs"]}
+    assert jobs[job["id"]]["status"] == "running"
+    assert wait_job(http, doctor["id"], timeout=30)["job"]["status"] == "done"
+    before = http.get(f"/api/jobs/{job['id']}").json()["progress"]["step"]
+    later = wait_job(http, job["id"], until=lambda d: d["progress"]["step"] > before)  # still training
+    assert later["job"]["status"] == "running"
+    http.post(f"/api/jobs/{job['id']}/stop")
+    stopped = wait_job(http, job["id"], timeout=60)
+    assert stopped["job"]["status"] == "stopped" and stopped["job"]["returncode"] == 130, stopped["log"]
+    assert "Training interrupted at step" in stopped["log"]
