@@ -31,6 +31,7 @@ ALIASES: dict[str, str] = {
     "max_train_epochs": "epochs",
     "unet_lr": "learning_rate",
     "lr_warmup": "lr_warmup_steps",
+    "optimizer_type": "optimizer",
     "eval_steps": "validation_steps",  # the LLM trainers' (transformers, TRL) name
 }
 

@@ -25,8 +25,18 @@ class TrainConfig(Section):
     )
     lr_scheduler: Literal[
         "constant", "constant_with_warmup", "linear", "cosine", "cosine_with_restarts", "polynomial"
-    ] = Field("constant", description="Learning-rate schedule (diffusers' get_scheduler names).")
+    ] = Field(
+        "constant",
+        description="Learning-rate schedule (diffusers' get_scheduler): `constant`, `constant_with_warmup`, "
+        "`linear` or `polynomial` decay to 0, `cosine`, or `cosine_with_restarts` (hard restarts).",
+    )
     lr_warmup_steps: int = Field(0, ge=0, description="Steps of linear warm-up at the start.")
+    lr_scheduler_num_cycles: int = Field(
+        1, ge=1, le=1000, description="Number of cosine cycles (restarts) for `cosine_with_restarts`."
+    )
+    lr_scheduler_power: float = Field(
+        1.0, gt=0.0, le=100.0, description="Power of the `polynomial` decay (1 is linear)."
+    )
     gradient_accumulation_steps: int = Field(
         1, ge=1, description="Sum gradients over this many batches before a step (bigger batch, same memory)."
     )
@@ -49,8 +59,14 @@ class TrainConfig(Section):
         "shuffled or dropped (the log says why it is off otherwise).",
     )
     seed: int = Field(42, description="Random seed for noise, timesteps and data order.")
-    optimizer: Literal["adamw", "sgd"] = Field("adamw", description="Optimiser.")
-    weight_decay: float = Field(1e-2, ge=0.0, description="AdamW weight decay.")
+    optimizer: Literal["adamw", "adamw8bit", "adafactor", "lion", "prodigy", "sgd"] = Field(
+        "adamw",
+        description="Optimiser (kohya: optimizer_type; any letter case): `adamw` (torch), `adamw8bit` "
+        "(bitsandbytes, saves memory), `adafactor` (transformers, at the fixed learning_rate), `lion` "
+        "(lion-pytorch; use a 3-10x smaller learning_rate), `prodigy` (prodigyopt, finds the step size "
+        "itself: set learning_rate 1), `sgd` (momentum 0.9).",
+    )
+    weight_decay: float = Field(1e-2, ge=0.0, description="Weight decay (AdamW, Lion, Prodigy, Adafactor).")
     max_grad_norm: float = Field(
         1.0, ge=0.0, description="Clip gradients to this norm (0 turns clipping off)."
     )
@@ -154,6 +170,11 @@ class TrainConfig(Section):
         if isinstance(v, int) and not 1 <= v <= 1024:
             raise ValueError("between 1 and 1024, or auto")
         return v
+
+    @field_validator("optimizer", mode="before")
+    @classmethod
+    def _optimizer_case(cls, v):
+        return v.lower() if isinstance(v, str) else v  # kohya writes AdamW8bit, Lion, Prodigy
 
     @model_validator(mode="after")
     def _needs_noise_offset(self):
