@@ -33,6 +33,9 @@ IMAGE_ONLY = {
     "huber_c",
     "huber_schedule",
     "zero_terminal_snr",
+    "down_lr_weight",
+    "mid_lr_weight",
+    "up_lr_weight",
     # samples on the LLM route are greedy replies to sample_prompts: the image settings do not apply
     "sample_negative_prompt",
     "sample_steps",

@@ -130,6 +130,26 @@ class TrainConfig(Section):
         description="Rescale the noise schedule so the last timestep is pure noise (Lin et al.); use with "
         "v-prediction models (SD 2.x-v).",
     )
+    loraplus_lr_ratio: float | None = Field(
+        None,
+        gt=0.0,
+        le=1000.0,
+        description="LoRA+ (Hayou et al.): the LoRA up (B) matrices learn this many times faster than the "
+        "down (A) matrices. 16 is the paper's value; empty: off.",
+    )
+    down_lr_weight: list[float] | None = Field(
+        None,
+        description="kohya's per-block learning rates: 12 multipliers for the UNet's down (input) blocks "
+        "IN01-IN12, as a list or `1,1,0.5,...`. 0 stops a block training. Empty: 1 for all.",
+    )
+    mid_lr_weight: float | None = Field(
+        None, ge=0.0, le=100.0, description="Learning-rate multiplier for the UNet's mid block."
+    )
+    up_lr_weight: list[float] | None = Field(
+        None,
+        description="12 learning-rate multipliers for the UNet's up (output) blocks OUT00-OUT11, as for "
+        "down_lr_weight.",
+    )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where to train.")
     num_threads: int | None = Field(
         None,
@@ -175,6 +195,25 @@ class TrainConfig(Section):
     @classmethod
     def _optimizer_case(cls, v):
         return v.lower() if isinstance(v, str) else v  # kohya writes AdamW8bit, Lion, Prodigy
+
+    @field_validator("down_lr_weight", "up_lr_weight", mode="before")
+    @classmethod
+    def _block_list(cls, v):
+        if isinstance(v, str):  # kohya's network_args form: "1,1,1,0.5,..."
+            try:
+                v = [float(x) for x in v.split(",") if x.strip()]
+            except ValueError:
+                raise ValueError("12 numbers such as 1,1,1,1,1,1,1,1,1,1,1,1") from None
+        return v
+
+    @field_validator("down_lr_weight", "up_lr_weight")
+    @classmethod
+    def _twelve(cls, v):
+        if v is not None and len(v) != 12:
+            raise ValueError(f"a list of 12 multipliers, one per block (it has {len(v)})")
+        if v is not None and any(not 0 <= x <= 100 for x in v):
+            raise ValueError("a list of 12 multipliers between 0 and 100")
+        return v
 
     @model_validator(mode="after")
     def _needs_noise_offset(self):

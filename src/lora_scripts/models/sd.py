@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from pathlib import Path
 
 import torch
@@ -24,6 +25,11 @@ from .render import RenderRequest, render_one
 from .targets import text_targets, unet_targets
 
 log = logging.getLogger(__name__)
+# kohya's UNet blocks for per-block learning rates: down_blocks.I.(attentions|resnets).J is IN(1 + 3I + J),
+# a downsampler IN(3 + 3I); up blocks OUT(3I + J), an upsampler OUT(3I + 2); the mid block is MID.
+_UNET_BLOCK = re.compile(
+    r"(?:^|\.)(up|down)_blocks\.(\d+)\.(resnets|attentions|upsamplers|downsamplers)\.(\d+)\."
+)
 SD1_INFO = FamilyInfo("sd1", "SD 1.x", lora_width=768)
 SD2_INFO = FamilyInfo("sd2", "SD 2.x", lora_width=1024)
 INFOS = {i.name: i for i in (SD1_INFO, SD2_INFO)}
@@ -83,6 +89,16 @@ class StableDiffusion:
         if component == "unet":
             return unet_targets(self.unet, with_conv=net.conv_rank is not None)
         return text_targets(self.text_encoder)
+
+    def lr_block(self, param_name: str) -> tuple[str, int] | None:
+        """("down", i) / ("up", i) / ("mid", 0): the UNet block of a LoRA parameter for down/mid/up_lr_weight,
+        numbered as kohya's lists are; None outside the blocks (conv_in, time embedding, ...)."""
+        m = _UNET_BLOCK.search(param_name)
+        if m:
+            side, i, kind, j = m.group(1), int(m.group(2)), m.group(3), int(m.group(4))
+            index = 3 * i + (2 if kind.endswith("samplers") else j)
+            return (side, index + 1) if side == "down" else (side, index)
+        return ("mid", 0) if re.search(r"(?:^|\.)mid_block\.", param_name) else None
 
     def frozen_modules(self) -> list[nn.Module]:
         return [self.unet, self.text_encoder, self.vae]

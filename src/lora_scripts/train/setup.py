@@ -16,6 +16,7 @@ from accelerate import Accelerator
 from torch import nn
 
 from ..config import NetworkConfig, TrainConfig
+from ..errors import ConfigError
 from ..inject.lora import inject_network, lora_parameters, read_weights
 from ..models.family import TrainableModel
 from ..save.metadata import NetworkFacts
@@ -67,10 +68,56 @@ def inject_adapters(model: TrainableModel, net: NetworkConfig, trained: list[str
 
 
 def param_groups(model: TrainableModel, trained: list[str], train: TrainConfig) -> list[dict]:
+    """One group per component and learning rate: the component's rate times the UNet block's weight
+    (down/mid/up_lr_weight) times loraplus_lr_ratio for LoRA's B (up) matrices. The main component's
+    unscaled group comes first (its rate is the one logged)."""
     modules = model.adapter_modules()
-    groups = [{"params": lora_parameters(modules[trained[0]]), "lr": train.learning_rate}]
-    groups += [{"params": lora_parameters(modules[c]), "lr": train.te_lr} for c in trained[1:]]
-    return [g for g in groups if g["params"]]
+    blocks = _block_weights(model, train)
+    groups = []
+    for i, component in enumerate(trained):
+        lr = train.learning_rate if i == 0 else train.te_lr
+        by_factor: dict[float, list] = {1.0: []}
+        for name, param in _named_lora_parameters(modules[component]):
+            factor = blocks(name) if i == 0 else 1.0
+            if train.loraplus_lr_ratio and ".lora_B." in name:
+                factor *= train.loraplus_lr_ratio
+            by_factor.setdefault(factor, []).append(param)
+        groups += [{"params": ps, "lr": lr * f} for f, ps in by_factor.items() if ps]
+    if train.loraplus_lr_ratio and not any(
+        ".lora_B." in n for m in modules.values() for n, _ in m.named_parameters()
+    ):
+        log.warning("loraplus_lr_ratio has no effect: this network has no LoRA B matrices")
+    return groups
+
+
+def _named_lora_parameters(module: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    wanted = {id(p) for p in lora_parameters(module)}
+    return [(n, p) for n, p in module.named_parameters() if id(p) in wanted]
+
+
+def _block_weights(model: TrainableModel, train: TrainConfig):
+    """parameter name -> its block's learning-rate multiplier (1 when no block weights are set)."""
+    if train.down_lr_weight is None and train.mid_lr_weight is None and train.up_lr_weight is None:
+        return lambda name: 1.0
+    block_of = getattr(model, "lr_block", None)
+    if block_of is None:
+        raise ConfigError(
+            f"down_lr_weight, mid_lr_weight and up_lr_weight are per-block learning rates of the SD 1.x/2.x "
+            f"UNet, and {model.info.display_name} models have no such blocks",
+            "Remove them from the config",
+        )
+
+    def weight(name: str) -> float:
+        block = block_of(name)
+        if block is None:
+            return 1.0
+        kind, index = block
+        if kind == "mid":
+            return 1.0 if train.mid_lr_weight is None else train.mid_lr_weight
+        weights = train.down_lr_weight if kind == "down" else train.up_lr_weight
+        return 1.0 if weights is None else weights[index]
+
+    return weight
 
 
 def network_facts(modules: dict[str, nn.Module]) -> NetworkFacts | None:
