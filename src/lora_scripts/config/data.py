@@ -44,6 +44,16 @@ class DataConfig(Section):
     flip_aug: bool = Field(
         False, description="Randomly mirror images horizontally (not for asymmetric subjects)."
     )
+    color_aug: bool = Field(
+        False,
+        description="Randomly change colours a little (kohya's color_aug): a third of the steps shift an "
+        "image's hue by up to 16 degrees or apply a gamma of 0.95-1.05. No effect with cache_latents.",
+    )
+    random_crop: bool = Field(
+        False,
+        description="Crop an image that does not fit its bucket's shape at a random place instead of the "
+        "centre. No effect with cache_latents.",
+    )
     trigger_word: str | None = Field(
         None, description="Word every caption should contain (the doctor warns about captions without it)."
     )
@@ -72,5 +82,11 @@ class DataConfig(Section):
     def for_scoring(self) -> DataConfig:
         """The settings held-out losses are computed with: captions as written, no flips."""
         return self.model_copy(
-            update={"shuffle_caption": False, "caption_dropout_rate": 0.0, "flip_aug": False}
+            update={
+                "shuffle_caption": False,
+                "caption_dropout_rate": 0.0,
+                "flip_aug": False,
+                "color_aug": False,
+                "random_crop": False,
+            }
         )

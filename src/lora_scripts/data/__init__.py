@@ -1,5 +1,6 @@
 """Training data: images, captions, aspect-ratio buckets and per-epoch batches."""
 
+from .augment import Augment, draw_augment
 from .buckets import assign_bucket, buckets_for, make_buckets, resize_to_bucket
 from .captions import make_caption, read_metadata_csv, read_sidecar, repeats_from_folder
 from .dataset import DatasetIndex, ImageItem, epoch_batches, load_pixels, scan_dataset
@@ -7,10 +8,12 @@ from .images import IMAGE_EXTENSIONS, image_size, list_images, open_image
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "Augment",
     "DatasetIndex",
     "ImageItem",
     "assign_bucket",
     "buckets_for",
+    "draw_augment",
     "epoch_batches",
     "image_size",
     "list_images",

@@ -46,8 +46,11 @@ def assign_bucket(size: tuple[int, int], buckets: list[tuple[int, int]]) -> tupl
     return min(buckets, key=distance)
 
 
-def resize_to_bucket(img: Image.Image, bucket: tuple[int, int]) -> Image.Image:
-    """Scale ``img`` to cover the bucket (LANCZOS), then centre-crop to exactly the bucket size."""
+def resize_to_bucket(
+    img: Image.Image, bucket: tuple[int, int], crop_at: tuple[float, float] = (0.5, 0.5)
+) -> Image.Image:
+    """Scale ``img`` to cover the bucket (LANCZOS), then crop to exactly the bucket size: centred, or at
+    ``crop_at`` (fractions of the spare width and height: 0 keeps the left/top edge, 1 the right/bottom)."""
     target_w, target_h = bucket
     if img.size == (target_w, target_h):
         return img
@@ -55,5 +58,6 @@ def resize_to_bucket(img: Image.Image, bucket: tuple[int, int]) -> Image.Image:
     new_w = max(target_w, round(img.width * scale))
     new_h = max(target_h, round(img.height * scale))
     resized = img.resize((new_w, new_h), Image.Resampling.LANCZOS)
-    left, top = (new_w - target_w) // 2, (new_h - target_h) // 2
+    left = min(new_w - target_w, int((new_w - target_w) * crop_at[0]))
+    top = min(new_h - target_h, int((new_h - target_h) * crop_at[1]))
     return resized.crop((left, top, left + target_w, top + target_h))

@@ -15,6 +15,7 @@ from PIL import Image
 
 from ..config.data import DataConfig
 from ..errors import DataError
+from .augment import Augment, apply_color
 from .buckets import assign_bucket, buckets_for, resize_to_bucket
 from .captions import metadata_folder_error, repeats_from_folder, split_tags
 from .images import image_size, list_images, open_image
@@ -249,10 +250,14 @@ def epoch_batches(index: DatasetIndex, batch_size: int, seed: int, epoch: int) -
     return batches
 
 
-def load_pixels(item: ImageItem, flip: bool) -> torch.Tensor:
-    """The image as float32 (3, h, w) in [-1, 1] at its bucket size, mirrored if ``flip``."""
-    img = resize_to_bucket(open_image(item.path, at_least=max(item.bucket)), item.bucket)
-    if flip:
+def load_pixels(item: ImageItem, flip: bool = False, aug: Augment | None = None) -> torch.Tensor:
+    """The image as float32 (3, h, w) in [-1, 1] at its bucket size, mirrored if ``flip``, with ``aug``'s
+    crop position, colour change and mirroring (data/augment.py)."""
+    aug = aug or Augment()
+    img = open_image(item.path, at_least=max(item.bucket))
+    img = resize_to_bucket(img, item.bucket, crop_at=aug.crop_at)
+    img = apply_color(img, aug)
+    if flip or aug.flip:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     pixels = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))

@@ -14,7 +14,7 @@ from PIL import Image
 from torch import nn
 
 from ..config import DataConfig, ModelConfig, NetworkConfig, TrainConfig
-from ..data import DatasetIndex, ImageItem, load_pixels, make_caption
+from ..data import DatasetIndex, ImageItem, draw_augment, load_pixels, make_caption
 from ..data.latent_cache import LatentCache
 from ..data.text_cache import TextCache, text_cache_blocker
 from .detect import SD1_TE_PREFIX, SD2_TE_PREFIX, UNET_PREFIX, ModelSource
@@ -119,8 +119,9 @@ class StableDiffusion:
         if train.zero_terminal_snr:
             self.use_zero_terminal_snr()
         if train.cache_latents != "no":
-            if data.flip_aug:
-                log.warning("cache_latents is on, so flip_aug has no effect (cached latents are not flipped)")
+            for key in ("flip_aug", "color_aug", "random_crop"):
+                if getattr(data, key):
+                    log.warning("cache_latents is on, so %s has no effect (latents are cached once)", key)
             folder = cache_dir if train.cache_latents == "disk" else None
             self.latent_cache = LatentCache(self.encode_image, folder)
             self.latent_cache.fill(index)
@@ -146,8 +147,8 @@ class StableDiffusion:
         if self.latent_cache is not None:
             latents = self.latent_cache.get(items).to(dev)
         else:
-            flips = [data.flip_aug and rng.random() < 0.5 for _ in items]
-            pixels = torch.stack([load_pixels(i, f) for i, f in zip(items, flips, strict=True)])
+            augments = [draw_augment(data, rng) for _ in items]
+            pixels = torch.stack([load_pixels(i, aug=a) for i, a in zip(items, augments, strict=True)])
             latents = self.encode_image(pixels, generator).float().to(dev)
         noise = make_noise(latents, train, generator)
         steps = self.noise_scheduler.config.num_train_timesteps
