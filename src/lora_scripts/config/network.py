@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from .base import Section
 
 
 class NetworkConfig(Section):
+    network_type: Literal["lora", "locon", "loha", "lokr"] = Field(
+        "lora",
+        description="Kind of adapter (LyCORIS's `algo` names): `lora`; `locon` (LoRA on the 3x3 convs too; "
+        "conv_rank defaults to lora_rank); `loha` (LoHa, Hadamard product of two low-rank pairs: more "
+        "expressive at the same rank); `lokr` (LoKr, Kronecker product: very small files). The file "
+        "loads in A1111/Forge and ComfyUI (LoHa/LoKr keys: hada_w1_a..., lokr_w1...).",
+    )
     lora_rank: int = Field(8, ge=1, le=1024, description="LoRA rank (kohya: network_dim).")
     lora_alpha: float | None = Field(
         None,
@@ -57,3 +66,11 @@ class NetworkConfig(Section):
     @property
     def conv_alpha_value(self) -> float:
         return float(self.conv_alpha if self.conv_alpha is not None else (self.conv_rank or 1))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _locon_trains_convs(cls, data):
+        """`network_type: locon` without conv_rank: the 3x3 convs get lora_rank (LyCORIS's default)."""
+        if isinstance(data, dict) and data.get("network_type") == "locon" and data.get("conv_rank") is None:
+            data = {**data, "conv_rank": data.get("lora_rank", cls.model_fields["lora_rank"].default)}
+        return data

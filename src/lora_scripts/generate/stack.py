@@ -2,7 +2,8 @@
 
 Hand-written forward hooks instead of peft/diffusers adapters (one line why): the base weights are never
 touched, so weight 0 (or no LoRA) is the base model bit for bit, and stacked LoRAs add exactly:
-`y = base(x) + sum_i weight_i * alpha_i/rank_i * up_i(down_i(x))`.
+`y = base(x) + sum_i weight_i * alpha_i/rank_i * up_i(down_i(x))` (a LoHa/LoKr adds its whole weight
+change, computed once: `weight_i * conv_or_linear(x, delta_i)`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..inject.lora import LoraWeights
+from ..inject.lyco import LycoWeights
 from ..save.lora_read import load_lora, target_modules
 from .library import LoraLibrary, short_hash
 from .prompts import LoraRef
@@ -25,9 +27,10 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Delta:
-    down: torch.Tensor
-    up: torch.Tensor
+    down: torch.Tensor | None
+    up: torch.Tensor | None
     scale: float  # alpha / rank
+    full: torch.Tensor | None = None  # LoHa/LoKr: the whole weight change (scale included), in weight shape
 
 
 class LoraStack:
@@ -78,6 +81,10 @@ class LoraStack:
                 if module not in self._deltas:
                     self._deltas[module] = {}
                     self._handles.append(module.register_forward_hook(self._hook))
+                if isinstance(w, LycoWeights):  # no low-rank path: apply its delta as a weight of its own
+                    full = w.delta().to(ref.device, ref.dtype)
+                    self._deltas[module][name] = _Delta(None, None, 1.0, full)
+                    continue
                 self._deltas[module][name] = _Delta(
                     down=w.down.to(ref.device, ref.dtype),
                     up=w.up.to(ref.device, ref.dtype),
@@ -95,6 +102,12 @@ class LoraStack:
 
 
 def _low_rank(module: nn.Module, x: torch.Tensor, delta: _Delta) -> torch.Tensor:
+    if delta.full is not None:
+        if isinstance(module, nn.Conv2d):
+            return F.conv2d(
+                x, delta.full, stride=module.stride, padding=module.padding, dilation=module.dilation
+            )
+        return F.linear(x, delta.full)
     if isinstance(module, nn.Conv2d):
         hidden = F.conv2d(
             x, delta.down, stride=module.stride, padding=module.padding, dilation=module.dilation

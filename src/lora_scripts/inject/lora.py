@@ -12,6 +12,7 @@ from torch import nn
 
 from ..config import NetworkConfig
 from ..models.targets import text_targets, unet_targets
+from .lyco import KINDS, LycoWeights, is_lyco_layer, lyco_config, read_lyco, write_lyco
 
 ADAPTER = "default"
 
@@ -68,12 +69,20 @@ def inject(
     dropout: float = 0.0,
     use_rslora: bool = False,
     use_dora: bool = False,
+    kind: str = "lora",
 ) -> nn.Module:
-    """Freeze `model` and add trainable LoRA layers (fp32) on the modules named in `ranks`."""
+    """Freeze `model` and add trainable layers (fp32) of network type `kind` (lora, loha, lokr) on the
+    modules named in `ranks`."""
     model.requires_grad_(False)
     if not ranks:
         return model
-    config = lora_config(ranks, alphas, dropout, use_rslora, use_dora)
+    if kind in KINDS:
+        base = lora_config(ranks, alphas)  # the same exact-name targets and rank/alpha patterns
+        config = lyco_config(
+            kind, base.target_modules, base.r, base.lora_alpha, base.rank_pattern, base.alpha_pattern
+        )
+    else:
+        config = lora_config(ranks, alphas, dropout, use_rslora, use_dora)
     inject_adapter_in_model(config, model, adapter_name=ADAPTER)
     for p in lora_parameters(model):
         p.data = p.data.float()
@@ -83,7 +92,10 @@ def inject(
 
 def inject_network(module: nn.Module, targets: dict[str, str], net: NetworkConfig) -> nn.Module:
     """LoRA on `targets` (module name -> kind, from the family's lora_targets) with the network's ranks."""
-    return inject(module, *network_ranks(targets, net), net.lora_dropout, net.use_rslora, net.use_dora)
+    kind = "lora" if net.network_type == "locon" else net.network_type
+    return inject(
+        module, *network_ranks(targets, net), net.lora_dropout, net.use_rslora, net.use_dora, kind=kind
+    )
 
 
 def inject_unet(unet: nn.Module, net: NetworkConfig) -> nn.Module:
@@ -95,7 +107,7 @@ def inject_text_encoder(text_encoder: nn.Module, net: NetworkConfig) -> nn.Modul
     return inject_network(text_encoder, text_targets(text_encoder), net)
 
 
-TRAINED = (".lora_A.", ".lora_B.", ".lora_magnitude_vector.")
+TRAINED = (".lora_A.", ".lora_B.", ".lora_magnitude_vector.", ".hada_", ".lokr_")
 
 
 def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -107,14 +119,22 @@ def _magnitude(layer: LoraLayer) -> torch.Tensor | None:
     return vectors[ADAPTER].weight.detach() if vectors is not None and ADAPTER in vectors else None
 
 
-def lora_layers(model: nn.Module) -> dict[str, LoraLayer]:
-    return {n: m for n, m in model.named_modules() if isinstance(m, LoraLayer) and ADAPTER in m.lora_A}
+def lora_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Module name -> its adapter layer (LoRA, LoHa or LoKr)."""
+    return {
+        n: m
+        for n, m in model.named_modules()
+        if (isinstance(m, LoraLayer) and ADAPTER in m.lora_A) or (is_lyco_layer(m) and ADAPTER in m.r)
+    }
 
 
-def read_weights(model: nn.Module) -> dict[str, LoraWeights]:
-    """Module name -> its LoRA weights (alpha = scaling * rank, as kohya stores it)."""
+def read_weights(model: nn.Module) -> dict[str, LoraWeights | LycoWeights]:
+    """Module name -> its weights (alpha = scaling * rank, as kohya stores it)."""
     out = {}
     for name, layer in lora_layers(model).items():
+        if is_lyco_layer(layer):
+            out[name] = read_lyco(layer, ADAPTER)
+            continue
         rank = layer.r[ADAPTER]
         out[name] = LoraWeights(
             down=layer.lora_A[ADAPTER].weight.detach(),
@@ -126,11 +146,14 @@ def read_weights(model: nn.Module) -> dict[str, LoraWeights]:
 
 
 @torch.no_grad()
-def write_weights(model: nn.Module, weights: dict[str, LoraWeights]) -> None:
+def write_weights(model: nn.Module, weights: dict[str, LoraWeights | LycoWeights]) -> None:
     """Copy weights into an injected model; every module must be present with the same shapes."""
     layers = lora_layers(model)
     for name, w in weights.items():
         layer = layers[name]
+        if isinstance(w, LycoWeights):
+            write_lyco(layer, ADAPTER, w)
+            continue
         layer.lora_A[ADAPTER].weight.copy_(w.down)
         layer.lora_B[ADAPTER].weight.copy_(w.up)
         layer.scaling[ADAPTER] = w.alpha / layer.r[ADAPTER]

@@ -9,6 +9,7 @@ from safetensors import safe_open
 
 from ..errors import FormatError
 from ..inject.lora import LoraWeights
+from ..inject.lyco import KINDS, LYCO_NAMES, LycoWeights, lyco_shape, missing_lyco_parts
 from .kohya_keys import SUFFIX_ALPHA, SUFFIX_DOWN, SUFFIX_UP, kohya_name, name_table, split_key
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "float": torch.float32}
@@ -21,6 +22,12 @@ def to_kohya(parts: dict[str, dict[str, LoraWeights]], precision: str = "fp16") 
     for component, modules in parts.items():
         for path, w in sorted(modules.items()):
             name = kohya_name(component, path)
+            if isinstance(w, LycoWeights):
+                out.update(
+                    {f"{name}.{k}": t.detach().to("cpu", dtype).contiguous() for k, t in w.tensors.items()}
+                )
+                out[name + SUFFIX_ALPHA] = torch.tensor(w.alpha, dtype=dtype)
+                continue
             out[name + SUFFIX_DOWN] = w.down.detach().to("cpu", dtype).contiguous()
             out[name + SUFFIX_UP] = w.up.detach().to("cpu", dtype).contiguous()
             out[name + SUFFIX_ALPHA] = torch.tensor(w.alpha, dtype=dtype)
@@ -45,10 +52,32 @@ def from_kohya(
             raise FormatError(
                 f"LoRA module '{name}' does not exist in this base model", "Use a LoRA for this model"
             )
-        down, up = group["down"].float(), group["up"].float()
-        alpha = float(group["alpha"]) if "alpha" in group else float(down.shape[0])
-        out[component][tables[component][name]] = LoraWeights(down=down, up=up, alpha=alpha)
+        out[component][tables[component][name]] = module_weights(name, group)
     return out
+
+
+def module_weights(name: str, group: dict[str, torch.Tensor]) -> LoraWeights | LycoWeights:
+    """One module's tensors (split_key's parts: down/up/alpha or LyCORIS's) as weights; the weight shape of
+    a LoHa/LoKr is its delta's, found by the caller (`shape` is filled from the factors where it can be)."""
+    kind = next((k for k, prefix in KINDS.items() if any(p.startswith(prefix) for p in group)), None)
+    if kind is not None:
+        tensors = {p: v.float() for p, v in group.items() if p != "alpha"}
+        missing = missing_lyco_parts(kind, set(tensors))
+        if missing or "down" in group or "up" in group:
+            what = f"lacks {', '.join(missing)}" if missing else "mixes lora_down/lora_up with them"
+            raise FormatError(
+                f"Module '{name}' has {LYCO_NAMES[kind]} tensors but {what}",
+                "The file is damaged or of a kind lora-scripts cannot read; use a whole LoRA, LoHa or LoKr",
+            )
+        w = LycoWeights(kind, tensors, 0.0, ())
+        w.shape = lyco_shape(w)
+        w.alpha = float(group["alpha"]) if "alpha" in group else float(w.dim or 1)
+        return w
+    if "down" not in group or "up" not in group:
+        raise FormatError(f"LoRA module '{name}' has no lora_down/lora_up pair", "Use a complete LoRA file")
+    down, up = group["down"].float(), group["up"].float()
+    alpha = float(group["alpha"]) if "alpha" in group else float(down.shape[0])
+    return LoraWeights(down=down, up=up, alpha=alpha)
 
 
 def read_lora_file(path: str, what: str = "LoRA") -> tuple[dict[str, torch.Tensor], dict[str, str]]:

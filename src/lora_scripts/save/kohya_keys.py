@@ -10,6 +10,22 @@ from __future__ import annotations
 UNET = "lora_unet_"
 TE = "lora_te_"
 SUFFIX_DOWN, SUFFIX_UP, SUFFIX_ALPHA = ".lora_down.weight", ".lora_up.weight", ".alpha"
+# LyCORIS's LoHa/LoKr tensors: `<name>.hada_w1_a`, `<name>.lokr_w2_b`... (no `.weight`)
+LYCO_PARTS = (
+    "hada_w1_a",
+    "hada_w1_b",
+    "hada_w2_a",
+    "hada_w2_b",
+    "hada_t1",
+    "hada_t2",
+    "lokr_w1",
+    "lokr_w1_a",
+    "lokr_w1_b",
+    "lokr_w2",
+    "lokr_w2_a",
+    "lokr_w2_b",
+    "lokr_t2",
+)
 
 
 def te_canonical(path: str) -> str:
@@ -32,8 +48,10 @@ def name_table(component: str, paths: list[str]) -> dict[str, str]:
 
 
 def split_key(key: str) -> tuple[str, str] | None:
-    """`lora_unet_x.lora_down.weight` -> ("lora_unet_x", "down"); None for keys that are not LoRA tensors."""
+    """`lora_unet_x.lora_down.weight` -> ("lora_unet_x", "down"), `lora_unet_x.hada_w1_a` -> (..,
+    "hada_w1_a"); None for keys that are not LoRA/LoHa/LoKr tensors."""
     for suffix, part in ((SUFFIX_DOWN, "down"), (SUFFIX_UP, "up"), (SUFFIX_ALPHA, "alpha")):
         if key.endswith(suffix):
             return key[: -len(suffix)], part
-    return None
+    name, _, part = key.rpartition(".")
+    return (name, part) if part in LYCO_PARTS and name else None

@@ -8,7 +8,9 @@ modules or shapes do not fit the base model is refused, naming both model famili
 from __future__ import annotations
 
 import json
+import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -16,17 +18,18 @@ from torch import nn
 
 from ..errors import FormatError
 from ..inject.lora import LoraWeights
+from ..inject.lyco import LycoWeights
 from ..models.registry import display_name
 from .kohya import from_kohya, read_lora_file
 from .kohya_keys import name_table, split_key, te_canonical
 from .lora_family import detect_lora_family, lora_downs
 
-Parts = dict[str, dict[str, LoraWeights]]  # {"unet"|"te": {module path: weights}}
+Parts = dict[str, dict[str, LoraWeights | LycoWeights]]  # {"unet"|"te": {module path: weights}}
 PEFT_PREFIXES = {"unet.": "unet", "text_encoder.": "te", "base_model.model.": "unet"}
 UNSUPPORTED = {
-    ".hada_": "LoHa",
-    ".lokr_": "LoKr",
     ".dora_scale": "DoRA",
+    ".hada_t1": "LoHa with CP/Tucker",
+    ".lokr_t2": "LoKr with CP/Tucker",
     ".lora_mid.": "LoCon with CP/Tucker",
 }
 
@@ -43,7 +46,7 @@ def load_lora(path: Path, models: dict[str, nn.Module], family: str) -> Parts:
     if any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for k in tensors):
         _refuse_family(path, "sdxl", family, "it has SDXL's two text encoders")
     modules = {c: target_modules(m) for c, m in models.items()}
-    if any(k.startswith(("lora_unet_", "lora_te_")) for k in tensors):
+    if any(k.startswith(("lora_unet_", "lora_te_")) for k in tensors):  # kohya: LoRA, LoCon, LoHa, LoKr
         parts = _from_kohya_file(path, tensors, modules, (theirs, family))
     elif any(".lora_A." in k or ".lora_B." in k for k in tensors):
         parts = _from_peft_file(path, tensors, modules, (theirs, family), meta)
@@ -55,7 +58,8 @@ def load_lora(path: Path, models: dict[str, nn.Module], family: str) -> Parts:
             module = modules[component][module_path]
             fitted = _fit(module, w)
             if fitted is None:
-                shape = f"{tuple(w.down.shape)} for '{module_path}' ({_size(module)})"
+                found = w.shape if isinstance(w, LycoWeights) else w.down.shape
+                shape = f"{tuple(found)} for '{module_path}' ({_size(module)})"
                 _refuse_family(path, theirs, family, f"a weight has the shape {shape}")
             out[component][module_path] = fitted
     return out
@@ -85,7 +89,10 @@ def _from_kohya_file(path, tensors, modules, families) -> Parts:
     unknown = sorted(n for n in names if not any(n in t for t in tables.values()))
     if unknown:
         _refuse_family(path, *families, f"the base model has no module '{unknown[0]}'")
-    return from_kohya(lora, {c: list(m) for c, m in modules.items()})
+    try:
+        return from_kohya(lora, {c: list(m) for c, m in modules.items()})
+    except FormatError as exc:  # a damaged module: say which file
+        raise FormatError(f"'{path}': {exc.what}", exc.hint) from exc
 
 
 def _from_peft_file(path, tensors, modules, families, meta) -> Parts:
@@ -129,8 +136,12 @@ def _peft_alpha(config: dict, component: str, module: str, down: torch.Tensor) -
     return float(config.get(f"{prefix}.lora_alpha", down.shape[0]))
 
 
-def _fit(module: nn.Module, w: LoraWeights) -> LoraWeights | None:
+def _fit(module: nn.Module, w: LoraWeights | LycoWeights) -> LoraWeights | LycoWeights | None:
     """Weights in the layout `module` needs (linear vs 1x1 conv), or None when the shapes do not fit."""
+    if isinstance(w, LycoWeights):
+        weight = module.weight.shape
+        fits = w.shape[0] == weight[0] and math.prod(w.shape) == math.prod(weight)
+        return replace(w, shape=tuple(weight)) if fits else None
     if isinstance(module, nn.Linear):
         down, up = w.down.flatten(1), w.up.flatten(1)
         ok = down.shape[1] == module.in_features and up.shape == (module.out_features, down.shape[0])

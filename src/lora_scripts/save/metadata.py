@@ -51,9 +51,12 @@ def build_metadata(cfg: Config, facts: RunFacts) -> dict[str, str]:
     args = {}
     if shape.conv_dim:
         args = {"conv_dim": str(shape.conv_dim), "conv_alpha": _num(shape.conv_alpha)}
+    lycoris = net.network_type in ("loha", "lokr")  # kohya's record of a LyCORIS network: module + algo
+    if lycoris:
+        args = {"algo": net.network_type, **args}
     meta = {
         **{k: v for k, v in facts.family_facts.items() if k.startswith("ss_")},
-        "ss_network_module": "networks.lora",
+        "ss_network_module": "lycoris.kohya" if lycoris else "networks.lora",
         "ss_network_dim": str(shape.dim),
         "ss_network_alpha": _num(shape.alpha),
         "ss_network_args": json.dumps(args),

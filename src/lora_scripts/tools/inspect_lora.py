@@ -10,6 +10,8 @@ from pathlib import Path
 from rich.console import Group
 from rich.table import Table
 
+from ..inject.lora import LoraWeights
+from ..inject.lyco import LycoWeights
 from .family import group_of, kind_of
 from .lora_io import LoraFile, read_lora
 from .lowrank import rank_of
@@ -54,7 +56,8 @@ def describe(path: Path, top: int = 15) -> dict:
         "size_bytes": lora.size,
         "size": human_size(lora.size),
         "dtypes": sorted(lora.dtypes),
-        "parameters": sum(w.down.numel() + w.up.numel() for w in lora.modules.values()),
+        "parameters": sum(_parameters(w) for w in lora.modules.values()),
+        "network_types": dict(Counter(_network_type(w) for w in lora.modules.values()).most_common()),
         "family": family,
         "family_from": how,
         "modules": len(lora.modules),
@@ -67,6 +70,16 @@ def describe(path: Path, top: int = 15) -> dict:
         "top_tags": tags.most_common(top),
         "metadata_keys": len(lora.metadata),
     }
+
+
+def _parameters(w: LoraWeights | LycoWeights) -> int:
+    if isinstance(w, LycoWeights):
+        return sum(t.numel() for t in w.tensors.values())
+    return w.down.numel() + w.up.numel()
+
+
+def _network_type(w: LoraWeights | LycoWeights) -> str:
+    return {"loha": "LoHa", "lokr": "LoKr"}[w.kind] if isinstance(w, LycoWeights) else "LoRA"
 
 
 def _groups(lora: LoraFile) -> list[dict]:
@@ -143,8 +156,9 @@ def render(report: dict) -> Group:
     head.add_row("size", f"{report['size']}, {', '.join(report['dtypes'])}, {report['parameters']:,} params")
     touched = ", ".join(f"{k} {n}" for k, n in report["kinds"].items())
     head.add_row("modules", f"{report['modules']} ({touched})")
+    head.add_row("network type", ", ".join(f"{k} {n}" for k, n in report["network_types"].items()))
     if report["other_tensors"]:
-        head.add_row("other tensors", f"{report['other_tensors']} (not plain LoRA: LoHa/LoKr/DoRA?)")
+        head.add_row("other tensors", f"{report['other_tensors']} (not LoRA/LoHa/LoKr: DoRA?)")
     head.add_row("trigger words", ", ".join(report["trigger_words"]) or "-")
     groups = Table("group", "modules", "rank", "alpha", title="Rank / alpha per module group")
     for row in report["groups"]:

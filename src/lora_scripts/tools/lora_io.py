@@ -9,9 +9,10 @@ import torch
 
 from ..errors import FormatError, OutputError
 from ..inject.lora import LoraWeights
+from ..inject.lyco import KINDS, LycoWeights, missing_lyco_parts
 from ..save.atomic import atomic_save_safetensors, probe_writable
-from ..save.kohya import DTYPES, read_lora_file
-from ..save.kohya_keys import SUFFIX_ALPHA, SUFFIX_DOWN, SUFFIX_UP, split_key
+from ..save.kohya import DTYPES, module_weights, read_lora_file
+from ..save.kohya_keys import LYCO_PARTS, SUFFIX_ALPHA, SUFFIX_DOWN, SUFFIX_UP, split_key
 from ..save.lora_family import detect_lora_family
 from ..save.metadata import add_hashes
 
@@ -22,7 +23,7 @@ STALE_KEYS = ("sshs_model_hash", "sshs_legacy_hash", "modelspec.hash_sha256")
 @dataclass
 class LoraFile:
     path: Path
-    modules: dict[str, LoraWeights]  # kohya module name (lora_unet_..., lora_te_...) -> weights
+    modules: dict[str, LoraWeights | LycoWeights]  # kohya module name (lora_unet_..., lora_te_...) -> weights
     metadata: dict[str, str]
     other: list[str] = field(default_factory=list)  # tensors that are not plain LoRA (LoHa, LoKr, DoRA...)
     dtypes: set[str] = field(default_factory=set)
@@ -46,12 +47,23 @@ def read_lora(path: Path, strict: bool = True) -> LoraFile:
             other.append(key)
         else:
             grouped.setdefault(split[0], {})[split[1]] = value
-    modules = {}
+    modules: dict[str, LoraWeights | LycoWeights] = {}
+    lyco = []
     for name, group in grouped.items():
         if "down" in group and "up" in group:
             modules[name] = _weights(group)
+        elif not strict and _complete_lyco(group):
+            modules[name] = module_weights(name, group)  # LoHa/LoKr: described, not merged or resized
         else:
-            other.extend(f"{name}.{part}" for part in group)
+            (lyco if strict and any(part in LYCO_PARTS for part in group) else other).extend(
+                f"{name}.{part}" for part in group
+            )
+    if strict and lyco:
+        kind = "LoHa" if any(".hada_" in k for k in lyco) else "LoKr"
+        raise FormatError(
+            f"'{path}' is a {kind} file; this tool works on plain LoRA/LoCon files (lora_down/lora_up)",
+            "Use it in generate or as init_lora; to merge or resize, train a LoRA/LoCon instead",
+        )
     if not modules:
         raise FormatError(
             f"'{path}' is not a LoRA file: it has no lora_down/lora_up tensors (first key: "
@@ -66,6 +78,11 @@ def read_lora(path: Path, strict: bool = True) -> LoraFile:
         )
     dtypes = {str(t.dtype).removeprefix("torch.") for t in tensors.values()}
     return LoraFile(path, modules, metadata, sorted(other), dtypes, path.stat().st_size)
+
+
+def _complete_lyco(group: dict[str, torch.Tensor]) -> bool:
+    kind = next((k for k, prefix in KINDS.items() if any(p.startswith(prefix) for p in group)), None)
+    return kind is not None and not missing_lyco_parts(kind, set(group)) and "down" not in group
 
 
 def _weights(group: dict[str, torch.Tensor]) -> LoraWeights:

@@ -12,7 +12,15 @@ from pathlib import Path
 
 from ..config import Config
 
-NETWORK_KEYS = ("lora_rank", "lora_alpha", "conv_rank", "conv_alpha", "lora_dropout", "train_text_encoder")
+NETWORK_KEYS = (
+    "network_type",
+    "lora_rank",
+    "lora_alpha",
+    "conv_rank",
+    "conv_alpha",
+    "lora_dropout",
+    "train_text_encoder",
+)
 TRAIN_KEYS = (
     "learning_rate",
     "text_encoder_lr",

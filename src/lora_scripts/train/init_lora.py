@@ -7,12 +7,15 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ..config import NetworkConfig
 from ..errors import ConfigError
 from ..inject.lora import LoraWeights, inject, write_weights
-from ..save.kohya import read_lora_file
+from ..inject.lyco import LycoWeights
+from ..save.kohya import module_weights, read_lora_file
+from ..save.kohya_keys import LYCO_PARTS, split_key
 from ..save.lora_family import lora_downs
 from ..save.lora_read import load_lora, not_a_lora
 from ..save.peft_adapter import adapter_weights
@@ -33,9 +36,16 @@ def check_init_lora(net: NetworkConfig, adapter_format: str = "kohya") -> int:
     return file_rank
 
 
-def _kohya_downs(path: str) -> list[LoraWeights]:
+def _kohya_downs(path: str) -> list[LoraWeights | LycoWeights]:
+    """Each module's down weight (kohya or PEFT/diffusers LoRA file), or its LoHa/LoKr weights."""
     tensors, _meta = read_lora_file(path, what="init_lora")
+    lyco: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        split = split_key(key)
+        if split is not None:
+            lyco.setdefault(split[0], {})[split[1]] = value
     downs = [LoraWeights(down, down, 1.0) for down in lora_downs(tensors).values()]
+    downs += [module_weights(n, g) for n, g in lyco.items() if any(p in LYCO_PARTS for p in g)]
     if not downs:
         raise not_a_lora(Path(path), tensors)
     return downs
@@ -47,7 +57,7 @@ def _peft_downs(path: str) -> list[LoraWeights]:
 
 def _peft_parts(path: Path, models: dict[str, nn.Module], family: str) -> dict[str, dict[str, LoraWeights]]:
     """The adapter's layers for the one model of a PEFT family, each checked against the layer it adds to."""
-    (component, model), = models.items()
+    ((component, model),) = models.items()
     weights, _conf = adapter_weights(path.expanduser())
     layers = dict(model.named_modules())
     for name, w in weights.items():
@@ -78,14 +88,28 @@ def apply_init_lora(
     parts = _PART_READERS[adapter_format](Path(net.init_lora), models, family)
     for component, weights in parts.items():
         if weights:
+            kinds = {w.kind if isinstance(w, LycoWeights) else "lora" for w in weights.values()}
+            if len(kinds) > 1:
+                raise ConfigError(
+                    f"init_lora '{net.init_lora}' mixes {' and '.join(sorted(kinds))} modules",
+                    "Continue from a file of one network type",
+                )
             inject(
                 models[component],
                 {n: w.down.shape[0] for n, w in weights.items()},
                 {n: w.alpha for n, w in weights.items()},
                 net.lora_dropout,
-                use_dora=any(w.magnitude is not None for w in weights.values()),
+                use_dora=any(getattr(w, "magnitude", None) is not None for w in weights.values()),
+                kind=kinds.pop(),
             )
-            write_weights(models[component], weights)
+            try:
+                write_weights(models[component], weights)
+            except RuntimeError as exc:  # a LoKr factored differently from peft's own split
+                raise ConfigError(
+                    f"init_lora '{net.init_lora}' has {component} weights laid out unlike this trainer's "
+                    f"({str(exc).splitlines()[0][:100]})",
+                    "Continue from a file this trainer (or LyCORIS with default factors) wrote",
+                ) from exc
     modules = ", ".join(f"{len(w)} {NAMES.get(c, c)} modules" for c, w in parts.items())
     log.info("Continuing from %s: %s, rank %d", net.init_lora, modules, file_rank)
     return parts

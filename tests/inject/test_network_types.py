@@ -1,0 +1,176 @@
+"""LoHa and LoKr (network_type) trained through peft's layers, saved in LyCORIS's kohya key layout: the
+weight change each file implies under the clients' own rule equals what the trained peft layer applies, for
+linear and 3x3 conv layers; generate, init_lora and `lora inspect` read the files back.
+
+The client rule is written here from A1111's extensions-builtin/Lora (network_hada.py, network_lokr.py,
+network.py calc_scale), independently of lora_scripts: LoHa (w1a @ w1b) * (w2a @ w2b); LoKr kron(w1, w2) with
+w1/w2 either full or a @ b, a 4-d w2 taking w1 as [.., .., 1, 1]; reshaped to the layer's weight; scaled by
+alpha / dim, dim the first size of hada_w1_b, or of lokr_w1_b / lokr_w2_b (w2 wins), and 1 without one.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from lora_scripts.config import build_config
+from lora_scripts.save.kohya_keys import kohya_name
+from lora_scripts.train import run as run_module
+from lora_scripts.train.run import run_training
+
+LINEAR = "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k"
+CONV = "down_blocks.0.resnets.0.conv1"
+
+
+def a1111_delta(t: dict[str, torch.Tensor], weight_shape: tuple[int, ...]) -> torch.Tensor:
+    t = {k: v.double() for k, v in t.items()}
+    if "hada_w1_a" in t:
+        w1 = t["hada_w1_a"].reshape(t["hada_w1_a"].shape[0], -1) @ t["hada_w1_b"].reshape(
+            t["hada_w1_b"].shape[0], -1
+        )
+        w2 = t["hada_w2_a"].reshape(t["hada_w2_a"].shape[0], -1) @ t["hada_w2_b"].reshape(
+            t["hada_w2_b"].shape[0], -1
+        )
+        updown, dim = w1 * w2, t["hada_w1_b"].shape[0]
+    else:
+        w1 = t["lokr_w1"] if "lokr_w1" in t else t["lokr_w1_a"] @ t["lokr_w1_b"]
+        w2 = t["lokr_w2"] if "lokr_w2" in t else t["lokr_w2_a"] @ t["lokr_w2_b"]
+        dim = t["lokr_w1_b"].shape[0] if "lokr_w1_b" in t else None
+        dim = t["lokr_w2_b"].shape[0] if "lokr_w2_b" in t else dim
+        if w2.dim() == 4:
+            w1 = w1.unsqueeze(2).unsqueeze(2)
+        updown = torch.kron(w1, w2.contiguous())
+    scale = float(t["alpha"]) / dim if dim else 1.0
+    return updown.reshape(weight_shape) * scale
+
+
+def _train(base_config, tmp_path, **extra):
+    """Train in-process and keep the trainer's UNet (with its peft layers) to compare the file against."""
+    kept = {}
+    real = run_module.Trainer
+
+    class Keeping(real):
+        def train(self):
+            result = super().train()
+            kept["unet"] = self.model.unet
+            return result
+
+    run_module.Trainer = Keeping
+    try:
+        # alpha below the rank: every scale the clients apply is 1/2, so a missed one shows
+        config = {**base_config, "save_precision": "float", "max_train_steps": 2, "learning_rate": 5e-2}
+        config.update(lora_alpha=extra.get("lora_rank", 4) / 2, conv_alpha=1)
+        result = run_training(build_config({**config, "output_dir": str(tmp_path / "out"), **extra}))
+    finally:
+        run_module.Trainer = real
+    return result, kept["unet"]
+
+
+@pytest.mark.parametrize(
+    "network, rank, conv_rank",
+    [("loha", 4, 2), ("lokr", 4, 2), ("lokr", 64, 64)],  # lokr rank 64: full factors, no low-rank pair
+)
+def test_the_file_implies_the_delta_the_peft_layer_applies(base_config, tmp_path, network, rank, conv_rank):
+    result, unet = _train(base_config, tmp_path, network_type=network, lora_rank=rank, conv_rank=conv_rank)
+    tensors = load_file(result.lora_path)
+    prefix = {"loha": "hada_", "lokr": "lokr_"}[network]
+    assert not any(".lora_down." in k for k in tensors) and any(f".{prefix}" in k for k in tensors)
+    for path in (LINEAR, CONV):
+        name = kohya_name("unet", path)
+        mine = {k.removeprefix(name + "."): v for k, v in tensors.items() if k.startswith(name + ".")}
+        layer = unet.get_submodule(path)
+        with torch.no_grad():
+            applied = layer.get_delta_weight("default").double()
+        implied = a1111_delta(mine, tuple(layer.get_base_layer().weight.shape))
+        assert applied.abs().max() > 1e-6, path  # trained: not the zero delta of a fresh layer
+        assert (implied - applied).abs().max() < 1e-6 * max(1.0, applied.abs().max()), path
+
+
+def test_metadata_names_the_lycoris_algo(base_config, tmp_path):
+    result, _ = _train(base_config, tmp_path, network_type="loha", conv_rank=2)
+    from safetensors import safe_open
+
+    with safe_open(str(result.lora_path), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["ss_network_module"] == "lycoris.kohya"
+    assert json.loads(meta["ss_network_args"])["algo"] == "loha"
+
+
+def test_generate_inspect_and_init_lora_read_a_loha_file(base_config, tmp_path, cli, tiny_model):
+    result, _ = _train(base_config, tmp_path, network_type="loha", conv_rank=2)
+    report = json.loads(cli("lora", "inspect", str(result.lora_path), "--json").stdout)
+    assert report["network_types"] == {"LoHa": report["modules"]} and report["family"] == "sd1"
+    out = tmp_path / "generated"
+    args = [
+        "generate",
+        "neon phone",
+        "-m",
+        str(tiny_model["single_file"]),
+        "-l",
+        str(result.lora_path.parent),
+    ]
+    args += ["--lora", result.lora_path.stem, "--weights", "0,1", "--seeds", "3", "-o", str(out)]
+    done = cli(*args, "--steps", "2", "-W", "64", "-H", "64", "--no-grid")
+    assert done.returncode == 0, done.stderr[-2000:]
+    base, styled = [np.asarray(Image.open(p)) for p in sorted(out.glob("0*.png"))]
+    assert not np.array_equal(base, styled)  # the LoHa changes the image at weight 1, not at 0
+    again = _train(
+        base_config,
+        tmp_path / "v2",
+        network_type="loha",
+        init_lora=str(result.lora_path),
+        learning_rate=1e-12,
+        conv_rank=2,
+    )[0]
+    a, b = load_file(result.lora_path), load_file(again.lora_path)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_tools_that_need_plain_lora_refuse_a_lokr_file(base_config, tmp_path, cli):
+    result, _ = _train(base_config, tmp_path, network_type="lokr")
+    done = cli(
+        "lora", "resize", str(result.lora_path), "--rank", "2", "-o", str(tmp_path / "small.safetensors")
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "is a LoKr file; this tool works on plain LoRA/LoCon files" in " ".join(done.stderr.split())
+
+
+@pytest.mark.parametrize("network", ["loha", "lokr"])
+def test_generate_applies_the_client_delta(base_config, tmp_path, tiny_model, network):
+    """generate's LoRA stack adds exactly weight * (the A1111 delta) to a linear and a 3x3 conv layer."""
+    import torch.nn.functional as F
+
+    from lora_scripts.config import ModelConfig
+    from lora_scripts.generate.library import LoraLibrary
+    from lora_scripts.generate.prompts import LoraRef
+    from lora_scripts.generate.stack import LoraStack
+    from lora_scripts.models.loader import load_components
+    from lora_scripts.models.sd import StableDiffusion
+
+    result, _ = _train(base_config, tmp_path, network_type=network, conv_rank=2)
+    tensors = load_file(result.lora_path)
+    pipe = StableDiffusion(load_components(ModelConfig(base_model=str(tiny_model["single_file"])))).pipeline()
+    stack = LoraStack(pipe.unet, pipe.text_encoder, "sd1", LoraLibrary(result.lora_path.parent))
+    for path, shape in ((LINEAR, (2, 77, 64)), (CONV, (1, 32, 8, 8))):
+        module = pipe.unet.get_submodule(path)
+        name = kohya_name("unet", path)
+        mine = {k.removeprefix(name + "."): v for k, v in tensors.items() if k.startswith(name + ".")}
+        delta = a1111_delta(mine, tuple(module.weight.shape)).float()
+        x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            stack.activate([])
+            base = module(x)
+            stack.activate([LoraRef(result.lora_path.stem, 0.7)])
+            got = module(x) - base
+        if isinstance(module, torch.nn.Conv2d):
+            want = F.conv2d(x, delta, stride=module.stride, padding=module.padding)
+        else:
+            want = F.linear(x, delta)
+        assert want.abs().max() > 1e-5
+        torch.testing.assert_close(got, 0.7 * want, atol=1e-5, rtol=1e-4)
+    stack.close()
