@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lora_scripts.config import build_config
+from lora_scripts.config import build_config, load_config
 from lora_scripts.data import scan_dataset
 from lora_scripts.errors import ConfigError
 from lora_scripts.models import diffusion
@@ -207,3 +207,21 @@ def test_bad_loss_values_are_one_sentence(base_config):
         build_config({**base_config, "loss_type": "l3"})
     with pytest.raises(ConfigError, match="min_snr_gamma"):
         build_config({**base_config, "min_snr_gamma": -1})
+
+
+def test_kohyas_v_parameterization_selects_v_prediction(base_config, tmp_path):
+    cfg = build_config({**base_config, "v_parameterization": True})
+    assert cfg.model.prediction_type == "v_prediction"
+    model = StableDiffusion(load_components(cfg.model))
+    assert model.prediction_type == "v_prediction"  # the loss's target is the velocity
+    assert model.noise_scheduler.config.prediction_type == "v_prediction"
+    # false is kohya's default: our `auto` (which still detects SD2-v checkpoints), not a forced epsilon
+    assert build_config({**base_config, "v_parameterization": False}).model.prediction_type == "auto"
+    with pytest.raises(ConfigError, match="set twice"):
+        build_config({**base_config, "v_parameterization": True, "prediction_type": "epsilon"})
+    with pytest.raises(ConfigError, match="'v_parameterization'.*'yes'.*true or false") as err:
+        build_config({**base_config, "v_parameterization": "yes"})
+    assert "\n" not in str(err.value)
+    (tmp_path / "c.yaml").write_text(f"base_model: {base_config['base_model']}\ntrain_data_dir: d\n")
+    over = load_config(tmp_path / "c.yaml", ["v_parameterization=true"])
+    assert over.model.prediction_type == "v_prediction"

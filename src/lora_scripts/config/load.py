@@ -12,7 +12,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ConfigError
-from .root import ALIASES, SECTIONS, Config, key_to_section
+from .root import ALIASES, SECTIONS, VALUE_ALIASES, Config, key_to_section
 from .route import IMAGE_ONLY, IMAGE_SECTIONS, LLM, LLM_ONLY, LLM_SECTIONS, route_of
 
 
@@ -184,6 +184,16 @@ def _section_items(section: str, value: Any, source: str):
 
 def _place(nested, owners, key, value, source, section_hint=None, where: _Where | None = None):
     written, key = key, ALIASES.get(key, key)
+    if written in VALUE_ALIASES:
+        try:
+            value = VALUE_ALIASES[written](value)
+        except ValueError as exc:
+            inside = where.of(key) if where else source
+            raise ConfigError(
+                f"Key '{written}' in {inside} has value {_shown(value)}, but it must be {exc}"
+            ) from None
+        if value is None:
+            return
     section = owners.get(key)
     if section is None:
         inside = where.of(key) if where else source

@@ -33,7 +33,22 @@ ALIASES: dict[str, str] = {
     "lr_warmup": "lr_warmup_steps",
     "optimizer_type": "optimizer",
     "eval_steps": "validation_steps",  # the LLM trainers' (transformers, TRL) name
+    "v_parameterization": "prediction_type",  # its true/false is translated by VALUE_ALIASES
 }
+
+
+def _v_parameterization(value):
+    """kohya's `v_parameterization: true` is our v_prediction; false leaves `auto` (which detects SD2-v)."""
+    if value is True:
+        return "v_prediction"
+    if value is False or value is None:
+        return None
+    raise ValueError("true or false")
+
+
+# kohya names whose value is written differently too: name -> our value (None: leave the key unset);
+# a ValueError's text says what the value must be
+VALUE_ALIASES = {"v_parameterization": _v_parameterization}
 
 
 class Config(BaseModel):
