@@ -260,3 +260,16 @@ def test_out_of_memory_mid_run_halves_the_micro_batch(llm_config, monkeypatch, c
     with caplog.at_level(logging.WARNING, logger="lora_scripts"):
         result = run_training(build_config({**llm_config, "batch_size": 2, "max_train_steps": 3}))
     assert result.steps == 3 and "Out of memory at step 1" in caplog.text
+
+
+def test_out_of_memory_at_one_row_names_the_llm_settings(llm_config, monkeypatch):
+    from transformers import LlamaForCausalLM
+
+    def forward(self, input_ids=None, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory (injected)")
+
+    monkeypatch.setattr(LlamaForCausalLM, "forward", forward)
+    with pytest.raises(TrainingError) as err:
+        run_training(build_config({**llm_config, "batch_size": 2}))
+    text = str(err.value)
+    assert "even with one chat row at a time" in text and "max_seq_len" in text and "resolution" not in text

@@ -35,6 +35,12 @@ class FamilyInfo:
     adapter_format: str = "kohya"
     # What render() returns for training samples: "image" (PIL images) or "text" ((base, LoRA) reply pairs).
     sample_kind: str = "image"
+    # What one training item is called in messages, and what to change when even one does not fit in memory.
+    item_noun: str = "image"
+    memory_hint: str = (
+        "Lower resolution, set mixed_precision: fp16 or bf16, gradient_checkpointing: true and "
+        "cache_latents: memory, or close other programs using the GPU"
+    )
 
 
 @runtime_checkable

@@ -21,7 +21,15 @@ from .detect import ModelSource
 from .family import FamilyInfo
 
 log = logging.getLogger(__name__)
-INFO = FamilyInfo("llm", "LLM (transformers causal LM)", adapter_format="peft", sample_kind="text")
+INFO = FamilyInfo(
+    "llm",
+    "LLM (transformers causal LM)",
+    adapter_format="peft",
+    sample_kind="text",
+    item_noun="chat row",
+    memory_hint="Lower max_seq_len, set load_in_4bit: true (QLoRA), mixed_precision: bf16 and "
+    "gradient_checkpointing: true, or close other programs using the GPU",
+)
 SAMPLE_TOKENS = 64  # longest sample reply
 COMPONENT = "llm"  # the one adapter component: the whole causal LM
 WEIGHTS = (

@@ -231,17 +231,18 @@ class Trainer:
     def _split_after_oom(self, piece: list[ImageItem], pos: Position) -> list[list[ImageItem]]:
         free_memory()
         if len(piece) == 1:
+            info = self.model.info
             raise TrainingError(
-                f"Out of memory at step {pos.step + 1} even with one image at a time",
-                "Lower resolution, set mixed_precision: fp16 or bf16, gradient_checkpointing: true and "
-                "cache_latents: memory, or close other programs using the GPU",
+                f"Out of memory at step {pos.step + 1} even with one {info.item_noun} at a time",
+                info.memory_hint,
             )
         self.micro_batch = len(piece) // 2
         log.warning(
-            "Out of memory at step %d: micro-batch halved to %d image(s) and gradient accumulation "
+            "Out of memory at step %d: micro-batch halved to %d %s(s) and gradient accumulation "
             "doubled, same effective batch; continuing",
             pos.step + 1,
             self.micro_batch,
+            self.model.info.item_noun,
         )
         return chunks(piece, self.micro_batch)
 
