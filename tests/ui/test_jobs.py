@@ -92,6 +92,8 @@ def test_trainings_queue_stop_resume_then_generate_and_inspect(client, workspace
     long = library["loras/long/long.safetensors"]
     assert long["facts"]["family"] == "sd1" and long["report"].endswith("report.html")
     assert not any("/state/" in path for path in library)
+    assert library["loras/long/long-step000005.safetensors"]["checkpoint"] is True  # listed after, no facts
+    assert list(library)[0] == "loras/long/long.safetensors"
     tool = client.post(
         "/api/tools",
         json={

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -287,6 +288,8 @@ def _gallery(ws: Workspace) -> list[dict]:
 
 
 def _library(ws: Workspace) -> list[dict]:
+    """Every LoRA in `loras/` with its inspect facts (finished ones first; checkpoints saved on the way are
+    listed without them), its sample grid and report when training wrote them."""
     from ..tools.inspect_lora import describe
 
     items = []
@@ -294,18 +297,21 @@ def _library(ws: Workspace) -> list[dict]:
         if "/state/" in f"/{rel}":
             continue
         path = ws.root / rel
+        if re.search(r"-(step|epoch)\d+$", path.stem):
+            items.append({"path": rel, "name": path.stem, "facts": {}, "checkpoint": True})
+            continue
         try:
             facts = describe(path, top=10)
         except Exception as exc:  # a damaged or foreign file: its sentence instead of the facts
             facts = {"error": str(exc)}
-        folder = path.parent
+        folder = path.parent.relative_to(ws.root).as_posix()
         extra = {}
-        if (folder / "samples" / "grid.png").is_file():
-            extra["grid"] = f"/files/{folder.relative_to(ws.root).as_posix()}/samples/grid.png"
-        if (folder / "report.html").is_file():
-            extra["report"] = f"/files/{folder.relative_to(ws.root).as_posix()}/report.html"
-        items.append({"path": rel, "name": path.stem, "facts": facts, **extra})
-    return items
+        if (path.parent / "samples" / "grid.png").is_file():
+            extra["grid"] = f"/files/{folder}/samples/grid.png"
+        if (path.parent / "report.html").is_file():
+            extra["report"] = f"/files/{folder}/report.html"
+        items.append({"path": rel, "name": path.stem, "facts": facts, "checkpoint": False, **extra})
+    return sorted(items, key=lambda item: (item["checkpoint"], item["path"]))
 
 
 def _tool_command(ws: Workspace, req: ToolRequest) -> tuple[list[str], str]:

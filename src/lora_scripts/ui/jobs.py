@@ -74,7 +74,8 @@ class JobStore:
                 data = handle.read()
         except FileNotFoundError:
             return ""
-        return data.decode("utf-8", errors="replace").replace("\r", "\n")
+        text = data.decode("utf-8", errors="replace").replace("\r\n", "\n")
+        return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))  # a progress bar's last state
 
     # --- actions ------------------------------------------------------------------------------
     def submit(self, kind: str, command: list[str], title: str, extra: dict | None = None) -> dict:

@@ -94,6 +94,7 @@ PAGE_MESSAGES: dict[str, dict[str, str]] = {
     "level.warning": {"en": "Worth fixing", "zh": "建议修改"},
     "level.note": {"en": "Note", "zh": "提示"},
     # train page
+    "train.no_model": {"en": "No base model yet?", "zh": "还没有底模？"},
     "train.presets": {"en": "Start from:", "zh": "从预设开始："},
     "train.check": {"en": "Check settings", "zh": "检查设置"},
     "train.start": {"en": "Start training", "zh": "开始训练"},
@@ -197,6 +198,10 @@ PAGE_MESSAGES: dict[str, dict[str, str]] = {
     "lib.trigger": {"en": "Trigger words", "zh": "触发词"},
     "lib.tags": {"en": "Most frequent tags", "zh": "最常见的标签"},
     "lib.download": {"en": "Download", "zh": "下载"},
+    "lib.checkpoints": {
+        "en": "{n} in-between saves (checkpoints)",
+        "zh": "{n} 个训练中途保存的版本",
+    },
     "tools.title": {"en": "LoRA tools", "zh": "LoRA 工具"},
     "tools.resize": {"en": "Make smaller (lower rank)", "zh": "缩小文件（降低容量）"},
     "tools.merge_loras": {"en": "Merge LoRAs into one", "zh": "把几个 LoRA 合成一个"},

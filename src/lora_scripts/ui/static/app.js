@@ -326,12 +326,15 @@ async function refreshGallery() {
 // ---------------- library ----------------
 async function refreshLibrary() {
   const data = await api("/api/loras");
-  $("#library").replaceChildren(...(data.loras.length ? data.loras.map((l) => {
+  const finals = data.loras.filter((l) => !l.checkpoint), checkpoints = data.loras.filter((l) => l.checkpoint);
+  const older = checkpoints.length ? el("details", {class: "checkpoints"}, el("summary", {text: t("lib.checkpoints", {n: checkpoints.length})}),
+    el("ul", {}, ...checkpoints.map((l) => el("li", {}, el("a", {href: "/files/" + l.path + "?download=1", text: l.path}))))) : null;
+  $("#library").replaceChildren(...(finals.length ? finals.map((l) => {
     const f = l.facts, facts = [];
     if (f.error) facts.push(el("li", {class: "bad", text: f.error}));
     else {
       facts.push(el("li", {text: `${t("lib.family")}: ${f.family}`}), el("li", {text: `${t("lib.size")}: ${f.size}, ${f.modules} ${t("lib.modules")}`}));
-      const ranks = (f.groups || []).map((g) => `${g.group}: ${Object.keys(g.ranks || {}).join("/")}`).join(", ");
+      const ranks = (f.groups || []).map((g) => `${g.group}: ${g.ranks}`).join(", ");
       if (ranks) facts.push(el("li", {text: `${t("lib.ranks")}: ${ranks}`}));
       if (f.trigger_words && f.trigger_words.length) facts.push(el("li", {text: `${t("lib.trigger")}: ${f.trigger_words.join(", ")}`}));
       if (f.top_tags && f.top_tags.length) facts.push(el("li", {text: `${t("lib.tags")}: ${f.top_tags.map((x) => x[0]).join(", ")}`}));
@@ -341,7 +344,7 @@ async function refreshLibrary() {
       el("ul", {}, ...facts), l.grid ? el("img", {src: l.grid, class: "grid", alt: "samples"}) : null,
       l.report ? el("a", {href: l.report, target: "_blank", text: t("train.report")}) : null,
       el("a", {href: "/files/" + l.path + "?download=1", text: t("lib.download")}));
-  }) : [el("p", {text: t("gen.no_loras")})]));
+  }) : [el("p", {text: t("gen.no_loras")})]), older || "");
 }
 async function runTool() {
   const job = (await api("/api/tools", {json: {tool: $("#tool-name").value,
@@ -392,6 +395,10 @@ async function start() {
     const res = await api(`/api/jobs/${S.trainJob}/resume`, {method: "POST"}); S.trainJob = res.job.id; await refreshJobs(); }));
   $("#demo-model-btn").addEventListener("click", guard(async () => { const r = await api("/api/models/demo", {method: "POST"});
     await refreshWorkspace(); $("#gen-model").value = r.model; }));
+  $("#train-demo-model").addEventListener("click", guard(async () => {
+    const r = await api("/api/models/demo", {method: "POST"});
+    document.getElementById("field-base_model").value = r.model; await refreshWorkspace();
+  }));
   $("#gen-btn").addEventListener("click", guard(generate));
   $("#tool-btn").addEventListener("click", guard(runTool));
   await refreshWorkspace();
