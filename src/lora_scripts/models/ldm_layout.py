@@ -28,6 +28,8 @@ _UNET_TOP = {
     "conv_in": "input_blocks.0.0",
     "conv_norm_out": "out.0",
     "conv_out": "out.2",
+    "add_embedding.linear_1": "label_emb.0.0",  # SDXL's size/crop conditioning (SGM names)
+    "add_embedding.linear_2": "label_emb.0.2",
 }
 _UNET_RESNET = {
     "norm1": "in_layers.0",
@@ -97,6 +99,13 @@ def _unet_key(key: str, per_level: int, up_attn: set[int]) -> str | None:
     if m := re.fullmatch(r"mid_block\.attentions\.0\.(.+)", key):
         return f"middle_block.1.{m.group(1)}"
     return None
+
+
+def unet_module_name(path: str, per_level: int, up_attn: set[int]) -> str | None:
+    """The LDM/SGM path of a UNet module (not a parameter), e.g. `down_blocks.1.attentions.0.proj_in` ->
+    `input_blocks.4.1.proj_in` for SDXL: what kohya names SDXL LoRA modules after. None if unknown."""
+    new = _unet_key(f"{path}.weight", per_level, up_attn)
+    return None if new is None else new.removesuffix(".weight")
 
 
 def unet_to_ldm(unet_sd: dict[str, Tensor], num_levels: int | None = None) -> dict[str, Tensor]:

@@ -7,6 +7,8 @@ CLIPTextModel, so text-encoder paths are normalised to the classic form before n
 
 from __future__ import annotations
 
+from ..models.ldm_layout import unet_module_name
+
 UNET = "lora_unet_"
 TE = "lora_te_"
 SUFFIX_DOWN, SUFFIX_UP, SUFFIX_ALPHA = ".lora_down.weight", ".lora_up.weight", ".alpha"
@@ -39,6 +41,20 @@ def kohya_name(component: str, path: str) -> str:
     if component == "te":
         return TE + te_canonical(path).replace(".", "_")
     raise ValueError(f"unknown component {component!r}")
+
+
+# SDXL's UNet: 2 resnets per level (3 LDM blocks), attention in up levels 0 and 1 (not in the 320-wide one).
+SDXL_PER_LEVEL, SDXL_UP_ATTENTION = 3, {0, 1}
+
+
+def sgm_unet_name(path: str) -> str:
+    """kohya's name of an SDXL UNet module: its SGM path (`lora_unet_input_blocks_4_1_transformer_blocks_0_
+    attn1_to_q`), the form A1111, ComfyUI and diffusers all map (A1111 mis-maps some diffusers-named SDXL
+    conv keys, e.g. up_blocks_0_upsamplers_0_conv)."""
+    sgm = unet_module_name(path, SDXL_PER_LEVEL, SDXL_UP_ATTENTION)
+    if sgm is None:
+        raise ValueError(f"{path!r} has no SGM name in an SDXL UNet")
+    return UNET + sgm.replace(".", "_")
 
 
 def name_table(component: str, paths: list[str]) -> dict[str, str]:
