@@ -54,6 +54,15 @@ class DataConfig(Section):
         description="Crop an image that does not fit its bucket's shape at a random place instead of the "
         "centre. No effect with cache_latents.",
     )
+    reg_data_dir: Path | None = Field(
+        None,
+        description="Folder of regularisation (class) images, as kohya's: `N_class` subfolders repeat, and "
+        "an image without a caption file is captioned with the folder's class name. Each epoch mixes in as "
+        "many of them as training samples; their loss is weighted by prior_loss_weight.",
+    )
+    prior_loss_weight: float = Field(
+        1.0, ge=0.0, le=100.0, description="Loss weight of the regularisation images (reg_data_dir)."
+    )
     trigger_word: str | None = Field(
         None, description="Word every caption should contain (the doctor warns about captions without it)."
     )

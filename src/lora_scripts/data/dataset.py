@@ -6,7 +6,7 @@ import hashlib
 import logging
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ class ImageItem:
     repeats: int
     size: tuple[int, int]
     bucket: tuple[int, int]
+    loss_weight: float = 1.0  # prior_loss_weight for regularisation images
 
 
 @dataclass
@@ -41,6 +42,9 @@ class DatasetIndex:
     items: list[ImageItem]
     missing_captions: list[Path]
     root: Path
+    # regularisation images (reg_data_dir): mixed into every epoch as often as training samples (kohya)
+    reg_items: list[ImageItem] = field(default_factory=list)
+    reg_root: Path | None = None
     ID_NAME = "training images"  # how data_id() is named in a state's fingerprint
 
     @property
@@ -91,6 +95,15 @@ class DatasetIndex:
             digest.update(f"|{item.caption}|{item.repeats}|{item.path.stat().st_size}|".encode())
             with open(item.path, "rb") as handle:
                 digest.update(handle.read(65536))
+        if self.reg_items:  # only then: states of runs without them keep their fingerprint
+            for item in sorted(self.reg_items, key=lambda i: str(i.path)):
+                digest.update(
+                    f"reg|{item.path.relative_to(self.reg_root)}|{item.caption}|{item.repeats}|".encode()
+                )
+                digest.update(f"{item.loss_weight}|{item.path.stat().st_size}|".encode())
+            return (
+                f"{self.num_images} images + {len(self.reg_items)} regularisation, {digest.hexdigest()[:12]}"
+            )
         return f"{self.num_images} images, {digest.hexdigest()[:12]}"
 
     def summary(self) -> str:
@@ -104,6 +117,12 @@ class DatasetIndex:
             "Buckets (width x height: samples per epoch):",
             *(f"  {w}x{h}: {n}" for (w, h), n in self.buckets.items()),
         ]
+        if self.reg_items:
+            weight = self.reg_items[0].loss_weight
+            lines.append(
+                f"Regularisation images '{self.reg_root}': {len(self.reg_items)}, mixed in as often as "
+                f"training samples ({self.num_samples} per epoch), loss weight {weight:g}"
+            )
         return "\n".join(lines + self._missing_lines())
 
     def _folder_lines(self) -> list[str]:
@@ -164,7 +183,55 @@ def scan_dataset(cfg: DataConfig) -> DatasetIndex:
     index = DatasetIndex(items, missing, root)
     notes.log()
     _log_scan(index, csv_path)
+    if cfg.reg_data_dir is not None:
+        index.reg_items, index.reg_root = scan_reg_images(cfg), cfg.reg_data_dir
     return index
+
+
+def scan_reg_images(cfg: DataConfig) -> list[ImageItem]:
+    """The regularisation images of reg_data_dir, read like a training folder (`N_name` folders repeat);
+    an image without a caption is captioned with its folder's class name (`1_woman` -> "woman"), as kohya
+    does, and weighs prior_loss_weight in the loss."""
+    if not cfg.reg_data_dir.is_dir():
+        raise DataError(
+            f"Regularisation folder '{cfg.reg_data_dir}' (reg_data_dir) does not exist",
+            "Set reg_data_dir to the folder of regularisation images, or remove it",
+        )
+    if not list_images(cfg.reg_data_dir):
+        raise DataError(
+            f"No images (jpg, png, webp) found in reg_data_dir '{cfg.reg_data_dir}'",
+            "Put the regularisation images there, or remove reg_data_dir",
+        )
+    reg_cfg = cfg.model_copy(
+        update={"train_data_dir": cfg.reg_data_dir, "metadata_path": None, "reg_data_dir": None}
+    )
+    reg = scan_dataset(reg_cfg)
+    out = []
+    for item in reg.items:
+        caption = item.caption
+        if not caption:
+            named = repeats_from_folder(item.path.parent.name)
+            caption = named[1] if named else ""
+        out.append(replace(item, caption=caption, loss_weight=cfg.prior_loss_weight))
+    return out
+
+
+def reg_samples(reg_items: list[ImageItem], train_samples: int) -> list[ImageItem]:
+    """kohya's balance: each regularisation image with its repeats until there are as many samples as
+    training samples, then one more of each in turn until there are (the first pass may overshoot)."""
+    if not reg_items or train_samples <= 0:
+        return []
+    counts = [0] * len(reg_items)
+    n, first = 0, True
+    while n < train_samples:
+        for i, item in enumerate(reg_items):
+            add = item.repeats if first else 1
+            counts[i] += add
+            n += add
+            if n >= train_samples:
+                break
+        first = False
+    return [item for item, c in zip(reg_items, counts, strict=True) for _ in range(c)]
 
 
 def _metadata_source(cfg: DataConfig) -> Path | None:
@@ -237,6 +304,7 @@ def epoch_batches(index: DatasetIndex, batch_size: int, seed: int, epoch: int) -
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     rng = random.Random(seed * 1000003 + epoch)
     samples = [item for item in index.items for _ in range(item.repeats)]
+    samples += reg_samples(index.reg_items, len(samples))
     rng.shuffle(samples)
     by_bucket: dict[tuple[int, int], list[ImageItem]] = {}
     for item in samples:

@@ -102,12 +102,16 @@ def diffusion_loss(
     scheduler,
     train: TrainConfig,
     v_prediction: bool,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The batch loss: each sample's mean loss, weighted by min-SNR when set, averaged over the batch."""
+    """The batch loss: each sample's mean loss, weighted by min-SNR when set and by `weights` (e.g.
+    prior_loss_weight for regularisation images) when given, averaged over the batch."""
     pred, target = pred.float(), target.float()
     huber = train.loss_type in ("huber", "smooth_l1")
     huber_c = huber_threshold(scheduler, timesteps, train) if huber else None
     per_sample = elementwise_loss(pred, target, train, huber_c).mean(dim=tuple(range(1, pred.dim())))
     if train.min_snr_gamma:
         per_sample = per_sample * snr_weights(scheduler, timesteps, train.min_snr_gamma, v_prediction)
+    if weights is not None:
+        per_sample = per_sample * weights.to(per_sample.device, per_sample.dtype)
     return per_sample.mean()

@@ -6,6 +6,7 @@ import json
 import logging
 import random
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -118,6 +119,8 @@ class StableDiffusion:
     ) -> None:
         if train.zero_terminal_snr:
             self.use_zero_terminal_snr()
+        if index.reg_items:  # regularisation images are encoded and cached like training images
+            index = replace(index, items=index.items + index.reg_items)
         if train.cache_latents != "no":
             for key in ("flip_aug", "color_aug", "random_crop"):
                 if getattr(data, key):
@@ -162,7 +165,12 @@ class StableDiffusion:
                 cond = self.encode_prompt(self.tokenize(captions))
         pred = self.predict(noisy.to(cond.dtype), t, cond)  # the trainer runs this under its autocast
         v = self.prediction_type == "v_prediction"
-        return diffusion_loss(pred, self.target(latents, noise, t), t, self.noise_scheduler, train, v)
+        weights = None
+        if any(i.loss_weight != 1.0 for i in items):  # regularisation images: prior_loss_weight
+            weights = torch.tensor([i.loss_weight for i in items])
+        return diffusion_loss(
+            pred, self.target(latents, noise, t), t, self.noise_scheduler, train, v, weights
+        )
 
     def use_zero_terminal_snr(self) -> None:
         """Rescale the training schedule's betas so the last timestep has SNR 0 (diffusers' own rescale)."""
