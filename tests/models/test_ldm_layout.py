@@ -110,8 +110,8 @@ def test_unet_rejects_unknown_keys_and_wrong_levels():
     sd = _unet(sd2=False).state_dict()
     with pytest.raises(FormatError):
         unet_to_ldm(sd, num_levels=3)
-    with pytest.raises(FormatError, match="add_embedding"):
-        unet_to_ldm({**sd, "add_embedding.linear_1.weight": torch.zeros(1)})
+    with pytest.raises(FormatError, match="class_embedding"):
+        unet_to_ldm({**sd, "class_embedding.linear_1.weight": torch.zeros(1)})
 
 
 def test_vae_roundtrip_and_conv_attention():
