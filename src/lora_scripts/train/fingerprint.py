@@ -42,6 +42,30 @@ ROUTE_KEYS = {
 }
 
 
+# Training options added later (kohya's noise/loss/learning-rate options, augmentation): recorded only when
+# set away from their default, so the states of runs that never used them keep their fingerprint
+OPTION_KEYS = {
+    "train": (
+        "lr_scheduler_num_cycles",
+        "lr_scheduler_power",
+        "adaptive_noise_scale",
+        "multires_noise_iterations",
+        "multires_noise_discount",
+        "ip_noise_gamma",
+        "min_snr_gamma",
+        "loss_type",
+        "huber_c",
+        "huber_schedule",
+        "zero_terminal_snr",
+        "loraplus_lr_ratio",
+        "down_lr_weight",
+        "mid_lr_weight",
+        "up_lr_weight",
+    ),
+    "data": ("color_aug", "random_crop", "prior_loss_weight"),
+}
+
+
 def run_fingerprint(cfg: Config, index) -> dict[str, str]:
     """Readable values (so a mismatch can be named), with the data and files summarised by hashes."""
     out = {
@@ -55,6 +79,13 @@ def run_fingerprint(cfg: Config, index) -> dict[str, str]:
         sections += [(getattr(cfg, name), keys) for name, keys in parts if getattr(cfg, route) is not None]
     for section, keys in sections:
         out.update({key: str(getattr(section, key)) for key in keys})
+    for name, keys in OPTION_KEYS.items():
+        section = getattr(cfg, name)
+        if section is not None:
+            fields = type(section).model_fields
+            out.update(
+                {k: str(getattr(section, k)) for k in keys if getattr(section, k) != fields[k].default}
+            )
     return out
 
 
