@@ -146,3 +146,30 @@ def test_the_unscaled_group_comes_first_for_the_logged_rate(base_config):
     _, _, _, groups = _groups(base_config, down_lr_weight=[0.5] * 12)
     assert groups[0]["lr"] == pytest.approx(1e-3)
     assert sorted(g["lr"] for g in groups) == pytest.approx([5e-4, 1e-3])
+
+
+def test_loraplus_on_the_llm_route(tmp_path):
+    """loraplus_lr_ratio is not an image-only key: peft's LoRA on a chat model has the same A/B layers."""
+    import json
+
+    from lora_scripts.models.registry import load_model
+    from lora_scripts.models.tiny_llm import save_tiny_llm
+
+    base = save_tiny_llm(tmp_path / "tiny-llama", arch="llama")
+    chats = tmp_path / "chats.jsonl"
+    row = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    chats.write_text(json.dumps(row) + "\n", encoding="utf-8")
+    cfg = build_config(
+        {"base_model": str(base), "dataset": str(chats), "loraplus_lr_ratio": 4, "learning_rate": 1e-3}
+    )
+    assert cfg.route == "llm"
+    model = load_model(cfg.model)
+    trained = model.trained_components(cfg.network)
+    inject_adapters(model, cfg.network, trained)
+    lr = _lr_of(param_groups(model, trained, cfg.train))
+    named = list(model.adapter_modules()[trained[0]].named_parameters())
+    b = [p for n, p in named if ".lora_B." in n]
+    a = [p for n, p in named if ".lora_A." in n]
+    assert a and len(a) == len(b) and len(lr) == len(a) + len(b)
+    assert all(lr[id(p)] == pytest.approx(4e-3) for p in b)
+    assert all(lr[id(p)] == pytest.approx(1e-3) for p in a)
