@@ -225,3 +225,27 @@ def test_kohyas_v_parameterization_selects_v_prediction(base_config, tmp_path):
     (tmp_path / "c.yaml").write_text(f"base_model: {base_config['base_model']}\ntrain_data_dir: d\n")
     over = load_config(tmp_path / "c.yaml", ["v_parameterization=true"])
     assert over.model.prediction_type == "v_prediction"
+
+
+def test_noise_offset_random_strength_draws_one_strength_per_batch():
+    latents = torch.zeros(32, 4, 8, 8)
+    plain = _noise(latents)
+    got = _noise(latents, noise_offset=0.4, noise_offset_random_strength=True)
+    gen = torch.Generator().manual_seed(7)  # the same draws, in the order kohya makes them
+    torch.randn(latents.shape, generator=gen)
+    strength = float(torch.rand(1, generator=gen)) * 0.4
+    offset = torch.randn(32, 4, 1, 1, generator=gen)
+    assert 0 < strength < 0.4
+    assert torch.allclose(got - plain, (strength * offset).expand_as(got), atol=1e-6)
+
+
+def test_ip_noise_gamma_random_strength_varies_per_batch(base_config):
+    strengths = []
+    for seed in range(6):
+        model, cfg = _model(base_config, ip_noise_gamma=0.5, ip_noise_gamma_random_strength=True)
+        _, spy = _run_loss(model, cfg, seed)
+        a = _alpha_bar(model, spy.t).view(-1, 1, 1, 1)
+        clean = a.sqrt() * spy.latents.double() + (1 - a).sqrt() * spy.noise.double()
+        strengths.append(float(((spy.noisy.double() - clean) / (1 - a).sqrt()).std()))
+    assert all(s < 0.5 * 1.1 for s in strengths)  # never above gamma
+    assert max(strengths) - min(strengths) > 0.1  # a new strength each batch, not always gamma

@@ -77,6 +77,10 @@ class TrainConfig(Section):
         description="Add this much per-channel constant noise (one value per image and latent channel), so "
         "the LoRA learns very dark or bright images. 0.05-0.1 is usual; 0: off.",
     )
+    noise_offset_random_strength: bool = Field(
+        False,
+        description="Draw the noise offset's strength uniformly between 0 and noise_offset for every batch.",
+    )
     adaptive_noise_scale: float | None = Field(
         None,
         ge=-1.0,
@@ -103,6 +107,11 @@ class TrainConfig(Section):
         le=1.0,
         description="Input perturbation: the noisy input gets this much extra noise that the target does "
         "not contain (Ning et al.; 0.1 is usual); 0: off.",
+    )
+    ip_noise_gamma_random_strength: bool = Field(
+        False,
+        description="Draw the input perturbation's strength uniformly between 0 and ip_noise_gamma for "
+        "every batch.",
     )
     min_snr_gamma: float | None = Field(
         None,

@@ -26,9 +26,11 @@ def make_noise(latents: torch.Tensor, train: TrainConfig, generator: torch.Gener
     noise = _randn(latents.shape, generator, latents.device)
     if train.noise_offset:
         offset: float | torch.Tensor = train.noise_offset
+        if train.noise_offset_random_strength:  # kohya: one strength in [0, noise_offset) per batch
+            offset = float(torch.rand(1, generator=generator)) * train.noise_offset
         if train.adaptive_noise_scale:  # kohya: offset + scale * |channel mean|, never below 0
             mean = latents.float().mean(dim=(2, 3), keepdim=True).abs()
-            offset = (train.noise_offset + train.adaptive_noise_scale * mean).clamp(min=0.0)
+            offset = (offset + train.adaptive_noise_scale * mean).clamp(min=0.0)
         noise = noise + offset * _randn(latents.shape[:2] + (1, 1), generator, latents.device)
     if train.multires_noise_iterations:
         iterations, discount = train.multires_noise_iterations, train.multires_noise_discount
@@ -58,7 +60,10 @@ def input_noise(noise: torch.Tensor, train: TrainConfig, generator: torch.Genera
     target (built from `noise`) does not contain."""
     if not train.ip_noise_gamma:
         return noise
-    return noise + train.ip_noise_gamma * _randn(noise.shape, generator, noise.device)
+    gamma = train.ip_noise_gamma
+    if train.ip_noise_gamma_random_strength:  # kohya: one strength in [0, ip_noise_gamma) per batch
+        gamma = float(torch.rand(1, generator=generator)) * gamma
+    return noise + gamma * _randn(noise.shape, generator, noise.device)
 
 
 def snr_weights(scheduler, timesteps: torch.Tensor, gamma: float, v_prediction: bool) -> torch.Tensor:

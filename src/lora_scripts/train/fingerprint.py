@@ -48,10 +48,12 @@ OPTION_KEYS = {
     "train": (
         "lr_scheduler_num_cycles",
         "lr_scheduler_power",
+        "noise_offset_random_strength",
         "adaptive_noise_scale",
         "multires_noise_iterations",
         "multires_noise_discount",
         "ip_noise_gamma",
+        "ip_noise_gamma_random_strength",
         "min_snr_gamma",
         "loss_type",
         "huber_c",
