@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -173,3 +174,19 @@ def test_loraplus_on_the_llm_route(tmp_path):
     assert a and len(a) == len(b) and len(lr) == len(a) + len(b)
     assert all(lr[id(p)] == pytest.approx(4e-3) for p in b)
     assert all(lr[id(p)] == pytest.approx(1e-3) for p in a)
+
+
+def test_kohyas_block_weight_presets(base_config):
+    def weights(value):
+        return build_config({**base_config, "up_lr_weight": value}).train.up_lr_weight
+
+    quarter = [math.sin(math.pi / 2 * i / 11) for i in range(12)]  # a quarter sine wave, 0 to 1
+    assert weights("sine") == pytest.approx(quarter)
+    assert weights("cosine") == pytest.approx(quarter[::-1])
+    assert weights("linear") == pytest.approx([i / 11 for i in range(12)])
+    assert weights("reverse_linear+0.5") == pytest.approx([(11 - i) / 11 + 0.5 for i in range(12)])
+    assert weights("zeros+0.25") == pytest.approx([0.25] * 12)
+    with pytest.raises(ConfigError, match="a preset with a number added"):
+        weights("sine+much")
+    with pytest.raises(ConfigError, match="or a preset"):
+        weights("wavy")

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from .base import Section
+
+# kohya's block-weight presets (networks/lora.py): 12 multipliers from the first block to the last
+BLOCK_PRESETS = {
+    "sine": [math.sin(math.pi * (i / 11) / 2) for i in range(12)],
+    "cosine": [math.sin(math.pi * (i / 11) / 2) for i in reversed(range(12))],
+    "linear": [i / 11 for i in range(12)],
+    "reverse_linear": [i / 11 for i in reversed(range(12))],
+    "zeros": [0.0] * 12,
+}
 
 
 class TrainConfig(Section):
@@ -149,14 +159,16 @@ class TrainConfig(Section):
     down_lr_weight: list[float] | None = Field(
         None,
         description="kohya's per-block learning rates: 12 multipliers for the UNet's down (input) blocks "
-        "IN01-IN12, as a list or `1,1,0.5,...`. 0 stops a block training. Empty: 1 for all.",
+        "IN00-IN11 (IN00, the input conv, has no LoRA), as a list, as `1,1,0.5,...`, or as kohya's presets "
+        "`sine`, `cosine`, `linear`, `reverse_linear`, `zeros`, optionally `+0.5` added to each. 0 stops a "
+        "block training. Empty: 1 for all.",
     )
     mid_lr_weight: float | None = Field(
         None, ge=0.0, le=100.0, description="Learning-rate multiplier for the UNet's mid block."
     )
     up_lr_weight: list[float] | None = Field(
         None,
-        description="12 learning-rate multipliers for the UNet's up (output) blocks OUT00-OUT11, as for "
+        description="12 learning-rate multipliers for the UNet's up (output) blocks OUT00-OUT11, written as "
         "down_lr_weight.",
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where to train.")
@@ -208,12 +220,19 @@ class TrainConfig(Section):
     @field_validator("down_lr_weight", "up_lr_weight", mode="before")
     @classmethod
     def _block_list(cls, v):
-        if isinstance(v, str):  # kohya's network_args form: "1,1,1,0.5,..."
+        if not isinstance(v, str):
+            return v
+        name, _, plus = v.strip().partition("+")
+        if name in BLOCK_PRESETS:  # kohya's presets, e.g. "sine" or "cosine+0.5"
             try:
-                v = [float(x) for x in v.split(",") if x.strip()]
+                return [w + float(plus or 0.0) for w in BLOCK_PRESETS[name]]
             except ValueError:
-                raise ValueError("12 numbers such as 1,1,1,1,1,1,1,1,1,1,1,1") from None
-        return v
+                raise ValueError(f"a preset with a number added, such as {name}+0.5") from None
+        try:  # kohya's network_args form: "1,1,1,0.5,..."
+            return [float(x) for x in v.split(",") if x.strip()]
+        except ValueError:
+            presets = ", ".join(BLOCK_PRESETS)
+            raise ValueError(f"12 numbers such as 1,1,1,1,1,1,1,1,1,1,1,1, or a preset ({presets})") from None
 
     @field_validator("down_lr_weight", "up_lr_weight")
     @classmethod
