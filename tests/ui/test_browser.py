@@ -288,6 +288,10 @@ def test_a_shorter_pass_in_chinese(tmp_path, style_images, browser, ui_process):
     area.send_keys("霓虹风格，手机")
     page.el("h1").click()
     page.wait(lambda: page.el('figure[data-name="纸箱/手机_0.png"] .saved').text == "已保存", 20, "saved")
+    page.type("#doctor-resolution", "64")
+    page.dataset_job("#doctor-btn")
+    flags = 'figure[data-name="纸箱/手机_0.png"] .flags'
+    page.wait(lambda: "描述是中文" in page.el(flags).text, 20, "the Chinese-caption flag in Chinese")
     page.shot("dataset-zh")
     page.tab("train")
     page.fill_training("纸箱", 6)

@@ -219,3 +219,17 @@ def test_form_lists_every_image_route_key_with_labels_in_the_language(client):
     assert "dataset" not in by_name  # the chat route's keys are not on the image form
     assert [p["name"] for p in form["presets"]] == ["style", "product", "character", "small_gpu"]
     assert form["presets"][3]["label"].startswith("小显存")
+
+
+def test_advanced_fields_have_chinese_names_and_hints_and_new_keys_still_appear(client):
+    from lora_scripts.ui.api_jobs import _words
+    from lora_scripts.ui.forms import FormField
+
+    zh = {f["name"]: f for f in client.get("/api/train/form", params={"lang": "zh"}).json()["fields"]}
+    en = {f["name"]: f for f in client.get("/api/train/form", params={"lang": "en"}).json()["fields"]}
+    assert zh["flip_aug"]["label"] == "左右翻转（flip_aug）" and "不对称" in zh["flip_aug"]["help"]
+    assert en["flip_aug"]["label"] == "flip_aug" and en["flip_aug"]["help"].startswith("Randomly mirror")
+    assert zh["learning_rate"]["help"] == "每一步学多快；0.0001 是稳妥的起点。"
+    # a key added to config/ tomorrow: on the form at once, with its key and English help
+    new = FormField("brand_new_key", "train", "int", 1, False, "Help from config.", "advanced", "both")
+    assert _words(new, "zh") == {"label": "brand_new_key", "help": "Help from config."}

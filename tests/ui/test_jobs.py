@@ -34,6 +34,8 @@ def test_label_then_doctor_jobs_write_captions_and_findings_shown_per_image(clie
     shown = client.get("/api/dataset", params={"path": dataset}).json()
     chinese = next(f for f in shown["findings"] if "Chinese" in f["message"])
     assert chinese["images"] == ["000_phone.png"] and chinese["level"] == "warning"
+    zh = client.get("/api/dataset", params={"path": dataset, "lang": "zh"}).json()["findings"]
+    assert "描述是中文" in [f["title"] for f in zh]
     assert client.get(f"/files/{dataset}/doctor_report.html").headers["content-security-policy"] == "sandbox"
 
 
@@ -94,6 +96,8 @@ def test_trainings_queue_stop_resume_then_generate_and_inspect(client, workspace
     assert not any("/state/" in path for path in library)
     assert library["loras/long/long-step000005.safetensors"]["checkpoint"] is True  # listed after, no facts
     assert list(library)[0] == "loras/long/long.safetensors"
+    zh = client.get("/api/loras", params={"lang": "zh"}).json()["loras"][0]["facts_shown"]
+    assert ["训练步数", "30"] in zh and ["steps", "30"] in long["facts_shown"]
     tool = client.post(
         "/api/tools",
         json={

@@ -7,13 +7,14 @@ import json
 import shutil
 from pathlib import Path
 
-from fastapi import FastAPI, File, Form, UploadFile
+from fastapi import FastAPI, File, Form, Request, UploadFile
 from pydantic import BaseModel
 
 from ..data.images import IMAGE_EXTENSIONS
 from . import datasets
+from .field_text import CHECK_ZH
 from .jobs import JobStore, cli
-from .server import UiError
+from .server import UiError, request_lang
 from .workspace import Workspace
 
 DOCTOR_JSON = "doctor_report.json"
@@ -85,7 +86,7 @@ def register(app: FastAPI, ws: Workspace, jobs: JobStore) -> None:
         return {"dataset": folder.relative_to(ws.root).as_posix()}
 
     @app.get("/api/dataset")
-    def show_dataset(path: str):
+    def show_dataset(path: str, request: Request):
         folder = dataset_path(ws, path)
         try:
             captions = datasets.read_captions(folder)
@@ -95,6 +96,9 @@ def register(app: FastAPI, ws: Workspace, jobs: JobStore) -> None:
             problem = ""
         report = folder / DOCTOR_JSON
         findings = json.loads(report.read_text(encoding="utf-8"))["findings"] if report.is_file() else []
+        zh = request_lang(request, app.state.settings.lang) == "zh"
+        for finding in findings:  # the check's title in the page's language (the sentence stays English)
+            finding["title"] = CHECK_ZH.get(finding["check"], finding["check"]) if zh else finding["check"]
         rel = folder.relative_to(ws.root).as_posix()
         images = [
             {"name": name, "url": f"/files/{rel}/{name}", "caption": captions.get(name)}

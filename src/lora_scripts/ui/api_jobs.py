@@ -15,7 +15,8 @@ from pydantic import BaseModel
 from ..train.progress import FILE_NAME as PROGRESS_FILE
 from ..train.progress import read_progress
 from . import forms, presets
-from .i18n import t
+from .field_text import FACT_ZH, FIELD_ZH
+from .i18n import MESSAGES, t
 from .jobs import RUNNING, JobStore, cli
 from .server import UiError, request_lang
 from .workspace import Workspace, WorkspaceError
@@ -146,7 +147,7 @@ def register(app: FastAPI, ws: Workspace, jobs: JobStore) -> None:
         lang = request_lang(request, app.state.settings.lang)
         return {
             "fields": [
-                {**f.__dict__, "label": forms.label(f, lang), **UI_DEFAULTS.get(f.name, {})}
+                {**f.__dict__, **_words(f, lang), **UI_DEFAULTS.get(f.name, {})}
                 for f in forms.form_fields()
                 if f.route != HIDDEN_ROUTE
             ],
@@ -212,13 +213,30 @@ def register(app: FastAPI, ws: Workspace, jobs: JobStore) -> None:
         return {"images": _gallery(ws)}
 
     @app.get("/api/loras")
-    def loras():
-        return {"loras": _library(ws)}
+    def loras(request: Request):
+        zh = request_lang(request, app.state.settings.lang) == "zh"
+        items = _library(ws)
+        for item in items:  # inspect's facts with their names in the page's language
+            facts = item["facts"].get("facts", {})
+            item["facts_shown"] = [[FACT_ZH.get(k, k) if zh else k, v] for k, v in facts.items()]
+        return {"loras": items}
 
     @app.post("/api/tools")
     def tool(req: ToolRequest):
         command, title = _tool_command(ws, req)
         return {"job": jobs.submit("tool", command, title, {"out": req.out})}
+
+
+def _words(field: forms.FormField, lang: str) -> dict[str, str]:
+    """A field's label and help in the page's language: the basic fields' own words (i18n), the advanced
+    ones' Chinese names and hints (field_text), else the config key and its help from config/."""
+    hint = f"hint.{field.name}"
+    if hint in MESSAGES:
+        return {"label": forms.label(field, lang), "help": t(hint, lang)}
+    if lang == "zh" and field.name in FIELD_ZH:
+        name, text = FIELD_ZH[field.name]
+        return {"label": f"{name}（{field.name}）", "help": text}
+    return {"label": forms.label(field, lang), "help": field.help}
 
 
 def _job(jobs: JobStore, job_id: str) -> dict:

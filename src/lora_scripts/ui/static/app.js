@@ -77,7 +77,7 @@ async function renderDataset() {
   const flags = {};
   for (const f of data.findings) for (const img of f.images) (flags[img] = flags[img] || []).push(f);
   $("#findings").replaceChildren(...data.findings.map((f) =>
-    el("li", {class: "finding " + f.level}, el("b", {text: t("level." + f.level) + " · " + f.check + ": "}), f.message)));
+    el("li", {class: "finding " + f.level}, el("b", {text: t("level." + f.level) + " · " + f.title + ": "}), f.message)));
   const report = $("#doctor-report");
   report.hidden = !data.findings.length; report.href = "/files/" + data.dataset + "/doctor_report.html";
   if (data.problem) say(data.problem);
@@ -94,7 +94,7 @@ async function renderDataset() {
       setTimeout(() => { state.textContent = ""; }, 2500);
     }));
     const badges = (flags[img.name] || []).map((f) =>
-      el("span", {class: "flag " + f.level, title: f.message, text: f.check}));
+      el("span", {class: "flag " + f.level, title: f.message, text: f.title, "data-check": f.check}));
     return el("figure", {class: "thumb" + (badges.length ? " flagged" : ""), "data-name": img.name},
       el("img", {src: img.url, alt: img.name, loading: "lazy"}), el("figcaption", {text: img.name}),
       el("div", {class: "flags"}, ...badges), area, state);
@@ -136,7 +136,7 @@ function renderForm() {
   const basic = $("#fields-basic"), adv = $("#fields-advanced");
   basic.replaceChildren(); adv.replaceChildren();
   for (const f of S.fields) {
-    const help = S.msg["hint." + f.name] !== undefined ? t("hint." + f.name) : f.help;
+    const help = f.help;
     const row = el("div", {class: "field", "data-field": f.name},
       el("label", {for: "field-" + f.name, text: f.label + (f.required ? " *" : "")}), fieldInput(f),
       el("div", {class: "help", text: help}), el("div", {class: "field-error", "data-for": f.name}));
@@ -338,7 +338,7 @@ async function refreshLibrary() {
       if (ranks) facts.push(el("li", {text: `${t("lib.ranks")}: ${ranks}`}));
       if (f.trigger_words && f.trigger_words.length) facts.push(el("li", {text: `${t("lib.trigger")}: ${f.trigger_words.join(", ")}`}));
       if (f.top_tags && f.top_tags.length) facts.push(el("li", {text: `${t("lib.tags")}: ${f.top_tags.map((x) => x[0]).join(", ")}`}));
-      for (const [k, v] of Object.entries(f.facts || {})) facts.push(el("li", {text: `${k}: ${v}`}));
+      for (const [k, v] of l.facts_shown || []) facts.push(el("li", {text: `${k}: ${v}`}));
     }
     return el("div", {class: "lora-card", "data-path": l.path}, el("h3", {text: l.name}), el("code", {text: l.path}),
       el("ul", {}, ...facts), l.grid ? el("img", {src: l.grid, class: "grid", alt: "samples"}) : null,
@@ -366,6 +366,8 @@ async function start() {
     const fresh = await api("/api/train/form"); S.fields = fresh.fields; S.presets = fresh.presets;
     renderForm(); setValues(values);
     await refreshWorkspace(); await renderDataset(); await refreshJobs();
+    if (!$("#page-library").hidden) await refreshLibrary();
+    if (!$("#page-generate").hidden) await refreshGenerate();
   }));
   $("#dataset-select").addEventListener("change", guard(async () => openDataset($("#dataset-select").value)));
   $("#create-dataset").addEventListener("click", guard(async () => {
