@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 
 from lora_scripts.config import build_config
+from lora_scripts.config.train import OPTIMIZER_LIBRARIES
 from lora_scripts.errors import ConfigError
-from lora_scripts.train import optim
 from lora_scripts.train.optim import make_lr_scheduler, make_optimizer
 from lora_scripts.train.run import run_training
 
@@ -57,10 +57,13 @@ def test_kohya_optimizer_names_are_accepted():
 
 
 def test_a_missing_optimizer_library_is_one_sentence(monkeypatch):
-    monkeypatch.setitem(optim.LIBRARIES, "lion", ("lion_pytorch_not_installed", "Lion", "lion-pytorch"))
-    with pytest.raises(ConfigError) as err:
-        make_optimizer([{"params": [torch.nn.Parameter(torch.zeros(2))]}], _train(optimizer="lion"))
+    cfg = _train(optimizer="lion")
+    monkeypatch.setitem(OPTIMIZER_LIBRARIES, "lion", ("lion_pytorch_not_installed", "Lion", "lion-pytorch"))
+    with pytest.raises(ConfigError) as err:  # installed when the config was read, gone when training starts
+        make_optimizer([{"params": [torch.nn.Parameter(torch.zeros(2))]}], cfg)
     assert "pip install lion-pytorch" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"lion needs lion-pytorch \(pip install lion-pytorch\)"):
+        _train(optimizer="lion")  # and the config itself says so before anything loads
 
 
 def _curve(total=20, lr=1.0, **over) -> list[float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from typing import Literal
 
@@ -9,6 +10,13 @@ from pydantic import Field, field_validator, model_validator
 
 from .base import Section
 
+# optimiser -> (module, class, pip package) for those outside torch (train/optim.py builds them)
+OPTIMIZER_LIBRARIES = {
+    "adamw8bit": ("bitsandbytes.optim", "AdamW8bit", "bitsandbytes"),
+    "adafactor": ("transformers.optimization", "Adafactor", "transformers"),
+    "lion": ("lion_pytorch", "Lion", "lion-pytorch"),
+    "prodigy": ("prodigyopt", "Prodigy", "prodigyopt"),
+}
 # kohya's block-weight presets (networks/lora.py): 12 multipliers from the first block to the last
 BLOCK_PRESETS = {
     "sine": [math.sin(math.pi * (i / 11) / 2) for i in range(12)],
@@ -216,6 +224,17 @@ class TrainConfig(Section):
     @classmethod
     def _optimizer_case(cls, v):
         return v.lower() if isinstance(v, str) else v  # kohya writes AdamW8bit, Lion, Prodigy
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer_installed(cls, v):
+        if v in OPTIMIZER_LIBRARIES:  # said before the model loads; find_spec imports nothing
+            module, _, package = OPTIMIZER_LIBRARIES[v]
+            if importlib.util.find_spec(module.split(".")[0]) is None:
+                raise ValueError(
+                    f"one whose library is installed: {v} needs {package} (pip install {package})"
+                )
+        return v
 
     @field_validator("down_lr_weight", "up_lr_weight", mode="before")
     @classmethod

@@ -155,6 +155,11 @@ def scan_dataset(cfg: DataConfig) -> DatasetIndex:
             f"Training folder '{root}' does not exist",
             "Set train_data_dir in your config to the folder with your images",
         )
+    if cfg.reg_data_dir is not None and not cfg.reg_data_dir.is_dir():  # said before the long scan
+        raise DataError(
+            f"Regularisation folder '{cfg.reg_data_dir}' (reg_data_dir) does not exist",
+            "Set reg_data_dir to the folder of regularisation images, or remove it",
+        )
     images = list_images(root)
     if not images:
         raise DataError(
@@ -192,11 +197,6 @@ def scan_reg_images(cfg: DataConfig) -> list[ImageItem]:
     """The regularisation images of reg_data_dir, read like a training folder (`N_name` folders repeat);
     an image without a caption is captioned with its folder's class name (`1_woman` -> "woman"), as kohya
     does, and weighs prior_loss_weight in the loss."""
-    if not cfg.reg_data_dir.is_dir():
-        raise DataError(
-            f"Regularisation folder '{cfg.reg_data_dir}' (reg_data_dir) does not exist",
-            "Set reg_data_dir to the folder of regularisation images, or remove it",
-        )
     if not list_images(cfg.reg_data_dir):
         raise DataError(
             f"No images (jpg, png, webp) found in reg_data_dir '{cfg.reg_data_dir}'",

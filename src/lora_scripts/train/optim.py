@@ -10,16 +10,10 @@ import torch
 from diffusers.optimization import get_scheduler
 
 from ..config import TrainConfig
+from ..config.train import OPTIMIZER_LIBRARIES
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
-# optimizer -> (module, class, pip package) for the ones outside torch
-LIBRARIES = {
-    "adamw8bit": ("bitsandbytes.optim", "AdamW8bit", "bitsandbytes"),
-    "adafactor": ("transformers.optimization", "Adafactor", "transformers"),
-    "lion": ("lion_pytorch", "Lion", "lion-pytorch"),
-    "prodigy": ("prodigyopt", "Prodigy", "prodigyopt"),
-}
 
 
 def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
@@ -28,7 +22,7 @@ def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
         return torch.optim.AdamW
     if name == "sgd":
         return torch.optim.SGD
-    module, cls, package = LIBRARIES[name]
+    module, cls, package = OPTIMIZER_LIBRARIES[name]
     try:
         return getattr(importlib.import_module(module), cls)
     except Exception as exc:  # ImportError, or a library that fails to load (e.g. no usable CUDA build)
