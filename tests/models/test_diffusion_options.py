@@ -249,3 +249,27 @@ def test_ip_noise_gamma_random_strength_varies_per_batch(base_config):
         strengths.append(float(((spy.noisy.double() - clean) / (1 - a).sqrt()).std()))
     assert all(s < 0.5 * 1.1 for s in strengths)  # never above gamma
     assert max(strengths) - min(strengths) > 0.1  # a new strength each batch, not always gamma
+
+
+@pytest.mark.parametrize(
+    ("prediction", "over", "weight"),
+    [  # kohya's custom_train_functions formulas, on s = min(SNR, 1000)
+        ("epsilon", {"debiased_estimation_loss": True}, lambda s: 1 / s.sqrt()),
+        ("v_prediction", {"debiased_estimation_loss": True}, lambda s: 1 / (s + 1)),
+        ("v_prediction", {"scale_v_pred_loss_like_noise_pred": True}, lambda s: s / (s + 1)),
+        ("epsilon", {"v_pred_like_loss": 0.5}, lambda s: 1 + 0.5 * (s + 1) / s),
+        (
+            "v_prediction",
+            {"scale_v_pred_loss_like_noise_pred": True, "min_snr_gamma": 5},
+            lambda s: s / (s + 1) * torch.clamp(s, max=5.0) / (s + 1),
+        ),
+    ],
+)
+def test_kohyas_snr_loss_weightings(base_config, prediction, over, weight):
+    model, cfg = _model(base_config, prediction_type=prediction, **over)
+    loss, spy = _run_loss(model, cfg, seed=3)
+    a = _alpha_bar(model, spy.t)
+    s = torch.clamp(a / (1 - a), max=1000.0)
+    per_sample = ((spy.pred.double() - spy.target.double()) ** 2).mean(dim=(1, 2, 3))
+    assert float(loss) == pytest.approx(float((per_sample * weight(s)).mean()), rel=1e-4)
+    assert float(loss) != pytest.approx(float(per_sample.mean()), rel=1e-3)

@@ -139,6 +139,23 @@ class TrainConfig(Section):
         "min(SNR, gamma) / SNR of its timestep (min(SNR, gamma) / (SNR + 1) for v-prediction). 5 is usual; "
         "empty: off.",
     )
+    debiased_estimation_loss: bool = Field(
+        False,
+        description="kohya's debiased estimation: weight each image's loss by 1 / sqrt(SNR) of its timestep "
+        "(1 / (SNR + 1) for v-prediction), SNR capped at 1000.",
+    )
+    scale_v_pred_loss_like_noise_pred: bool = Field(
+        False,
+        description="For v-prediction: weight the loss by SNR / (SNR + 1), so it has the shape of an "
+        "epsilon-prediction loss (kohya).",
+    )
+    v_pred_like_loss: float = Field(
+        0.0,
+        ge=0.0,
+        le=10.0,
+        description="Add this times a v-prediction-like loss to an epsilon-prediction loss (kohya; the loss "
+        "is multiplied by 1 + value * (SNR + 1) / SNR). 0: off.",
+    )
     loss_type: Literal["l2", "l1", "huber", "smooth_l1"] = Field(
         "l2",
         description="`l2` (mean squared error), `l1`, or kohya's pseudo-Huber `huber` / `smooth_l1` with "

@@ -74,6 +74,25 @@ def snr_weights(scheduler, timesteps: torch.Tensor, gamma: float, v_prediction: 
     return torch.clamp(gamma / snr, max=1.0)  # = min(SNR, gamma) / SNR, and 1 at SNR 0 (zero_terminal_snr)
 
 
+def snr_loss_scale(
+    scheduler, timesteps: torch.Tensor, train: TrainConfig, v_prediction: bool
+) -> torch.Tensor:
+    """kohya's other SNR weightings, multiplied per sample: scale_v_pred_loss_like_noise_pred
+    (SNR / (SNR + 1)), v_pred_like_loss (1 + v / that), debiased_estimation_loss (1 / sqrt(SNR), or
+    1 / (SNR + 1) for v-prediction). SNR is capped at 1000 as kohya does, and kept above 1e-3 (the last
+    step of zero_terminal_snr has SNR 0)."""
+    snr = compute_snr(scheduler, timesteps).float().clamp(min=1e-3, max=1000.0)
+    like_noise = snr / (snr + 1)
+    scale = torch.ones_like(snr)
+    if train.scale_v_pred_loss_like_noise_pred:
+        scale = scale * like_noise
+    if train.v_pred_like_loss:
+        scale = scale * (1 + train.v_pred_like_loss / like_noise)
+    if train.debiased_estimation_loss:
+        scale = scale * (1 / (snr + 1) if v_prediction else 1 / snr.sqrt())
+    return scale
+
+
 def huber_threshold(scheduler, timesteps: torch.Tensor, train: TrainConfig) -> torch.Tensor:
     """kohya's per-sample huber_c for `huber_schedule`."""
     c = train.huber_c
@@ -117,6 +136,8 @@ def diffusion_loss(
     per_sample = elementwise_loss(pred, target, train, huber_c).mean(dim=tuple(range(1, pred.dim())))
     if train.min_snr_gamma:
         per_sample = per_sample * snr_weights(scheduler, timesteps, train.min_snr_gamma, v_prediction)
+    if train.scale_v_pred_loss_like_noise_pred or train.v_pred_like_loss or train.debiased_estimation_loss:
+        per_sample = per_sample * snr_loss_scale(scheduler, timesteps, train, v_prediction)
     if weights is not None:
         per_sample = per_sample * weights.to(per_sample.device, per_sample.dtype)
     return per_sample.mean()
