@@ -200,6 +200,10 @@ def test_zero_terminal_snr_rescales_the_training_schedule(base_config, tmp_path)
     assert float(after[-1]) == 0.0 and float(before[-1]) > 0
     loss, _ = _run_loss(model, cfg)
     assert torch.isfinite(loss)
+    # samples keep the base model's schedule (as kohya's do): what the LoRA meets in WebUI or ComfyUI
+    sampling = model.pipeline().scheduler
+    assert not sampling.config.get("rescale_betas_zero_snr", False)
+    assert torch.allclose(sampling.alphas_cumprod.double(), before, atol=1e-6)
 
 
 def test_bad_loss_values_are_one_sentence(base_config):

@@ -223,7 +223,9 @@ class StableDiffusion:
         """An inference pipeline sharing this model's (possibly LoRA-injected) modules."""
         from diffusers import EulerDiscreteScheduler
 
-        scheduler = EulerDiscreteScheduler.from_config(self.noise_scheduler.config)
+        # the base model's own schedule, also under zero_terminal_snr (which rescales training's only, as
+        # kohya does): samples should look as the LoRA will in WebUI/ComfyUI
+        scheduler = EulerDiscreteScheduler.from_config(self.parts.noise_scheduler.config)
         return StableDiffusionPipeline(
             vae=self.vae,
             text_encoder=text_encoder or self.text_encoder,
