@@ -18,6 +18,7 @@ from ..config import DataConfig, ModelConfig, NetworkConfig, TrainConfig
 from ..data import DatasetIndex, ImageItem, draw_augment, load_pixels, make_caption
 from ..data.latent_cache import LatentCache
 from ..data.text_cache import TextCache, text_cache_blocker
+from ..errors import ConfigError
 from .detect import SD1_TE_PREFIX, SD2_TE_PREFIX, UNET_PREFIX, ModelSource
 from .diffusion import diffusion_loss, input_noise, make_noise
 from .family import FamilyInfo
@@ -94,6 +95,12 @@ class StableDiffusion:
     def lr_block(self, param_name: str) -> tuple[str, int] | None:
         """("down", i) / ("up", i) / ("mid", 0): the UNet block of a LoRA parameter for down/mid/up_lr_weight,
         numbered as kohya's lists are; None outside the blocks (conv_in, time embedding, ...)."""
+        if self.info.name not in INFOS:  # a family built on this class (SDXL) has other blocks
+            raise ConfigError(
+                f"down_lr_weight, mid_lr_weight and up_lr_weight number the 12 blocks of the SD 1.x/2.x "
+                f"UNet; {self.info.display_name} models have other blocks and are not supported for them yet",
+                "Remove them from the config",
+            )
         m = _UNET_BLOCK.search(param_name)
         if m:
             side, i, kind, j = m.group(1), int(m.group(2)), m.group(3), int(m.group(4))
