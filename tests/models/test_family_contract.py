@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from lora_scripts.models.registry import FAMILIES, TEXT_FAMILIES, detect_family,
 from lora_scripts.models.render import RenderRequest
 from lora_scripts.models.tiny import save_tiny_model
 from lora_scripts.models.tiny_llm import save_tiny_llm
+from lora_scripts.models.tiny_sdxl import save_tiny_sdxl
 from lora_scripts.save.kohya import read_lora_file
 from lora_scripts.save.lora_family import detect_lora_family, lora_downs
 from lora_scripts.train.init_lora import apply_init_lora
@@ -45,10 +47,12 @@ class Case:
 
 
 def _image_case(name: str, tmp: Path) -> Case:
-    paths = save_tiny_model(tmp / "model", family=name)
+    saver = save_tiny_sdxl if name == "sdxl" else partial(save_tiny_model, family=name)
+    paths = saver(tmp / "model")
     data = tmp / "images"
     make_sample_images(data, count=6)
-    config = {"base_model": str(paths["single_file"]), "train_data_dir": str(data), "resolution": 64}
+    base = paths.get("single_file", paths["diffusers"])
+    config = {"base_model": str(base), "train_data_dir": str(data), "resolution": 64}
     return Case(name, paths, {**config, "doctor": "off", "batch_size": 2})
 
 
@@ -155,23 +159,23 @@ def test_render_is_seeded(case, tmp_path):
     assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
 
 
-def test_sdxl_folder_is_refused_in_one_sentence(run_cli, tiny_model, sample_data, tmp_path):
-    """A diffusers SDXL folder was taken for SD1 and ended in "Unexpected error"; until SDXL is trained it is
-    refused like the SDXL single file, before anything is written."""
+def test_an_incomplete_sdxl_folder_is_one_sentence(run_cli, sample_data, tmp_path):
+    """An SDXL diffusers folder is taken for SDXL (not SD1, whose text_encoder/ it also has); one without
+    weights stops in one sentence when it is loaded, before anything is written."""
     folder = tmp_path / "sdxl-base"
-    (folder / "unet").mkdir(parents=True)
-    (folder / "unet" / "config.json").write_text(json.dumps({"addition_embed_type": "text_time"}))
-    (folder / "text_encoder_2").mkdir()
-    (folder / "text_encoder_2" / "config.json").write_text(json.dumps({"hidden_size": 1280}))
+    for sub in ("unet", "text_encoder", "text_encoder_2"):
+        (folder / sub).mkdir(parents=True)
+        (folder / sub / "config.json").write_text(json.dumps({"hidden_size": 1280}))
+    assert detect_family(locate(str(folder))).info.name == "sdxl"
     out = tmp_path / "out"
     config = tmp_path / "c.yaml"
     config.write_text(
-        f"base_model: {folder}\ntrain_data_dir: {sample_data}\noutput_dir: {out}\ndevice: cpu\n",
+        f"base_model: {folder}\ntrain_data_dir: {sample_data}\noutput_dir: {out}\ndevice: cpu\n"
+        "resolution: 64\ndoctor: \"off\"\n",
         encoding="utf-8",
     )
-    for args in (("train", "--config", str(config), "--dry-run"), ("train", "--config", str(config))):
-        proc = run_cli(*args)
-        assert proc.returncode == 2, proc.stderr
-        assert "SDXL" in proc.stderr and "not supported yet" in proc.stderr
-        assert "Unexpected" not in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("train", "--config", str(config))
+    assert proc.returncode == 2, proc.stderr
+    assert "Could not load the SDXL diffusers folder" in " ".join(proc.stderr.split())
+    assert "Unexpected" not in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()

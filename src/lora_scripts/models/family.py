@@ -35,6 +35,9 @@ class FamilyInfo:
     adapter_format: str = "kohya"
     # What render() returns for training samples: "image" (PIL images) or "text" ((base, LoRA) reply pairs).
     sample_kind: str = "image"
+    # How LoRA files name the UNet's modules: "diffusers" (lora_unet_down_blocks_...) or "sgm" (SDXL's
+    # lora_unet_input_blocks_..., what every client maps for SDXL).
+    unet_names: str = "diffusers"
     # What one training item is called in messages, and what to change when even one does not fit in memory.
     item_noun: str = "image"
     memory_hint: str = (

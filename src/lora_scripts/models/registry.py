@@ -6,7 +6,6 @@ savers and tools ask the registry and never branch on a family's name.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from safetensors import safe_open
@@ -17,11 +16,11 @@ from .detect import PICKLE_SUFFIXES, ModelSource, locate, read_pickle_keys
 from .family import Family, FamilyInfo, TrainableModel
 from .llm import LLM
 from .sd import SD1, SD2
+from .sdxl import SDXL
 
-FAMILIES: dict[str, Family] = {f.info.name: f for f in (SD1, SD2)}  # image families (the contract suite's)
+# image families (the contract suite's), SDXL first: an SDXL folder also has SD1's text_encoder/
+FAMILIES: dict[str, Family] = {f.info.name: f for f in (SDXL, SD1, SD2)}
 TEXT_FAMILIES: dict[str, Family] = {LLM.info.name: LLM}  # the LLM route (config/route.py)
-# Recognised but not trainable yet: refused in one sentence instead of being mistaken for SD1.
-NOT_YET = {"sdxl": FamilyInfo("sdxl", "SDXL", lora_width=2048)}
 LORA_PREFIXES = ("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")
 
 
@@ -29,7 +28,7 @@ def family_info(name: str | None) -> FamilyInfo | None:
     if name is None:
         return None
     known = {**FAMILIES, **TEXT_FAMILIES}
-    return known[name].info if name in known else NOT_YET.get(name)
+    return known[name].info if name in known else None
 
 
 def display_name(name: str | None) -> str:
@@ -39,7 +38,7 @@ def display_name(name: str | None) -> str:
 
 def family_for_width(width: int) -> str | None:
     """The family whose LoRA files have this cross-attention context width (768 SD1, 1024 SD2, 2048 SDXL)."""
-    infos = [f.info for f in FAMILIES.values()] + list(NOT_YET.values())
+    infos = [f.info for f in FAMILIES.values()]
     return next((i.name for i in infos if i.lora_width == width), None)
 
 
@@ -70,7 +69,10 @@ def checkpoint_keys(path: str) -> list[str]:
 
 def _detect_checkpoint(path: str, keys: list[str]) -> Family:
     if any(k.startswith("conditioner.embedders.") for k in keys):
-        _refuse_not_yet("sdxl", f"'{path}' is an SDXL checkpoint")
+        raise ModelError(
+            f"'{path}' is an SDXL single-file checkpoint; SDXL training reads diffusers folders so far",
+            "Use the SDXL model as a diffusers folder (unet/, vae/, text_encoder/, text_encoder_2/, ...)",
+        )
     if any(k.startswith(LORA_PREFIXES) for k in keys):
         raise ModelError(
             f"'{path}' is a LoRA file, not a base model",
@@ -91,9 +93,6 @@ def _detect_checkpoint(path: str, keys: list[str]) -> Family:
 
 
 def _detect_folder(path: Path) -> Family:
-    unet = _read_json(path / "unet" / "config.json")
-    if (path / "text_encoder_2").is_dir() or unet.get("addition_embed_type") == "text_time":
-        _refuse_not_yet("sdxl", f"'{path}' is an SDXL diffusers folder")
     found = [f for f in FAMILIES.values() if f.matches_folder(path)]
     if found:
         return found[0]
@@ -102,20 +101,6 @@ def _detect_folder(path: Path) -> Family:
         "(its text_encoder/config.json is missing or of an unknown width)",
         "Point base_model at a complete SD 1.x/2.x diffusers folder or a .safetensors checkpoint",
     )
-
-
-def _refuse_not_yet(name: str, what: str) -> None:
-    raise ModelError(
-        f"{what}; {NOT_YET[name].display_name} training is not supported yet",
-        f"Use an {' or '.join(f.info.display_name for f in FAMILIES.values())} model",
-    )
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
 
 
 def load_model(cfg: ModelConfig) -> TrainableModel:

@@ -15,13 +15,15 @@ from .kohya_keys import SUFFIX_ALPHA, SUFFIX_DOWN, SUFFIX_UP, kohya_name, name_t
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "float": torch.float32}
 
 
-def to_kohya(parts: dict[str, dict[str, LoraWeights]], precision: str = "fp16") -> dict[str, torch.Tensor]:
+def to_kohya(
+    parts: dict[str, dict[str, LoraWeights]], precision: str = "fp16", unet_names: str = "diffusers"
+) -> dict[str, torch.Tensor]:
     """parts: {"unet": {module path: weights}, "te": {...}} -> flat kohya state dict."""
     dtype = DTYPES[precision]
     out: dict[str, torch.Tensor] = {}
     for component, modules in parts.items():
         for path, w in sorted(modules.items()):
-            name = kohya_name(component, path)
+            name = kohya_name(component, path, unet_names)
             if isinstance(w, LycoWeights):
                 out.update(
                     {f"{name}.{k}": t.detach().to("cpu", dtype).contiguous() for k, t in w.tensors.items()}
@@ -35,10 +37,10 @@ def to_kohya(parts: dict[str, dict[str, LoraWeights]], precision: str = "fp16") 
 
 
 def from_kohya(
-    tensors: dict[str, torch.Tensor], paths: dict[str, list[str]]
+    tensors: dict[str, torch.Tensor], paths: dict[str, list[str]], unet_names: str = "diffusers"
 ) -> dict[str, dict[str, LoraWeights]]:
     """Inverse of to_kohya for a model whose module paths are `paths` ({"unet": [...], "te": [...]})."""
-    tables = {c: name_table(c, p) for c, p in paths.items()}
+    tables = {c: name_table(c, p, unet_names) for c, p in paths.items()}
     grouped: dict[str, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         split = split_key(key)

@@ -35,11 +35,15 @@ def te_canonical(path: str) -> str:
     return path if path.startswith("text_model.") else f"text_model.{path}"
 
 
-def kohya_name(component: str, path: str) -> str:
+TE_PREFIXES = {"te": TE, "te1": "lora_te1_", "te2": "lora_te2_"}  # SD's one encoder, SDXL's two
+
+
+def kohya_name(component: str, path: str, unet_names: str = "diffusers") -> str:
+    """`unet_names` is the family's (FamilyInfo.unet_names): "sgm" names SDXL's UNet modules."""
     if component == "unet":
-        return UNET + path.replace(".", "_")
-    if component == "te":
-        return TE + te_canonical(path).replace(".", "_")
+        return sgm_unet_name(path) if unet_names == "sgm" else UNET + path.replace(".", "_")
+    if component in TE_PREFIXES:
+        return TE_PREFIXES[component] + te_canonical(path).replace(".", "_")
     raise ValueError(f"unknown component {component!r}")
 
 
@@ -57,10 +61,10 @@ def sgm_unet_name(path: str) -> str:
     return UNET + sgm.replace(".", "_")
 
 
-def name_table(component: str, paths: list[str]) -> dict[str, str]:
+def name_table(component: str, paths: list[str], unet_names: str = "diffusers") -> dict[str, str]:
     """kohya name -> module path, for the modules a model actually has (underscores make names ambiguous
     to split, so the inverse is a lookup, not a parse)."""
-    return {kohya_name(component, p): p for p in paths}
+    return {kohya_name(component, p, unet_names): p for p in paths}
 
 
 def split_key(key: str) -> tuple[str, str] | None:

@@ -19,7 +19,7 @@ from torch import nn
 from ..errors import FormatError
 from ..inject.lora import LoraWeights
 from ..inject.lyco import LycoWeights
-from ..models.registry import display_name
+from ..models.registry import display_name, family_info
 from .kohya import from_kohya, read_lora_file
 from .kohya_keys import name_table, split_key, te_canonical
 from .lora_family import detect_lora_family, lora_downs
@@ -43,11 +43,14 @@ def load_lora(path: Path, models: dict[str, nn.Module], family: str) -> Parts:
     tensors, meta = read_lora_file(str(path))
     _refuse_unsupported(path, tensors)
     theirs = detect_lora_family(lora_downs(tensors), meta)[0]
-    if any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for k in tensors):
-        _refuse_family(path, "sdxl", family, "it has SDXL's two text encoders")
+    two_encoders = any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for k in tensors)
+    if two_encoders != ("te2" in models) and any(k.startswith(("lora_te", "text_encoder")) for k in tensors):
+        detail = "it has SDXL's two text encoders" if two_encoders else "it has one text encoder"
+        _refuse_family(path, "sdxl" if two_encoders else theirs, family, detail)
     modules = {c: target_modules(m) for c, m in models.items()}
-    if any(k.startswith(("lora_unet_", "lora_te_")) for k in tensors):  # kohya: LoRA, LoCon, LoHa, LoKr
-        parts = _from_kohya_file(path, tensors, modules, (theirs, family))
+    unet_names = family_info(family).unet_names
+    if any(k.startswith(("lora_unet_", "lora_te")) for k in tensors):  # kohya: LoRA, LoCon, LoHa, LoKr
+        parts = _from_kohya_file(path, tensors, modules, (theirs, family), unet_names)
     elif any(".lora_A." in k or ".lora_B." in k for k in tensors):
         parts = _from_peft_file(path, tensors, modules, (theirs, family), meta)
     else:
@@ -82,15 +85,15 @@ def _refuse_unsupported(path: Path, tensors: dict[str, torch.Tensor]) -> None:
             )
 
 
-def _from_kohya_file(path, tensors, modules, families) -> Parts:
-    tables = {c: name_table(c, list(mods)) for c, mods in modules.items()}
+def _from_kohya_file(path, tensors, modules, families, unet_names: str = "diffusers") -> Parts:
+    tables = {c: name_table(c, list(mods), unet_names) for c, mods in modules.items()}
     lora = {k: v for k, v in tensors.items() if split_key(k) is not None}
     names = {split_key(k)[0] for k in lora}
     unknown = sorted(n for n in names if not any(n in t for t in tables.values()))
     if unknown:
         _refuse_family(path, *families, f"the base model has no module '{unknown[0]}'")
     try:
-        return from_kohya(lora, {c: list(m) for c, m in modules.items()})
+        return from_kohya(lora, {c: list(m) for c, m in modules.items()}, unet_names)
     except FormatError as exc:  # a damaged module: say which file
         raise FormatError(f"'{path}': {exc.what}", exc.hint) from exc
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..inject.lora import LoraWeights
+from ..models.registry import family_info
 from .atomic import atomic_save_safetensors
 from .kohya import to_kohya
 from .metadata import RunFacts, add_hashes, build_metadata
@@ -30,6 +31,6 @@ def save_adapter(
 
 
 def save_lora(parts: dict[str, dict[str, LoraWeights]], path: Path, cfg: Config, facts: RunFacts) -> Path:
-    tensors = to_kohya(parts, cfg.output.save_precision)
+    tensors = to_kohya(parts, cfg.output.save_precision, family_info(facts.family).unet_names)
     metadata = add_hashes(tensors, build_metadata(cfg, facts))
     return atomic_save_safetensors(tensors, path, metadata)

@@ -1,0 +1,223 @@
+"""SDXL behind models/family.py's protocol: the SD model with two text encoders and size conditioning.
+
+Everything SD 1.x/2.x and SDXL train alike (noise, timesteps, the loss options, latent and text caches,
+augmentation) is StableDiffusion's; this class changes only what SDXL does differently:
+- the prompt: CLIP-L's and OpenCLIP-G's penultimate hidden states side by side, plus OpenCLIP-G's pooled
+  (projected) output, which the UNet reads through `added_cond_kwargs`;
+- the time ids (original size, crop top-left, target size) of each image: SDXL's size conditioning;
+- the VAE stays in float32 (SDXL's VAE overflows to NaN in fp16, the commonest SDXL training failure);
+- LoRA files name the UNet's modules in SGM form and the encoders lora_te1_ / lora_te2_ (save/kohya_keys).
+Base models: a diffusers folder (unet/, vae/, text_encoder/, text_encoder_2/, tokenizer/, tokenizer_2/).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import (
+    AutoencoderKL,
+    DDPMScheduler,
+    EulerDiscreteScheduler,
+    StableDiffusionXLPipeline,
+    UNet2DConditionModel,
+)
+from torch import nn
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+from ..config import ModelConfig, NetworkConfig
+from ..errors import ModelError
+from .detect import ModelSource
+from .family import FamilyInfo
+from .ldm_configs import SCALED_LINEAR
+from .sd import StableDiffusion
+from .targets import text_targets, unet_targets
+
+log = logging.getLogger(__name__)
+SDXL_INFO = FamilyInfo("sdxl", "SDXL", lora_width=2048, unet_names="sgm")
+COMPONENTS = {"unet": "unet", "te1": "text_encoder", "te2": "text_encoder_2"}
+
+
+@dataclass
+class SDXLParts:
+    unet: UNet2DConditionModel
+    vae: AutoencoderKL
+    text_encoder: CLIPTextModel
+    text_encoder_2: CLIPTextModelWithProjection
+    tokenizer: CLIPTokenizer
+    tokenizer_2: CLIPTokenizer
+    noise_scheduler: DDPMScheduler
+    prediction_type: str
+    source: str
+
+
+class SDXLFamily:
+    info = SDXL_INFO
+
+    def matches_checkpoint(self, keys: list[str]) -> bool:
+        return False  # SDXL single files: registry refuses them in one sentence until they are read
+
+    def matches_folder(self, path: Path) -> bool:
+        return (path / "text_encoder_2" / "config.json").is_file() and (path / "unet").is_dir()
+
+    def load(self, source: ModelSource, cfg: ModelConfig) -> StableDiffusionXL:
+        return StableDiffusionXL(load_sdxl_folder(source.location, cfg))
+
+
+SDXL = SDXLFamily()
+
+
+def load_sdxl_folder(location: str, cfg: ModelConfig) -> SDXLParts:
+    kwargs = {"local_files_only": True}
+    log.info("Loading base model %s (SDXL diffusers folder)", location)
+    try:
+        parts = {
+            "unet": UNet2DConditionModel.from_pretrained(location, subfolder="unet", **kwargs),
+            "vae": AutoencoderKL.from_pretrained(location, subfolder="vae", **kwargs),
+            "text_encoder": CLIPTextModel.from_pretrained(location, subfolder="text_encoder", **kwargs),
+            "text_encoder_2": CLIPTextModelWithProjection.from_pretrained(
+                location, subfolder="text_encoder_2", **kwargs
+            ),
+            "tokenizer": CLIPTokenizer.from_pretrained(location, subfolder="tokenizer", **kwargs),
+            "tokenizer_2": CLIPTokenizer.from_pretrained(location, subfolder="tokenizer_2", **kwargs),
+        }
+        scheduler = json.loads((Path(location) / "scheduler" / "scheduler_config.json").read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"Could not load the SDXL diffusers folder '{location}': {str(exc).splitlines()[0][:160]}",
+            "Check that it has unet/, vae/, text_encoder/, text_encoder_2/, tokenizer/, tokenizer_2/ and "
+            "scheduler/ subfolders",
+        ) from exc
+    prediction = cfg.prediction_type if cfg.prediction_type != "auto" else None
+    prediction = prediction or scheduler.get("prediction_type") or "epsilon"
+    noise = DDPMScheduler(
+        num_train_timesteps=1000, clip_sample=False, prediction_type=prediction, **SCALED_LINEAR
+    )
+    log.info("Model family sdxl, prediction type %s", prediction)
+    return SDXLParts(**parts, noise_scheduler=noise, prediction_type=prediction, source=location)
+
+
+class StableDiffusionXL(StableDiffusion):
+    """A loaded SDXL model as the trainer sees it."""
+
+    def __init__(self, parts: SDXLParts):  # noqa: D107 - StableDiffusion's fields, two encoders
+        self.parts = parts
+        self.unet, self.vae = parts.unet, parts.vae
+        self.text_encoder, self.text_encoder_2 = parts.text_encoder, parts.text_encoder_2
+        self.tokenizer, self.tokenizer_2 = parts.tokenizer, parts.tokenizer_2
+        self.noise_scheduler = parts.noise_scheduler
+        self.family, self.info = "sdxl", SDXL_INFO
+        self.prediction_type = parts.prediction_type
+        self.latent_cache = None
+        self.text_cache = None
+        self._pooled = parts.text_encoder_2.config.projection_dim
+
+    # --- protocol: modules and LoRA targets --------------------------------------------------------
+    def adapter_modules(self) -> dict[str, nn.Module]:
+        return {c: getattr(self, attr) for c, attr in COMPONENTS.items()}
+
+    def trained_components(self, net: NetworkConfig) -> list[str]:
+        return ["unet", "te1", "te2"] if net.train_text_encoder else ["unet"]
+
+    def lora_targets(self, component: str, net: NetworkConfig) -> dict[str, str]:
+        if component == "unet":
+            return unet_targets(self.unet, with_conv=net.conv_rank is not None)
+        # every q/k/v/out_proj of each attention: A1111 folds OpenCLIP-G's into in_proj only as a full set
+        encoder = getattr(self, COMPONENTS[component])
+        targets = text_targets(encoder)
+        if component == "te1":  # SDXL reads CLIP-L's penultimate layer: its last layer never acts
+            last = f"layers.{encoder.config.num_hidden_layers - 1}."
+            targets = {n: k for n, k in targets.items() if last not in n}
+        return targets
+
+    def frozen_modules(self) -> list[nn.Module]:
+        return [self.unet, self.text_encoder, self.text_encoder_2]  # the VAE stays float32: prepare_inputs
+
+    def replace_module(self, component: str, module: nn.Module) -> None:
+        setattr(self, COMPONENTS[component], module)
+
+    def enable_gradient_checkpointing(self, component: str) -> None:
+        if component == "unet":
+            self.unet.enable_gradient_checkpointing()
+        else:
+            getattr(self, COMPONENTS[component]).gradient_checkpointing_enable()
+
+    def prepare_inputs(self, index, data, train, trained, cache_dir: Path) -> None:
+        self.vae.to(self.unet.device, torch.float32)
+        # the shared code asks whether "te" is trained: here either encoder counts
+        trained = [("te" if c.startswith("te") else c) for c in trained]
+        super().prepare_inputs(index, data, train, trained, cache_dir)
+
+    def _te_trainable(self) -> bool:
+        encoders = (self.text_encoder, self.text_encoder_2)
+        return any(p.requires_grad for m in encoders for p in m.parameters())
+
+    # --- the model's own operations ----------------------------------------------------------------
+    def tokenize(self, captions: list[str]) -> torch.Tensor:
+        """Both tokenizers' ids, stacked: [batch, 2, 77] (their padding differs)."""
+        ids = [
+            tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True,
+                return_tensors="pt").input_ids
+            for tok in (self.tokenizer, self.tokenizer_2)
+        ]
+        return torch.stack(ids, dim=1)
+
+    def encode_prompt(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """[batch, 77 + 1, width]: both encoders' penultimate states side by side, then one row holding
+        OpenCLIP-G's pooled output (zero-padded), so caches and the shared loss carry one tensor."""
+        device = self.text_encoder.device
+        first = self.text_encoder(input_ids[:, 0].to(device), output_hidden_states=True)
+        second = self.text_encoder_2(input_ids[:, 1].to(device), output_hidden_states=True)
+        hidden = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
+        pooled = F.pad(second.text_embeds, (0, hidden.shape[-1] - self._pooled)).to(hidden.dtype)
+        return torch.cat([hidden, pooled[:, None, :]], dim=1)
+
+    @torch.no_grad()
+    def encode_image(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        latents = self.vae.encode(pixels.to(self.vae.device, torch.float32)).latent_dist.sample(generator)
+        return latents * self.vae.config.scaling_factor
+
+    def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        hidden, pooled = cond[:, :-1], cond[:, -1, : self._pooled]
+        height, width = noisy.shape[-2] * 8, noisy.shape[-1] * 8
+        # size conditioning: trained images are resized and cropped to their bucket, so original size =
+        # target size = the bucket, crop top-left (0, 0)
+        time_ids = torch.tensor([[height, width, 0, 0, height, width]], device=noisy.device)
+        time_ids = time_ids.to(hidden.dtype).repeat(noisy.shape[0], 1)
+        added = {"text_embeds": pooled, "time_ids": time_ids}
+        return self.unet(noisy, timesteps, hidden, added_cond_kwargs=added).sample
+
+    # --- protocol: samples and metadata --------------------------------------------------------------
+    def render(self, requests):
+        from .render import render_one
+        from .sd import _unwrap
+
+        pipe = self.pipeline(**{attr: _unwrap(getattr(self, attr)) for attr in COMPONENTS.values()})
+        pipe.set_progress_bar_config(disable=True)
+        return [render_one(pipe, request) for request in requests]
+
+    def pipeline(self, unet=None, text_encoder=None, text_encoder_2=None) -> StableDiffusionXLPipeline:
+        scheduler = EulerDiscreteScheduler.from_config(self.noise_scheduler.config)
+        return StableDiffusionXLPipeline(
+            vae=self.vae,
+            text_encoder=text_encoder or self.text_encoder,
+            text_encoder_2=text_encoder_2 or self.text_encoder_2,
+            tokenizer=self.tokenizer,
+            tokenizer_2=self.tokenizer_2,
+            unet=unet or self.unet,
+            scheduler=scheduler,
+        )
+
+    def metadata_facts(self) -> dict[str, str]:
+        v = self.prediction_type == "v_prediction"
+        return {
+            "ss_v2": "False",
+            "ss_base_model_version": "sdxl_base_v1-0",  # kohya's name for SDXL base LoRAs
+            "ss_v_parameterization": str(v),
+            "modelspec.architecture": "stable-diffusion-xl-v1-base/lora",
+            "modelspec.prediction_type": "v" if v else "epsilon",
+        }

@@ -1,0 +1,87 @@
+"""SDXL built in code with random weights and small widths, for the tests: SDXL's block layout (3 UNet levels,
+2 resnets per level, no attention in the first, transformer blocks in the other two, size/crop conditioning
+through add_embedding), CLIP-L and OpenCLIP-G style text encoders (the second with a projection), KL-f8 VAE,
+so every SDXL key mapping of the real clients applies unchanged.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+from ..files import replacing_folder
+from .ldm_configs import SCALED_LINEAR
+from .tokenizer import clip_tokenizer
+
+TE1, TE2, TIME = 32, 32, 8  # text encoder widths and SDXL's time-id embedding width, small
+
+
+def _clip(width: int, gelu: bool, projection: bool) -> CLIPTextModel:
+    config = CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=width,
+        intermediate_size=2 * width,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        max_position_embeddings=77,
+        hidden_act="gelu" if gelu else "quick_gelu",
+        projection_dim=width,
+        bos_token_id=49406,
+        eos_token_id=49407,
+        pad_token_id=0 if gelu else 49407,
+    )
+    return CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
+
+
+def build_tiny_sdxl(seed: int = 0) -> StableDiffusionXLPipeline:
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        block_out_channels=(32, 64, 64),
+        layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 1, 2),
+        attention_head_dim=(2, 4, 4),
+        cross_attention_dim=TE1 + TE2,  # the two encoders' penultimate states, concatenated
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=TIME,
+        projection_class_embeddings_input_dim=6 * TIME + TE2,  # six time ids + the pooled text embedding
+        norm_num_groups=32,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(32, 32, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=32,
+        sample_size=64,
+        scaling_factor=0.13025,  # SDXL's VAE
+    )
+    scheduler = EulerDiscreteScheduler(
+        num_train_timesteps=1000, steps_offset=1, timestep_spacing="leading", **SCALED_LINEAR
+    )
+    return StableDiffusionXLPipeline(
+        vae=vae,
+        text_encoder=_clip(TE1, gelu=False, projection=False),
+        text_encoder_2=_clip(TE2, gelu=True, projection=True),
+        tokenizer=clip_tokenizer(),
+        tokenizer_2=clip_tokenizer("!"),
+        unet=unet,
+        scheduler=scheduler,
+    )
+
+
+def save_tiny_sdxl(folder: Path, seed: int = 0) -> dict[str, Path]:
+    """The tiny SDXL as a diffusers folder (complete or absent)."""
+    target = folder / "tiny-sdxl-diffusers"
+    if not (target / "model_index.json").is_file():
+        pipe = build_tiny_sdxl(seed)
+        with replacing_folder(target) as tmp:
+            pipe.save_pretrained(tmp, safe_serialization=True)
+    return {"diffusers": target}

@@ -1,0 +1,116 @@
+"""An SDXL LoRA trained on the tiny SDXL diffusers folder: kohya's SDXL layout (SGM UNet names, lora_te1_
+and lora_te2_, OpenCLIP-G's q/k/v/out_proj as full sets, sdxl metadata), and diffusers' own SDXL loader
+takes every key and gives the trained model's outputs."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from diffusers import StableDiffusionXLPipeline
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from lora_scripts.config import build_config
+from lora_scripts.models.tiny_sdxl import save_tiny_sdxl
+from lora_scripts.train import run as run_module
+from lora_scripts.train.run import run_training
+
+
+@pytest.fixture(scope="module")
+def sdxl_folder(tmp_path_factory):
+    return save_tiny_sdxl(tmp_path_factory.mktemp("sdxl"))["diffusers"]
+
+
+def _train(folder, data, tmp_path, **extra):
+    kept = {}
+    real = run_module.Trainer
+
+    class Keeping(real):
+        def train(self):
+            result = super().train()
+            kept.update(unet=self.model.unet, te1=self.model.text_encoder, te2=self.model.text_encoder_2)
+            return result
+
+    config = {
+        "base_model": str(folder),
+        "train_data_dir": str(data),
+        "output_dir": str(tmp_path / "out"),
+        "output_name": "xl",
+        "resolution": 64,
+        "lora_rank": 4,
+        "lora_alpha": 2,
+        "conv_rank": 2,
+        "batch_size": 2,
+        "max_train_steps": 2,
+        "learning_rate": 5e-2,
+        "save_precision": "float",
+        "device": "cpu",
+        "doctor": "off",
+        **extra,
+    }
+    run_module.Trainer = Keeping
+    try:
+        result = run_training(build_config(config))
+    finally:
+        run_module.Trainer = real
+    return result, kept
+
+
+def test_kohya_sdxl_layout_and_metadata(sdxl_folder, sample_data, tmp_path):
+    result, _ = _train(sdxl_folder, sample_data, tmp_path, train_text_encoder=True)
+    names = {k.rsplit(".", 2)[0] for k in load_file(result.lora_path) if k.endswith("lora_down.weight")}
+    unet = {n for n in names if n.startswith("lora_unet_")}
+    assert unet and all(re.match(r"lora_unet_(input_blocks|middle_block|output_blocks)_\d", n) for n in unet)
+    assert "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q" in unet
+    assert "lora_unet_output_blocks_2_2_conv" in unet  # the upsampler A1111 mis-maps in diffusers form
+    te2 = {n for n in names if n.startswith("lora_te2_")}
+    layers = {re.search(r"layers_(\d+)_", n).group(1) for n in te2}
+    for i in layers:  # A1111 folds q/k/v into in_proj and applies them only as a complete set
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            assert f"lora_te2_text_model_encoder_layers_{i}_self_attn_{proj}" in te2
+    te1_layers = {re.search(r"layers_(\d+)_", n).group(1) for n in names if n.startswith("lora_te1_")}
+    assert te1_layers == {"0", "1"}  # SDXL reads CLIP-L's penultimate layer: the last one gets no LoRA
+    with safe_open(str(result.lora_path), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["ss_base_model_version"] == "sdxl_base_v1-0"
+    assert meta["modelspec.architecture"] == "stable-diffusion-xl-v1-base/lora"
+
+
+def test_diffusers_loads_every_key_with_the_trained_outputs(sdxl_folder, sample_data, tmp_path):
+    result, kept = _train(sdxl_folder, sample_data, tmp_path, train_text_encoder=True)
+    pipe = StableDiffusionXLPipeline.from_pretrained(sdxl_folder, local_files_only=True)
+    state, _alphas = pipe.lora_state_dict(str(result.lora_path))
+    file_modules = {
+        k.rsplit(".", 2)[0] for k in load_file(result.lora_path) if k.endswith("lora_down.weight")
+    }
+    assert len({k.rsplit(".lora", 1)[0] for k in state if "lora_A" in k or ".down." in k}) == len(
+        file_modules
+    )
+    pipe.load_lora_weights(str(result.lora_path))
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, 4, 8, 8, generator=g)
+    ids = pipe.tokenizer(["neon phone"], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    ids2 = pipe.tokenizer_2(
+        ["neon phone"], padding="max_length", max_length=77, return_tensors="pt"
+    ).input_ids
+    with torch.no_grad():
+        for ours, theirs, tokens in (
+            (kept["te1"], pipe.text_encoder, ids),
+            (kept["te2"], pipe.text_encoder_2, ids2),
+        ):
+            a = ours(tokens, output_hidden_states=True).hidden_states[-2]
+            b = theirs(tokens, output_hidden_states=True).hidden_states[-2]
+            assert torch.allclose(a, b, atol=1e-5), (a - b).abs().max()
+        cond = torch.randn(1, 77, 64, generator=g)
+        added = {
+            "text_embeds": torch.randn(1, 32, generator=g),
+            "time_ids": torch.tensor([[64.0, 64, 0, 0, 64, 64]]),
+        }
+        base = StableDiffusionXLPipeline.from_pretrained(sdxl_folder, local_files_only=True).unet
+        before = base(latents, 500, cond, added_cond_kwargs=added).sample
+        want = kept["unet"](latents, 500, cond, added_cond_kwargs=added).sample
+        got = pipe.unet(latents, 500, cond, added_cond_kwargs=added).sample
+    assert (want - before).abs().max() > 1e-4  # the LoRA changes the UNet
+    assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
