@@ -277,3 +277,41 @@ def test_kohyas_snr_loss_weightings(base_config, prediction, over, weight):
     per_sample = ((spy.pred.double() - spy.target.double()) ** 2).mean(dim=(1, 2, 3))
     assert float(loss) == pytest.approx(float((per_sample * weight(s)).mean()), rel=1e-4)
     assert float(loss) != pytest.approx(float(per_sample.mean()), rel=1e-3)
+
+
+def test_clip_skip_reads_the_penultimate_layer_as_diffusers_pipelines_do(base_config, tmp_path, monkeypatch):
+    from diffusers import StableDiffusionPipeline
+
+    from lora_scripts.models.render import RenderRequest
+
+    model, cfg = _model(base_config, clip_skip=2)
+    model.prepare_inputs(scan_dataset(cfg.data), cfg.data, cfg.train, ["unet"], tmp_path)
+    ids = model.tokenize(["a neon phone, metal"])
+    with torch.no_grad():
+        got = model.encode_prompt(ids)
+        out = model.text_encoder(ids, output_hidden_states=True)
+        norm = getattr(
+            model.text_encoder, "text_model", model.text_encoder
+        ).final_layer_norm  # transformers 5
+        want = norm(out.hidden_states[-2])
+        assert torch.allclose(got, want, atol=1e-6)
+        assert not torch.allclose(got, out.last_hidden_state, atol=1e-3)
+        # diffusers counts from 0: its clip_skip=1 is WebUI's and kohya's 2
+        pipe_embeds = model.pipeline().encode_prompt("a neon phone, metal", "cpu", 1, False, clip_skip=1)[0]
+        assert torch.allclose(got, pipe_embeds, atol=1e-5)
+    assert model.text_cache is not None and torch.allclose(
+        model.text_cache.get([scan_dataset(cfg.data).items[0].caption])[0],
+        model.encode_prompt(model.tokenize([scan_dataset(cfg.data).items[0].caption]))[0].detach(),
+        atol=1e-6,
+    )  # the cached captions were encoded with clip_skip too
+
+    seen = []
+    real = StableDiffusionPipeline.__call__
+
+    def call(self, *args, **kwargs):
+        seen.append(kwargs.get("clip_skip"))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(StableDiffusionPipeline, "__call__", call)
+    model.render([RenderRequest("a phone", steps=1, width=64, height=64)])
+    assert seen == [1]  # training samples use the same layer

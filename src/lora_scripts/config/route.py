@@ -38,6 +38,7 @@ IMAGE_ONLY = {
     "huber_c",
     "huber_schedule",
     "zero_terminal_snr",
+    "clip_skip",
     "down_lr_weight",
     "mid_lr_weight",
     "up_lr_weight",

@@ -169,6 +169,14 @@ class TrainConfig(Section):
         description="How the huber threshold changes with the timestep (kohya): `constant` huber_c, "
         "`exponential` from 1 down to huber_c, or `snr`: near 1 at low noise, near huber_c at high noise.",
     )
+    clip_skip: int | None = Field(
+        None,
+        ge=1,
+        le=12,
+        description="Read the text encoder's output this many layers from the end, as WebUI's and kohya's "
+        "clip_skip (2 for many anime SD 1.5 models); training samples use it too. Empty or 1: the last "
+        "layer. SD 1.x/2.x.",
+    )
     zero_terminal_snr: bool = Field(
         False,
         description="Rescale the noise schedule so the last timestep is pure noise (Lin et al.); use with "

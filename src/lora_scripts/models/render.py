@@ -28,6 +28,7 @@ class RenderRequest:
     height: int = 512
     sampler: str = "Euler a"
     system: str = ""  # chat samples (sample_kind "text"): the system message
+    clip_skip: int = 1  # WebUI/kohya numbering: 2 reads the text encoder's penultimate layer
 
 
 def make_scheduler(name: str, base_config: dict):
@@ -47,8 +48,10 @@ def render_one(pipe, request: RenderRequest, on_step: Callable[[], None] | None 
             on_step()
         return kwargs
 
+    extra = {"clip_skip": request.clip_skip - 1} if request.clip_skip > 1 else {}  # diffusers counts from 0
     try:
         out = pipe(
+            **extra,
             prompt=request.prompt,
             negative_prompt=request.negative_prompt or None,
             num_inference_steps=request.steps,

@@ -126,6 +126,9 @@ class StableDiffusion:
     ) -> None:
         if train.zero_terminal_snr:
             self.use_zero_terminal_snr()
+        self.clip_skip = train.clip_skip or 1  # before the text cache is filled
+        if self.clip_skip > 1 and self.info.name not in INFOS:  # e.g. SDXL reads its own layers
+            log.warning("clip_skip has no effect on %s models", self.info.display_name)
         if index.reg_items:  # regularisation images are encoded and cached like training images
             index = replace(index, items=index.items + index.reg_items)
         if train.cache_latents != "no":
@@ -204,7 +207,14 @@ class StableDiffusion:
         ).input_ids
 
     def encode_prompt(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self.text_encoder(input_ids.to(self.text_encoder.device))[0]
+        """The text encoder's last hidden states, or with clip_skip N the N-th from the end through the
+        final layer norm (as kohya, WebUI and diffusers' pipelines read it)."""
+        ids = input_ids.to(self.text_encoder.device)
+        skip = getattr(self, "clip_skip", 1)
+        if skip <= 1:
+            return self.text_encoder(ids)[0]
+        hidden = self.text_encoder(ids, output_hidden_states=True).hidden_states[-skip]
+        return _final_norm(_unwrap(self.text_encoder))(hidden)
 
     @torch.no_grad()
     def encode_image(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -224,7 +234,8 @@ class StableDiffusion:
     def render(self, requests: list[RenderRequest]) -> list[Image.Image]:
         pipe = self.pipeline(unet=_unwrap(self.unet), text_encoder=_unwrap(self.text_encoder))
         pipe.set_progress_bar_config(disable=True)
-        return [render_one(pipe, request) for request in requests]
+        skip = getattr(self, "clip_skip", 1)
+        return [render_one(pipe, replace(request, clip_skip=skip)) for request in requests]
 
     def pipeline(self, unet=None, text_encoder=None) -> StableDiffusionPipeline:
         """An inference pipeline sharing this model's (possibly LoRA-injected) modules."""
@@ -233,9 +244,14 @@ class StableDiffusion:
         # the base model's own schedule, also under zero_terminal_snr (which rescales training's only, as
         # kohya does): samples should look as the LoRA will in WebUI/ComfyUI
         scheduler = EulerDiscreteScheduler.from_config(self.parts.noise_scheduler.config)
+        encoder = text_encoder or self.text_encoder
+        if not hasattr(encoder, "text_model"):
+            # diffusers' clip_skip reads text_encoder.text_model.final_layer_norm, which transformers 5's
+            # CLIPTextModel holds itself: an alias (not a registered submodule, so no module cycle)
+            object.__setattr__(encoder, "text_model", encoder)
         return StableDiffusionPipeline(
             vae=self.vae,
-            text_encoder=text_encoder or self.text_encoder,
+            text_encoder=encoder,
             tokenizer=self.tokenizer,
             unet=unet or self.unet,
             scheduler=scheduler,
@@ -258,6 +274,11 @@ class StableDiffusion:
             "modelspec.architecture": f"{arch}/lora",
             "modelspec.prediction_type": "v" if v else "epsilon",
         }
+
+
+def _final_norm(encoder: nn.Module) -> nn.Module:
+    """CLIP's final layer norm: under .text_model before transformers 5, on the model itself since."""
+    return getattr(encoder, "text_model", encoder).final_layer_norm
 
 
 def _unwrap(module: nn.Module) -> nn.Module:

@@ -62,6 +62,7 @@ OPTION_KEYS = {
         "huber_c",
         "huber_schedule",
         "zero_terminal_snr",
+        "clip_skip",
         "loraplus_lr_ratio",
         "down_lr_weight",
         "mid_lr_weight",
