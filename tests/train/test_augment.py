@@ -121,3 +121,28 @@ def test_cache_latents_says_the_augmentation_is_off(base_config, tmp_path, caplo
         model.prepare_inputs(scan_dataset(cfg.data), cfg.data, cfg.train, ["unet"], tmp_path)
     text = caplog.text
     assert "color_aug has no effect" in text and "random_crop has no effect" in text
+
+
+def test_caption_tag_dropout_leaves_out_each_tag_after_the_kept_ones():
+    from lora_scripts.data import make_caption
+
+    caption = "trigger, red hair, smile, outdoors, night"
+    cfg = _data(caption_tag_dropout_rate=0.5, keep_tokens=1)
+    rng = random.Random(0)
+    outs = [make_caption(caption, cfg, rng).split(", ") for _ in range(4000)]
+    assert all(tags[0] == "trigger" for tags in outs)  # keep_tokens are never dropped
+    order = ["trigger", "red hair", "smile", "outdoors", "night"]
+    assert all(tags == [t for t in order if t in tags] for tags in outs)  # no shuffle: order kept
+    for tag in order[1:]:
+        assert sum(tag in tags for tags in outs) / len(outs) == pytest.approx(0.5, abs=0.03)
+    assert make_caption(caption, _data(caption_tag_dropout_rate=1.0, keep_tokens=1), rng) == "trigger"
+    assert make_caption(caption, _data(), rng) == caption
+    assert _data(caption_tag_dropout_rate=0.3).for_scoring().caption_tag_dropout_rate == 0.0
+
+
+def test_caption_tag_dropout_turns_the_caption_cache_off(base_config, tmp_path, caplog):
+    cfg = build_config({**base_config, "caption_tag_dropout_rate": 0.2})
+    model = StableDiffusion(load_components(cfg.model))
+    with caplog.at_level(logging.INFO):
+        model.prepare_inputs(scan_dataset(cfg.data), cfg.data, cfg.train, ["unet"], tmp_path)
+    assert model.text_cache is None and "caption_tag_dropout_rate" in caplog.text

@@ -41,6 +41,13 @@ class DataConfig(Section):
     caption_dropout_rate: float = Field(
         0.0, ge=0.0, le=1.0, description="Probability of training a step with an empty caption."
     )
+    caption_tag_dropout_rate: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Probability of leaving out each comma-separated tag (after the keep_tokens ones) "
+        "in a step, as kohya's.",
+    )
     flip_aug: bool = Field(
         False, description="Randomly mirror images horizontally (not for asymmetric subjects)."
     )
@@ -94,6 +101,7 @@ class DataConfig(Section):
             update={
                 "shuffle_caption": False,
                 "caption_dropout_rate": 0.0,
+                "caption_tag_dropout_rate": 0.0,
                 "flip_aug": False,
                 "color_aug": False,
                 "random_crop": False,

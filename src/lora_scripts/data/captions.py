@@ -185,11 +185,14 @@ def make_caption(caption: str, cfg: DataConfig, rng: random.Random) -> str:
     """The caption for one training step: maybe dropped, maybe with its tags shuffled."""
     if cfg.caption_dropout_rate > 0 and rng.random() < cfg.caption_dropout_rate:
         return ""
-    if not cfg.shuffle_caption:
+    if not cfg.shuffle_caption and not cfg.caption_tag_dropout_rate:
         return caption
     tags = split_tags(caption)
     kept, rest = tags[: cfg.keep_tokens], tags[cfg.keep_tokens :]
-    rng.shuffle(rest)
+    if cfg.shuffle_caption:
+        rng.shuffle(rest)
+    if cfg.caption_tag_dropout_rate:  # kohya: each tag after keep_tokens left out with this probability
+        rest = [tag for tag in rest if rng.random() >= cfg.caption_tag_dropout_rate]
     return ", ".join(kept + rest)
 
 

@@ -9,7 +9,9 @@ import torch
 log = logging.getLogger(__name__)
 
 
-def text_cache_blocker(cache_on: bool, te_trained: bool, shuffle: bool, dropout: float) -> str | None:
+def text_cache_blocker(
+    cache_on: bool, te_trained: bool, shuffle: bool, dropout: float, tag_dropout: float = 0.0
+) -> str | None:
     """Why text-encoder outputs cannot be cached, or None when they can."""
     if not cache_on:
         return "cache_text_encoder_outputs is off"
@@ -19,6 +21,8 @@ def text_cache_blocker(cache_on: bool, te_trained: bool, shuffle: bool, dropout:
         return "shuffle_caption changes the captions every step"
     if dropout > 0:
         return "caption_dropout_rate replaces captions with empty ones at random"
+    if tag_dropout > 0:
+        return "caption_tag_dropout_rate leaves tags out at random"
     return None
 
 

@@ -139,7 +139,11 @@ class StableDiffusion:
             self.latent_cache = LatentCache(self.encode_image, folder)
             self.latent_cache.fill(index)
         blocker = text_cache_blocker(
-            train.cache_text_encoder_outputs, "te" in trained, data.shuffle_caption, data.caption_dropout_rate
+            train.cache_text_encoder_outputs,
+            "te" in trained,
+            data.shuffle_caption,
+            data.caption_dropout_rate,
+            data.caption_tag_dropout_rate,
         )
         if blocker:
             log.info("Text-encoder outputs are not cached: %s", blocker)

@@ -68,7 +68,7 @@ OPTION_KEYS = {
         "mid_lr_weight",
         "up_lr_weight",
     ),
-    "data": ("color_aug", "random_crop", "prior_loss_weight"),
+    "data": ("color_aug", "random_crop", "prior_loss_weight", "caption_tag_dropout_rate"),
 }
 
 
