@@ -199,7 +199,7 @@ REFUSED = {
     "model_missing": _model("missing"),
     "model_truncated": _model("truncated"),
     "model_not_a_model": _model("not_a_model"),
-    "model_wrong_family_sdxl": _model("sdxl"),
+    "model_incomplete_sdxl": _model("sdxl"),
     "model_is_a_lora": _model("lora"),
     "model_pickle_refused": _model("pickle"),
     "model_text_file": _model("text"),

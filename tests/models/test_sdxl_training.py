@@ -114,3 +114,24 @@ def test_diffusers_loads_every_key_with_the_trained_outputs(sdxl_folder, sample_
         got = pipe.unet(latents, 500, cond, added_cond_kwargs=added).sample
     assert (want - before).abs().max() > 1e-4  # the LoRA changes the UNet
     assert torch.allclose(got, want, atol=1e-4), (got - want).abs().max()
+
+
+def test_the_sgm_single_file_loads_exactly_as_the_folder(sdxl_folder):
+    """sd_xl_base_1.0.safetensors's layout (written by our SGM writer, read with diffusers' single-file
+    converters and sizes from the tensors) gives the same weights as the diffusers folder."""
+    from lora_scripts.config import ModelConfig
+    from lora_scripts.models.sdxl import load_sdxl_folder, load_sdxl_single_file
+
+    single = sdxl_folder.parent / "tiny-sdxl.safetensors"
+    with safe_open(str(single), framework="pt") as f:
+        keys = list(f.keys())
+    assert any(
+        k.startswith("conditioner.embedders.1.model.transformer.resblocks.0.attn.in_proj") for k in keys
+    )
+    a = load_sdxl_single_file(str(single), ModelConfig(base_model=str(single)))
+    b = load_sdxl_folder(str(sdxl_folder), ModelConfig(base_model=str(sdxl_folder)))
+    for part in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        mine, theirs = getattr(a, part).state_dict(), getattr(b, part).state_dict()
+        assert mine.keys() == theirs.keys(), part
+        assert all(torch.equal(mine[k].float(), theirs[k].float()) for k in theirs), part
+    assert a.vae.config.scaling_factor == b.vae.config.scaling_factor == 0.13025

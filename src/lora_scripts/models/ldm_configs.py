@@ -57,6 +57,42 @@ def unet_config(family: str, sd: dict[str, torch.Tensor], groups: int = 32) -> d
     }
 
 
+def sdxl_unet_config(sd: dict[str, torch.Tensor], groups: int = 32) -> dict:
+    """SDXL's UNet from an SGM single file: levels, widths, transformer depth per level, context width and
+    the size-conditioning widths all read from the tensors; heads are width // 64 as in SDXL."""
+    levels = _count(sd, U + "input_blocks.", lambda s: int(s.split(".")[0])) // 3
+    chans = [int(sd[f"{U}input_blocks.{3 * i + 1}.0.out_layers.3.weight"].shape[0]) for i in range(levels)]
+    attention = [f"{U}input_blocks.{3 * i + 1}.1.proj_in.weight" in sd for i in range(levels)]
+    depth = [
+        _count(sd, f"{U}input_blocks.{3 * i + 1}.1.transformer_blocks.", lambda s: int(s.split(".")[0]))
+        if attention[i]
+        else 1
+        for i in range(levels)
+    ]
+    first = next(i for i in range(levels) if attention[i])
+    ctx = sd[f"{U}input_blocks.{3 * first + 1}.1.transformer_blocks.0.attn2.to_k.weight"]
+    label = sd[U + "label_emb.0.0.weight"]
+    pooled = int(sd["conditioner.embedders.1.model.text_projection"].shape[1])
+    down = ["CrossAttnDownBlock2D" if a else "DownBlock2D" for a in attention]
+    return {
+        "sample_size": 128,
+        "in_channels": int(sd[U + "input_blocks.0.0.weight"].shape[1]),
+        "out_channels": int(sd[U + "out.2.weight"].shape[0]),
+        "down_block_types": down,
+        "up_block_types": [b.replace("Down", "Up") for b in reversed(down)],
+        "block_out_channels": chans,
+        "layers_per_block": 2,
+        "transformer_layers_per_block": depth,
+        "cross_attention_dim": int(ctx.shape[1]),
+        "attention_head_dim": [max(1, c // 64) for c in chans],
+        "use_linear_projection": True,
+        "addition_embed_type": "text_time",
+        "addition_time_embed_dim": (int(label.shape[1]) - pooled) // 6,
+        "projection_class_embeddings_input_dim": int(label.shape[1]),
+        "norm_num_groups": groups,
+    }
+
+
 def vae_config(sd: dict[str, torch.Tensor], groups: int = 32) -> dict:
     levels = 1 + max(int(k.split(".")[3]) for k in sd if k.startswith(VAE + "encoder.down."))
     chans = [int(sd[f"{VAE}encoder.down.{i}.block.0.conv1.weight"].shape[0]) for i in range(levels)]
@@ -74,15 +110,17 @@ def vae_config(sd: dict[str, torch.Tensor], groups: int = 32) -> dict:
     }
 
 
-def text_config(family: str, sd: dict[str, torch.Tensor]) -> dict:
+def text_config(family: str, sd: dict[str, torch.Tensor], prefix: str | None = None) -> dict:
+    """`family` "sd1" reads a CLIP (transformers layout), "sd2" an OpenCLIP; `prefix` where it sits (SDXL
+    holds one of each under conditioner.embedders)."""
     if family == "sd1":
-        prefix = "cond_stage_model.transformer."
+        prefix = prefix or "cond_stage_model.transformer."
         emb = next(v for k, v in sd.items() if k.startswith(prefix) and k.endswith("token_embedding.weight"))
         layers = _count(sd, prefix, _layer_index)
         fc1 = next(v for k, v in sd.items() if k.startswith(prefix) and k.endswith("layers.0.mlp.fc1.weight"))
         act, pos = "quick_gelu", 77
     else:
-        prefix = "cond_stage_model.model."
+        prefix = prefix or "cond_stage_model.model."
         emb = sd[prefix + "token_embedding.weight"]
         # Real SD2 files hold all 24 OpenCLIP blocks but condition on the penultimate one (diffusers: 23).
         layers = _count(sd, prefix + "transformer.resblocks.", lambda s: int(s.split(".")[0]))
@@ -111,4 +149,7 @@ def _layer_index(rest: str) -> int:
 
 
 def _count(sd: dict, prefix: str, index_of) -> int:
-    return 1 + max(index_of(k[len(prefix) :]) for k in sd if k.startswith(prefix))
+    found = [index_of(k[len(prefix) :]) for k in sd if k.startswith(prefix)]
+    if not found:
+        raise KeyError(prefix)  # the loaders say "missing the weight <prefix>...": an incomplete file
+    return 1 + max(found)

@@ -220,6 +220,29 @@ def open_clip_to_ldm(te_sd: dict[str, Tensor]) -> dict[str, Tensor]:
     return {OPEN_CLIP_PREFIX + k: v for k, v in out.items()}
 
 
+SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer.text_model."
+SDXL_OPEN_CLIP_PREFIX = "conditioner.embedders.1.model."
+
+
+def sdxl_to_ldm(
+    unet_sd: dict[str, Tensor],
+    vae_sd: dict[str, Tensor],
+    te1_sd: dict[str, Tensor],
+    te2_sd: dict[str, Tensor],
+) -> dict[str, Tensor]:
+    """SDXL's parts -> the SGM single-file layout of sd_xl_base_1.0.safetensors: CLIP-L under
+    conditioner.embedders.0.transformer, OpenCLIP-G under conditioner.embedders.1.model with its
+    text_projection stored as OpenCLIP does ([width, projection], the transpose of transformers')."""
+    te2 = dict(te2_sd)
+    projection = te2.pop("text_projection.weight")
+    clip_l = {SDXL_CLIP_PREFIX + k.removeprefix(CLIP_PREFIX): v for k, v in clip_to_ldm(te1_sd).items()}
+    clip_g = {
+        SDXL_OPEN_CLIP_PREFIX + k.removeprefix(OPEN_CLIP_PREFIX): v for k, v in open_clip_to_ldm(te2).items()
+    }
+    clip_g[SDXL_OPEN_CLIP_PREFIX + "text_projection"] = projection.T.contiguous()
+    return {**unet_to_ldm(unet_sd), **vae_to_ldm(vae_sd), **clip_l, **clip_g}
+
+
 def pipeline_to_ldm(
     unet_sd: dict[str, Tensor], vae_sd: dict[str, Tensor], te_sd: dict[str, Tensor], family: str
 ) -> dict[str, Tensor]:

@@ -68,11 +68,6 @@ def checkpoint_keys(path: str) -> list[str]:
 
 
 def _detect_checkpoint(path: str, keys: list[str]) -> Family:
-    if any(k.startswith("conditioner.embedders.") for k in keys):
-        raise ModelError(
-            f"'{path}' is an SDXL single-file checkpoint; SDXL training reads diffusers folders so far",
-            "Use the SDXL model as a diffusers folder (unet/, vae/, text_encoder/, text_encoder_2/, ...)",
-        )
     if any(k.startswith(LORA_PREFIXES) for k in keys):
         raise ModelError(
             f"'{path}' is a LoRA file, not a base model",
@@ -88,7 +83,7 @@ def _detect_checkpoint(path: str, keys: list[str]) -> Family:
         )
     raise ModelError(
         f"'{path}' is not a Stable Diffusion checkpoint (no UNet weights inside)",
-        "Point base_model at an SD 1.x/2.x .safetensors checkpoint",
+        "Point base_model at an SD 1.x/2.x or SDXL .safetensors checkpoint",
     )
 
 

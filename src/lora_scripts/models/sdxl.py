@@ -7,7 +7,8 @@ augmentation) is StableDiffusion's; this class changes only what SDXL does diffe
 - the time ids (original size, crop top-left, target size) of each image: SDXL's size conditioning;
 - the VAE stays in float32 (SDXL's VAE overflows to NaN in fp16, the commonest SDXL training failure);
 - LoRA files name the UNet's modules in SGM form and the encoders lora_te1_ / lora_te2_ (save/kohya_keys).
-Base models: a diffusers folder (unet/, vae/, text_encoder/, text_encoder_2/, tokenizer/, tokenizer_2/).
+Base models: the SGM single file WebUI/ComfyUI users have (sd_xl_base_1.0.safetensors) or a diffusers folder
+(unet/, vae/, text_encoder/, text_encoder_2/, tokenizer/, tokenizer_2/).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from accelerate import init_empty_weights
 from diffusers import (
     AutoencoderKL,
     DDPMScheduler,
@@ -26,19 +28,30 @@ from diffusers import (
     StableDiffusionXLPipeline,
     UNet2DConditionModel,
 )
+from diffusers.loaders.single_file_utils import (
+    convert_ldm_clip_checkpoint,
+    convert_ldm_unet_checkpoint,
+    convert_ldm_vae_checkpoint,
+    convert_open_clip_checkpoint,
+)
 from torch import nn
-from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from ..config import ModelConfig, NetworkConfig
 from ..errors import ModelError
-from .detect import ModelSource
+from . import ldm_configs
+from .detect import ModelSource, read_checkpoint
 from .family import FamilyInfo
 from .ldm_configs import SCALED_LINEAR
+from .loader import _load
 from .sd import StableDiffusion
 from .targets import text_targets, unet_targets
+from .tokenizer import clip_tokenizer
 
 log = logging.getLogger(__name__)
 SDXL_INFO = FamilyInfo("sdxl", "SDXL", lora_width=2048, unet_names="sgm")
+CLIP_L, OPEN_CLIP_G = "conditioner.embedders.0.transformer.", "conditioner.embedders.1.model."
+VAE_SCALE = 0.13025  # SDXL's VAE latent scale (SD 1.x/2.x: 0.18215)
 COMPONENTS = {"unet": "unet", "te1": "text_encoder", "te2": "text_encoder_2"}
 
 
@@ -59,16 +72,67 @@ class SDXLFamily:
     info = SDXL_INFO
 
     def matches_checkpoint(self, keys: list[str]) -> bool:
-        return False  # SDXL single files: registry refuses them in one sentence until they are read
+        return any(k.startswith("conditioner.embedders.") for k in keys)  # SGM's two-encoder conditioner
 
     def matches_folder(self, path: Path) -> bool:
         return (path / "text_encoder_2" / "config.json").is_file() and (path / "unet").is_dir()
 
     def load(self, source: ModelSource, cfg: ModelConfig) -> StableDiffusionXL:
+        if source.kind == "single_file":
+            return StableDiffusionXL(load_sdxl_single_file(source.location, cfg))
         return StableDiffusionXL(load_sdxl_folder(source.location, cfg))
 
 
 SDXL = SDXLFamily()
+
+
+def load_sdxl_single_file(path: str, cfg: ModelConfig) -> SDXLParts:
+    """An SGM single file (sd_xl_base_1.0.safetensors as WebUI/ComfyUI users have it), converted with
+    diffusers' own single-file functions; every size is read from the tensors (models/ldm_configs)."""
+    log.info("Loading base model %s (SDXL single file)", path)
+    sd = read_checkpoint(path)
+    groups = ldm_configs.norm_groups(path)
+    try:
+        with init_empty_weights():
+            unet = UNet2DConditionModel(**ldm_configs.sdxl_unet_config(sd, groups))
+        _load(unet, convert_ldm_unet_checkpoint(sd, unet.config), "UNet", path)
+        with init_empty_weights():
+            vae = AutoencoderKL(**{**ldm_configs.vae_config(sd, groups), "scaling_factor": VAE_SCALE})
+        _load(vae, convert_ldm_vae_checkpoint(sd, vae.config), "VAE", path)
+        first = CLIPTextModel(CLIPTextConfig(**ldm_configs.text_config("sd1", sd, CLIP_L)))
+        weights = convert_ldm_clip_checkpoint(sd, remove_prefix=CLIP_L)
+        if not any(k.startswith("text_model.") for k in first.state_dict()):  # transformers >= 5.6
+            weights = {k.removeprefix("text_model."): v for k, v in weights.items()}
+        _load(first, {k: v for k, v in weights.items() if k in first.state_dict()}, "text encoder 1", path)
+        config = ldm_configs.text_config("sd2", sd, OPEN_CLIP_G)
+        config["projection_dim"] = int(sd[OPEN_CLIP_G + "text_projection"].shape[1])
+        second = CLIPTextModelWithProjection(CLIPTextConfig(**config))
+        weights = convert_open_clip_checkpoint(second, sd, prefix=OPEN_CLIP_G)
+        _load(second, {k: v for k, v in weights.items() if k in second.state_dict()}, "text encoder 2", path)
+    except KeyError as exc:
+        raise ModelError(
+            f"'{path}' is missing the weight {exc.args[0]}; the file is incomplete or not an SDXL model",
+            "Download the checkpoint again",
+        ) from exc
+    prediction = cfg.prediction_type if cfg.prediction_type != "auto" else "epsilon"
+    log.info("Model family sdxl, prediction type %s", prediction)
+    return SDXLParts(
+        unet=unet,
+        vae=vae,
+        text_encoder=first,
+        text_encoder_2=second,
+        tokenizer=clip_tokenizer(),
+        tokenizer_2=clip_tokenizer("!"),
+        noise_scheduler=_noise_schedule(prediction),
+        prediction_type=prediction,
+        source=path,
+    )
+
+
+def _noise_schedule(prediction: str) -> DDPMScheduler:
+    return DDPMScheduler(
+        num_train_timesteps=1000, clip_sample=False, prediction_type=prediction, **SCALED_LINEAR
+    )
 
 
 def load_sdxl_folder(location: str, cfg: ModelConfig) -> SDXLParts:
@@ -94,11 +158,10 @@ def load_sdxl_folder(location: str, cfg: ModelConfig) -> SDXLParts:
         ) from exc
     prediction = cfg.prediction_type if cfg.prediction_type != "auto" else None
     prediction = prediction or scheduler.get("prediction_type") or "epsilon"
-    noise = DDPMScheduler(
-        num_train_timesteps=1000, clip_sample=False, prediction_type=prediction, **SCALED_LINEAR
-    )
     log.info("Model family sdxl, prediction type %s", prediction)
-    return SDXLParts(**parts, noise_scheduler=noise, prediction_type=prediction, source=location)
+    return SDXLParts(
+        **parts, noise_scheduler=_noise_schedule(prediction), prediction_type=prediction, source=location
+    )
 
 
 class StableDiffusionXL(StableDiffusion):
@@ -160,8 +223,13 @@ class StableDiffusionXL(StableDiffusion):
     def tokenize(self, captions: list[str]) -> torch.Tensor:
         """Both tokenizers' ids, stacked: [batch, 2, 77] (their padding differs)."""
         ids = [
-            tok(captions, padding="max_length", max_length=tok.model_max_length, truncation=True,
-                return_tensors="pt").input_ids
+            tok(
+                captions,
+                padding="max_length",
+                max_length=tok.model_max_length,
+                truncation=True,
+                return_tensors="pt",
+            ).input_ids
             for tok in (self.tokenizer, self.tokenizer_2)
         ]
         return torch.stack(ids, dim=1)

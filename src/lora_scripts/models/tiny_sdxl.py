@@ -10,10 +10,12 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+from safetensors.torch import save_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-from ..files import replacing_folder
+from ..files import replacing, replacing_folder
 from .ldm_configs import SCALED_LINEAR
+from .ldm_layout import sdxl_to_ldm
 from .tokenizer import clip_tokenizer
 
 TE1, TE2, TIME = 32, 32, 8  # text encoder widths and SDXL's time-id embedding width, small
@@ -25,7 +27,7 @@ def _clip(width: int, gelu: bool, projection: bool) -> CLIPTextModel:
         hidden_size=width,
         intermediate_size=2 * width,
         num_hidden_layers=3,
-        num_attention_heads=2,
+        num_attention_heads=1,  # widths below 64: one head, as ldm_configs reads width // 64
         max_position_embeddings=77,
         hidden_act="gelu" if gelu else "quick_gelu",
         projection_dim=width,
@@ -45,7 +47,7 @@ def build_tiny_sdxl(seed: int = 0) -> StableDiffusionXLPipeline:
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
         transformer_layers_per_block=(1, 1, 2),
-        attention_head_dim=(2, 4, 4),
+        attention_head_dim=(1, 1, 1),  # SDXL's heads are width // 64 (5, 10, 20): ldm_configs reads it so
         cross_attention_dim=TE1 + TE2,  # the two encoders' penultimate states, concatenated
         use_linear_projection=True,
         addition_embed_type="text_time",
@@ -78,10 +80,14 @@ def build_tiny_sdxl(seed: int = 0) -> StableDiffusionXLPipeline:
 
 
 def save_tiny_sdxl(folder: Path, seed: int = 0) -> dict[str, Path]:
-    """The tiny SDXL as a diffusers folder (complete or absent)."""
-    target = folder / "tiny-sdxl-diffusers"
-    if not (target / "model_index.json").is_file():
+    """The tiny SDXL both ways: a diffusers folder and an SGM single file (each complete or absent)."""
+    target, single = folder / "tiny-sdxl-diffusers", folder / "tiny-sdxl.safetensors"
+    if not (target / "model_index.json").is_file() or not single.is_file():
         pipe = build_tiny_sdxl(seed)
         with replacing_folder(target) as tmp:
             pipe.save_pretrained(tmp, safe_serialization=True)
-    return {"diffusers": target}
+        parts = (pipe.unet, pipe.vae, pipe.text_encoder, pipe.text_encoder_2)
+        tensors = sdxl_to_ldm(*(p.state_dict() for p in parts))
+        with replacing(single) as tmp:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata={"format": "pt"})
+    return {"diffusers": target, "single_file": single}
