@@ -233,3 +233,15 @@ def test_advanced_fields_have_chinese_names_and_hints_and_new_keys_still_appear(
     # a key added to config/ tomorrow: on the form at once, with its key and English help
     new = FormField("brand_new_key", "train", "int", 1, False, "Help from config.", "advanced", "both")
     assert _words(new, "zh") == {"label": "brand_new_key", "help": "Help from config."}
+
+
+def test_a_folder_already_in_the_workspace_opens_as_a_dataset(client, workspace, style_images):
+    folder = workspace.root / "shoots" / "2026 春季"
+    folder.mkdir(parents=True)
+    for image in sorted(style_images.glob("*.png"))[:2]:
+        (folder / image.name).write_bytes(image.read_bytes())
+    shown = client.get("/api/dataset", params={"path": "shoots/2026 春季"}).json()
+    assert [i["name"] for i in shown["images"]] == ["000_phone.png", "001_phone.png"]
+    assert all(i["caption"] is None for i in shown["images"])
+    missing = client.get("/api/dataset", params={"path": "shoots/nope"})
+    assert missing.status_code == 404 and missing.json()["error"].startswith("'shoots/nope' is not a folder")

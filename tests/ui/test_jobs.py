@@ -37,6 +37,11 @@ def test_label_then_doctor_jobs_write_captions_and_findings_shown_per_image(clie
     zh = client.get("/api/dataset", params={"path": dataset, "lang": "zh"}).json()["findings"]
     assert "描述是中文" in [f["title"] for f in zh]
     assert client.get(f"/files/{dataset}/doctor_report.html").headers["content-security-policy"] == "sandbox"
+    results = {j["kind"]: j["result"] for j in client.get("/api/jobs").json()["jobs"]}
+    assert results == {
+        "label": f"/files/{dataset}/metadata.csv",
+        "doctor": f"/files/{dataset}/doctor_report.html",
+    }
 
 
 def test_trainings_queue_stop_resume_then_generate_and_inspect(client, workspace, style_images):
@@ -70,6 +75,8 @@ def test_trainings_queue_stop_resume_then_generate_and_inspect(client, workspace
     assert any(s["step"] == 30 for s in progress["samples"])
     assert client.get(progress["samples"][-1]["url"]).status_code == 200
     assert client.get(progress["report"]).status_code == 200
+    listed = {j["id"]: j for j in client.get("/api/jobs").json()["jobs"]}
+    assert listed[resumed["id"]]["result"] == "/files/loras/long/report.html"
     # generate with the LoRA at two weights
     request = {
         "model": "models/demo-base.safetensors",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,7 @@ def register(app: FastAPI, ws: Workspace, jobs: JobStore) -> None:
         if errors:
             return {"errors": errors}
         name = values.get("output_name") or "lora"
-        config = ws.resolve(f"configs/{name}-{time.strftime('%Y%m%d-%H%M%S')}.yaml")
+        config = ws.resolve(f"configs/{name}-{_stamp()}.yaml")
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(text + "\n", encoding="utf-8")
         rel = config.relative_to(ws.root).as_posix()
@@ -182,7 +183,7 @@ def register(app: FastAPI, ws: Workspace, jobs: JobStore) -> None:
     @app.get("/api/jobs")
     def list_jobs():
         jobs.tick()
-        return {"jobs": jobs.all()}
+        return {"jobs": [{**job, "result": _result(ws, job)} for job in jobs.all()]}
 
     @app.get("/api/jobs/{job_id}")
     def job_detail(job_id: str):
@@ -239,6 +240,34 @@ def _words(field: forms.FormField, lang: str) -> dict[str, str]:
     return {"label": forms.label(field, lang), "help": field.help}
 
 
+def _result(ws: Workspace, job: dict) -> str | None:
+    """The link to what a job made (once it is there): the training report, the doctor's report, the
+    captions, the generated grid or first image, the tool's file."""
+    if job["kind"] == "train":
+        candidates = [f"{job.get('output_dir')}/report.html"]
+    elif job["kind"] in ("doctor", "label"):
+        name = "doctor_report.html" if job["kind"] == "doctor" else "metadata.csv"
+        candidates = [f"{job.get('dataset')}/{name}"]
+    elif job["kind"] == "generate":
+        folder = ws.root / str(job.get("out"))
+        found = sorted(folder.glob("grid-*.png")) + sorted(folder.glob("*.png")) if folder.is_dir() else []
+        candidates = [p.relative_to(ws.root).as_posix() for p in found[:1]]
+    else:
+        candidates = [str(job.get("out") or "")]
+    for rel in candidates:
+        try:
+            if rel and ws.resolve(rel).is_file():
+                return f"/files/{ws.relative(rel)}"
+        except WorkspaceError:
+            continue
+    return None
+
+
+def _stamp() -> str:
+    """Date, time and a few random letters: two clicks in the same second get two names."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
+
+
 def _job(jobs: JobStore, job_id: str) -> dict:
     try:
         return jobs.read(job_id)
@@ -257,7 +286,7 @@ def _generate_command(ws: Workspace, req: GenerateRequest) -> tuple[list[str], s
         raise UiError("ui.no_prompt", 400)
     sweep = stems[0] if req.grid_weights.strip() and stems else None
     tags = " ".join(f"<lora:{s}:{p.weight:g}>" for s, p in zip(stems, req.loras, strict=True) if s != sweep)
-    out = f"outputs/gen-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = f"outputs/gen-{_stamp()}"
     out_dir = ws.resolve(out)
     args = ["generate", "-m", model, "-l", "loras", "-o", out, "-n", req.negative]
     args += ["--sampler", req.sampler, "--steps", str(req.steps), "--cfg", f"{req.cfg:g}"]

@@ -88,7 +88,7 @@ class JobStore:
             "title": title,
             "command": command,
             "cwd": str(self.cwd),
-            "env": {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+            "env": {},
             "status": QUEUED,
             "pid": None,
             "created": time.time(),

@@ -59,8 +59,8 @@ PAGE_MESSAGES: dict[str, dict[str, str]] = {
     "dataset.folder_placeholder": {"en": "or a folder in the workspace", "zh": "或工作区里的文件夹"},
     "dataset.open_folder": {"en": "Open folder", "zh": "打开文件夹"},
     "dataset.drop": {
-        "en": "Drag images or a .zip here, or choose files:",
-        "zh": "把图片或 .zip 压缩包拖到这里，或点击选择文件：",
+        "en": "Drag images or a .zip here, or",
+        "zh": "把图片或 .zip 压缩包拖到这里，或者",
     },
     "dataset.pick_first": {
         "en": "Choose or create a dataset first.",
@@ -99,7 +99,7 @@ PAGE_MESSAGES: dict[str, dict[str, str]] = {
     "train.check": {"en": "Check settings", "zh": "检查设置"},
     "train.start": {"en": "Start training", "zh": "开始训练"},
     "train.download": {"en": "Download settings (YAML)", "zh": "下载设置文件（YAML）"},
-    "train.load": {"en": "Load settings (YAML):", "zh": "读取设置文件（YAML）："},
+    "train.load": {"en": "Load settings (YAML)", "zh": "读取设置文件（YAML）"},
     "train.loaded": {"en": "Settings loaded into the form.", "zh": "设置已填入表单。"},
     "train.started": {"en": "Training '{name}' is queued.", "zh": "训练“{name}”已加入队列。"},
     "train.runs": {"en": "Trainings", "zh": "训练进度"},
@@ -223,6 +223,8 @@ PAGE_MESSAGES: dict[str, dict[str, str]] = {
     "jobs.status": {"en": "State", "zh": "状态"},
     "jobs.started": {"en": "Started", "zh": "开始时间"},
     "jobs.log": {"en": "Log", "zh": "日志"},
+    "jobs.result": {"en": "Result", "zh": "查看结果"},
+    "ui.choose_files": {"en": "Choose files", "zh": "选择文件"},
     "jobs.stop": {"en": "Stop", "zh": "停止"},
     "kind.label": {"en": "Auto-label", "zh": "自动写描述"},
     "kind.doctor": {"en": "Image check", "zh": "素材检查"},

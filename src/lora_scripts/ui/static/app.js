@@ -255,7 +255,8 @@ async function refreshJobs() {
   body.replaceChildren(...S.jobs.map((j) => el("tr", {"data-id": j.id, "data-status": j.status},
     el("td", {text: `${t("kind." + j.kind)} · ${j.title}`}), el("td", {class: "status-" + j.status, text: t("status." + j.status)}),
     el("td", {text: j.started ? new Date(j.started * 1000).toLocaleTimeString() : ""}),
-    el("td", {}, el("button", {class: "log-btn", text: t("jobs.log"), onclick: guard(async () => {
+    el("td", {}, j.result ? el("a", {class: "result", href: j.result, target: "_blank", text: t("jobs.result")}) : null,
+      el("button", {class: "log-btn", text: t("jobs.log"), onclick: guard(async () => {
       const d = await api("/api/jobs/" + j.id); $("#job-log").textContent = d.log; })}),
       ["queued", "running"].includes(j.status) ? el("button", {class: "stop-job", text: t("jobs.stop"),
         onclick: guard(async () => { await api(`/api/jobs/${j.id}/stop`, {method: "POST"}); })}) : null))));
