@@ -33,6 +33,7 @@ class _Spy:
     def __init__(self, model: StableDiffusion):
         self.model = model
         real_predict, real_target = model.predict, model.target
+        self.real_predict, self.real_target = real_predict, real_target
 
         def predict(noisy, t, cond):
             self.noisy, self.t = noisy.detach().clone(), t.clone()
@@ -315,3 +316,15 @@ def test_clip_skip_reads_the_penultimate_layer_as_diffusers_pipelines_do(base_co
     monkeypatch.setattr(StableDiffusionPipeline, "__call__", call)
     model.render([RenderRequest("a phone", steps=1, width=64, height=64)])
     assert seen == [1]  # training samples use the same layer
+
+
+def test_min_and_max_timestep_bound_the_training_timesteps(base_config):
+    model, cfg = _model(base_config, min_timestep=200, max_timestep=300)
+    ts = []
+    for seed in range(40):
+        _, spy = _run_loss(model, cfg, seed)
+        ts += spy.t.tolist()
+        model.predict, model.target = spy.real_predict, spy.real_target  # one spy at a time
+    assert min(ts) >= 200 and max(ts) < 300 and len(set(ts)) > 20
+    with pytest.raises(ConfigError, match=r"min_timestep \(500\) must be below max_timestep \(400\)"):
+        build_config({**base_config, "min_timestep": 500, "max_timestep": 400})

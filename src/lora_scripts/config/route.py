@@ -38,6 +38,8 @@ IMAGE_ONLY = {
     "huber_c",
     "huber_schedule",
     "zero_terminal_snr",
+    "min_timestep",
+    "max_timestep",
     "clip_skip",
     "down_lr_weight",
     "mid_lr_weight",

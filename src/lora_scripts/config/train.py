@@ -177,6 +177,18 @@ class TrainConfig(Section):
         "clip_skip (2 for many anime SD 1.5 models); training samples use it too. Empty or 1: the last "
         "layer. SD 1.x/2.x.",
     )
+    min_timestep: int | None = Field(
+        None,
+        ge=0,
+        le=999,
+        description="Train only on timesteps from this one up (kohya; 0 = the least noise). Empty: 0.",
+    )
+    max_timestep: int | None = Field(
+        None,
+        ge=1,
+        le=1000,
+        description="Train only on timesteps below this one (kohya; 1000 = pure noise). Empty: all.",
+    )
     zero_terminal_snr: bool = Field(
         False,
         description="Rescale the noise schedule so the last timestep is pure noise (Lin et al.); use with "
@@ -286,6 +298,13 @@ class TrainConfig(Section):
         if v is not None and any(not 0 <= x <= 100 for x in v):
             raise ValueError("a list of 12 multipliers between 0 and 100")
         return v
+
+    @model_validator(mode="after")
+    def _timestep_range(self):
+        low, high = self.min_timestep or 0, self.max_timestep or 1000
+        if low >= high:
+            raise ValueError(f"min_timestep ({low}) must be below max_timestep ({high})")
+        return self
 
     @model_validator(mode="after")
     def _needs_noise_offset(self):

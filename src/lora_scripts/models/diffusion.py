@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from diffusers.training_utils import compute_snr
 
 from ..config import TrainConfig
+from ..errors import ConfigError
 
 
 def _randn(shape, generator: torch.Generator | None, device) -> torch.Tensor:
@@ -53,6 +54,20 @@ def pyramid_noise(
         if hn == 1 or wn == 1:
             break
     return noise / noise.std()
+
+
+def sample_timesteps(
+    batch: int, scheduler, train: TrainConfig, generator: torch.Generator | None
+) -> torch.Tensor:
+    """One training timestep per image, uniform in [min_timestep, max_timestep) (kohya; all by default)."""
+    low = train.min_timestep or 0
+    high = train.max_timestep or scheduler.config.num_train_timesteps
+    if high > scheduler.config.num_train_timesteps:
+        raise ConfigError(
+            f"max_timestep {high} is beyond this model's {scheduler.config.num_train_timesteps} timesteps",
+            "Lower max_timestep",
+        )
+    return torch.randint(low, high, (batch,), generator=generator, device="cpu")
 
 
 def input_noise(noise: torch.Tensor, train: TrainConfig, generator: torch.Generator | None) -> torch.Tensor:

@@ -20,7 +20,7 @@ from ..data.latent_cache import LatentCache
 from ..data.text_cache import TextCache, text_cache_blocker
 from ..errors import ConfigError
 from .detect import SD1_TE_PREFIX, SD2_TE_PREFIX, UNET_PREFIX, ModelSource
-from .diffusion import diffusion_loss, input_noise, make_noise
+from .diffusion import diffusion_loss, input_noise, make_noise, sample_timesteps
 from .family import FamilyInfo
 from .loader import Components, load_components, text_family
 from .render import RenderRequest, render_one
@@ -168,8 +168,7 @@ class StableDiffusion:
             pixels = torch.stack([load_pixels(i, aug=a) for i, a in zip(items, augments, strict=True)])
             latents = self.encode_image(pixels, generator).float().to(dev)
         noise = make_noise(latents, train, generator)
-        steps = self.noise_scheduler.config.num_train_timesteps
-        t = torch.randint(0, steps, (latents.shape[0],), generator=generator, device="cpu").to(dev)
+        t = sample_timesteps(latents.shape[0], self.noise_scheduler, train, generator).to(dev)
         noisy = self.noise_scheduler.add_noise(latents, input_noise(noise, train, generator), t)
         captions = [make_caption(i.caption, data, rng) for i in items]
         if self.text_cache is not None:

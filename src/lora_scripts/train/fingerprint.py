@@ -62,6 +62,8 @@ OPTION_KEYS = {
         "huber_c",
         "huber_schedule",
         "zero_terminal_snr",
+        "min_timestep",
+        "max_timestep",
         "clip_skip",
         "loraplus_lr_ratio",
         "down_lr_weight",
