@@ -129,3 +129,25 @@ def test_training_runs_with_each_library_optimizer(base_config, name):
     ups = {k: v for k, v in load_file(result.lora_path).items() if k.endswith("lora_up.weight")}
     assert any(v.abs().sum() > 0 for v in ups.values())  # B left its zero init: the optimiser stepped
     assert all(torch.isfinite(v).all() for v in ups.values())
+
+
+def test_optimizer_args_reach_the_optimizer_as_kohya_writes_them():
+    p = torch.nn.Parameter(torch.zeros(4))
+    cfg = _train(optimizer="AdamW", optimizer_args=["betas=0.8,0.99", "eps=1e-6", "amsgrad=True"])
+    opt = make_optimizer([{"params": [p]}], cfg)
+    assert opt.defaults["betas"] == (0.8, 0.99) and opt.defaults["eps"] == 1e-6 and opt.defaults["amsgrad"]
+    mapping = _train(optimizer="prodigy", learning_rate=1.0, optimizer_args={"d_coef": 2, "decouple": False})
+    opt = make_optimizer([{"params": [p]}], mapping)
+    assert opt.defaults["d_coef"] == 2 and opt.defaults["decouple"] is False
+    relative = _train(optimizer="adafactor", optimizer_args=["relative_step=True", "warmup_init=True"])
+    opt = make_optimizer([{"params": [p]}], relative)  # Adafactor's own schedule: no fixed rate with it
+    assert opt.defaults["relative_step"] and opt.defaults["lr"] is None
+
+
+def test_bad_optimizer_args_are_one_sentence():
+    p = torch.nn.Parameter(torch.zeros(4))
+    with pytest.raises(ConfigError, match="optimizer adamw refused its settings.*momentum") as err:
+        make_optimizer([{"params": [p]}], _train(optimizer_args=["momentum=0.9"]))
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="optimizer_args.*key=value"):
+        _train(optimizer_args=["0.9"])

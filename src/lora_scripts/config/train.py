@@ -84,6 +84,12 @@ class TrainConfig(Section):
         "(lion-pytorch; use a 3-10x smaller learning_rate), `prodigy` (prodigyopt, finds the step size "
         "itself: set learning_rate 1), `sgd` (momentum 0.9).",
     )
+    optimizer_args: list[str] = Field(
+        default_factory=list,
+        description="Extra settings for the optimiser, as kohya writes them: a list of `key=value` with "
+        'Python values (`["betas=0.9,0.99", "d_coef=2"]`), or a `key: value` mapping. The optimiser '
+        "refuses what it does not know.",
+    )
     weight_decay: float = Field(1e-2, ge=0.0, description="Weight decay (AdamW, Lion, Prodigy, Adafactor).")
     max_grad_norm: float = Field(
         1.0, ge=0.0, description="Clip gradients to this norm (0 turns clipping off)."
@@ -271,6 +277,24 @@ class TrainConfig(Section):
                 raise ValueError(
                     f"one whose library is installed: {v} needs {package} (pip install {package})"
                 )
+        return v
+
+    @field_validator("optimizer_args", mode="before")
+    @classmethod
+    def _args_as_list(cls, v):
+        if v is None:
+            return []
+        if isinstance(v, dict):  # YAML's own form: {d_coef: 2, betas: [0.9, 0.99]}
+            return [f"{k}={val!r}" for k, val in v.items()]
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("optimizer_args")
+    @classmethod
+    def _args_form(cls, v):
+        for item in v:
+            key, sep, _ = item.partition("=")
+            if not sep or not key.strip().isidentifier():
+                raise ValueError("a list of key=value entries such as betas=0.9,0.99")
         return v
 
     @field_validator("down_lr_weight", "up_lr_weight", mode="before")

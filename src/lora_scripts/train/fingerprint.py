@@ -46,6 +46,7 @@ ROUTE_KEYS = {
 # set away from their default, so the states of runs that never used them keep their fingerprint
 OPTION_KEYS = {
     "train": (
+        "optimizer_args",
         "lr_scheduler_num_cycles",
         "lr_scheduler_power",
         "noise_offset_random_strength",
@@ -91,9 +92,8 @@ def run_fingerprint(cfg: Config, index) -> dict[str, str]:
         section = getattr(cfg, name)
         if section is not None:
             fields = type(section).model_fields
-            out.update(
-                {k: str(getattr(section, k)) for k in keys if getattr(section, k) != fields[k].default}
-            )
+            default = {k: fields[k].get_default(call_default_factory=True) for k in keys}
+            out.update({k: str(getattr(section, k)) for k in keys if getattr(section, k) != default[k]})
     return out
 
 

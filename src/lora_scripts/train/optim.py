@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import logging
 
@@ -32,20 +33,43 @@ def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
         ) from exc
 
 
+def optimizer_args(cfg: TrainConfig) -> dict:
+    """optimizer_args as keyword arguments: values read as Python literals (kohya's rule), else as text."""
+    out = {}
+    for item in cfg.optimizer_args:
+        key, _, value = item.partition("=")
+        try:
+            out[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            out[key.strip()] = value.strip()
+    return out
+
+
 def make_optimizer(groups: list[dict], cfg: TrainConfig) -> torch.optim.Optimizer:
     cls = optimizer_class(cfg.optimizer)
     lr, decay = cfg.learning_rate, cfg.weight_decay
+    kwargs: dict = {"lr": lr, "weight_decay": decay}
     if cfg.optimizer == "sgd":
-        return cls(groups, lr=lr, momentum=0.9)
-    if cfg.optimizer == "adafactor":  # a fixed learning rate (kohya's LoRA recipe), not Adafactor's own
-        return cls(groups, lr=lr, weight_decay=decay, relative_step=False, scale_parameter=False)
-    if cfg.optimizer == "prodigy" and lr < 0.1:
+        kwargs = {"lr": lr, "momentum": 0.9}
+    elif cfg.optimizer == "adafactor":  # a fixed learning rate (kohya's LoRA recipe), not Adafactor's own
+        kwargs.update(relative_step=False, scale_parameter=False)
+    elif cfg.optimizer == "prodigy" and lr < 0.1:
         log.warning(
             "optimizer prodigy finds the step size itself and treats learning_rate as a multiplier: "
             "learning_rate %g will train very slowly; 1 is usual",
             lr,
         )
-    return cls(groups, lr=lr, weight_decay=decay)
+    kwargs.update(optimizer_args(cfg))
+    if cfg.optimizer == "adafactor" and kwargs.get("relative_step"):
+        kwargs["lr"] = None  # Adafactor's own schedule: it refuses a fixed rate alongside it
+    try:
+        return cls(groups, **kwargs)
+    except (TypeError, ValueError) as exc:
+        given = ", ".join(cfg.optimizer_args) or "its defaults"
+        raise ConfigError(
+            f"optimizer {cfg.optimizer} refused its settings ({given}): {exc}".rstrip("."),
+            "Check the names and values in optimizer_args against the optimiser's documentation",
+        ) from exc
 
 
 def make_lr_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int):
