@@ -54,3 +54,27 @@ def test_missing_reg_folder_is_one_sentence(cli, tmp_path, base_config):
     path = _write(tmp_path, base_config, reg_data_dir=str(tmp_path / "no_reg"))
     error = _one_error(cli("train", "--config", str(path), "--dry-run"))
     assert "reg_data_dir" in error and "no_reg" in error, error
+
+
+def test_the_resolved_yaml_of_the_new_options_loads_back_the_same(tmp_path, base_config):
+    """train --dry-run and the web UI show the resolved YAML; it must load as the same config."""
+    from lora_scripts.config import build_config, load_config
+    from lora_scripts.config.show import resolved_yaml
+
+    cfg = build_config(
+        {
+            **base_config,
+            "optimizer_args": ["betas=0.9,0.99", "d_coef=2"],
+            "down_lr_weight": "sine+0.5",
+            "mid_lr_weight": 0.5,
+            "v_parameterization": True,
+            "min_snr_gamma": 5,
+            "loss_type": "huber",
+            "reg_data_dir": str(tmp_path / "reg"),
+            "caption_tag_dropout_rate": 0.1,
+            "clip_skip": 2,
+        }
+    )
+    path = tmp_path / "resolved.yaml"
+    path.write_text(resolved_yaml(cfg), encoding="utf-8")
+    assert load_config(path) == cfg
