@@ -21,7 +21,7 @@ CONV = "down_blocks.0.resnets.0.conv1"  # a LoCon 3x3 conv
 def _stack(model_path, lora_dir):
     parts = load_components(ModelConfig(base_model=str(model_path)))
     pipe = StableDiffusion(parts).pipeline()
-    return pipe, LoraStack(pipe.unet, pipe.text_encoder, parts.family, LoraLibrary(lora_dir))
+    return pipe, LoraStack({"unet": pipe.unet, "te": pipe.text_encoder}, parts.family, LoraLibrary(lora_dir))
 
 
 def _image(pipe, stack, text):

@@ -155,7 +155,8 @@ def test_generate_applies_the_client_delta(base_config, tmp_path, tiny_model, ne
     result, _ = _train(base_config, tmp_path, network_type=network, conv_rank=2)
     tensors = load_file(result.lora_path)
     pipe = StableDiffusion(load_components(ModelConfig(base_model=str(tiny_model["single_file"])))).pipeline()
-    stack = LoraStack(pipe.unet, pipe.text_encoder, "sd1", LoraLibrary(result.lora_path.parent))
+    modules = {"unet": pipe.unet, "te": pipe.text_encoder}
+    stack = LoraStack(modules, "sd1", LoraLibrary(result.lora_path.parent))
     for path, shape in ((LINEAR, (2, 77, 64)), (CONV, (1, 32, 8, 8))):
         module = pipe.unet.get_submodule(path)
         name = kohya_name("unet", path)

@@ -135,3 +135,29 @@ def test_the_sgm_single_file_loads_exactly_as_the_folder(sdxl_folder):
         assert mine.keys() == theirs.keys(), part
         assert all(torch.equal(mine[k].float(), theirs[k].float()) for k in theirs), part
     assert a.vae.config.scaling_factor == b.vae.config.scaling_factor == 0.13025
+
+
+def test_generate_draws_with_an_sdxl_lora_and_refuses_an_sd1_one(
+    sdxl_folder, sample_data, tmp_path, cli, tiny_model, base_config
+):
+    import numpy as np
+    from PIL import Image
+
+    result, _ = _train(sdxl_folder, sample_data, tmp_path, train_text_encoder=True)
+    single = sdxl_folder.parent / "tiny-sdxl.safetensors"
+    out = tmp_path / "generated"
+    args = ["generate", "neon phone", "-m", str(single), "-l", str(result.lora_path.parent), "--lora", "xl"]
+    done = cli(
+        *args, "--weights", "0,1", "--seeds", "3", "--steps", "2", "-W", "64", "-H", "64", "-o", str(out)
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    base, styled = sorted(out.glob("0*.png"))
+    assert not np.array_equal(np.asarray(Image.open(base)), np.asarray(Image.open(styled)))
+    assert "Model: tiny-sdxl" in Image.open(styled).text["parameters"]
+    sd1 = run_training(
+        build_config({**base_config, "output_dir": str(tmp_path / "sd1"), "output_name": "old"})
+    )
+    args = ["generate", "<lora:old:0.7> neon phone", "-m", str(single), "-l", str(sd1.lora_path.parent)]
+    done = cli(*args, "--steps", "2", "-W", "64", "-H", "64", "-o", str(tmp_path / "no"))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "is a LoRA for SD 1.x, but the base model is SDXL" in " ".join(done.stderr.split())

@@ -63,17 +63,21 @@ def plan(opts: GenerateOptions) -> tuple[Batch, LoraLibrary]:
 
 def run_generate(opts: GenerateOptions) -> tuple[list[Path], Path | None]:
     batch, library = plan(opts)
-    from ..models.loader import load_components
-    from ..models.sd import StableDiffusion
+    from ..models.registry import load_model
 
-    parts = load_components(opts.model)
+    model = load_model(opts.model)  # SD 1.x/2.x or SDXL, by the family the base model is
+    if model.info.sample_kind != "image":
+        raise ConfigError(
+            f"'{opts.model.base_model}' is a language model, not an image model",
+            "Talk to it with: lora-scripts chat -m MODEL",
+        )
     device, dtype = _device(opts.device, opts.precision)
-    pipe = StableDiffusion(parts).pipeline().to(device, dtype)
-    stack = LoraStack(pipe.unet, pipe.text_encoder, parts.family, library)
+    pipe = model.pipeline().to(device, dtype)
+    stack = LoraStack(model.adapter_modules(), model.info.name, library)  # the pipeline's own modules
     stack.load(sorted({ref.name for spec in batch.specs for ref in spec.loras}))
     log.info("Generating %d image(s) on %s into %s", len(batch.specs), device, opts.out)
     try:
-        return run_batch(pipe, batch, stack, opts.out, Path(parts.source).stem, opts.grid)
+        return run_batch(pipe, batch, stack, opts.out, Path(model.parts.source).stem, opts.grid)
     finally:
         stack.close()
 

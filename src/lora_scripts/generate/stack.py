@@ -34,10 +34,12 @@ class _Delta:
 
 
 class LoraStack:
-    """LoRA files applied to a pipeline's UNet and text encoder through forward hooks."""
+    """LoRA files applied to a pipeline's UNet and text encoder(s) through forward hooks."""
 
-    def __init__(self, unet: nn.Module, text_encoder: nn.Module, family: str, library: LoraLibrary):
-        self.models = {"unet": unet, "te": text_encoder}
+    def __init__(self, models: dict[str, nn.Module], family: str, library: LoraLibrary):
+        """`models`: the pipeline's modules by the family's component names (TrainableModel.adapter_modules:
+        {"unet", "te"} for SD 1.x/2.x, {"unet", "te1", "te2"} for SDXL)."""
+        self.models = dict(models)
         self.family, self.library = family, library
         self.files: dict[str, Path] = {}
         self._hashes: dict[str, str] = {}
