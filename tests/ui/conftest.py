@@ -6,13 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from uihelp import UiProcess
 
-pytest.importorskip("fastapi", reason="the web UI's extra is not installed: pip install -e .[ui]")
+from lora_scripts.ui.workspace import Workspace
 
-from uihelp import UiProcess  # noqa: E402
-
-from lora_scripts.ui.server import UiSettings, create_app  # noqa: E402
-from lora_scripts.ui.workspace import Workspace  # noqa: E402
+EXTRA = "the web UI's extra is not installed: pip install -e .[ui] (scripts/setup.sh does)"
 
 
 @pytest.fixture
@@ -32,7 +30,10 @@ def workspace(tmp_path) -> Workspace:
 
 @pytest.fixture
 def client(workspace):
+    pytest.importorskip("fastapi", reason=EXTRA)
     from fastapi.testclient import TestClient
+
+    from lora_scripts.ui.server import UiSettings, create_app
 
     with TestClient(create_app(UiSettings(workspace, "en"))) as test_client:
         yield test_client
@@ -42,6 +43,8 @@ def client(workspace):
 def ui_process():
     """Start `lora-scripts ui` processes; each is stopped after the test."""
     started: list[UiProcess] = []
+
+    pytest.importorskip("uvicorn", reason=EXTRA)
 
     def start(workspace: Path, *args: str, **kwargs) -> UiProcess:
         ui = UiProcess(workspace, *args, **kwargs)

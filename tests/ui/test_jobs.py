@@ -8,8 +8,10 @@ import os
 import signal
 import time
 
-import httpx
+import pytest
 from uihelp import tiny_train_values, wait_job
+
+httpx = pytest.importorskip("httpx", reason="the web UI's extra is not installed: pip install -e .[ui]")
 
 
 def _dataset(client, style_images, name="neon") -> str:

@@ -3,12 +3,14 @@ HTTP basic auth."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
-import httpx
 import pytest
 from uihelp import free_port
+
+httpx = pytest.importorskip("httpx", reason="the web UI's extra is not installed: pip install -e .[ui]")
 
 
 def _listening(port: int) -> set[str]:
@@ -80,3 +82,21 @@ def test_listen_with_an_auth_file_serves_every_interface_behind_the_password(tmp
         assert wrong.status_code == 401 and "password" in wrong.text
     right = httpx.get(ui.url + "/api/workspace", auth=httpx.BasicAuth("designer", "纸箱 2026"))
     assert right.status_code == 200 and right.json()["datasets"] == []
+
+
+def test_without_the_ui_extra_the_command_says_what_to_install(tmp_path):
+    """A machine set up before the UI existed: one sentence naming the extra, not a traceback."""
+    fake = tmp_path / "site" / "uvicorn"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ModuleNotFoundError('no uvicorn', name='uvicorn')\n")
+    env = {**os.environ, "PYTHONPATH": f"{fake.parent}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    result = subprocess.run(
+        [sys.executable, "-m", "lora_scripts.cli", "ui", "--workspace", str(tmp_path / "ws")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "needs the package 'uvicorn'" in output and "pip install -e" in output
+    assert "Traceback" not in output

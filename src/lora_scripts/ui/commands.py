@@ -81,10 +81,17 @@ def read_auth(auth: str | None, auth_file: Path | None) -> tuple[str, str] | Non
 def serve(ws, host: str, port: int, lang: str, credentials, console) -> None:
     import socket
 
-    import uvicorn
-
     from ..errors import ConfigError
-    from .server import UiSettings, create_app
+
+    try:
+        import uvicorn
+
+        from .server import UiSettings, create_app
+    except ModuleNotFoundError as exc:
+        raise ConfigError(
+            f"The web UI needs the package '{exc.name}', which is not installed",
+            "Install the UI's extra: .venv/bin/pip install -e '.[ui]' (bash scripts/setup.sh does)",
+        ) from exc
 
     with socket.socket() as probe:  # a port in use: one sentence, not uvicorn's traceback
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
