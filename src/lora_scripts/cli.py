@@ -30,6 +30,7 @@ def train(
 
     def action():
         from .config import load_config
+        from .train.family_defaults import with_family_defaults
         from .train.run import device_note, prepare_data, run_training, will_write
         from .train.versions import as_new_version
 
@@ -37,7 +38,7 @@ def train(
         if dry_run:
             from .config.show import resolved_yaml
 
-            cfg = as_new_version(cfg)
+            cfg = with_family_defaults(as_new_version(cfg))
             index, _held_out = prepare_data(cfg)
             console.print(resolved_yaml(cfg), highlight=False, markup=False)
             console.print(index.summary(), highlight=False, markup=False)

@@ -161,3 +161,25 @@ def test_generate_draws_with_an_sdxl_lora_and_refuses_an_sd1_one(
     done = cli(*args, "--steps", "2", "-W", "64", "-H", "64", "-o", str(tmp_path / "no"))
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "is a LoRA for SD 1.x, but the base model is SDXL" in " ".join(done.stderr.split())
+
+
+def test_sdxl_trains_at_1024_unless_told_and_the_dry_run_says_so(sdxl_folder, sample_data, tmp_path, cli):
+    import yaml
+
+    single = sdxl_folder.parent / "tiny-sdxl.safetensors"
+    config = {
+        "base_model": str(single),
+        "train_data_dir": str(sample_data),
+        "output_dir": str(tmp_path / "o"),
+    }
+    path = tmp_path / "xl.yaml"
+    path.write_text(yaml.safe_dump({**config, "train_text_encoder": True}), encoding="utf-8")
+    done = cli("train", "-c", str(path), "--dry-run")
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = " ".join((done.stdout + done.stderr).split())
+    assert "resolution: 1024" in text and "max_bucket_reso: 2048" in text
+    assert "SDXL base model: training at 1024 px" in text and "rarely helps a style" in text
+    path.write_text(yaml.safe_dump({**config, "resolution": 768}), encoding="utf-8")
+    done = cli("train", "-c", str(path), "--dry-run")
+    text = " ".join((done.stdout + done.stderr).split())
+    assert "resolution: 768" in text and "max_bucket_reso: 1024" in text

@@ -38,6 +38,10 @@ class FamilyInfo:
     # How LoRA files name the UNet's modules: "diffusers" (lora_unet_down_blocks_...) or "sgm" (SDXL's
     # lora_unet_input_blocks_..., what every client maps for SDXL).
     unet_names: str = "diffusers"
+    # The side its images are trained at when the config names none (SDXL: 1024), and a hint said when the
+    # config trains its text encoder(s).
+    default_resolution: int = 512
+    text_encoder_hint: str | None = None
     # What one training item is called in messages, and what to change when even one does not fit in memory.
     item_noun: str = "image"
     memory_hint: str = (

@@ -49,7 +49,15 @@ from .targets import text_targets, unet_targets
 from .tokenizer import clip_tokenizer
 
 log = logging.getLogger(__name__)
-SDXL_INFO = FamilyInfo("sdxl", "SDXL", lora_width=2048, unet_names="sgm")
+SDXL_INFO = FamilyInfo(
+    "sdxl",
+    "SDXL",
+    lora_width=2048,
+    unet_names="sgm",
+    default_resolution=1024,
+    text_encoder_hint="SDXL: training its two text encoders rarely helps a style and costs a lot of memory; "
+    "train_text_encoder: false (the default) is kohya's advice too",
+)
 CLIP_L, OPEN_CLIP_G = "conditioner.embedders.0.transformer.", "conditioner.embedders.1.model."
 VAE_SCALE = 0.13025  # SDXL's VAE latent scale (SD 1.x/2.x: 0.18215)
 COMPONENTS = {"unet": "unet", "te1": "text_encoder", "te2": "text_encoder_2"}

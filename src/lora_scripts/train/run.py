@@ -22,6 +22,7 @@ from ..errors import ConfigError, OutputError
 from ..models.detect import locate
 from ..models.registry import detect_family, load_model
 from ..save.atomic import nearest_existing, probe_writable
+from .family_defaults import with_family_defaults
 from .init_lora import check_init_lora
 from .lock import output_lock, remove_stale_temp_files
 from .loop import Trainer, TrainResult
@@ -158,7 +159,7 @@ def run_training(cfg: Config) -> TrainResult:
     log.info(run_header())
     handler = None
     try:
-        cfg = as_new_version(cfg)
+        cfg = with_family_defaults(as_new_version(cfg))
         index, held_out = prepare_data(cfg)
         log.info("%s", will_write(cfg))
         if held_out:
