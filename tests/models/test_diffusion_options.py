@@ -328,3 +328,27 @@ def test_min_and_max_timestep_bound_the_training_timesteps(base_config):
     assert min(ts) >= 200 and max(ts) < 300 and len(set(ts)) > 20
     with pytest.raises(ConfigError, match=r"min_timestep \(500\) must be below max_timestep \(400\)"):
         build_config({**base_config, "min_timestep": 500, "max_timestep": 400})
+
+
+def test_max_token_length_reads_long_captions_in_chunks_of_75(base_config, tmp_path):
+    model, cfg = _model(base_config, max_token_length=150)
+    model.prepare_inputs(scan_dataset(cfg.data), cfg.data, cfg.train, ["unet"], tmp_path)
+    tok = model.tokenizer
+    caption = ", ".join(f"tag{i} red metal" for i in range(60))
+    body = tok(caption).input_ids[1:-1]  # the caption's own tokens, no <BOS>/<EOS>
+    assert len(body) > 75  # long enough to need the second chunk
+    ids = model.tokenize([caption])
+    assert tuple(ids.shape) == (1, 2, 77)
+    padded = body[:150] + [tok.pad_token_id] * 150
+    for k in range(2):
+        middle = padded[75 * k : 75 * k + 75]
+        assert ids[0, k, 0] == tok.bos_token_id and ids[0, k, 1:76].tolist() == middle
+    with torch.no_grad():
+        got = model.encode_prompt(ids)
+        states = [model.text_encoder(ids[:, k])[0] for k in range(2)]  # each chunk on its own
+    assert tuple(got.shape) == (1, 152, states[0].shape[-1])
+    want = torch.cat([states[0][:, :1], states[0][:, 1:76], states[1][:, 1:76], states[1][:, 76:]], dim=1)
+    assert torch.allclose(got, want, atol=1e-6)
+    loss, _ = _run_loss(model, cfg)  # the UNet takes the 152-token context; cached captions too
+    assert torch.isfinite(loss) and model.text_cache is not None
+    assert tuple(model.text_cache.get([scan_dataset(cfg.data).items[0].caption]).shape[1:2]) == (152,)

@@ -41,6 +41,7 @@ IMAGE_ONLY = {
     "min_timestep",
     "max_timestep",
     "clip_skip",
+    "max_token_length",
     "down_lr_weight",
     "mid_lr_weight",
     "up_lr_weight",

@@ -183,6 +183,11 @@ class TrainConfig(Section):
         "clip_skip (2 for many anime SD 1.5 models); training samples use it too. Empty or 1: the last "
         "layer. SD 1.x/2.x.",
     )
+    max_token_length: Literal[150, 225] | None = Field(
+        None,
+        description="Read captions up to this many tokens (kohya's max_token_length) in chunks of 75, as "
+        "WebUI reads long prompts. Empty: 75, the rest cut off. SD 1.x/2.x; samples use the first 75.",
+    )
     min_timestep: int | None = Field(
         None,
         ge=0,

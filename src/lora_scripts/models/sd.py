@@ -23,6 +23,7 @@ from .detect import SD1_TE_PREFIX, SD2_TE_PREFIX, UNET_PREFIX, ModelSource
 from .diffusion import diffusion_loss, input_noise, make_noise, sample_timesteps
 from .family import FamilyInfo
 from .loader import Components, load_components, text_family
+from .long_prompts import chunked_ids, joined_states
 from .render import RenderRequest, render_one
 from .targets import text_targets, unet_targets
 
@@ -126,9 +127,11 @@ class StableDiffusion:
     ) -> None:
         if train.zero_terminal_snr:
             self.use_zero_terminal_snr()
-        self.clip_skip = train.clip_skip or 1  # before the text cache is filled
-        if self.clip_skip > 1 and self.info.name not in INFOS:  # e.g. SDXL reads its own layers
-            log.warning("clip_skip has no effect on %s models", self.info.display_name)
+        self.clip_skip = train.clip_skip or 1  # both before the text cache is filled
+        self.max_token_length = train.max_token_length
+        for key in ("clip_skip", "max_token_length") if self.info.name not in INFOS else ():
+            if getattr(train, key) not in (None, 1):  # e.g. SDXL reads its encoders its own way
+                log.warning("%s has no effect on %s models", key, self.info.display_name)
         if index.reg_items:  # regularisation images are encoded and cached like training images
             index = replace(index, items=index.items + index.reg_items)
         if train.cache_latents != "no":
@@ -201,6 +204,9 @@ class StableDiffusion:
 
     # --- the model's own operations ----------------------------------------------------------------
     def tokenize(self, captions: list[str]) -> torch.Tensor:
+        """[batch, 77] token ids, or [batch, chunks, 77] with max_token_length (models/long_prompts.py)."""
+        if getattr(self, "max_token_length", None):
+            return chunked_ids(self.tokenizer, captions, self.max_token_length)
         return self.tokenizer(
             captions,
             padding="max_length",
@@ -213,6 +219,8 @@ class StableDiffusion:
         """The text encoder's last hidden states, or with clip_skip N the N-th from the end through the
         final layer norm (as kohya, WebUI and diffusers' pipelines read it)."""
         ids = input_ids.to(self.text_encoder.device)
+        if ids.dim() == 3:  # chunks of a long caption: encoded one by one, joined again
+            return joined_states(self.encode_prompt(ids.reshape(-1, ids.shape[-1])), ids.shape[0])
         skip = getattr(self, "clip_skip", 1)
         if skip <= 1:
             return self.text_encoder(ids)[0]

@@ -66,6 +66,7 @@ OPTION_KEYS = {
         "min_timestep",
         "max_timestep",
         "clip_skip",
+        "max_token_length",
         "loraplus_lr_ratio",
         "down_lr_weight",
         "mid_lr_weight",
