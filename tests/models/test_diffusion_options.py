@@ -352,3 +352,26 @@ def test_max_token_length_reads_long_captions_in_chunks_of_75(base_config, tmp_p
     loss, _ = _run_loss(model, cfg)  # the UNet takes the 152-token context; cached captions too
     assert torch.isfinite(loss) and model.text_cache is not None
     assert tuple(model.text_cache.get([scan_dataset(cfg.data).items[0].caption]).shape[1:2]) == (152,)
+
+
+def test_sd2_chunks_end_with_eos_because_its_padding_is_not_eos(tmp_path):
+    """SD 2.x pads with token 0, not <EOS>: a chunk cut mid-caption gets <EOS> last, and an empty chunk
+    reads <BOS> <EOS> <PAD>... (kohya's rule), so every chunk is a well-formed CLIP sequence."""
+    from lora_scripts.models.long_prompts import chunked_ids
+    from lora_scripts.models.tiny import save_tiny_model
+
+    sd2 = save_tiny_model(tmp_path, family="sd2")["single_file"]
+    cfg = build_config({"base_model": str(sd2), "train_data_dir": "d"})
+    tok = load_components(cfg.model).tokenizer
+    bos, eos, pad = tok.bos_token_id, tok.eos_token_id, tok.pad_token_id
+    assert pad != eos
+    long_caption = ", ".join(f"tag{i} red metal" for i in range(18))
+    body = tok(long_caption).input_ids[1:-1]
+    assert 75 < len(body) < 149
+    ids = chunked_ids(tok, [long_caption, "a phone"], 150)
+    assert ids[0, 0].tolist() == [bos, *body[:75], eos]  # cut mid-caption: <EOS> put last
+    rest = body[75:]
+    assert ids[0, 1].tolist() == [bos, *rest, eos] + [pad] * (75 - len(rest))
+    short = tok("a phone").input_ids[1:-1]
+    assert ids[1, 0].tolist() == [bos, *short, eos] + [pad] * (75 - len(short))
+    assert ids[1, 1].tolist() == [bos, eos] + [pad] * 75  # the empty chunk
