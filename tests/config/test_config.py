@@ -91,7 +91,7 @@ def test_committed_reference_is_up_to_date():
     assert committed.read_text(encoding="utf-8") == reference_markdown(), "run: lora-scripts config-docs"
 
 
-@pytest.mark.parametrize("name", ["my_lora_config.yaml", "demo.yaml"])
+@pytest.mark.parametrize("name", ["my_lora_config.yaml", "demo.yaml", "sdxl_8gb.yaml"])
 def test_example_configs_are_valid(name):
     load_config(Path(__file__).parents[2] / "configs" / name)
 
