@@ -183,3 +183,28 @@ def test_sdxl_trains_at_1024_unless_told_and_the_dry_run_says_so(sdxl_folder, sa
     done = cli("train", "-c", str(path), "--dry-run")
     text = " ".join((done.stdout + done.stderr).split())
     assert "resolution: 768" in text and "max_bucket_reso: 1024" in text
+
+
+def test_lora_merge_bakes_an_sdxl_lora_into_the_single_file(sdxl_folder, sample_data, tmp_path, cli):
+    """The merged SGM file has the base's keys, and its UNet and encoders equal diffusers' own
+    load_lora_weights + fuse_lora on the base."""
+    from lora_scripts.config import ModelConfig
+    from lora_scripts.models.sdxl import load_sdxl_single_file
+
+    result, _ = _train(sdxl_folder, sample_data, tmp_path, train_text_encoder=True)
+    single = sdxl_folder.parent / "tiny-sdxl.safetensors"
+    out = tmp_path / "merged.safetensors"
+    done = cli("lora", "merge", str(single), f"{result.lora_path}:0.8", "-o", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    with safe_open(str(single), framework="pt") as a, safe_open(str(out), framework="pt") as b:
+        assert set(a.keys()) == set(b.keys())
+    merged = load_sdxl_single_file(str(out), ModelConfig(base_model=str(out)))
+    pipe = StableDiffusionXLPipeline.from_pretrained(sdxl_folder, local_files_only=True)
+    pipe.load_lora_weights(str(result.lora_path))
+    pipe.fuse_lora(lora_scale=0.8, components=["unet", "text_encoder", "text_encoder_2"])
+    base = load_sdxl_single_file(str(single), ModelConfig(base_model=str(single)))
+    for part in ("unet", "text_encoder", "text_encoder_2"):
+        mine, before = getattr(merged, part).state_dict(), getattr(base, part).state_dict()
+        theirs = {k.replace(".base_layer", ""): v for k, v in getattr(pipe, part).state_dict().items()}
+        assert any(not torch.equal(mine[k], before[k]) for k in mine), part  # the LoRA changed this part
+        assert all(torch.allclose(mine[k], theirs[k], atol=1e-5) for k in mine), part

@@ -271,6 +271,13 @@ class StableDiffusion:
             requires_safety_checker=False,
         )
 
+    def single_file_tensors(self) -> dict[str, torch.Tensor]:
+        """The model as an LDM single-file state dict (`lora merge` writes merged weights back with it)."""
+        from .ldm_layout import pipeline_to_ldm
+
+        parts = (self.unet, self.vae, self.text_encoder)
+        return pipeline_to_ldm(*(_unwrap(p).state_dict() for p in parts), self.family)
+
     def metadata_facts(self) -> dict[str, str]:
         v = self.prediction_type == "v_prediction"
         sd2 = self.family == "sd2"

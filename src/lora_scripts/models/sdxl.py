@@ -288,6 +288,14 @@ class StableDiffusionXL(StableDiffusion):
             scheduler=scheduler,
         )
 
+    def single_file_tensors(self) -> dict[str, torch.Tensor]:
+        """The model in sd_xl_base_1.0.safetensors's SGM layout (`lora merge` writes merged weights)."""
+        from .ldm_layout import sdxl_to_ldm
+        from .sd import _unwrap
+
+        parts = (self.unet, self.vae, self.text_encoder, self.text_encoder_2)
+        return sdxl_to_ldm(*(_unwrap(p).state_dict() for p in parts))
+
     def metadata_facts(self) -> dict[str, str]:
         v = self.prediction_type == "v_prediction"
         return {

@@ -19,9 +19,8 @@ from ..config import ModelConfig
 from ..errors import FormatError, ModelError
 from ..files import replacing_folder
 from ..models.detect import ModelSource, locate
-from ..models.ldm_layout import pipeline_to_ldm
-from ..models.loader import load_components, text_family
-from ..models.registry import detect_family
+from ..models.loader import text_family
+from ..models.registry import detect_family, family_info, load_model
 from ..save.atomic import atomic_save_safetensors
 from ..save.kohya import DTYPES
 from ..save.kohya_keys import name_table
@@ -35,10 +34,11 @@ log = logging.getLogger(__name__)
 MERGED_KEY = "lora_scripts.merged_loras"
 
 
-def module_table(model: nn.Module, component: str) -> dict[str, nn.Module]:
+def module_table(model: nn.Module, component: str, unet_names: str = "diffusers") -> dict[str, nn.Module]:
     """kohya module name -> Linear/Conv2d module, for every such module of the model."""
     modules = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d))}
-    return {kohya: modules[path] for kohya, path in name_table(component, list(modules)).items()}
+    table = name_table(component, list(modules), unet_names)
+    return {kohya: modules[path] for kohya, path in table.items()}
 
 
 @torch.no_grad()
@@ -66,8 +66,10 @@ def apply_lora(tables: dict[str, dict[str, nn.Module]], lora: LoraFile, weight: 
     return len(found)
 
 
-def merge_into(unet: nn.Module, text_encoder: nn.Module, family: str, loras: list, model: str) -> None:
-    tables = {"unet": module_table(unet, "unet"), "te": module_table(text_encoder, "te")}
+def merge_into(modules: dict[str, nn.Module], family: str, loras: list, model: str) -> None:
+    """`modules`: the family's components ({"unet", "te"}; SDXL {"unet", "te1", "te2"})."""
+    names = family_info(family).unet_names
+    tables = {c: module_table(m, c, names) for c, m in modules.items()}
     check_families(loras, family, model)
     for lora, weight in loras:
         count = apply_lora(tables, lora, weight, model)
@@ -87,11 +89,9 @@ def base_family(source: ModelSource) -> str | None:
 
 def merge_single_file(path: str, loras: list, out: Path, precision: str | None) -> None:
     """Merge, then write the input file's tensors with the merged weights replaced (same keys, dtypes)."""
-    parts = load_components(ModelConfig(base_model=path))
-    merge_into(parts.unet, parts.text_encoder, parts.family, loras, f"base model '{path}'")
-    ldm = pipeline_to_ldm(
-        parts.unet.state_dict(), parts.vae.state_dict(), parts.text_encoder.state_dict(), parts.family
-    )
+    model = load_model(ModelConfig(base_model=path))  # SD 1.x/2.x or SDXL
+    merge_into(model.adapter_modules(), model.info.name, loras, f"base model '{path}'")
+    ldm = model.single_file_tensors()
     original = load_file(path)
     with safe_open(path, framework="pt") as handle:
         metadata = dict(handle.metadata() or {})
@@ -111,17 +111,22 @@ def merge_single_file(path: str, loras: list, out: Path, precision: str | None) 
 
 def merge_folder(location: str, local: bool, loras: list, out: Path, precision: str | None) -> None:
     """Merge into a diffusers pipeline and save it as a diffusers folder (written aside, then renamed)."""
-    from diffusers import StableDiffusionPipeline
+    from diffusers import DiffusionPipeline
 
-    try:
-        pipe = StableDiffusionPipeline.from_pretrained(location, local_files_only=local)
+    try:  # the pipeline class the folder names: SD or SDXL, with its own scheduler kept
+        pipe = DiffusionPipeline.from_pretrained(location, local_files_only=local)
     except (OSError, ValueError) as exc:
         raise ModelError(
             f"Could not load the diffusers model '{location}': {str(exc).splitlines()[0]}",
             "Check that it is a complete Stable Diffusion diffusers folder",
         ) from exc
-    family = text_family(pipe.text_encoder.config.hidden_size, pipe.text_encoder.config.hidden_act)
-    merge_into(pipe.unet, pipe.text_encoder, family, loras, f"base model '{location}'")
+    if getattr(pipe, "text_encoder_2", None) is not None:
+        family = "sdxl"
+        modules = {"unet": pipe.unet, "te1": pipe.text_encoder, "te2": pipe.text_encoder_2}
+    else:
+        family = text_family(pipe.text_encoder.config.hidden_size, pipe.text_encoder.config.hidden_act)
+        modules = {"unet": pipe.unet, "te": pipe.text_encoder}
+    merge_into(modules, family, loras, f"base model '{location}'")
     if precision:
         pipe.to(dtype=DTYPES[precision])
     with replacing_folder(out) as tmp:
