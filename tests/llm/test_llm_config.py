@@ -76,3 +76,11 @@ def test_the_commented_example_config_is_an_llm_config():
     cfg = load_config(Path(__file__).parents[2] / "configs" / "cs_tone.yaml")
     assert cfg.route == "llm" and cfg.llm.packing and cfg.llm.train_on == "assistant"
     assert cfg.train.validation_steps == 50 and cfg.network.lora_rank == 16
+
+
+def test_network_type_is_an_image_route_key(cli, llm_config, tmp_path):
+    """LoHa/LoKr are kohya files; the LLM route writes PEFT LoRA adapters, so the key is refused there."""
+    path = write_yaml(tmp_path / "cfg.yaml", {**llm_config, "network_type": "loha"})
+    done = cli("train", "-c", str(path), "--dry-run")
+    out = " ".join(done.stderr.split())
+    assert done.returncode == 2 and "Key 'network_type' in" in out and "is an image-route key" in out

@@ -14,6 +14,7 @@ IMAGE, LLM = "image", "llm"
 CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
 # Keys of the shared sections that only one route reads (the `data` and `sample` sections are whole).
 IMAGE_ONLY = {
+    "network_type",  # LoHa/LoKr files are kohya's; the LLM route writes PEFT LoRA adapters (use_dora: DoRA)
     "model_family",
     "allow_pickle",
     "prediction_type",
