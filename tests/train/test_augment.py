@@ -146,3 +146,38 @@ def test_caption_tag_dropout_turns_the_caption_cache_off(base_config, tmp_path, 
     with caplog.at_level(logging.INFO):
         model.prepare_inputs(scan_dataset(cfg.data), cfg.data, cfg.train, ["unet"], tmp_path)
     assert model.text_cache is None and "caption_tag_dropout_rate" in caplog.text
+
+
+def test_keep_tokens_separator_fixes_the_head_and_the_tail():
+    from lora_scripts.data import make_caption
+
+    caption = "trigger, style ||| red hair, smile, outdoors, night ||| masterpiece"
+    cfg = _data(keep_tokens_separator="|||", shuffle_caption=True, keep_tokens=3)
+    rng = random.Random(1)
+    orders = set()
+    for _ in range(200):
+        tags = make_caption(caption, cfg, rng).split(", ")
+        assert tags[:2] == ["trigger", "style"] and tags[-1] == "masterpiece"  # keep_tokens yields to it
+        assert sorted(tags[2:-1]) == sorted(["red hair", "smile", "outdoors", "night"])
+        orders.add(tuple(tags[2:-1]))
+    assert len(orders) > 10  # the middle is shuffled
+    plain = _data(keep_tokens_separator="|||")  # no shuffle: the marker alone is taken out
+    want = "trigger, style, red hair, smile, outdoors, night, masterpiece"
+    assert make_caption(caption, plain, rng) == want
+    assert make_caption("a, b, c", plain, rng) == "a, b, c"  # captions without the marker are as written
+
+
+def test_the_caption_cache_holds_captions_without_the_marker(base_config, tmp_path):
+    folder = tmp_path / "marked"
+    folder.mkdir()
+    Image.new("RGB", (64, 64), (200, 40, 40)).save(folder / "a.png")
+    (folder / "a.txt").write_text("trigger ||| red, metal")
+    cfg = build_config({**base_config, "train_data_dir": str(folder), "keep_tokens_separator": "|||"})
+    model = StableDiffusion(load_components(cfg.model))
+    index = scan_dataset(cfg.data)
+    model.prepare_inputs(index, cfg.data, cfg.train, ["unet"], tmp_path / "cache")
+    assert set(model.text_cache.memory) == {"trigger, red, metal"}
+    with torch.no_grad():
+        gen = torch.Generator().manual_seed(0)
+        loss = model.loss(index.items, cfg.data, cfg.train, random.Random(0), gen)
+    assert torch.isfinite(loss)

@@ -38,6 +38,12 @@ class DataConfig(Section):
         ge=0,
         description="Number of leading caption tags kept in place when shuffling (e.g. a trigger word).",
     )
+    keep_tokens_separator: str = Field(
+        "",
+        description="Instead of keep_tokens, a marker in the caption such as `|||` (kohya's): the tags "
+        "before it stay in place, those after it are shuffled and dropped, and tags after a second marker "
+        "stay at the end. The marker itself is never part of the text.",
+    )
     caption_dropout_rate: float = Field(
         0.0, ge=0.0, le=1.0, description="Probability of training a step with an empty caption."
     )

@@ -185,15 +185,23 @@ def make_caption(caption: str, cfg: DataConfig, rng: random.Random) -> str:
     """The caption for one training step: maybe dropped, maybe with its tags shuffled."""
     if cfg.caption_dropout_rate > 0 and rng.random() < cfg.caption_dropout_rate:
         return ""
-    if not cfg.shuffle_caption and not cfg.caption_tag_dropout_rate:
+    sep = cfg.keep_tokens_separator
+    split = bool(sep) and sep in caption
+    if not cfg.shuffle_caption and not cfg.caption_tag_dropout_rate and not split:
         return caption
-    tags = split_tags(caption)
-    kept, rest = tags[: cfg.keep_tokens], tags[cfg.keep_tokens :]
+    suffix: list[str] = []
+    if split:  # kohya: "fixed ||| shuffled and dropped ||| fixed at the end"; the separator never stays
+        head, _, rest_text = caption.partition(sep)
+        middle, _, tail = rest_text.partition(sep)
+        kept, rest, suffix = split_tags(head), split_tags(middle), split_tags(tail)
+    else:
+        tags = split_tags(caption)
+        kept, rest = tags[: cfg.keep_tokens], tags[cfg.keep_tokens :]
     if cfg.shuffle_caption:
         rng.shuffle(rest)
     if cfg.caption_tag_dropout_rate:  # kohya: each tag after keep_tokens left out with this probability
         rest = [tag for tag in rest if rng.random() >= cfg.caption_tag_dropout_rate]
-    return ", ".join(kept + rest)
+    return ", ".join(kept + rest + suffix)
 
 
 def split_tags(caption: str) -> list[str]:

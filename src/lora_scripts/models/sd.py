@@ -152,7 +152,8 @@ class StableDiffusion:
             log.info("Text-encoder outputs are not cached: %s", blocker)
             return
         self.text_cache = TextCache(self.encode_prompt, self.tokenize)
-        self.text_cache.fill([item.caption for item in index.items])
+        # the caption as a step sees it (no shuffle or dropout here, so it does not vary)
+        self.text_cache.fill([make_caption(item.caption, data, random.Random(0)) for item in index.items])
         log.info("Text-encoder outputs cached for %d distinct captions", len(self.text_cache.memory))
 
     def loss(

@@ -72,7 +72,13 @@ OPTION_KEYS = {
         "mid_lr_weight",
         "up_lr_weight",
     ),
-    "data": ("color_aug", "random_crop", "prior_loss_weight", "caption_tag_dropout_rate"),
+    "data": (
+        "color_aug",
+        "random_crop",
+        "prior_loss_weight",
+        "caption_tag_dropout_rate",
+        "keep_tokens_separator",
+    ),
 }
 
 
