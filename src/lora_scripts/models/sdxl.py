@@ -277,7 +277,7 @@ class StableDiffusionXL(StableDiffusion):
         return [render_one(pipe, request) for request in requests]
 
     def pipeline(self, unet=None, text_encoder=None, text_encoder_2=None) -> StableDiffusionXLPipeline:
-        scheduler = EulerDiscreteScheduler.from_config(self.noise_scheduler.config)
+        scheduler = EulerDiscreteScheduler.from_config(self.parts.noise_scheduler.config)
         return StableDiffusionXLPipeline(
             vae=self.vae,
             text_encoder=text_encoder or self.text_encoder,
