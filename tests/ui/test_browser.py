@@ -213,7 +213,7 @@ def test_the_whole_route_in_english(tmp_path, style_images, browser, ui_process)
     page.shot("dataset")
     # train: a field error first, then start
     page.tab("train")
-    page.fill_training("neon_lora", 40)
+    page.fill_training("neon_lora", 60)
     page.field("learning_rate", "fast")
     page.el("#check-btn").click()
     error = '.field-error[data-for="learning_rate"]'
@@ -228,12 +228,12 @@ def test_the_whole_route_in_english(tmp_path, style_images, browser, ui_process)
     page.el("#stop-btn").click()
     page.wait(lambda: page.train_status()[0] == "stopped", 60, "the stop")
     stopped_at = page.train_status()[1]
-    assert 3 <= stopped_at < 40
+    assert 3 <= stopped_at < 60
     page.el("#resume-btn").click()
     page.wait(lambda: page.train_status()[0] == "done", 180, "the resumed run to finish")
-    assert page.train_status()[1:] == (40, 40)  # one curve: steps 1-40 across the stop
+    assert page.train_status()[1:] == (60, 60)  # one curve: steps 1-60 across the stop
     page.wait(lambda: page.all("#train-samples img"), 20, "samples")
-    assert "step 40 of 40" in page.el("#train-status").text
+    assert "step 60 of 60" in page.el("#train-status").text
     page.show_progress()
     page.shot("train")
     # generate with the LoRA at weights 0 and 1
