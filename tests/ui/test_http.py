@@ -245,3 +245,28 @@ def test_a_folder_already_in_the_workspace_opens_as_a_dataset(client, workspace,
     assert all(i["caption"] is None for i in shown["images"])
     missing = client.get("/api/dataset", params={"path": "shoots/nope"})
     assert missing.status_code == 404 and missing.json()["error"].startswith("'shoots/nope' is not a folder")
+
+
+@pytest.mark.parametrize(
+    ("change", "en", "zh"),
+    [
+        ({"prompt": "  \n "}, "Write a prompt first.", "请先填写画面描述词。"),
+        (
+            {"width": 500},
+            "Width and height must be multiples of 8, such as 512 or 768 (not 500).",
+            "8 的倍数",
+        ),
+        ({"steps": 0}, "Steps and image count must be at least 1 (not 0).", "至少是 1"),
+        (
+            {"loras": [{"path": "models/x.safetensors", "weight": 1}]},
+            "'models/x.safetensors' is not in the LoRA library (the loras folder of the workspace).",
+            "不在 LoRA 模型库",
+        ),
+    ],
+)
+def test_generate_settings_are_checked_before_a_job_starts(client, change, en, zh):
+    request = {"model": "models/base.safetensors", "prompt": "a phone", **change}
+    refused = client.post("/api/generate", json=request)
+    assert refused.status_code == 400 and refused.json()["error"] == en
+    assert zh in client.post("/api/generate", json=request, headers={"X-Lang": "zh"}).json()["error"]
+    assert client.get("/api/jobs").json()["jobs"] == []

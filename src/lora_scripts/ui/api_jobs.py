@@ -284,6 +284,12 @@ def _generate_command(ws: Workspace, req: GenerateRequest) -> tuple[list[str], s
     prompts = [line.strip() for line in req.prompt.splitlines() if line.strip()]
     if not prompts:
         raise UiError("ui.no_prompt", 400)
+    for size in (req.width, req.height):
+        if size < 8 or size % 8:
+            raise UiError("ui.bad_size", 400, size=size)
+    for number in (req.steps, req.count):
+        if number < 1:
+            raise UiError("ui.at_least_one", 400, value=number)
     sweep = stems[0] if req.grid_weights.strip() and stems else None
     tags = " ".join(f"<lora:{s}:{p.weight:g}>" for s, p in zip(stems, req.loras, strict=True) if s != sweep)
     out = f"outputs/gen-{_stamp()}"

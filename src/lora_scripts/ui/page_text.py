@@ -43,6 +43,14 @@ PAGE_MESSAGES: dict[str, dict[str, str]] = {
         "zh": "“{path}”不在 LoRA 模型库（工作区的 loras 文件夹）里。",
     },
     "ui.no_prompt": {"en": "Write a prompt first.", "zh": "请先填写画面描述词。"},
+    "ui.bad_size": {
+        "en": "Width and height must be multiples of 8, such as 512 or 768 (not {size}).",
+        "zh": "宽和高必须是 8 的倍数，例如 512 或 768（不能是 {size}）。",
+    },
+    "ui.at_least_one": {
+        "en": "Steps and image count must be at least 1 (not {value}).",
+        "zh": "步数和张数至少是 1（不能是 {value}）。",
+    },
     "ui.no_output": {"en": "Give the name of the file to write.", "zh": "请填写要保存的文件名。"},
     "ui.no_input": {"en": "Choose at least one LoRA or model.", "zh": "请至少选择一个 LoRA 或模型。"},
     # tabs
