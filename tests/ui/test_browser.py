@@ -7,6 +7,7 @@ Set LORA_SCRIPTS_UI_SCREENSHOTS=docs/ui to refresh the screenshots the docs show
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import zipfile
@@ -280,6 +281,20 @@ def test_a_shorter_pass_in_chinese(tmp_path, style_images, browser, ui_process):
     page.el("#upload-input").send_keys(str(_chinese_zip(style_images)))
     page.wait(lambda: len(page.all("#thumbs figure")) == 4, 30, "4 thumbnails")
     assert "已添加 4 个文件" in page.el("#message").text
+    # drag and drop: a file dropped on the drop zone (a DataTransfer made in the page, as a drag would)
+    png = base64.b64encode((style_images / "000_phone.png").read_bytes()).decode()
+    page.d.execute_script(
+        "const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));"
+        "const data = new DataTransfer();"
+        "data.items.add(new File([bytes], '拖进来的.png', {type: 'image/png'}));"
+        "const drop = new DragEvent('drop', {dataTransfer: data, bubbles: true});"
+        "document.querySelector('#dropzone').dispatchEvent(drop);",
+        png,
+    )
+    page.wait(lambda: len(page.all("#thumbs figure")) == 5, 30, "the dropped image")
+    assert (tmp_path / "ws/datasets/回收箱/拖进来的.png").read_bytes() == (
+        style_images / "000_phone.png"
+    ).read_bytes()
     Select(page.el("#label-backend")).select_by_value("folder")
     page.dataset_job("#label-btn")
     area = page.el('textarea.caption[data-name="纸箱/手机_0.png"]')
