@@ -222,7 +222,7 @@ def test_form_lists_every_image_route_key_with_labels_in_the_language(client):
 
 
 def test_advanced_fields_have_chinese_names_and_hints_and_new_keys_still_appear(client):
-    from lora_scripts.ui.api_jobs import _words
+    from lora_scripts.ui.api_train import _words
     from lora_scripts.ui.forms import FormField
 
     zh = {f["name"]: f for f in client.get("/api/train/form", params={"lang": "zh"}).json()["fields"]}

@@ -134,10 +134,10 @@ def create_app(settings: UiSettings, start_jobs: bool = True) -> FastAPI:
             return FileResponse(target, filename=target.name, headers=headers)
         return FileResponse(target, headers=headers)
 
-    from . import api_data, api_jobs
+    from . import api_data, api_library, api_train
 
-    api_data.register(app, ws, jobs)
-    api_jobs.register(app, ws, jobs)
+    for api in (api_data, api_train, api_library):
+        api.register(app, ws, jobs)
 
     return app
 

@@ -1,12 +1,11 @@
-"""The train, generate, LoRA library and jobs API. Each action is a job running the `lora-scripts` CLI
-(train, generate, lora ...) in the workspace; nothing here trains, generates or edits a LoRA itself."""
+"""The train page and the jobs API: the form (from config/), its checks and YAML, start / stop / resume /
+queue, and each job's log and progress. A training is `lora-scripts train -c workspace/configs/X.yaml` run
+as a job; nothing here trains."""
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -16,7 +15,7 @@ from pydantic import BaseModel
 from ..train.progress import FILE_NAME as PROGRESS_FILE
 from ..train.progress import read_progress
 from . import forms, presets
-from .field_text import FACT_ZH, FIELD_ZH
+from .field_text import FIELD_ZH
 from .i18n import MESSAGES, t
 from .jobs import RUNNING, JobStore, cli
 from .server import UiError, request_lang
@@ -31,35 +30,6 @@ UI_DEFAULTS = {"output_dir": {"default": ""}}
 class TrainRequest(BaseModel):
     values: dict[str, Any] = {}
     presets: list[str] = []
-
-
-class LoraPick(BaseModel):
-    path: str
-    weight: float = 1.0
-
-
-class GenerateRequest(BaseModel):
-    model: str
-    loras: list[LoraPick] = []
-    prompt: str = ""  # one prompt per line: several lines make the rows of the grid
-    negative: str = ""
-    sampler: str = "Euler a"
-    steps: int = 20
-    cfg: float = 7.0
-    seed: int = 1
-    width: int = 512
-    height: int = 512
-    count: int = 1
-    grid_weights: str = ""  # "0,0.5,1": columns of the first LoRA's weight
-    grid_seeds: str = ""  # "1,2,3": exact seeds (replaces seed/count)
-
-
-class ToolRequest(BaseModel):
-    tool: str  # resize, merge-loras, merge, extract
-    inputs: list[str] = []  # workspace paths (LoRAs with :weight for the merges; tuned+base for extract)
-    base: str = ""
-    out: str = ""
-    rank: int | None = None
 
 
 def form_values(ws: Workspace, values: dict[str, Any], lang: str) -> tuple[dict[str, Any], dict[str, str]]:
@@ -173,7 +143,7 @@ def register(app: FastAPI, ws: Workspace, jobs: JobStore) -> None:
         if errors:
             return {"errors": errors}
         name = values.get("output_name") or "lora"
-        config = ws.resolve(f"configs/{name}-{_stamp()}.yaml")
+        config = ws.resolve(f"configs/{name}-{stamp()}.yaml")
         config.parent.mkdir(parents=True, exist_ok=True)
         config.write_text(text + "\n", encoding="utf-8")
         rel = config.relative_to(ws.root).as_posix()
@@ -204,28 +174,6 @@ def register(app: FastAPI, ws: Workspace, jobs: JobStore) -> None:
         extra = {k: job[k] for k in ("config", "output_dir", "lora_name")}
         command = cli("train", "-c", job["config"], "resume=auto")
         return {"job": jobs.submit("train", command, f"resume {job['lora_name']}", extra)}
-
-    @app.post("/api/generate")
-    def generate(req: GenerateRequest):
-        return {"job": jobs.submit("generate", *_generate_command(ws, req))}
-
-    @app.get("/api/gallery")
-    def gallery():
-        return {"images": _gallery(ws)}
-
-    @app.get("/api/loras")
-    def loras(request: Request):
-        zh = request_lang(request, app.state.settings.lang) == "zh"
-        items = _library(ws)
-        for item in items:  # inspect's facts with their names in the page's language
-            facts = item["facts"].get("facts", {})
-            item["facts_shown"] = [[FACT_ZH.get(k, k) if zh else k, v] for k, v in facts.items()]
-        return {"loras": items}
-
-    @app.post("/api/tools")
-    def tool(req: ToolRequest):
-        command, title = _tool_command(ws, req)
-        return {"job": jobs.submit("tool", command, title, {"out": req.out})}
 
 
 def _words(field: forms.FormField, lang: str) -> dict[str, str]:
@@ -263,7 +211,7 @@ def _result(ws: Workspace, job: dict) -> str | None:
     return None
 
 
-def _stamp() -> str:
+def stamp() -> str:
     """Date, time and a few random letters: two clicks in the same second get two names."""
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:4]}"
 
@@ -273,130 +221,3 @@ def _job(jobs: JobStore, job_id: str) -> dict:
         return jobs.read(job_id)
     except KeyError as exc:
         raise UiError("ui.no_job", 404, id=job_id) from exc
-
-
-def _generate_command(ws: Workspace, req: GenerateRequest) -> tuple[list[str], str, dict]:
-    model = ws.relative(req.model)
-    stems = [Path(ws.relative(p.path)).stem for p in req.loras]
-    for pick in req.loras:
-        if not ws.resolve(pick.path).is_relative_to(ws.root / "loras"):
-            raise UiError("ui.lora_outside", 400, path=pick.path)
-    prompts = [line.strip() for line in req.prompt.splitlines() if line.strip()]
-    if not prompts:
-        raise UiError("ui.no_prompt", 400)
-    for size in (req.width, req.height):
-        if size < 8 or size % 8:
-            raise UiError("ui.bad_size", 400, size=size)
-    for number in (req.steps, req.count):
-        if number < 1:
-            raise UiError("ui.at_least_one", 400, value=number)
-    sweep = stems[0] if req.grid_weights.strip() and stems else None
-    tags = " ".join(f"<lora:{s}:{p.weight:g}>" for s, p in zip(stems, req.loras, strict=True) if s != sweep)
-    out = f"outputs/gen-{_stamp()}"
-    out_dir = ws.resolve(out)
-    args = ["generate", "-m", model, "-l", "loras", "-o", out, "-n", req.negative]
-    args += ["--sampler", req.sampler, "--steps", str(req.steps), "--cfg", f"{req.cfg:g}"]
-    args += ["-W", str(req.width), "-H", str(req.height)]
-    if req.grid_seeds.strip():
-        args += ["--seeds", req.grid_seeds.strip()]
-    else:
-        args += ["--seed", str(req.seed), "--count", str(req.count)]
-    if sweep:
-        args += ["--weights", req.grid_weights.strip(), "--lora", sweep]
-    full = [f"{tags} {p}".strip() for p in prompts]
-    if len(full) > 1:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "prompts.txt").write_text("\n".join(full) + "\n", encoding="utf-8")
-        args += ["-p", f"{out}/prompts.txt"]
-    else:
-        args += ["--", full[0]]
-    return cli(*args), f"generate {prompts[0][:40]}", {"out": out}
-
-
-def _png_parameters(path: Path) -> str:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            return str(getattr(img, "text", {}).get("parameters", ""))
-    except OSError:
-        return ""
-
-
-def _gallery(ws: Workspace) -> list[dict]:
-    found = []
-    for folder in sorted((ws.root / "outputs").glob("gen-*"), reverse=True):
-        for image in sorted(folder.glob("*.png")):
-            if ws._inside(image):
-                rel = image.relative_to(ws.root).as_posix()
-                found.append(
-                    {
-                        "url": f"/files/{rel}",
-                        "name": rel,
-                        "parameters": _png_parameters(image),
-                        "grid": image.name.startswith("grid-"),
-                    }
-                )
-    return found[:200]
-
-
-def _library(ws: Workspace) -> list[dict]:
-    """Every LoRA in `loras/` with its inspect facts (finished ones first; checkpoints saved on the way are
-    listed without them), its sample grid and report when training wrote them."""
-    from ..tools.inspect_lora import describe
-
-    items = []
-    for rel in ws.listing()["loras"]:
-        if "/state/" in f"/{rel}":
-            continue
-        path = ws.root / rel
-        if re.search(r"-(step|epoch)\d+$", path.stem):
-            items.append({"path": rel, "name": path.stem, "facts": {}, "checkpoint": True})
-            continue
-        try:
-            facts = describe(path, top=10)
-        except Exception as exc:  # a damaged or foreign file: its sentence instead of the facts
-            facts = {"error": str(exc)}
-        folder = path.parent.relative_to(ws.root).as_posix()
-        extra = {}
-        if (path.parent / "samples" / "grid.png").is_file():
-            extra["grid"] = f"/files/{folder}/samples/grid.png"
-        if (path.parent / "report.html").is_file():
-            extra["report"] = f"/files/{folder}/report.html"
-        items.append({"path": rel, "name": path.stem, "facts": facts, "checkpoint": False, **extra})
-    return sorted(items, key=lambda item: (item["checkpoint"], item["path"]))
-
-
-def _tool_command(ws: Workspace, req: ToolRequest) -> tuple[list[str], str]:
-    if req.tool not in ("resize", "merge-loras", "merge", "extract"):
-        raise UiError("ui.bad_choice", 400, value=req.tool, choices="resize, merge-loras, merge, extract")
-    if not req.out.strip():
-        raise UiError("ui.no_output", 400)
-    out = ws.relative(req.out)
-
-    def confined(item: str) -> str:
-        path, sep, weight = item.rpartition(":") if req.tool in ("merge", "merge-loras") else ("", "", "")
-        if sep and _is_number(weight):
-            return f"{ws.relative(path)}:{weight}"
-        return ws.relative(item)
-
-    inputs = [confined(i) for i in req.inputs if i.strip()]
-    if not inputs:
-        raise UiError("ui.no_input", 400)
-    args = ["lora", req.tool]
-    if req.tool == "merge":
-        args += [ws.relative(req.base), *inputs]
-    else:
-        args += inputs
-    args += ["--out", out]
-    if req.rank and req.tool in ("resize", "merge-loras", "extract"):
-        args += ["--rank", str(req.rank)]
-    return cli(*args), f"lora {req.tool} -> {out}"
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
