@@ -95,10 +95,37 @@ def build_metadata(cfg: Config, facts: RunFacts) -> dict[str, str]:
             {str(data.train_data_dir.name): {"n_repeats": data.num_repeats, "img_count": facts.num_images}}
         ),
     }
+    meta.update(_kohya_options(tr, data))
     meta.update(_modelspec(cfg, facts))
     meta.update(facts.lineage)
     meta.update(facts.validation)
     return meta
+
+
+def _kohya_options(tr, data) -> dict[str, str]:
+    """The training options kohya's train_network.py records, under its key names (None when unset)."""
+    values = {
+        "ss_min_snr_gamma": tr.min_snr_gamma,
+        "ss_adaptive_noise_scale": tr.adaptive_noise_scale,
+        "ss_multires_noise_iterations": tr.multires_noise_iterations,
+        "ss_multires_noise_discount": tr.multires_noise_discount,
+        "ss_ip_noise_gamma": tr.ip_noise_gamma,
+        "ss_debiased_estimation": tr.debiased_estimation_loss,
+        "ss_zero_terminal_snr": tr.zero_terminal_snr,
+        "ss_loss_type": tr.loss_type,
+        "ss_huber_schedule": tr.huber_schedule,
+        "ss_huber_c": tr.huber_c,
+        "ss_clip_skip": tr.clip_skip,
+        "ss_max_token_length": tr.max_token_length,
+        "ss_min_timestep": tr.min_timestep,
+        "ss_max_timestep": tr.max_timestep,
+        "ss_loraplus_lr_ratio": tr.loraplus_lr_ratio,
+        "ss_color_aug": data.color_aug,
+        "ss_random_crop": data.random_crop,
+        "ss_caption_tag_dropout_rate": data.caption_tag_dropout_rate,
+        "ss_prior_loss_weight": data.prior_loss_weight,
+    }
+    return {k: _num(v) if isinstance(v, float) else str(v) for k, v in values.items()}
 
 
 def lineage_facts(parent: str) -> dict[str, str]:
