@@ -14,24 +14,11 @@ from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProject
 from lora_scripts.config import NetworkConfig
 from lora_scripts.inject.lora import inject_network, lora_parameters
 from lora_scripts.models.targets import unet_targets
+from lora_scripts.models.tiny_sdxl import SDXL_BASE_UNET
 
 from .common import save_results
 
 GB = 1024**3
-UNET = {
-    "sample_size": 128,
-    "block_out_channels": (320, 640, 1280),
-    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    "layers_per_block": 2,
-    "transformer_layers_per_block": (1, 2, 10),
-    "attention_head_dim": (5, 10, 20),
-    "cross_attention_dim": 2048,
-    "use_linear_projection": True,
-    "addition_embed_type": "text_time",
-    "addition_time_embed_dim": 256,
-    "projection_class_embeddings_input_dim": 2816,
-}
 CLIP_L = {"hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12}
 CLIP_G = {
     "hidden_size": 1280,
@@ -57,7 +44,7 @@ def _count(module) -> int:
 
 def estimate(rank: int = 16) -> dict:
     with init_empty_weights():
-        unet = UNet2DConditionModel(**UNET)
+        unet = UNet2DConditionModel(**SDXL_BASE_UNET)
         te1 = CLIPTextModel(CLIPTextConfig(vocab_size=49408, **CLIP_L))
         te2 = CLIPTextModelWithProjection(CLIPTextConfig(vocab_size=49408, **CLIP_G))
         vae = AutoencoderKL(**VAE)

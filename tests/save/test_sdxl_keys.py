@@ -25,27 +25,14 @@ from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
 
 from lora_scripts.models.ldm_layout import UNET_PREFIX, unet_to_ldm
 from lora_scripts.models.targets import unet_targets
+from lora_scripts.models.tiny_sdxl import SDXL_BASE_UNET
 from lora_scripts.save.kohya_keys import sgm_unet_name
 
-SDXL_UNET = {  # stabilityai/stable-diffusion-xl-base-1.0 unet/config.json
-    "sample_size": 128,
-    "block_out_channels": (320, 640, 1280),
-    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    "layers_per_block": 2,
-    "transformer_layers_per_block": (1, 2, 10),
-    "attention_head_dim": (5, 10, 20),
-    "cross_attention_dim": 2048,
-    "use_linear_projection": True,
-    "addition_embed_type": "text_time",
-    "addition_time_embed_dim": 256,
-    "projection_class_embeddings_input_dim": 2816,
-}
 
 
 def _unet():
     with init_empty_weights():
-        return UNet2DConditionModel(**SDXL_UNET)
+        return UNet2DConditionModel(**SDXL_BASE_UNET)
 
 
 def test_the_issue_examples():

@@ -12,19 +12,8 @@ from pathlib import Path
 
 IMAGE, LLM = "image", "llm"
 CAUSAL_LM_SUFFIXES = ("ForCausalLM", "LMHeadModel")
-# Keys of the shared sections that only one route reads (the `data` and `sample` sections are whole).
-IMAGE_ONLY = {
-    "network_type",  # LoHa/LoKr files are kohya's; the LLM route writes PEFT LoRA adapters (use_dora: DoRA)
-    "model_family",
-    "allow_pickle",
-    "prediction_type",
-    "conv_rank",
-    "conv_alpha",
-    "train_text_encoder",
-    "text_encoder_lr",
-    "cache_latents",
-    "cache_text_encoder_outputs",
-    "noise_offset",
+# kohya's noise, loss and text-encoder options of the diffusion loss (the train section; image route only)
+DIFFUSION_OPTIONS = (
     "noise_offset_random_strength",
     "adaptive_noise_scale",
     "multires_noise_iterations",
@@ -43,6 +32,21 @@ IMAGE_ONLY = {
     "max_timestep",
     "clip_skip",
     "max_token_length",
+)
+# Keys of the shared sections that only one route reads (the `data` and `sample` sections are whole).
+IMAGE_ONLY = {
+    "network_type",  # LoHa/LoKr files are kohya's; the LLM route writes PEFT LoRA adapters (use_dora: DoRA)
+    "model_family",
+    "allow_pickle",
+    "prediction_type",
+    "conv_rank",
+    "conv_alpha",
+    "train_text_encoder",
+    "text_encoder_lr",
+    "cache_latents",
+    "cache_text_encoder_outputs",
+    "noise_offset",
+    *DIFFUSION_OPTIONS,
     "down_lr_weight",
     "mid_lr_weight",
     "up_lr_weight",

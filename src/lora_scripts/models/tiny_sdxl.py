@@ -19,6 +19,20 @@ from .ldm_layout import sdxl_to_ldm
 from .tokenizer import clip_tokenizer
 
 TE1, TE2, TIME = 32, 32, 8  # text encoder widths and SDXL's time-id embedding width, small
+SDXL_BASE_UNET = {  # stabilityai/stable-diffusion-xl-base-1.0 unet/config.json: for real-size checks (meta)
+    "sample_size": 128,
+    "block_out_channels": (320, 640, 1280),
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    "layers_per_block": 2,
+    "transformer_layers_per_block": (1, 2, 10),
+    "attention_head_dim": (5, 10, 20),
+    "cross_attention_dim": 2048,
+    "use_linear_projection": True,
+    "addition_embed_type": "text_time",
+    "addition_time_embed_dim": 256,
+    "projection_class_embeddings_input_dim": 2816,
+}
 
 
 def _clip(width: int, gelu: bool, projection: bool) -> CLIPTextModel:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..config import Config
+from ..config.route import DIFFUSION_OPTIONS
 
 NETWORK_KEYS = (
     "network_type",
@@ -49,24 +50,7 @@ OPTION_KEYS = {
         "optimizer_args",
         "lr_scheduler_num_cycles",
         "lr_scheduler_power",
-        "noise_offset_random_strength",
-        "adaptive_noise_scale",
-        "multires_noise_iterations",
-        "multires_noise_discount",
-        "ip_noise_gamma",
-        "ip_noise_gamma_random_strength",
-        "min_snr_gamma",
-        "debiased_estimation_loss",
-        "scale_v_pred_loss_like_noise_pred",
-        "v_pred_like_loss",
-        "loss_type",
-        "huber_c",
-        "huber_schedule",
-        "zero_terminal_snr",
-        "min_timestep",
-        "max_timestep",
-        "clip_skip",
-        "max_token_length",
+        *DIFFUSION_OPTIONS,
         "loraplus_lr_ratio",
         "down_lr_weight",
         "mid_lr_weight",
