@@ -29,7 +29,6 @@ from lora_scripts.models.tiny_sdxl import SDXL_BASE_UNET
 from lora_scripts.save.kohya_keys import sgm_unet_name
 
 
-
 def _unet():
     with init_empty_weights():
         return UNet2DConditionModel(**SDXL_BASE_UNET)
