@@ -68,6 +68,11 @@ def _alive(owner: dict) -> bool:
         return False
     if owner.get("host") != socket.gethostname():
         return True  # another machine's run on a shared folder: we cannot tell, so respect it
+    return pid_exists(pid)
+
+
+def pid_exists(pid: int) -> bool:
+    """Whether a process with this pid exists on this machine (one we may not signal counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -19,6 +19,7 @@ import uuid
 from pathlib import Path
 
 from ..files import replacing
+from ..train.lock import pid_exists
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 STOPPED, CANCELLED = "stopped", "cancelled"
@@ -192,14 +193,8 @@ class JobStore:
 
 def _alive(pid: int | None) -> bool:
     """Whether `pid` is a live (not zombie) process."""
-    if not pid:
+    if not pid or not pid_exists(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
             return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
