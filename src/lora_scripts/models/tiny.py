@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from safetensors.torch import save_file
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from ..files import replacing
 from .ldm_configs import SCALED_LINEAR
@@ -38,27 +38,34 @@ def build_tiny_sd(seed: int = 0, family: str = "sd1") -> StableDiffusionPipeline
         attention_head_dim=8,
         norm_num_groups=32,
     )
-    vae = AutoencoderKL(
-        block_out_channels=(32, 32, 32, 32),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        layers_per_block=2,
-        norm_num_groups=32,
-        sample_size=64,
-        scaling_factor=0.18215,
-    )
+    vae = tiny_vae()
     text_encoder = sd_text_encoder("sd1", hidden=64, layers=12)
     return assemble_pipeline(unet, vae, text_encoder)
 
 
+def tiny_vae(layers_per_block: int = 2, scaling_factor: float = 0.18215) -> AutoencoderKL:
+    """KL-f8 VAE with SD's 4 levels at width 32 (SDXL's tiny one: 1 block per level, SDXL's latent scale)."""
+    return AutoencoderKL(
+        block_out_channels=(32, 32, 32, 32),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=4,
+        layers_per_block=layers_per_block,
+        norm_num_groups=32,
+        sample_size=64,
+        scaling_factor=scaling_factor,
+    )
+
+
 def sd_text_encoder(
-    family: str, hidden: int, layers: int, intermediate: int = 128, heads: int = 1
+    family: str, hidden: int, layers: int, intermediate: int = 128, heads: int = 1, projection: bool = False
 ) -> CLIPTextModel:
     """A CLIP text encoder shaped as SD files hold it: SD1's CLIP (quick_gelu, padded with its end token)
     or SD2's OpenCLIP (gelu, padded with 0), the full 49408-token vocabulary, 77 positions. Small models
-    keep one head: models/ldm_configs reads hidden_size // 64."""
-    return CLIPTextModel(
+    keep one head: models/ldm_configs reads hidden_size // 64. `projection`: with its text projection
+    (SDXL's OpenCLIP-G, whose pooled output the UNet reads)."""
+    model = CLIPTextModelWithProjection if projection else CLIPTextModel
+    return model(
         CLIPTextConfig(
             vocab_size=49408,
             hidden_size=hidden,

@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
 from safetensors.torch import save_file
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from ..files import replacing, replacing_folder
 from .ldm_configs import SCALED_LINEAR
 from .ldm_layout import sdxl_to_ldm
+from .tiny import sd_text_encoder, tiny_vae
 from .tokenizer import clip_tokenizer
 
 TE1, TE2, TIME = 32, 32, 8  # text encoder widths and SDXL's time-id embedding width, small
@@ -35,23 +35,6 @@ SDXL_BASE_UNET = {  # stabilityai/stable-diffusion-xl-base-1.0 unet/config.json:
 }
 
 
-def _clip(width: int, gelu: bool, projection: bool) -> CLIPTextModel:
-    config = CLIPTextConfig(
-        vocab_size=49408,
-        hidden_size=width,
-        intermediate_size=2 * width,
-        num_hidden_layers=3,
-        num_attention_heads=1,  # widths below 64: one head, as ldm_configs reads width // 64
-        max_position_embeddings=77,
-        hidden_act="gelu" if gelu else "quick_gelu",
-        projection_dim=width,
-        bos_token_id=49406,
-        eos_token_id=49407,
-        pad_token_id=0 if gelu else 49407,
-    )
-    return CLIPTextModelWithProjection(config) if projection else CLIPTextModel(config)
-
-
 def build_tiny_sdxl(seed: int = 0) -> StableDiffusionXLPipeline:
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(
@@ -69,23 +52,14 @@ def build_tiny_sdxl(seed: int = 0) -> StableDiffusionXLPipeline:
         projection_class_embeddings_input_dim=6 * TIME + TE2,  # six time ids + the pooled text embedding
         norm_num_groups=32,
     )
-    vae = AutoencoderKL(
-        block_out_channels=(32, 32, 32, 32),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        latent_channels=4,
-        layers_per_block=1,
-        norm_num_groups=32,
-        sample_size=64,
-        scaling_factor=0.13025,  # SDXL's VAE
-    )
+    vae = tiny_vae(layers_per_block=1, scaling_factor=0.13025)  # SDXL's latent scale
     scheduler = EulerDiscreteScheduler(
         num_train_timesteps=1000, steps_offset=1, timestep_spacing="leading", **SCALED_LINEAR
     )
     return StableDiffusionXLPipeline(
         vae=vae,
-        text_encoder=_clip(TE1, gelu=False, projection=False),
-        text_encoder_2=_clip(TE2, gelu=True, projection=True),
+        text_encoder=sd_text_encoder("sd1", TE1, layers=3, intermediate=2 * TE1),
+        text_encoder_2=sd_text_encoder("sd2", TE2, layers=3, intermediate=2 * TE2, projection=True),
         tokenizer=clip_tokenizer(),
         tokenizer_2=clip_tokenizer("!"),
         unet=unet,
