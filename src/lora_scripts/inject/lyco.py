@@ -68,6 +68,11 @@ class LycoWeights:
         return full.reshape(self.shape) * self.scale
 
 
+def lyco_kind(parts) -> str | None:
+    """ "loha" / "lokr" for a module whose tensor parts are LyCORIS's (hada_..., lokr_...), else None."""
+    return next((kind for kind, prefix in KINDS.items() if any(p.startswith(prefix) for p in parts)), None)
+
+
 def lyco_config(kind: str, target_modules: str, rank: int, alpha: float, rank_pattern, alpha_pattern):
     """peft's LoHa/LoKr config for exactly these modules (conv layers in LyCORIS's plain layout)."""
     return CONFIGS[kind](

@@ -9,8 +9,8 @@ from safetensors import safe_open
 
 from ..errors import FormatError
 from ..inject.lora import LoraWeights
-from ..inject.lyco import KINDS, LYCO_NAMES, LycoWeights, lyco_shape, missing_lyco_parts
-from .kohya_keys import SUFFIX_ALPHA, SUFFIX_DOWN, SUFFIX_UP, kohya_name, name_table, split_key
+from ..inject.lyco import LYCO_NAMES, LycoWeights, lyco_kind, lyco_shape, missing_lyco_parts
+from .kohya_keys import SUFFIX_ALPHA, SUFFIX_DOWN, SUFFIX_UP, group_modules, kohya_name, name_table
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "float": torch.float32}
 
@@ -41,12 +41,9 @@ def from_kohya(
 ) -> dict[str, dict[str, LoraWeights]]:
     """Inverse of to_kohya for a model whose module paths are `paths` ({"unet": [...], "te": [...]})."""
     tables = {c: name_table(c, p, unet_names) for c, p in paths.items()}
-    grouped: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        split = split_key(key)
-        if split is None:
-            raise FormatError(f"Tensor '{key}' is not a kohya LoRA key", "Use a LoRA .safetensors file")
-        grouped.setdefault(split[0], {})[split[1]] = value
+    grouped, other = group_modules(tensors)
+    if other:
+        raise FormatError(f"Tensor '{other[0]}' is not a kohya LoRA key", "Use a LoRA .safetensors file")
     out: dict[str, dict[str, LoraWeights]] = {c: {} for c in paths}
     for name, group in grouped.items():
         component = next((c for c, table in tables.items() if name in table), None)
@@ -61,7 +58,7 @@ def from_kohya(
 def module_weights(name: str, group: dict[str, torch.Tensor]) -> LoraWeights | LycoWeights:
     """One module's tensors (split_key's parts: down/up/alpha or LyCORIS's) as weights; the weight shape of
     a LoHa/LoKr is its delta's, found by the caller (`shape` is filled from the factors where it can be)."""
-    kind = next((k for k, prefix in KINDS.items() if any(p.startswith(prefix) for p in group)), None)
+    kind = lyco_kind(group)
     if kind is not None:
         tensors = {p: v.float() for p, v in group.items() if p != "alpha"}
         missing = missing_lyco_parts(kind, set(tensors))

@@ -75,3 +75,16 @@ def split_key(key: str) -> tuple[str, str] | None:
             return key[: -len(suffix)], part
     name, _, part = key.rpartition(".")
     return (name, part) if part in LYCO_PARTS and name else None
+
+
+def group_modules(tensors: dict) -> tuple[dict[str, dict], list[str]]:
+    """kohya module name -> {part: tensor} (down/up/alpha or LyCORIS's parts), and the keys that are none."""
+    groups: dict[str, dict] = {}
+    other = []
+    for key, value in tensors.items():
+        split = split_key(key)
+        if split is None:
+            other.append(key)
+        else:
+            groups.setdefault(split[0], {})[split[1]] = value
+    return groups, other

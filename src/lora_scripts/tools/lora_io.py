@@ -9,10 +9,10 @@ import torch
 
 from ..errors import FormatError, OutputError
 from ..inject.lora import LoraWeights
-from ..inject.lyco import KINDS, LycoWeights, missing_lyco_parts
+from ..inject.lyco import LycoWeights, lyco_kind, missing_lyco_parts
 from ..save.atomic import atomic_save_safetensors, probe_writable
 from ..save.kohya import DTYPES, module_weights, read_lora_file
-from ..save.kohya_keys import LYCO_PARTS, SUFFIX_ALPHA, SUFFIX_DOWN, SUFFIX_UP, split_key
+from ..save.kohya_keys import LYCO_PARTS, SUFFIX_ALPHA, SUFFIX_DOWN, SUFFIX_UP, group_modules
 from ..save.lora_family import detect_lora_family
 from ..save.metadata import add_hashes
 
@@ -39,19 +39,12 @@ def read_lora(path: Path, strict: bool = True) -> LoraFile:
     if not path.is_file():
         raise FormatError(f"LoRA file '{path}' does not exist", "Check the path")
     tensors, metadata = read_lora_file(str(path))
-    grouped: dict[str, dict[str, torch.Tensor]] = {}
-    other = []
-    for key, value in tensors.items():
-        split = split_key(key)
-        if split is None:
-            other.append(key)
-        else:
-            grouped.setdefault(split[0], {})[split[1]] = value
+    grouped, other = group_modules(tensors)
     modules: dict[str, LoraWeights | LycoWeights] = {}
     lyco = []
     for name, group in grouped.items():
         if "down" in group and "up" in group:
-            modules[name] = _weights(group)
+            modules[name] = module_weights(name, group)
         elif not strict and _complete_lyco(group):
             modules[name] = module_weights(name, group)  # LoHa/LoKr: described, not merged or resized
         else:
@@ -81,14 +74,8 @@ def read_lora(path: Path, strict: bool = True) -> LoraFile:
 
 
 def _complete_lyco(group: dict[str, torch.Tensor]) -> bool:
-    kind = next((k for k, prefix in KINDS.items() if any(p.startswith(prefix) for p in group)), None)
+    kind = lyco_kind(group)
     return kind is not None and not missing_lyco_parts(kind, set(group)) and "down" not in group
-
-
-def _weights(group: dict[str, torch.Tensor]) -> LoraWeights:
-    down, up = group["down"].float(), group["up"].float()
-    alpha = float(group["alpha"].float()) if "alpha" in group else float(down.shape[0])
-    return LoraWeights(down=down, up=up, alpha=alpha)
 
 
 def kohya_tensors(modules: dict[str, LoraWeights], precision: str) -> dict[str, torch.Tensor]:

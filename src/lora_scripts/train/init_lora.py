@@ -7,15 +7,14 @@ import logging
 from collections import Counter
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from ..config import NetworkConfig
 from ..errors import ConfigError
 from ..inject.lora import LoraWeights, inject, write_weights
-from ..inject.lyco import LycoWeights
+from ..inject.lyco import LycoWeights, lyco_kind
 from ..save.kohya import module_weights, read_lora_file
-from ..save.kohya_keys import LYCO_PARTS, split_key
+from ..save.kohya_keys import group_modules
 from ..save.lora_family import lora_downs
 from ..save.lora_read import load_lora, not_a_lora
 from ..save.peft_adapter import adapter_weights
@@ -39,13 +38,9 @@ def check_init_lora(net: NetworkConfig, adapter_format: str = "kohya") -> int:
 def _kohya_downs(path: str) -> list[LoraWeights | LycoWeights]:
     """Each module's down weight (kohya or PEFT/diffusers LoRA file), or its LoHa/LoKr weights."""
     tensors, _meta = read_lora_file(path, what="init_lora")
-    lyco: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        split = split_key(key)
-        if split is not None:
-            lyco.setdefault(split[0], {})[split[1]] = value
+    groups, _other = group_modules(tensors)
     downs = [LoraWeights(down, down, 1.0) for down in lora_downs(tensors).values()]
-    downs += [module_weights(n, g) for n, g in lyco.items() if any(p in LYCO_PARTS for p in g)]
+    downs += [module_weights(n, g) for n, g in groups.items() if lyco_kind(g)]
     if not downs:
         raise not_a_lora(Path(path), tensors)
     return downs
