@@ -15,7 +15,7 @@ from diffusers.loaders.single_file_utils import (
     convert_ldm_vae_checkpoint,
     convert_open_clip_checkpoint,
 )
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from ..config import ModelConfig
 from ..errors import ModelError
@@ -78,7 +78,7 @@ def _from_single_file(path: str, family: str) -> dict[str, Any]:
         with init_empty_weights():
             vae = AutoencoderKL(**ldm_configs.vae_config(sd, groups))
         _load(vae, convert_ldm_vae_checkpoint(sd, vae.config), "VAE", path)
-        text_encoder = _text_encoder(family, sd, path)
+        text_encoder = text_encoder_from(family, sd, path)
     except KeyError as exc:
         raise ModelError(
             f"'{path}' is missing the weight {exc.args[0]}; "
@@ -97,14 +97,22 @@ def _from_single_file(path: str, family: str) -> dict[str, Any]:
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "family": family}
 
 
-def _text_encoder(family: str, sd: dict, path: str) -> CLIPTextModel:
-    config = CLIPTextConfig(**ldm_configs.text_config(family, sd))
+def text_encoder_from(
+    family: str, sd: dict, path: str, prefix: str | None = None, with_projection: bool = False
+) -> CLIPTextModel:
+    """The text encoder of an LDM/SGM single file: "sd1" a CLIP, "sd2" an OpenCLIP (packed in_proj), under
+    `prefix` when not SD's own (SDXL holds one of each); `with_projection` keeps OpenCLIP's text projection
+    (SDXL's pooled output), sized from the file."""
+    config = ldm_configs.text_config(family, sd, prefix)
+    model_class = CLIPTextModelWithProjection if with_projection else CLIPTextModel
+    if with_projection:
+        config["projection_dim"] = int(sd[(prefix or "cond_stage_model.model.") + "text_projection"].shape[1])
     with init_empty_weights():
-        model = CLIPTextModel(config)
+        model = model_class(CLIPTextConfig(**config))
     if family == "sd1":
-        weights = convert_ldm_clip_checkpoint(sd)
+        weights = convert_ldm_clip_checkpoint(sd, remove_prefix=prefix)
     else:
-        weights = convert_open_clip_checkpoint(model, sd)
+        weights = convert_open_clip_checkpoint(model, sd, prefix=prefix or "cond_stage_model.model.")
     own = set(model.state_dict())
     # transformers >= 5.6 flattened CLIPTextModel (no `text_model.` level); LDM files always have it.
     if not any(k.startswith("text_model.") for k in own):

@@ -29,13 +29,11 @@ from diffusers import (
     UNet2DConditionModel,
 )
 from diffusers.loaders.single_file_utils import (
-    convert_ldm_clip_checkpoint,
     convert_ldm_unet_checkpoint,
     convert_ldm_vae_checkpoint,
-    convert_open_clip_checkpoint,
 )
 from torch import nn
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from ..config import ModelConfig, NetworkConfig
 from ..errors import ModelError
@@ -43,7 +41,7 @@ from . import ldm_configs
 from .detect import ModelSource, read_checkpoint
 from .family import FamilyInfo
 from .ldm_configs import SCALED_LINEAR
-from .loader import _load
+from .loader import _load, text_encoder_from
 from .sd import StableDiffusion
 from .targets import text_targets, unet_targets
 from .tokenizer import clip_tokenizer
@@ -107,16 +105,8 @@ def load_sdxl_single_file(path: str, cfg: ModelConfig) -> SDXLParts:
         with init_empty_weights():
             vae = AutoencoderKL(**{**ldm_configs.vae_config(sd, groups), "scaling_factor": VAE_SCALE})
         _load(vae, convert_ldm_vae_checkpoint(sd, vae.config), "VAE", path)
-        first = CLIPTextModel(CLIPTextConfig(**ldm_configs.text_config("sd1", sd, CLIP_L)))
-        weights = convert_ldm_clip_checkpoint(sd, remove_prefix=CLIP_L)
-        if not any(k.startswith("text_model.") for k in first.state_dict()):  # transformers >= 5.6
-            weights = {k.removeprefix("text_model."): v for k, v in weights.items()}
-        _load(first, {k: v for k, v in weights.items() if k in first.state_dict()}, "text encoder 1", path)
-        config = ldm_configs.text_config("sd2", sd, OPEN_CLIP_G)
-        config["projection_dim"] = int(sd[OPEN_CLIP_G + "text_projection"].shape[1])
-        second = CLIPTextModelWithProjection(CLIPTextConfig(**config))
-        weights = convert_open_clip_checkpoint(second, sd, prefix=OPEN_CLIP_G)
-        _load(second, {k: v for k, v in weights.items() if k in second.state_dict()}, "text encoder 2", path)
+        first = text_encoder_from("sd1", sd, path, CLIP_L)
+        second = text_encoder_from("sd2", sd, path, OPEN_CLIP_G, with_projection=True)
     except KeyError as exc:
         raise ModelError(
             f"'{path}' is missing the weight {exc.args[0]}; the file is incomplete or not an SDXL model",
