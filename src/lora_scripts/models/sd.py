@@ -68,6 +68,8 @@ SD2 = StableDiffusionFamily(SD2_INFO, SD2_TE_PREFIX)
 class StableDiffusion:
     """A loaded SD 1.x/2.x model as the trainer sees it; it knows nothing about LoRA files or loops."""
 
+    TEXT_ENCODERS = ("te",)  # its text-encoder components (SDXL: te1, te2)
+
     def __init__(self, parts: Components):
         self.parts = parts
         self.unet = parts.unet
@@ -143,7 +145,7 @@ class StableDiffusion:
             self.latent_cache.fill(index)
         blocker = text_cache_blocker(
             train.cache_text_encoder_outputs,
-            "te" in trained,
+            any(c in self.TEXT_ENCODERS for c in trained),
             data.shuffle_caption,
             data.caption_dropout_rate,
             data.caption_tag_dropout_rate,

@@ -165,6 +165,8 @@ def load_sdxl_folder(location: str, cfg: ModelConfig) -> SDXLParts:
 class StableDiffusionXL(StableDiffusion):
     """A loaded SDXL model as the trainer sees it."""
 
+    TEXT_ENCODERS = ("te1", "te2")
+
     def __init__(self, parts: SDXLParts):  # noqa: D107 - StableDiffusion's fields, two encoders
         self.parts = parts
         self.unet, self.vae = parts.unet, parts.vae
@@ -209,8 +211,6 @@ class StableDiffusionXL(StableDiffusion):
 
     def prepare_inputs(self, index, data, train, trained, cache_dir: Path) -> None:
         self.vae.to(self.unet.device, torch.float32)
-        # the shared code asks whether "te" is trained: here either encoder counts
-        trained = [("te" if c.startswith("te") else c) for c in trained]
         super().prepare_inputs(index, data, train, trained, cache_dir)
 
     def _te_trainable(self) -> bool:
