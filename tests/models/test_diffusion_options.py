@@ -35,9 +35,9 @@ class _Spy:
         real_predict, real_target = model.predict, model.target
         self.real_predict, self.real_target = real_predict, real_target
 
-        def predict(noisy, t, cond):
+        def predict(noisy, t, cond, sizes):
             self.noisy, self.t = noisy.detach().clone(), t.clone()
-            self.pred = real_predict(noisy, t, cond)
+            self.pred = real_predict(noisy, t, cond, sizes)
             return self.pred
 
         def target(latents, noise, t):

@@ -208,3 +208,28 @@ def test_lora_merge_bakes_an_sdxl_lora_into_the_single_file(sdxl_folder, sample_
         theirs = {k.replace(".base_layer", ""): v for k, v in getattr(pipe, part).state_dict().items()}
         assert any(not torch.equal(mine[k], before[k]) for k in mine), part  # the LoRA changed this part
         assert all(torch.allclose(mine[k], theirs[k], atol=1e-5) for k in mine), part
+
+
+@pytest.mark.parametrize("cache_latents", ["no", "disk"])
+def test_the_unet_is_conditioned_on_the_image_size_and_its_crop(
+    sdxl_folder, tmp_path, monkeypatch, cache_latents
+):
+    """A 120x60 image in a 64x64 bucket: scaled to 128x64, 32 columns cut on the left: SDXL's time ids
+    (original h, w, crop top, left, target h, w) reach the real UNet, from pixels and from latent caches."""
+    from diffusers import UNet2DConditionModel
+    from PIL import Image
+
+    data = tmp_path / "data"
+    data.mkdir()
+    Image.new("RGB", (120, 60), (200, 40, 90)).save(data / "wide.png")
+    (data / "wide.txt").write_text("neon phone", encoding="utf-8")
+    seen, real_forward = [], UNet2DConditionModel.forward
+
+    def recording(self, *args, added_cond_kwargs=None, **kwargs):
+        seen.append(added_cond_kwargs["time_ids"].tolist())
+        return real_forward(self, *args, added_cond_kwargs=added_cond_kwargs, **kwargs)
+
+    monkeypatch.setattr(UNet2DConditionModel, "forward", recording)
+    extra = {"enable_bucket": False, "batch_size": 1, "max_train_steps": 1, "cache_latents": cache_latents}
+    _train(sdxl_folder, data, tmp_path, **extra)
+    assert seen and all(ids == [[60.0, 120.0, 0.0, 32.0, 64.0, 64.0]] for ids in seen)

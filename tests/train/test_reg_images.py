@@ -72,8 +72,8 @@ def test_prior_loss_weight_scales_the_reg_images_loss(base_config, tmp_path):
     seen = {}
     real_predict = model.predict
 
-    def predict(noisy, t, cond):
-        seen["pred"] = real_predict(noisy, t, cond)
+    def predict(noisy, t, cond, sizes):
+        seen["pred"] = real_predict(noisy, t, cond, sizes)
         return seen["pred"]
 
     real_target = model.target

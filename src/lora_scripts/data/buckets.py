@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from PIL import Image
 
@@ -46,18 +47,43 @@ def assign_bucket(size: tuple[int, int], buckets: list[tuple[int, int]]) -> tupl
     return min(buckets, key=distance)
 
 
-def resize_to_bucket(
-    img: Image.Image, bucket: tuple[int, int], crop_at: tuple[float, float] = (0.5, 0.5)
-) -> Image.Image:
-    """Scale ``img`` to cover the bucket (LANCZOS), then crop to exactly the bucket size: centred, or at
-    ``crop_at`` (fractions of the spare width and height: 0 keeps the left/top edge, 1 the right/bottom)."""
+@dataclass(frozen=True)
+class Crop:
+    """How an image meets its bucket: scaled to `resized` (w, h) so it covers the bucket, then cut at
+    (`left`, `top`) of the scaled image (SDXL's crop conditioning reads these)."""
+
+    resized: tuple[int, int]
+    left: int
+    top: int
+
+
+def bucket_crop(
+    size: tuple[int, int], bucket: tuple[int, int], crop_at: tuple[float, float] = (0.5, 0.5)
+) -> Crop:
+    """The crop of an image of `size` (w, h) into `bucket`: centred, or at `crop_at` (fractions of the
+    spare width and height: 0 keeps the left/top edge, 1 the right/bottom)."""
     target_w, target_h = bucket
-    if img.size == (target_w, target_h):
-        return img
-    scale = max(target_w / img.width, target_h / img.height)
-    new_w = max(target_w, round(img.width * scale))
-    new_h = max(target_h, round(img.height * scale))
-    resized = img.resize((new_w, new_h), Image.Resampling.LANCZOS)
+    if tuple(size) == tuple(bucket):
+        return Crop(bucket, 0, 0)
+    scale = max(target_w / size[0], target_h / size[1])
+    new_w = max(target_w, round(size[0] * scale))
+    new_h = max(target_h, round(size[1] * scale))
     left = min(new_w - target_w, int((new_w - target_w) * crop_at[0]))
     top = min(new_h - target_h, int((new_h - target_h) * crop_at[1]))
-    return resized.crop((left, top, left + target_w, top + target_h))
+    return Crop((new_w, new_h), left, top)
+
+
+def resize_to_bucket(
+    img: Image.Image,
+    bucket: tuple[int, int],
+    crop_at: tuple[float, float] = (0.5, 0.5),
+    crop: Crop | None = None,
+) -> Image.Image:
+    """Scale ``img`` to cover the bucket (LANCZOS), then crop to exactly the bucket size, as `crop` says
+    (by default `bucket_crop` of the image's own size at ``crop_at``)."""
+    crop = crop or bucket_crop(img.size, bucket, crop_at)
+    if img.size != crop.resized:
+        img = img.resize(crop.resized, Image.Resampling.LANCZOS)
+    if img.size == tuple(bucket):
+        return img
+    return img.crop((crop.left, crop.top, crop.left + bucket[0], crop.top + bucket[1]))

@@ -16,7 +16,7 @@ from PIL import Image
 from ..config.data import DataConfig
 from ..errors import DataError
 from .augment import Augment, apply_color
-from .buckets import assign_bucket, buckets_for, resize_to_bucket
+from .buckets import assign_bucket, bucket_crop, buckets_for, resize_to_bucket
 from .captions import metadata_folder_error, repeats_from_folder, split_tags
 from .images import image_size, list_images, open_image
 from .matching import csv_captions, image_caption
@@ -323,9 +323,22 @@ def load_pixels(item: ImageItem, flip: bool = False, aug: Augment | None = None)
     crop position, colour change and mirroring (data/augment.py)."""
     aug = aug or Augment()
     img = open_image(item.path, at_least=max(item.bucket))
-    img = resize_to_bucket(img, item.bucket, crop_at=aug.crop_at)
+    # the crop from the size scanned (not the JPEG draft's), so size_conditioning describes these pixels
+    img = resize_to_bucket(img, item.bucket, crop=bucket_crop(item.size, item.bucket, aug.crop_at))
     img = apply_color(img, aug)
     if flip or aug.flip:
         img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     pixels = np.asarray(img, dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+
+
+def size_conditioning(item: ImageItem, aug: Augment | None = None) -> tuple[int, int, int, int, int, int]:
+    """What `load_pixels(item, aug=aug)` made of the image, as SDXL's size/crop conditioning reads it:
+    (original height, width, crop top, crop left, target height, width). The crop is in pixels of the image
+    scaled to cover its bucket; a mirrored image reports the crop as seen in the mirror image (diffusers'
+    SDXL scripts flip before cropping; kohya mirrors the crop's left edge the same way)."""
+    aug = aug or Augment()
+    crop = bucket_crop(item.size, item.bucket, aug.crop_at)
+    (width, height), (target_w, target_h) = item.size, item.bucket
+    left = crop.resized[0] - crop.left - target_w if aug.flip else crop.left
+    return height, width, crop.top, left, target_h, target_w

@@ -15,7 +15,7 @@ from PIL import Image
 from torch import nn
 
 from ..config import DataConfig, ModelConfig, NetworkConfig, TrainConfig
-from ..data import DatasetIndex, ImageItem, draw_augment, load_pixels, make_caption
+from ..data import DatasetIndex, ImageItem, draw_augment, load_pixels, make_caption, size_conditioning
 from ..data.latent_cache import LatentCache
 from ..data.text_cache import TextCache, text_cache_blocker
 from ..errors import ConfigError
@@ -168,11 +168,13 @@ class StableDiffusion:
     ) -> torch.Tensor:
         dev = self.vae.device  # the VAE is never wrapped (DDP has no .device)
         if self.latent_cache is not None:
-            latents = self.latent_cache.get(items).to(dev)
+            latents, sizes = self.latent_cache.get(items)
+            latents = latents.to(dev)
         else:
             augments = [draw_augment(data, rng) for _ in items]
             pixels = torch.stack([load_pixels(i, aug=a) for i, a in zip(items, augments, strict=True)])
             latents = self.encode_image(pixels, generator).float().to(dev)
+            sizes = torch.tensor([size_conditioning(i, a) for i, a in zip(items, augments, strict=True)])
         noise = make_noise(latents, train, generator)
         t = sample_timesteps(latents.shape[0], self.noise_scheduler, train, generator).to(dev)
         noisy = self.noise_scheduler.add_noise(latents, input_noise(noise, train, generator), t)
@@ -182,7 +184,7 @@ class StableDiffusion:
         else:
             with torch.set_grad_enabled(self._te_trainable() and torch.is_grad_enabled()):
                 cond = self.encode_prompt(self.tokenize(captions))
-        pred = self.predict(noisy.to(cond.dtype), t, cond)  # the trainer runs this under its autocast
+        pred = self.predict(noisy.to(cond.dtype), t, cond, sizes)  # under the trainer's autocast
         v = self.prediction_type == "v_prediction"
         weights = None
         if any(i.loss_weight != 1.0 for i in items):  # regularisation images: prior_loss_weight
@@ -236,7 +238,11 @@ class StableDiffusion:
         latents = self.vae.encode(pixels).latent_dist.sample(generator=generator)
         return latents * self.vae.config.scaling_factor
 
-    def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def predict(
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor, sizes: torch.Tensor
+    ) -> torch.Tensor:
+        """The UNet's output; `sizes` [b, 6] are each image's size/crop facts (data.size_conditioning),
+        which SD 1.x/2.x do not condition on."""
         return self.unet(noisy, timesteps, cond).sample
 
     def target(self, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:

@@ -4,7 +4,8 @@ Everything SD 1.x/2.x and SDXL train alike (noise, timesteps, the loss options, 
 augmentation) is StableDiffusion's; this class changes only what SDXL does differently:
 - the prompt: CLIP-L's and OpenCLIP-G's penultimate hidden states side by side, plus OpenCLIP-G's pooled
   (projected) output, which the UNet reads through `added_cond_kwargs`;
-- the time ids (original size, crop top-left, target size) of each image: SDXL's size conditioning;
+- the time ids: each image's original size, the crop its bucket made and its bucket size (data's
+  size_conditioning, kept in the latent cache): SDXL's size conditioning;
 - the VAE stays in float32 (SDXL's VAE overflows to NaN in fp16, the commonest SDXL training failure);
 - LoRA files name the UNet's modules in SGM form and the encoders lora_te1_ / lora_te2_ (save/kohya_keys).
 Base models: the SGM single file WebUI/ComfyUI users have (sd_xl_base_1.0.safetensors) or a diffusers folder
@@ -247,14 +248,12 @@ class StableDiffusionXL(StableDiffusion):
         latents = self.vae.encode(pixels.to(self.vae.device, torch.float32)).latent_dist.sample(generator)
         return latents * self.vae.config.scaling_factor
 
-    def predict(self, noisy: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def predict(
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor, sizes: torch.Tensor
+    ) -> torch.Tensor:
         hidden, pooled = cond[:, :-1], cond[:, -1, : self._pooled]
-        height, width = noisy.shape[-2] * 8, noisy.shape[-1] * 8
-        # size conditioning: trained images are resized and cropped to their bucket, so original size =
-        # target size = the bucket, crop top-left (0, 0)
-        time_ids = torch.tensor([[height, width, 0, 0, height, width]], device=noisy.device)
-        time_ids = time_ids.to(hidden.dtype).repeat(noisy.shape[0], 1)
-        added = {"text_embeds": pooled, "time_ids": time_ids}
+        # size conditioning: each image's (original size, crop top-left, target size) as it was bucketed
+        added = {"text_embeds": pooled, "time_ids": sizes.to(noisy.device, hidden.dtype)}
         return self.unet(noisy, timesteps, hidden, added_cond_kwargs=added).sample
 
     # --- protocol: samples and metadata --------------------------------------------------------------
