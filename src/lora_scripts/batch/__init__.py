@@ -1,0 +1,1 @@
+"""The catalogue job: items x prompt template -> images + index.csv; resumable, sharded (accelerate)."""

@@ -1,0 +1,57 @@
+"""CLI command `batch` (registered on the main app by cli.py)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from ..console import console, guarded, setup_logging
+
+EXAMPLES = """
+Examples:\n
+  lora-scripts batch configs/batch_catalogue.yaml               (one GPU or the CPU; run again to resume)\n
+  lora-scripts batch configs/batch_catalogue.yaml --processes 4 (4 GPUs of one machine, items by rank)\n
+  accelerate launch -m lora_scripts.cli batch configs/batch_catalogue.yaml
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command(epilog=EXAMPLES)(batch)
+
+
+def batch(
+    job: Path = typer.Argument(..., help="The job YAML (see configs/batch_catalogue.yaml)."),
+    new: bool = typer.Option(
+        False, "--new", help="Start over although output_dir holds another job's results (moved aside)."
+    ),
+    processes: int = typer.Option(
+        1, "--processes", help="Processes on this machine (one per GPU), started with accelerate launch."
+    ),
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and library logs."),
+) -> None:
+    """Make the catalogue's images: items x prompt template -> images/, index.csv, index.html (resumable)."""
+    setup_logging(debug)
+
+    def action():
+        if processes != 1:
+            from .config import load_job
+            from .shard import launch
+
+            load_job(job)  # a bad job file: one sentence here, not one per rank
+            extra = [*(["--new"] if new else []), *(["--debug"] if debug else [])]
+            code = launch(job, processes, extra)
+            if code:
+                sys.exit(code)
+            return
+        from .run import run_job
+
+        counts = run_job(job, new=new)
+        if "index" in counts:
+            console.print(
+                f"[bold green]{counts['index']} image(s) in the index[/], {counts['failed']} failed; "
+                f"see index.html and failed.csv in the output folder"
+            )
+
+    guarded(action, debug)

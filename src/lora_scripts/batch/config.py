@@ -1,0 +1,97 @@
+"""The job file: pydantic models (unknown keys are errors, with did-you-mean), read like training's config."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError
+
+from ..config.base import Section
+from ..config.load import read_yaml
+from ..config.sample import sampler_name
+from ..errors import ConfigError
+
+
+class Override(Section):
+    """What changes for the items of one value of the `by` column (e.g. one category)."""
+
+    prompt: str | None = Field(None, description="Prompt template for these items instead of `prompt`.")
+    negative_prompt: str | None = Field(None, description="Negative prompt for these items.")
+    loras: dict[str, float] = Field(
+        default_factory=dict, description="LoRAs (name or path: weight) added for these items."
+    )
+
+
+class JobConfig(Section):
+    base_model: str = Field(..., description="Base model: .safetensors file, diffusers folder or hub id.")
+    items: Path = Field(..., description="The catalogue: a CSV or JSONL file, one row per device model.")
+    id_column: str = Field("id", description="The column that names each item (file names, index).")
+    prompt: str = Field(..., description="Template with {column} placeholders and <lora:name:w> tags.")
+    negative_prompt: str = Field("", description="Negative prompt (may use {column} placeholders).")
+    by: str | None = Field(None, description="Column whose value picks an entry of `overrides`.")
+    overrides: dict[str, Override] = Field(
+        default_factory=dict, description="Per value of `by`: prompt, negative_prompt, loras."
+    )
+    lora_dir: Path | None = Field(None, description="Folder in which <lora:NAME:w> tags are looked up.")
+    loras: dict[str, float] = Field(
+        default_factory=dict,
+        description="LoRAs for every item besides the prompt's tags: name or path: weight.",
+    )
+    images_per_item: int = Field(1, ge=1, description="Images per item (n = 0, 1, ...).")
+    seed: int = Field(0, ge=0, description="Job seed; each image's seed is derived from (seed, id, n).")
+    width: int = Field(512, gt=0, description="Image width (multiple of 8).")
+    height: int = Field(512, gt=0, description="Image height (multiple of 8).")
+    steps: int = Field(20, ge=1, description="Sampling steps.")
+    cfg: float = Field(7.0, description="CFG scale.")
+    sampler: str = Field("Euler a", description="Euler a, Euler, DPM++ 2M, DPM++ 2M Karras, DDIM, UniPC.")
+    batch_size: int = Field(4, ge=1, description="Images per pipeline call.")
+    output_dir: Path = Field(..., description="Folder for images/, index.csv, failed.csv, index.html.")
+    device: str = Field("auto", description="auto, cpu, cuda (each process of a sharded run: its own GPU).")
+    precision: Literal["auto", "fp32", "fp16", "bf16"] = Field("auto", description="auto: fp16 on GPU.")
+    prediction_type: Literal["auto", "epsilon", "v_prediction"] = Field("auto", description="As training.")
+
+
+def load_job(path: Path) -> JobConfig:
+    """Read and validate a job file; relative paths are relative to the job file's folder."""
+    raw = read_yaml(Path(path))
+    try:
+        job = JobConfig(**raw)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc.errors()[0], path)) from None
+    sampler_name(job.sampler)  # an unknown sampler: one sentence now, not after the model loads
+    if job.width % 8 or job.height % 8:
+        raise ConfigError(
+            f"Image size {job.width}x{job.height} in {path} is not a multiple of 8", "Use 512x512"
+        )
+    if job.by is None and job.overrides:
+        raise ConfigError(f"{path} has `overrides` but no `by` column", "Add e.g. `by: category`")
+    base = Path(path).resolve().parent
+    updates = {k: base / getattr(job, k) for k in ("items", "output_dir", "lora_dir") if getattr(job, k)}
+    model = Path(job.base_model)
+    if not model.is_absolute() and (base / model).exists():
+        updates["base_model"] = str(base / model)
+    updates["loras"] = _lora_paths(job.loras, base)
+    updates["overrides"] = {
+        k: o.model_copy(update={"loras": _lora_paths(o.loras, base)}) for k, o in job.overrides.items()
+    }
+    return job.model_copy(update=updates)
+
+
+def _lora_paths(loras: dict[str, float], base: Path) -> dict[str, float]:
+    """`loras:` keys that are files are read relative to the job file's folder."""
+    return {str(base / k) if k.endswith(".safetensors") else k: w for k, w in loras.items()}
+
+
+def _explain(err: dict, path: Path) -> str:
+    where = ".".join(str(p) for p in err["loc"])
+    if err["type"] == "extra_forbidden":
+        key = str(err["loc"][-1])
+        fields = Override.model_fields if len(err["loc"]) > 1 else JobConfig.model_fields
+        close = difflib.get_close_matches(key, list(fields), n=1, cutoff=0.6)
+        hint = f"Did you mean '{close[0]}'?" if close else f"Known keys: {', '.join(fields)}"
+        return f"Unknown key '{where}' in {path}. {hint}"
+    if err["type"] == "missing":
+        return f"The job file {path} has no '{where}' key. Add it (see configs/batch_catalogue.yaml)"
+    return f"'{where}' in {path} is not valid: {err['msg']} (got {err.get('input')!r})"

@@ -1,0 +1,77 @@
+"""What makes a job's images what they are, kept in output_dir/job.json: a changed job is refused, not mixed
+into the old images (new rows in `items` are fine: they are simply made)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+from ..errors import ConfigError
+from ..generate.library import short_hash
+from ..save.atomic import atomic_write_text
+from .config import JobConfig
+
+FILE = "job.json"
+# What a previous run leaves in output_dir; --new moves these aside, nothing is deleted
+OUTPUTS = ("images", "parts", "index.csv", "failed.csv", "index.html", FILE, "progress.jsonl")
+
+
+def facts(job: JobConfig, lora_files: dict[str, Path], dtype: str) -> dict:
+    model = Path(job.base_model)
+    return {
+        "base_model": job.base_model,
+        "base_model_bytes": model.stat().st_size if model.is_file() else None,
+        "loras": {name: short_hash(path) for name, path in sorted(lora_files.items())},
+        **job.model_dump(
+            mode="json",
+            include={
+                "id_column",
+                "prompt",
+                "negative_prompt",
+                "by",
+                "overrides",
+                "loras",
+                "images_per_item",
+                "seed",
+                "width",
+                "height",
+                "steps",
+                "cfg",
+                "sampler",
+                "batch_size",
+                "prediction_type",
+            },
+        ),
+        "dtype": dtype,
+    }
+
+
+def check_or_start(out: Path, now: dict, new: bool) -> None:
+    """First run: write job.json. Later runs: the same facts, or a refusal naming what changed."""
+    path = out / FILE
+    if new and path.exists():
+        aside = out / time.strftime("replaced-%Y%m%d-%H%M%S")
+        aside.mkdir()
+        for name in OUTPUTS:
+            if (out / name).exists():
+                shutil.move(str(out / name), str(aside / name))
+    if path.exists():
+        before = json.loads(path.read_text(encoding="utf-8"))
+        changed = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+        if changed:
+            raise ConfigError(
+                f"The job changed since '{out}' was started ({', '.join(changed)}), so its images would not "
+                "match the ones already made",
+                "Run with --new (the old results are moved to a replaced-<time> folder) "
+                "or set a new output_dir",
+            )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(json.dumps(now, indent=1, ensure_ascii=False, sort_keys=True), path)
+
+
+def digest(now: dict) -> str:
+    return hashlib.sha256(json.dumps(now, sort_keys=True).encode()).hexdigest()[:12]

@@ -1,0 +1,195 @@
+"""`lora-scripts batch JOB.yaml`: plan every (item, n), skip what index.csv already holds, make the rest in
+batches on this process's share, record each image once it is complete, merge the index at the end."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import ConfigError, DataError
+from ..generate.images import check_writable, parameters_text
+from ..generate.library import LoraLibrary
+from ..save.png import save_png
+from ..train.progress import ProgressLog
+from .config import JobConfig, load_job
+from .engine import Engine
+from .fingerprint import check_or_start, facts
+from .items import Work, check_columns, lora_name, mix_of, plan_item, read_items, template_mixes
+from .ledger import Ledger
+from .shard import Shard, current_shard
+from .sheet import write_sheet
+from .stopping import StopAfterBatch, bar
+
+log = logging.getLogger(__name__)
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class Plan:
+    works: list[Work]
+    failed: list[tuple[str, int, str]]  # (id, n, reason) found before any image
+    batches: list[list[Work]]
+    library: LoraLibrary
+    lora_files: dict[str, Path]
+
+
+class JobLibrary(LoraLibrary):
+    """lora_dir's files by name, plus the files `loras:` names by path (their tag name is the stem)."""
+
+    def __init__(self, folder: Path | None, paths: list[str]):
+        super().__init__(folder)
+        self.paths = {lora_name(p): Path(p) for p in paths if p.endswith(".safetensors")}
+
+    def find(self, name: str) -> Path:
+        if name in self.paths:
+            if not self.paths[name].is_file():
+                raise ConfigError(f"The LoRA file '{self.paths[name]}' does not exist", "Check `loras:`")
+            return self.paths[name]
+        return super().find(name)
+
+
+def plan_job(job: JobConfig) -> Plan:
+    """Everything checked before the model loads: items, columns, LoRA names, output folder."""
+    items, columns = read_items(job.items, job.id_column)
+    check_columns(job, columns)
+    works, failed = [], []
+    for item in items:
+        try:
+            works += plan_item(item, job)
+        except DataError as err:
+            failed += [(item.id, n, err.what) for n in range(job.images_per_item)]
+    files = {w.file for w in works}
+    if len(files) != len(works):
+        raise DataError("Two ids give the same file name once unsafe characters are replaced", "Rename one")
+    paths = [k for o in [job, *job.overrides.values()] for k in o.loras]
+    library = JobLibrary(job.lora_dir, paths)
+    names = sorted(
+        {r.name for w in works for r in w.spec.loras} | {n for m in template_mixes(job) for n, _ in m}
+    )
+    lora_files = {name: library.find(name) for name in names}
+    check_writable(job.output_dir)
+    return Plan(works, failed, batches_of(works, job.batch_size), library, lora_files)
+
+
+def batches_of(works: list[Work], size: int) -> list[list[Work]]:
+    """Works grouped by LoRA mix (in order of first use), cut into batches: the same items always make the
+    same batches, whatever was done before or how many processes share them (bit-identical images)."""
+    groups: dict[tuple, list[Work]] = {}
+    for w in works:
+        groups.setdefault(mix_of(w.spec), []).append(w)
+    return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
+
+
+def run_job(job_path: Path, new: bool = False, show_bar: bool = True) -> dict:
+    job = load_job(job_path)
+    shard = current_shard(job.device)
+    plan = plan_job(job)
+    precision = job.precision if job.precision != "auto" else "fp16" if shard.device != "cpu" else "fp32"
+    out = job.output_dir
+    with shard.first():
+        check_or_start(out, facts(job, plan.lora_files, precision), new and shard.rank == 0)
+    ledger = Ledger(out, shard.rank)
+    order = {(w.id, w.n): i for i, w in enumerate(plan.works)}
+    if shard.world == 1:
+        ledger.merge(order)  # what a crashed run left in its parts, into index.csv
+    done = ledger.done()
+    _check_unchanged(plan.works, done)
+    mine = [b for i, b in enumerate(plan.batches) if i % shard.world == shard.rank]
+    todo = [b for b in mine if any((w.id, w.n) not in done for w in b)]
+    if shard.rank == 0:
+        for item_id, n, reason in plan.failed:
+            ledger.fail(item_id, n, reason)
+    counts = {"total": sum(len(b) for b in mine), "done": sum(len(b) for b in mine) - _count(todo, done)}
+    if todo:
+        engine = Engine(job, plan.library, template_mixes(job), shard.device, DTYPES[precision])
+        try:
+            _make(engine, todo, done, ledger, out, shard, counts, show_bar)
+        finally:
+            engine.close()
+    shard.wait()
+    if shard.rank == 0:
+        counts["index"], counts["failed"] = ledger.merge(order)
+        rows = list(ledger.done().values())
+        rows.sort(key=lambda r: order.get((r["id"], int(r["n"])), len(order)))
+        write_sheet(out, rows, {w.id: w.category for w in plan.works}, f"{job_path.stem}: {out.name}")
+    return counts
+
+
+def _count(batches: list[list[Work]], done: dict) -> int:
+    return sum(1 for b in batches for w in b if (w.id, w.n) not in done)
+
+
+def _check_unchanged(works: list[Work], done: dict) -> None:
+    for w in works:
+        row = done.get((w.id, w.n))
+        if row is not None and row["prompt"] != w.spec.text:
+            raise ConfigError(
+                f"The item '{w.id}' changed since its images were made (prompt '{row['prompt']}', now "
+                f"'{w.spec.text}')",
+                "Run with --new, set a new output_dir, or give the changed row a new id",
+            )
+
+
+def _make(engine, todo, done, ledger, out: Path, shard: Shard, counts: dict, show_bar: bool) -> None:
+    events = ProgressLog(out)
+    events.event("start", rank=shard.rank, world=shard.world, **counts)
+    started, made = time.time(), 0
+    with StopAfterBatch() as stop, bar(show_bar, counts, shard) as tick:
+        for batch in todo:
+            t0 = time.time()
+            images = engine.render(batch)
+            seconds = (time.time() - t0) / len(batch)
+            files = [
+                _save(w, img, engine, ledger, out, seconds)
+                for w, img in zip(batch, images, strict=True)
+                if (w.id, w.n) not in done
+            ]
+            made += len(files)
+            counts["done"] += len(files)
+            rate = made / max(time.time() - started, 1e-9) * 60
+            eta = (counts["total"] - counts["done"]) / rate * 60 if rate else None
+            tick(counts["done"], rate, eta)
+            events.event(
+                "batch",
+                rank=shard.rank,
+                done=counts["done"],
+                total=counts["total"],
+                images_per_min=round(rate, 2),
+                eta_s=None if eta is None else round(eta, 1),
+                files=[f for f in files if f],
+            )
+            if stop.requested:
+                events.event("end", rank=shard.rank, state="stopped", done=counts["done"])
+                raise KeyboardInterrupt
+    events.event("end", rank=shard.rank, state="done", done=counts["done"])
+
+
+def _save(work: Work, image: np.ndarray, engine, ledger: Ledger, out: Path, seconds: float) -> str | None:
+    if not np.isfinite(image).all() or float(image.max()) < 1 / 255:
+        ledger.fail(work.id, work.n, "the image came out black or NaN")
+        return None
+    picture = Image.fromarray((image * 255).round().astype("uint8"))
+    path = out / work.file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_png(picture, path, parameters_text(work.spec, engine.model_name))  # temp file + rename
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    loras = " ".join(r.tag() for r in work.spec.loras)
+    row = {
+        "id": work.id,
+        "n": work.n,
+        "seed": work.spec.seed,
+        "prompt": work.spec.text,
+        "loras": loras,
+        "file": work.file,
+        "sha256": sha,
+        "seconds": f"{seconds:.3f}",
+    }
+    ledger.record(row)  # only now: the image is complete on disk
+    return work.file

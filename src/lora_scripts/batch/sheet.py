@@ -1,0 +1,35 @@
+"""index.html: a contact sheet of every finished image, filterable by category, for review."""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+from ..save.atomic import atomic_write_text
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title><style>
+body{{font-family:sans-serif;margin:1em}}
+figure{{display:inline-block;margin:4px;width:{w}px;vertical-align:top}}
+img{{width:{w}px;height:auto;background:#eee}} figcaption{{font-size:11px;word-break:break-all}}
+</style></head><body><h1>{title}</h1><p>{count} images. Category / 类别:
+<select id="cat" onchange="var c=this.value;
+document.querySelectorAll('figure').forEach(function(f){{f.style.display=(!c||f.dataset.cat===c)?'':'none'}})">
+<option value="">all / 全部</option>{options}</select></p>
+{figures}</body></html>
+"""
+
+
+def write_sheet(
+    out: Path, rows: list[dict], categories: dict[str, str], title: str, width: int = 160
+) -> Path:
+    """`rows`: index.csv rows in order; `categories`: id -> category ('' when the job has no `by`)."""
+    cats = sorted({c for c in categories.values() if c})
+    options = "".join(f'<option value="{html.escape(c)}">{html.escape(c)}</option>' for c in cats)
+    figures = "\n".join(
+        f'<figure data-cat="{html.escape(categories.get(r["id"], ""))}"><img loading="lazy" '
+        f'src="{html.escape(r["file"])}" title="{html.escape(r["prompt"])}"><figcaption>'
+        f"{html.escape(r['id'])} #{r['n']}</figcaption></figure>"
+        for r in rows
+    )
+    page = PAGE.format(title=html.escape(title), w=width, count=len(rows), options=options, figures=figures)
+    return atomic_write_text(page, out / "index.html")

@@ -1,0 +1,59 @@
+"""Ctrl-C (or SIGTERM) during a job: finish the current batch, record it, then stop (exit 130); a second
+Ctrl-C stops at once. And the rich progress bar: images done/total, items, images/min, ETA."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+
+
+class StopAfterBatch:
+    def __init__(self):
+        self.requested = False
+        self._old: dict = {}
+
+    def __enter__(self) -> StopAfterBatch:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        from ..console import console
+
+        console.print("[yellow]Stopping after this batch (Ctrl-C again to stop now)...[/]")
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def bar(show: bool, counts: dict, shard):
+    """A function tick(done, images_per_min, eta_s) that moves the bar (a no-op without a bar)."""
+    if not show:
+        yield lambda *a: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..console import console
+
+    columns = [
+        TextColumn(f"rank {shard.rank}" if shard.world > 1 else "images"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} img/min  ETA {task.fields[eta]}"),
+        TimeElapsedColumn(),
+    ]
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("", total=counts["total"], completed=counts["done"], rate="-", eta="-")
+
+        def tick(done: int, rate: float, eta: float | None) -> None:
+            shown = "-" if eta is None else f"{int(eta // 60)}:{int(eta % 60):02d}"
+            progress.update(task, completed=done, rate=f"{rate:.1f}", eta=shown)
+
+        yield tick
