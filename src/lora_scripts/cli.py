@@ -88,13 +88,14 @@ def config_docs(out: Path = typer.Option(Path("docs/config.md"), "--out")) -> No
 
 def _register_packages() -> None:
     # Each stage owns its commands; importing typer-only modules keeps `--help` fast.
+    from .batch import commands as batch_cmds
     from .generate import chat_command
     from .generate import commands as generate_commands
     from .label import commands as label_commands
     from .tools import commands as tools_commands
     from .ui import commands as ui_commands
 
-    for module in (label_commands, generate_commands, chat_command, tools_commands, ui_commands):
+    for module in (label_commands, generate_commands, batch_cmds, chat_command, tools_commands, ui_commands):
         module.register(app)
 
 
