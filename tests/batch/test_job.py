@@ -1,0 +1,106 @@
+"""`lora-scripts batch`: the files a job leaves, validation in one sentence, and a changed job refused."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+
+from PIL import Image
+
+
+def read_index(out: Path) -> list[dict]:
+    with open(out / "index.csv", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def expected_seed(job_seed: int, item_id: str, n: int) -> int:
+    digest = hashlib.sha256(f"{job_seed}\0{item_id}\0{n}".encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def test_job_writes_images_index_and_contact_sheet(cli, make_job, tmp_path, rows):
+    job = make_job(by="category", overrides={"laptop": {"prompt": "{brand} {model} laptop, {colour}"}})
+    result = cli("batch", job)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    items, rows = rows, read_index(out)
+    assert [(r["id"], r["n"]) for r in rows] == [(row["id"], str(n)) for row in items for n in (0, 1)]
+    for row in rows:
+        item = next(r for r in items if r["id"] == row["id"])
+        assert row["file"] == f"images/{item['category']}/{row['id']}_{row['n']}.png"
+        data = (out / row["file"]).read_bytes()
+        assert row["sha256"] == hashlib.sha256(data).hexdigest()
+        assert int(row["seed"]) == expected_seed(7, row["id"], int(row["n"]))
+        text = Image.open(out / row["file"]).info["parameters"]
+        assert f"Seed: {row['seed']}" in text and "Negative prompt: blurry" in text and "Size: 32x32" in text
+    phone = next(r for r in rows if r["id"] == "SM-S24")
+    assert phone["prompt"] == "<lora:tech_phone:0.8> Samsung Galaxy S24, blue, neon style"
+    laptop = next(r for r in rows if r["id"] == "LN-X1C")
+    assert laptop["prompt"] == "Lenovo X1 Carbon laptop, black" and laptop["loras"] == ""
+    images = [Image.open(out / r["file"]) for r in rows]
+    assert len({im.tobytes() for im in images}) == len(images)  # every image its own seed
+    sheet = (out / "index.html").read_text(encoding="utf-8")
+    assert sheet.count("<figure") == 6 and '<option value="laptop">' in sheet
+    assert (out / "failed.csv").read_text().strip() == "id,n,reason"
+    events = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
+    assert events[0]["event"] == "start" and events[-1] == {**events[-1], "event": "end", "state": "done"}
+    assert [e["done"] for e in events if e["event"] == "batch"][-1] == 6
+
+
+def test_rows_that_cannot_be_made_go_to_failed_csv(cli, make_job, tmp_path):
+    lines = [
+        {"id": "A1", "brand": "Apple", "model": "iPhone", "colour": "red"},
+        {"id": "B2", "brand": "Oppo", "model": "Find X"},  # no colour
+        {"id": "C3", "brand": "Vivo", "model": "<lora:metal:1> X", "colour": "red"},
+    ]
+    (tmp_path / "items.jsonl").write_text("\n".join(json.dumps(x) for x in lines), encoding="utf-8")
+    job = make_job(items="items.jsonl", images_per_item=1)
+    assert cli("batch", job).returncode == 0
+    assert [r["id"] for r in read_index(tmp_path / "out")] == ["A1"]
+    with open(tmp_path / "out" / "failed.csv", encoding="utf-8") as handle:
+        failed = {r["id"]: r["reason"] for r in csv.DictReader(handle)}
+    assert failed == {
+        "B2": "the column 'colour' is missing",
+        "C3": "the column 'model' holds a '<' (LoRA tags belong in the job file)",
+    }
+
+
+def test_bad_job_files_are_one_sentence(cli, make_job, tmp_path, rows):
+    cases = [
+        ({"stpes": 3}, "Unknown key 'stpes'", "Did you mean 'steps'?"),
+        ({"prompt": "{brand} {colur}"}, "column 'colur'", "Did you mean 'colour'?"),
+        ({"prompt": "<lora:tech_phon:1> {brand}"}, "No LoRA named 'tech_phon'", "Did you mean 'tech_phone'?"),
+        ({"rows": [*rows, rows[0]]}, "The id 'AP-IP15' appears twice", "lines 2 and 5"),
+        ({"sampler": "Euler b"}, "Unknown sampler 'Euler b'", "Did you mean 'Euler a'?"),
+        ({"width": 30}, "30x32 in", "is not a multiple of 8"),
+    ]
+    for keys, what, hint in cases:
+        result = cli("batch", make_job(**keys))
+        assert result.returncode == 2, result.stderr
+        assert what in result.stderr and hint in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_changed_job_is_refused_and_new_rows_are_added(cli, make_job, tmp_path, rows):
+    job = make_job(images_per_item=1)
+    assert cli("batch", job).returncode == 0
+    out = tmp_path / "out"
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+
+    make_job(images_per_item=1, steps=4)
+    refused = cli("batch", job)
+    assert refused.returncode == 2 and "The job changed" in refused.stderr and "(steps)" in refused.stderr
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == before
+
+    extra = {"id": "HW-P60", "brand": "Huawei", "model": "P60", "category": "phone", "colour": "white"}
+    make_job(rows=[*rows, extra], images_per_item=1)
+    assert cli("batch", job).returncode == 0
+    assert [r["id"] for r in read_index(out)] == [*(r["id"] for r in rows), "HW-P60"]
+    assert all(p.stat().st_mtime_ns == t for p, t in before.items())  # finished images untouched
+
+    make_job(images_per_item=1, steps=4)
+    assert cli("batch", job, "--new").returncode == 0
+    (aside,) = out.glob("replaced-*")
+    assert len(read_index(aside)) == 4 and len(read_index(out)) == 3
