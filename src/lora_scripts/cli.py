@@ -3,6 +3,7 @@ are registered by their packages."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -23,6 +24,11 @@ def train(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the resolved config and the data found, then exit."
     ),
+    processes: int = typer.Option(
+        1,
+        "--processes",
+        help="Data-parallel processes (one per GPU) through accelerate; batch_size is split among them.",
+    ),
     debug: bool = DEBUG,
 ) -> None:
     """Train a LoRA from a YAML config."""
@@ -35,6 +41,12 @@ def train(
         from .train.versions import as_new_version
 
         cfg = load_config(config, overrides)
+        if processes != 1 and not dry_run:
+            from .train.launch import relaunch
+
+            prepare_data(with_family_defaults(as_new_version(cfg)))  # input errors said once, not per process
+            args = ["train", "--config", str(config), *(overrides or []), *(["--debug"] if debug else [])]
+            sys.exit(relaunch(processes, args))
         if dry_run:
             from .config.show import resolved_yaml
 

@@ -16,6 +16,7 @@ from torch import nn
 from ..config import ModelConfig, NetworkConfig
 from ..config.route import causal_lm_architecture
 from ..data.chat_dataset import ChatRow, collate
+from ..data.chat_tokens import IGNORE
 from ..errors import ConfigError, ModelError
 from .detect import ModelSource
 from .family import FamilyInfo
@@ -229,7 +230,7 @@ class CausalLM:
         ids = self.tokenizer.apply_chat_template(
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
         )["input_ids"].to(next(self.model.parameters()).device)
-        out = self.model.generate(
+        out = self.bare().generate(
             input_ids=ids,
             attention_mask=torch.ones_like(ids),
             do_sample=False,
@@ -239,4 +240,16 @@ class CausalLM:
         return self.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
 
     def metadata_facts(self) -> dict[str, str]:
-        return {"architecture": type(self.model).__name__, "base_model": self.location}
+        return {"architecture": type(self.bare()).__name__, "base_model": self.location}
+
+    def bare(self) -> nn.Module:
+        """The model under a data-parallel wrapper (which has no generate() and another class name)."""
+        from accelerate.utils import extract_model_from_parallel
+
+        return extract_model_from_parallel(self.model)
+
+    def loss_weight(self, items: list[ChatRow]) -> int:
+        """How many terms loss() averages over: the trained tokens after the model's one-token shift.
+        A batch split among processes or micro-batches is weighted by these, so the mean stays exact."""
+        labels = ([label for s in row.samples for label in s.labels] for row in items)
+        return sum(sum(label != IGNORE for label in row[1:]) for row in labels)

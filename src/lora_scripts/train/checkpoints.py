@@ -63,9 +63,11 @@ class Checkpoints:
         parts = {c: read_weights(m) for c, m in modules.items()}
         fmt = self.model.info.adapter_format
         path = adapter_path(self.out_dir, stem, fmt)
-        with self.disk_full_is_a_sentence(path.name):
-            path = save_adapter(parts, path, self.cfg, self.facts, fmt)
-        log.info("Saved %s", path)
+        if self.acc.is_main_process:  # data-parallel processes hold the same weights: one writes them
+            with self.disk_full_is_a_sentence(path.name):
+                path = save_adapter(parts, path, self.cfg, self.facts, fmt)
+            log.info("Saved %s", path)
+        self.acc.wait_for_everyone()
         return path
 
     @contextlib.contextmanager
@@ -92,10 +94,12 @@ class Checkpoints:
         self.saved.append((pos.step, lora, self.facts.validation.get("ss_validation_loss", "")))
         if not (self.cfg.output.save_state or reason):
             return lora
-        with self.disk_full_is_a_sentence(f"the training state of step {pos.step}"):
-            state = save_state(
-                self.out_dir, pos, rng, self._state_objects(), self.cfg.output.keep_last_n, self.fingerprint
-            )
+        state = None
+        if self.acc.is_main_process:
+            with self.disk_full_is_a_sentence(f"the training state of step {pos.step}"):
+                objects, keep = self._state_objects(), self.cfg.output.keep_last_n
+                state = save_state(self.out_dir, pos, rng, objects, keep, self.fingerprint)
+        self.acc.wait_for_everyone()
         self.last_good = state
         if reason:
             log.warning(

@@ -71,7 +71,15 @@ class Trainer:
         for component in self.trained if cfg.train.gradient_checkpointing else []:
             model.enable_gradient_checkpointing(component)
         batch_size = cfg.train.batch_size
+        self.rank, self.world = accelerator.process_index, accelerator.num_processes
+        # a loss over tokens weighs each row by its trained tokens: the shares of a split batch must too
+        self.weight = getattr(model, "loss_weight", len)
         if batch_size == "auto":
+            if self.world > 1:  # each process would find its own size: the processes would fall out of step
+                raise TrainingError(
+                    "batch_size: auto cannot be used with several processes",
+                    "Set a number (the batch of one step, split among the processes)",
+                )
             batch_size = probe_batch_size(self, groups)
         self.plan = plan_steps(index, cfg.train, batch_size)
         self.total_steps = self.plan.total_steps
@@ -96,7 +104,8 @@ class Trainer:
         self.sampler = Sampler(cfg.sample, resolution, self.out_dir / "samples", system)
         everything = replace(index, items=index.items + list(held_out or []))  # caches cover held-out too
         cache = self.out_dir / "latent_cache"
-        model.prepare_inputs(everything, cfg.data_section, cfg.train, self.trained, cache)
+        with accelerator.main_process_first():  # process 0 writes the caches, the others then read them
+            model.prepare_inputs(everything, cfg.data_section, cfg.train, self.trained, cache)
         self.held_out = HeldOutWatch(self, held_out) if held_out else None
         self.progress = ProgressLog(self.out_dir, accelerator.is_main_process)  # for the web UI
 
@@ -113,6 +122,8 @@ class Trainer:
         cfg, acc, tr = self.cfg, self.acc, self.cfg.train
         torch.manual_seed(tr.seed)
         pos = self.checkpoints.resume(self.rng)
+        if self.world > 1:  # each process draws its own noise for its share of the batch
+            torch.manual_seed(tr.seed + 1_000_003 * self.rank + pos.step)
         modules = self.model.adapter_modules()
         for component in self.trained:
             modules[component].train()
@@ -195,10 +206,13 @@ class Trainer:
         total = None
         for i, batch in enumerate(window):
             last = i == len(window) - 1
+            mine, share = self._my_share(batch)
             context = acc.no_sync(self._main_module()) if not last else contextlib.nullcontext()
-            with context:
-                loss = self._backward_in_pieces(batch, pos, 1.0 / len(window))
+            with context:  # data-parallel processes average their gradients: * world undoes that
+                loss = self._backward_in_pieces(mine, pos, share * self.world / len(window)) * share
             total = loss if total is None else total + loss  # stays on the device: no sync per micro-batch
+        if self.world > 1:
+            total = acc.reduce(total, "sum")  # the whole batch's loss: every process logs and checks it
         if not math.isfinite(total.item()):  # before the optimiser touches the weights
             raise self._nan_error(pos)
         if tr.max_grad_norm > 0:
@@ -207,6 +221,17 @@ class Trainer:
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         return total / len(window)
+
+    def _my_share(self, batch: list[ImageItem]) -> tuple[list[ImageItem], float]:
+        """This process's part of a batch and its share of the batch's loss. A process whose part is empty
+        (a batch smaller than the processes) still runs one item at share 0: gradients are averaged over
+        every process at each step, so each must take part."""
+        if self.world == 1:
+            return batch, 1.0
+        mine = batch[self.rank :: self.world]
+        if not mine:
+            return batch[:1], 0.0
+        return mine, self.weight(mine) / max(self.weight(batch), 1)
 
     def _main_module(self) -> torch.nn.Module:
         return self.model.adapter_modules()[self.trained[0]]
@@ -218,7 +243,7 @@ class Trainer:
         while pending:
             piece = pending.pop(0)
             try:
-                loss = self.loss_for(piece) * (len(piece) / len(batch))
+                loss = self.loss_for(piece) * (self.weight(piece) / max(self.weight(batch), 1))
                 self.acc.backward(loss * scale)
             except Exception as exc:
                 if not is_oom(exc):
@@ -299,9 +324,11 @@ class Trainer:
             self.checkpoints.save_lora(f"{self.cfg.output.name()}-epoch{pos.epoch:04d}", pos.step)
 
     def sample(self, step: int) -> None:
-        with self._interruptible():
-            self.sampler.render(self.model, step, self.acc)
-        self.progress.samples(step, self.sampler.folder)
+        if self.acc.is_main_process:  # one set of samples; the other processes wait for it
+            with self._interruptible():
+                self.sampler.render(self.model, step, self.acc)
+            self.progress.samples(step, self.sampler.folder)
+        self.acc.wait_for_everyone()
 
     @contextlib.contextmanager
     def _interruptible(self):

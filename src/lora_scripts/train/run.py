@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shlex
 import shutil
 import sys
@@ -172,13 +174,18 @@ def run_training(cfg: Config) -> TrainResult:
         loaded = time.time()
         out = cfg.output.output_dir
         out.mkdir(parents=True, exist_ok=True)
-        with output_lock(out):
-            remove_stale_temp_files(out)
-            handler = _file_log(out / "train.log")
-            early.setTarget(handler)
-            early.flush()
+        main = is_main_process()
+        # with --processes N, process 0 holds the output folder and writes train.log for all of them
+        with output_lock(out) if main else contextlib.nullcontext():
+            if main:
+                remove_stale_temp_files(out)
+                handler = _file_log(out / "train.log")
+                early.setTarget(handler)
+                early.flush()
+                ours.addHandler(handler)
+            else:
+                ours.setLevel(logging.WARNING)  # one voice on the console: the other processes only warn
             ours.removeHandler(early)
-            ours.addHandler(handler)
             accelerator = make_accelerator(cfg.train, out, device)
             accelerator.init_trackers("lora-scripts")
             set_seed(cfg.train.seed)
@@ -189,10 +196,11 @@ def run_training(cfg: Config) -> TrainResult:
             try:
                 result = trainer.train()
             except KeyboardInterrupt:
-                if trainer.partial is not None:  # the report of a stopped run says so, with what was saved
+                if trainer.partial is not None and main:  # the report of a stopped run says what was saved
                     write_report(cfg, trainer.partial, timings)
                 raise
-            write_report(cfg, result, timings)
+            if main:
+                write_report(cfg, result, timings)
         log.info("Done: %d steps in %.0f s. LoRA: %s", result.steps, result.seconds, result.lora_path)
         return result
     finally:
@@ -252,6 +260,11 @@ def make_accelerator(tr: TrainConfig, out_dir: Path, device: Device | None = Non
         log_with="tensorboard",
         project_dir=str(out_dir / "logs"),
     )
+
+
+def is_main_process() -> bool:
+    """Process 0 of a data-parallel run (accelerate launch / torchrun set RANK), or a run of one process."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 def _has_gpu() -> bool:

@@ -1,0 +1,67 @@
+"""`lora-scripts train --processes N`: the same command again on N processes, started by accelerate's own
+launcher (torchrun underneath; gloo on a CPU, NCCL on GPUs), so that it is exactly what
+`accelerate launch -m lora_scripts train ...` does."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from ..errors import ConfigError
+
+
+def free_port() -> int:
+    """A port for the processes' rendezvous: accelerate's default 29500 is taken by a second run."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def check_processes(processes: int, gpus: int) -> None:
+    if processes < 1:
+        raise ConfigError(f"--processes is {processes}", "Give 1 or more (one process per GPU)")
+    if gpus and processes > gpus:
+        raise ConfigError(
+            f"--processes {processes} asks for more processes than the {gpus} GPU(s) this machine has",
+            f"Use --processes {gpus} or fewer (one process per GPU)",
+        )
+
+
+def launch_args(processes: int, args: list[str]) -> list[str]:
+    """accelerate launch's arguments for -m lora_scripts <args>. --multi_gpu is accelerate's switch for
+    data-parallel on one machine; without a GPU it runs the processes on the CPU with the gloo backend."""
+    return [
+        "--multi_gpu",
+        "--num_machines",
+        "1",
+        "--num_processes",
+        str(processes),
+        "--main_process_port",
+        str(free_port()),
+        "--mixed_precision",
+        "no",  # the config's mixed_precision decides (train/run.make_accelerator)
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "lora_scripts",
+        *args,
+    ]
+
+
+def relaunch(processes: int, args: list[str]) -> int:
+    """Run `lora-scripts <args>` on `processes` processes with accelerate's launcher, in this process so that
+    a failed process is its own error sentence and an exit code, not the launcher's traceback."""
+    import torch
+    from accelerate.commands.launch import launch_command, launch_command_parser
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    check_processes(processes, torch.cuda.device_count())
+    launch = launch_command_parser().parse_args(launch_args(processes, args))
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    try:
+        launch_command(launch)
+    except ChildFailedError as exc:  # each process has said what went wrong
+        return next((f.exitcode for f in exc.failures.values() if f.exitcode > 0), 1)
+    except KeyboardInterrupt:  # the launcher passes Ctrl-C on to every process, which save and stop
+        return 130
+    return 0

@@ -1,0 +1,58 @@
+"""The image route on two data-parallel processes (accelerate's launcher, gloo on the CPU): caches written by
+process 0 and read by the other, one set of samples, checkpoints with their training state, one LoRA."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+import yaml
+from safetensors import safe_open
+
+pytestmark = pytest.mark.slow
+
+
+def test_two_processes_train_an_image_lora_with_samples_and_checkpoints(run_cli, base_config, tmp_path):
+    config = {
+        **base_config,
+        "batch_size": 3,  # split 2 + 1 between the processes
+        "save_steps": 2,
+        "save_state": True,
+        "sample_prompts": ["a neon phone"],
+        "sample_every_n_steps": 2,
+        "sample_steps": 2,
+    }
+    path = tmp_path / "dp.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    done = run_cli("train", "-c", str(path), "--processes", "2")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = tmp_path / "out"
+    with safe_open(str(out / "test_lora.safetensors"), "pt") as f:
+        assert any(k.startswith("lora_unet_") for k in f.keys())
+    assert (out / "test_lora-step000002.safetensors").is_file()
+    assert sorted(p.name for p in (out / "samples").glob("step*.png")) == [
+        "step000002-00.png",
+        "step000004-00.png",
+    ]
+    log = (out / "train.log").read_text(encoding="utf-8")
+    assert log.count("=== lora-scripts") == 1  # one process writes the run log
+
+
+def test_a_process_that_fails_mid_launch_is_its_sentence_not_the_launchers_traceback(
+    run_cli, base_config, tmp_path
+):
+    # the output folder is held by a live training (this test's process): process 0 refuses when it takes
+    # the lock, after the launcher has started both processes
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = {"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}
+    (out / ".lora-scripts.lock").write_text(json.dumps(lock), encoding="utf-8")
+    path = tmp_path / "dp.yaml"
+    path.write_text(yaml.safe_dump(base_config), encoding="utf-8")
+    done = run_cli("train", "-c", str(path), "--processes", "2")
+    assert done.returncode == 2
+    assert "Another training" in done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    assert not (out / "test_lora.safetensors").exists()
