@@ -18,10 +18,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from lora_scripts.config import build_config
 from lora_scripts.save.kohya_keys import kohya_name
-from lora_scripts.train import run as run_module
-from lora_scripts.train.run import run_training
 
 LINEAR = "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k"
 CONV = "down_blocks.0.resnets.0.conv1"
@@ -49,34 +46,16 @@ def a1111_delta(t: dict[str, torch.Tensor], weight_shape: tuple[int, ...]) -> to
     return updown.reshape(weight_shape) * scale
 
 
-def _train(base_config, tmp_path, **extra):
-    """Train in-process and keep the trainer's UNet (with its peft layers) to compare the file against."""
-    kept = {}
-    real = run_module.Trainer
-
-    class Keeping(real):
-        def train(self):
-            result = super().train()
-            kept["unet"] = self.model.unet
-            return result
-
-    run_module.Trainer = Keeping
-    try:
-        # alpha below the rank: every scale the clients apply is 1/2, so a missed one shows
-        config = {**base_config, "save_precision": "float", "max_train_steps": 2, "learning_rate": 5e-2}
-        config.update(lora_alpha=extra.get("lora_rank", 4) / 2, conv_alpha=1)
-        result = run_training(build_config({**config, "output_dir": str(tmp_path / "out"), **extra}))
-    finally:
-        run_module.Trainer = real
-    return result, kept["unet"]
-
-
 @pytest.mark.parametrize(
     "network, rank, conv_rank",
     [("loha", 4, 2), ("lokr", 4, 2), ("lokr", 64, 64)],  # lokr rank 64: full factors, no low-rank pair
 )
-def test_the_file_implies_the_delta_the_peft_layer_applies(base_config, tmp_path, network, rank, conv_rank):
-    result, unet = _train(base_config, tmp_path, network_type=network, lora_rank=rank, conv_rank=conv_rank)
+def test_the_file_implies_the_delta_the_peft_layer_applies(
+    base_config, tmp_path, train_kept, network, rank, conv_rank
+):
+    result, unet = train_kept(
+        base_config, tmp_path, network_type=network, lora_rank=rank, conv_rank=conv_rank
+    )
     tensors = load_file(result.lora_path)
     prefix = {"loha": "hada_", "lokr": "lokr_"}[network]
     assert not any(".lora_down." in k for k in tensors) and any(f".{prefix}" in k for k in tensors)
@@ -91,8 +70,8 @@ def test_the_file_implies_the_delta_the_peft_layer_applies(base_config, tmp_path
         assert (implied - applied).abs().max() < 1e-6 * max(1.0, applied.abs().max()), path
 
 
-def test_metadata_names_the_lycoris_algo(base_config, tmp_path):
-    result, _ = _train(base_config, tmp_path, network_type="loha", conv_rank=2)
+def test_metadata_names_the_lycoris_algo(base_config, tmp_path, train_kept):
+    result, _ = train_kept(base_config, tmp_path, network_type="loha", conv_rank=2)
     from safetensors import safe_open
 
     with safe_open(str(result.lora_path), framework="pt") as f:
@@ -101,8 +80,8 @@ def test_metadata_names_the_lycoris_algo(base_config, tmp_path):
     assert json.loads(meta["ss_network_args"])["algo"] == "loha"
 
 
-def test_generate_inspect_and_init_lora_read_a_loha_file(base_config, tmp_path, cli, tiny_model):
-    result, _ = _train(base_config, tmp_path, network_type="loha", conv_rank=2)
+def test_generate_inspect_and_init_lora_read_a_loha_file(base_config, tmp_path, cli, tiny_model, train_kept):
+    result, _ = train_kept(base_config, tmp_path, network_type="loha", conv_rank=2)
     report = json.loads(cli("lora", "inspect", str(result.lora_path), "--json").stdout)
     assert report["network_types"] == {"LoHa": report["modules"]} and report["family"] == "sd1"
     out = tmp_path / "generated"
@@ -119,7 +98,7 @@ def test_generate_inspect_and_init_lora_read_a_loha_file(base_config, tmp_path, 
     assert done.returncode == 0, done.stderr[-2000:]
     base, styled = [np.asarray(Image.open(p)) for p in sorted(out.glob("0*.png"))]
     assert not np.array_equal(base, styled)  # the LoHa changes the image at weight 1, not at 0
-    again = _train(
+    again = train_kept(
         base_config,
         tmp_path / "v2",
         network_type="loha",
@@ -131,8 +110,8 @@ def test_generate_inspect_and_init_lora_read_a_loha_file(base_config, tmp_path, 
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
-def test_tools_that_need_plain_lora_refuse_a_lokr_file(base_config, tmp_path, cli):
-    result, _ = _train(base_config, tmp_path, network_type="lokr")
+def test_tools_that_need_plain_lora_refuse_a_lokr_file(base_config, tmp_path, cli, train_kept):
+    result, _ = train_kept(base_config, tmp_path, network_type="lokr")
     done = cli(
         "lora", "resize", str(result.lora_path), "--rank", "2", "-o", str(tmp_path / "small.safetensors")
     )
@@ -141,7 +120,7 @@ def test_tools_that_need_plain_lora_refuse_a_lokr_file(base_config, tmp_path, cl
 
 
 @pytest.mark.parametrize("network", ["loha", "lokr"])
-def test_generate_applies_the_client_delta(base_config, tmp_path, tiny_model, network):
+def test_generate_applies_the_client_delta(base_config, tmp_path, tiny_model, train_kept, network):
     """generate's LoRA stack adds exactly weight * (the A1111 delta) to a linear and a 3x3 conv layer."""
     import torch.nn.functional as F
 
@@ -152,7 +131,7 @@ def test_generate_applies_the_client_delta(base_config, tmp_path, tiny_model, ne
     from lora_scripts.models.loader import load_components
     from lora_scripts.models.sd import StableDiffusion
 
-    result, _ = _train(base_config, tmp_path, network_type=network, conv_rank=2)
+    result, _ = train_kept(base_config, tmp_path, network_type=network, conv_rank=2)
     tensors = load_file(result.lora_path)
     pipe = StableDiffusion(load_components(ModelConfig(base_model=str(tiny_model["single_file"])))).pipeline()
     modules = {"unet": pipe.unet, "te": pipe.text_encoder}

@@ -10,12 +10,20 @@ from .base import Section
 
 
 class NetworkConfig(Section):
-    network_type: Literal["lora", "locon", "loha", "lokr"] = Field(
+    network_type: Literal["lora", "locon", "loha", "lokr", "dora"] = Field(
         "lora",
         description="Kind of adapter (LyCORIS's `algo` names): `lora`; `locon` (LoRA on the 3x3 convs too; "
         "conv_rank defaults to lora_rank); `loha` (LoHa, Hadamard product of two low-rank pairs: more "
-        "expressive at the same rank); `lokr` (LoKr, Kronecker product: very small files). The file "
-        "loads in A1111/Forge and ComfyUI (LoHa/LoKr keys: hada_w1_a..., lokr_w1...).",
+        "expressive at the same rank); `lokr` (LoKr, Kronecker product: very small files); `dora` (DoRA: "
+        "LoRA plus a trained magnitude per input column, LyCORIS's `dora_wd` with wd_on_output=False; "
+        "3x3 convs too when conv_rank is set). The file loads in A1111/Forge and ComfyUI (LoHa/LoKr keys: "
+        "hada_w1_a..., lokr_w1...; DoRA: lora_down/lora_up/alpha + dora_scale). diffusers drops "
+        "dora_scale with a warning, so a DoRA file is not what was trained there.",
+    )
+    dora_wd: bool = Field(
+        False,
+        description="LyCORIS/kohya's spelling of DoRA (network_args `dora_wd=True`): with network_type "
+        "lora or locon it is the same as network_type: dora.",
     )
     lora_rank: int = Field(8, ge=1, le=1024, description="LoRA rank (kohya: network_dim).")
     lora_alpha: float | None = Field(
@@ -74,3 +82,17 @@ class NetworkConfig(Section):
         if isinstance(data, dict) and data.get("network_type") == "locon" and data.get("conv_rank") is None:
             data = {**data, "conv_rank": data.get("lora_rank", cls.model_fields["lora_rank"].default)}
         return data
+
+    @model_validator(mode="after")
+    def _dora_wd_is_dora(self):
+        """LyCORIS's `algo: lora|locon` + `dora_wd: true` is our network_type dora (locon's convs kept)."""
+        if not self.dora_wd or self.network_type == "dora":
+            return self
+        if self.network_type not in ("lora", "locon"):
+            raise ValueError(
+                f"dora_wd works with network_type lora or locon here, not {self.network_type}: "
+                "use network_type: dora, or drop dora_wd"
+            )
+        # the config is frozen once validated, not before: the one place the type is settled
+        object.__setattr__(self, "network_type", "dora")
+        return self

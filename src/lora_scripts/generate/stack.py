@@ -3,7 +3,8 @@
 Hand-written forward hooks instead of peft/diffusers adapters (one line why): the base weights are never
 touched, so weight 0 (or no LoRA) is the base model bit for bit, and stacked LoRAs add exactly:
 `y = base(x) + sum_i weight_i * alpha_i/rank_i * up_i(down_i(x))` (a LoHa/LoKr adds its whole weight
-change, computed once: `weight_i * conv_or_linear(x, delta_i)`).
+change, computed once: `weight_i * conv_or_linear(x, delta_i)`; so does a DoRA, whose change depends on the
+base weight: delta_i = W'_i - W as A1111/ComfyUI compute it, W + weight_i * (W'_i - W) in all).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..inject.dora import column_dora_weight
 from ..inject.lora import LoraWeights
 from ..inject.lyco import LycoWeights
 from ..save.lora_read import load_lora, target_modules
@@ -83,9 +85,9 @@ class LoraStack:
                 if module not in self._deltas:
                     self._deltas[module] = {}
                     self._handles.append(module.register_forward_hook(self._hook))
-                if isinstance(w, LycoWeights):  # no low-rank path: apply its delta as a weight of its own
-                    full = w.delta().to(ref.device, ref.dtype)
-                    self._deltas[module][name] = _Delta(None, None, 1.0, full)
+                full = _full_delta(w, ref)
+                if full is not None:  # no low-rank path: apply its delta as a weight of its own
+                    self._deltas[module][name] = _Delta(None, None, 1.0, full.to(ref.device, ref.dtype))
                     continue
                 self._deltas[module][name] = _Delta(
                     down=w.down.to(ref.device, ref.dtype),
@@ -101,6 +103,17 @@ class LoraStack:
         for delta, weight in active:
             output = output + _low_rank(module, x, delta) * (delta.scale * weight)
         return output
+
+
+def _full_delta(w: LoraWeights | LycoWeights, base: torch.Tensor) -> torch.Tensor | None:
+    """The whole weight change of a LoHa/LoKr or a DoRA (against `base`); None for a plain LoRA."""
+    if isinstance(w, LycoWeights):
+        return w.delta()
+    if w.dora_scale is None:
+        return None
+    with torch.no_grad():
+        new = column_dora_weight(base, w.down, w.up, w.alpha / w.down.shape[0], w.dora_scale)
+        return new - base.to(new.dtype)
 
 
 def _low_rank(module: nn.Module, x: torch.Tensor, delta: _Delta) -> torch.Tensor:

@@ -12,6 +12,7 @@ from torch import nn
 
 from ..config import NetworkConfig
 from ..models.targets import text_targets, unet_targets
+from .dora import add_column_dora, dora_scale_of
 from .lyco import KINDS, LycoWeights, is_lyco_layer, lyco_config, read_lyco, write_lyco
 
 ADAPTER = "default"
@@ -25,6 +26,14 @@ class LoraWeights:
     up: torch.Tensor  # peft lora_B / kohya lora_up
     alpha: float
     magnitude: torch.Tensor | None = None  # DoRA: peft lora_magnitude_vector (the new weight's row norms)
+    dora_scale: torch.Tensor | None = None  # kohya/LyCORIS DoRA: per input column, [1, in] or [1, in, 1, 1]
+
+
+def network_kind(w: LoraWeights | LycoWeights) -> str:
+    """lora, dora, loha or lokr: the network type a module's weights are of (inject's `kind`)."""
+    if isinstance(w, LycoWeights):
+        return w.kind
+    return "dora" if w.dora_scale is not None else "lora"
 
 
 def lora_config(
@@ -71,8 +80,8 @@ def inject(
     use_dora: bool = False,
     kind: str = "lora",
 ) -> nn.Module:
-    """Freeze `model` and add trainable layers (fp32) of network type `kind` (lora, loha, lokr) on the
-    modules named in `ranks`."""
+    """Freeze `model` and add trainable layers (fp32) of network type `kind` (lora, dora, loha, lokr) on
+    the modules named in `ranks`."""
     model.requires_grad_(False)
     if not ranks:
         return model
@@ -84,6 +93,8 @@ def inject(
     else:
         config = lora_config(ranks, alphas, dropout, use_rslora, use_dora)
     inject_adapter_in_model(config, model, adapter_name=ADAPTER)
+    if kind == "dora":  # kohya/LyCORIS DoRA: a variant of peft's LoRA layers (inject/dora.py)
+        add_column_dora(model, ADAPTER)
     for p in lora_parameters(model):
         p.data = p.data.float()
         p.requires_grad_(True)
@@ -115,8 +126,11 @@ def lora_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 
 def _magnitude(layer: LoraLayer) -> torch.Tensor | None:
+    """peft's own DoRA magnitude (per output row), not a column-DoRA dora_scale."""
     vectors = getattr(layer, "lora_magnitude_vector", None)
-    return vectors[ADAPTER].weight.detach() if vectors is not None and ADAPTER in vectors else None
+    if vectors is None or ADAPTER not in vectors or dora_scale_of(layer, ADAPTER) is not None:
+        return None
+    return vectors[ADAPTER].weight.detach()
 
 
 def lora_layers(model: nn.Module) -> dict[str, nn.Module]:
@@ -141,6 +155,7 @@ def read_weights(model: nn.Module) -> dict[str, LoraWeights | LycoWeights]:
             up=layer.lora_B[ADAPTER].weight.detach(),
             alpha=float(layer.scaling[ADAPTER] * rank),
             magnitude=_magnitude(layer),
+            dora_scale=dora_scale_of(layer, ADAPTER),
         )
     return out
 
@@ -157,5 +172,6 @@ def write_weights(model: nn.Module, weights: dict[str, LoraWeights | LycoWeights
         layer.lora_A[ADAPTER].weight.copy_(w.down)
         layer.lora_B[ADAPTER].weight.copy_(w.up)
         layer.scaling[ADAPTER] = w.alpha / layer.r[ADAPTER]
-        if w.magnitude is not None:
-            layer.lora_magnitude_vector[ADAPTER].weight.copy_(w.magnitude)
+        magnitude = w.magnitude if w.magnitude is not None else w.dora_scale
+        if magnitude is not None:
+            layer.lora_magnitude_vector[ADAPTER].weight.copy_(magnitude)

@@ -10,7 +10,15 @@ from safetensors import safe_open
 from ..errors import FormatError
 from ..inject.lora import LoraWeights
 from ..inject.lyco import LYCO_NAMES, LycoWeights, lyco_kind, lyco_shape, missing_lyco_parts
-from .kohya_keys import SUFFIX_ALPHA, SUFFIX_DOWN, SUFFIX_UP, group_modules, kohya_name, name_table
+from .kohya_keys import (
+    DORA_SCALE,
+    SUFFIX_ALPHA,
+    SUFFIX_DOWN,
+    SUFFIX_UP,
+    group_modules,
+    kohya_name,
+    name_table,
+)
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "float": torch.float32}
 
@@ -33,6 +41,8 @@ def to_kohya(
             out[name + SUFFIX_DOWN] = w.down.detach().to("cpu", dtype).contiguous()
             out[name + SUFFIX_UP] = w.up.detach().to("cpu", dtype).contiguous()
             out[name + SUFFIX_ALPHA] = torch.tensor(w.alpha, dtype=dtype)
+            if w.dora_scale is not None:
+                out[f"{name}.{DORA_SCALE}"] = w.dora_scale.detach().to("cpu", dtype).contiguous()
     return out
 
 
@@ -59,6 +69,12 @@ def module_weights(name: str, group: dict[str, torch.Tensor]) -> LoraWeights | L
     """One module's tensors (split_key's parts: down/up/alpha or LyCORIS's) as weights; the weight shape of
     a LoHa/LoKr is its delta's, found by the caller (`shape` is filled from the factors where it can be)."""
     kind = lyco_kind(group)
+    if kind is not None and DORA_SCALE in group:
+        raise FormatError(
+            f"Module '{name}' is a {LYCO_NAMES[kind]} with DoRA (dora_scale), which lora-scripts cannot "
+            "read yet",
+            "Use a LoRA, LoCon, DoRA, LoHa or LoKr file",
+        )
     if kind is not None:
         tensors = {p: v.float() for p, v in group.items() if p != "alpha"}
         missing = missing_lyco_parts(kind, set(tensors))
@@ -76,7 +92,22 @@ def module_weights(name: str, group: dict[str, torch.Tensor]) -> LoraWeights | L
         raise FormatError(f"LoRA module '{name}' has no lora_down/lora_up pair", "Use a complete LoRA file")
     down, up = group["down"].float(), group["up"].float()
     alpha = float(group["alpha"]) if "alpha" in group else float(down.shape[0])
-    return LoraWeights(down=down, up=up, alpha=alpha)
+    scale = _dora_scale(name, group[DORA_SCALE], down) if DORA_SCALE in group else None
+    return LoraWeights(down=down, up=up, alpha=alpha, dora_scale=scale)
+
+
+def _dora_scale(name: str, scale: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
+    """dora_scale per input column, as [1, in] (linear) or [1, in, 1, 1] (conv); a magnitude per output
+    row (LyCORIS wd_on_output=True) is refused: A1111 misreads it and ComfyUI normalises it differently."""
+    inputs = int(down.shape[1])
+    if scale.shape[0] != 1 or scale.numel() != inputs:
+        raise FormatError(
+            f"DoRA module '{name}' has a dora_scale of shape {list(scale.shape)}, not one per input "
+            f"column ([1, {inputs}]): it was trained with LyCORIS wd_on_output=True, which lora-scripts "
+            "cannot apply the way A1111 and ComfyUI do",
+            "Use a DoRA trained with wd_on_output=False (LyCORIS's earlier default, and lora-scripts')",
+        )
+    return scale.float().reshape(1, inputs, *[1] * (down.dim() - 2))
 
 
 def read_lora_file(path: str, what: str = "LoRA") -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -28,6 +28,7 @@ LYCO_PARTS = (
     "lokr_w2_b",
     "lokr_t2",
 )
+DORA_SCALE = "dora_scale"  # LyCORIS's DoRA magnitude, `<name>.dora_scale` next to lora_down/lora_up/alpha
 
 
 def te_canonical(path: str) -> str:
@@ -69,12 +70,13 @@ def name_table(component: str, paths: list[str], unet_names: str = "diffusers") 
 
 def split_key(key: str) -> tuple[str, str] | None:
     """`lora_unet_x.lora_down.weight` -> ("lora_unet_x", "down"), `lora_unet_x.hada_w1_a` -> (..,
-    "hada_w1_a"); None for keys that are not LoRA/LoHa/LoKr tensors."""
+    "hada_w1_a"), `.dora_scale` -> (.., "dora_scale"); None for keys that are not LoRA/LoHa/LoKr/DoRA
+    tensors."""
     for suffix, part in ((SUFFIX_DOWN, "down"), (SUFFIX_UP, "up"), (SUFFIX_ALPHA, "alpha")):
         if key.endswith(suffix):
             return key[: -len(suffix)], part
     name, _, part = key.rpartition(".")
-    return (name, part) if part in LYCO_PARTS and name else None
+    return (name, part) if (part in LYCO_PARTS or part == DORA_SCALE) and name else None
 
 
 def group_modules(tensors: dict) -> tuple[dict[str, dict], list[str]]:

@@ -27,7 +27,6 @@ from .lora_family import detect_lora_family, lora_downs
 Parts = dict[str, dict[str, LoraWeights | LycoWeights]]  # {"unet"|"te": {module path: weights}}
 PEFT_PREFIXES = {"unet.": "unet", "text_encoder.": "te", "base_model.model.": "unet"}
 UNSUPPORTED = {
-    ".dora_scale": "DoRA",
     ".hada_t1": "LoHa with CP/Tucker",
     ".lokr_t2": "LoKr with CP/Tucker",
     ".lora_mid.": "LoCon with CP/Tucker",
@@ -153,7 +152,10 @@ def _fit(module: nn.Module, w: LoraWeights | LycoWeights) -> LoraWeights | LycoW
         up = w.up.flatten(1)[:, :, None, None]
         kernel = (module.in_channels, *module.kernel_size)
         ok = tuple(down.shape[1:]) == kernel and tuple(up.shape[:2]) == (module.out_channels, down.shape[0])
-    return LoraWeights(down=down, up=up, alpha=w.alpha) if ok else None
+    scale = w.dora_scale
+    if scale is not None:  # dora_scale in the layer's layout too: [1, in] or [1, in, 1, 1]
+        scale = scale.reshape(1, -1, *[1] * (down.dim() - 2))
+    return replace(w, down=down, up=up, dora_scale=scale) if ok else None
 
 
 def _size(module: nn.Module) -> str:

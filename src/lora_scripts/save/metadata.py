@@ -51,15 +51,13 @@ def build_metadata(cfg: Config, facts: RunFacts) -> dict[str, str]:
     args = {}
     if shape.conv_dim:
         args = {"conv_dim": str(shape.conv_dim), "conv_alpha": _num(shape.conv_alpha)}
-    lycoris = net.network_type in ("loha", "lokr")  # kohya's record of a LyCORIS network: module + algo
-    if lycoris:
-        args = {"algo": net.network_type, **args}
+    lycoris = _lycoris_args(net.network_type, bool(shape.conv_dim))
     meta = {
         **{k: v for k, v in facts.family_facts.items() if k.startswith("ss_")},
         "ss_network_module": "lycoris.kohya" if lycoris else "networks.lora",
         "ss_network_dim": str(shape.dim),
         "ss_network_alpha": _num(shape.alpha),
-        "ss_network_args": json.dumps(args),
+        "ss_network_args": json.dumps({**lycoris, **args}),
         "ss_network_dropout": _num(net.lora_dropout),
         "ss_output_name": cfg.output.name(),
         "ss_sd_model_name": str(cfg.model.base_model).replace("\\", "/").rsplit("/", 1)[-1],
@@ -100,6 +98,16 @@ def build_metadata(cfg: Config, facts: RunFacts) -> dict[str, str]:
     meta.update(facts.lineage)
     meta.update(facts.validation)
     return meta
+
+
+def _lycoris_args(network_type: str, convs: bool) -> dict[str, str]:
+    """The network_args kohya records for a LyCORIS network (its module is then lycoris.kohya), as the
+    strings `--network_args key=value` gives; {} for kohya's own networks.lora."""
+    if network_type in ("loha", "lokr"):
+        return {"algo": network_type}
+    if network_type == "dora":  # LyCORIS's LoRA/LoCon with weight decomposition, per input column
+        return {"algo": "locon" if convs else "lora", "dora_wd": "True", "wd_on_output": "False"}
+    return {}
 
 
 def _kohya_options(tr, data) -> dict[str, str]:

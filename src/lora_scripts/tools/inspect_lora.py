@@ -10,8 +10,8 @@ from pathlib import Path
 from rich.console import Group
 from rich.table import Table
 
-from ..inject.lora import LoraWeights
-from ..inject.lyco import LycoWeights
+from ..inject.lora import LoraWeights, network_kind
+from ..inject.lyco import LYCO_NAMES, LycoWeights
 from .family import group_of, kind_of
 from .lora_io import LoraFile, read_lora
 from .lowrank import rank_of
@@ -75,11 +75,15 @@ def describe(path: Path, top: int = 15) -> dict:
 def _parameters(w: LoraWeights | LycoWeights) -> int:
     if isinstance(w, LycoWeights):
         return sum(t.numel() for t in w.tensors.values())
-    return w.down.numel() + w.up.numel()
+    extra = w.dora_scale.numel() if w.dora_scale is not None else 0
+    return w.down.numel() + w.up.numel() + extra
+
+
+NETWORK_NAMES = {"lora": "LoRA", "dora": "DoRA", **LYCO_NAMES}
 
 
 def _network_type(w: LoraWeights | LycoWeights) -> str:
-    return {"loha": "LoHa", "lokr": "LoKr"}[w.kind] if isinstance(w, LycoWeights) else "LoRA"
+    return NETWORK_NAMES[network_kind(w)]
 
 
 def _groups(lora: LoraFile) -> list[dict]:

@@ -12,7 +12,7 @@ from ..inject.lora import LoraWeights
 from ..inject.lyco import LycoWeights, lyco_kind, missing_lyco_parts
 from ..save.atomic import atomic_save_safetensors, probe_writable
 from ..save.kohya import DTYPES, module_weights, read_lora_file
-from ..save.kohya_keys import LYCO_PARTS, SUFFIX_ALPHA, SUFFIX_DOWN, SUFFIX_UP, group_modules
+from ..save.kohya_keys import DORA_SCALE, LYCO_PARTS, SUFFIX_ALPHA, SUFFIX_DOWN, SUFFIX_UP, group_modules
 from ..save.lora_family import detect_lora_family
 from ..save.metadata import add_hashes
 
@@ -40,6 +40,12 @@ def read_lora(path: Path, strict: bool = True) -> LoraFile:
         raise FormatError(f"LoRA file '{path}' does not exist", "Check the path")
     tensors, metadata = read_lora_file(str(path))
     grouped, other = group_modules(tensors)
+    if strict and any(DORA_SCALE in group for group in grouped.values()):
+        raise FormatError(
+            f"'{path}' is a DoRA file; this tool works on plain LoRA/LoCon files (lora_down/lora_up), and "
+            "a DoRA's change depends on the base weight it is applied to",
+            "Use it in generate or as init_lora; to merge, resize or combine, train a LoRA/LoCon instead",
+        )
     modules: dict[str, LoraWeights | LycoWeights] = {}
     lyco = []
     for name, group in grouped.items():

@@ -11,7 +11,7 @@ from torch import nn
 
 from ..config import NetworkConfig
 from ..errors import ConfigError
-from ..inject.lora import LoraWeights, inject, write_weights
+from ..inject.lora import LoraWeights, inject, network_kind, write_weights
 from ..inject.lyco import LycoWeights, lyco_kind
 from ..save.kohya import module_weights, read_lora_file
 from ..save.kohya_keys import group_modules
@@ -83,7 +83,7 @@ def apply_init_lora(
     parts = _PART_READERS[adapter_format](Path(net.init_lora), models, family)
     for component, weights in parts.items():
         if weights:
-            kinds = {w.kind if isinstance(w, LycoWeights) else "lora" for w in weights.values()}
+            kinds = {network_kind(w) for w in weights.values()}
             if len(kinds) > 1:
                 raise ConfigError(
                     f"init_lora '{net.init_lora}' mixes {' and '.join(sorted(kinds))} modules",

@@ -1,0 +1,107 @@
+"""DoRA for the image route, in the layout kohya/LyCORIS files carry and the WebUIs apply: one magnitude per
+INPUT column of the weight (`dora_scale`, shape [1, in] or [1, in, 1, 1]; LyCORIS's wd_on_output=False).
+
+A1111 (extensions-builtin/Lora/network.py apply_weight_decompose) and ComfyUI/Forge (weight_adapter/base.py
+weight_decompose, input-axis branch) build the new weight as
+
+    W' = dora_scale * (W + s * up @ down) / ||W + s * up @ down||_col,   s = alpha / rank,
+
+the norm taken over every axis but the input one. peft's own DoRA normalises per output row, which those
+clients do not read back, so the same formula is trained here as a peft LoRA variant (peft's LoraVariant
+seam): W' x = (W + s * up @ down)(c * x) with c = dora_scale / ||.||_col, i.e. the plain LoRA forward on the
+input scaled per channel; the norm is detached from the gradient, as peft does after the DoRA paper (4.3).
+"""
+
+from __future__ import annotations
+
+import torch
+from peft.tuners.lora import LoraLayer
+from peft.tuners.lora.layer import LoraVariant
+from torch import nn
+
+
+class ColumnMagnitude(nn.Module):
+    """A layer's trained magnitude, `weight` in dora_scale's shape: [1, in] or [1, in, 1, 1]."""
+
+    def __init__(self, scale: torch.Tensor):
+        super().__init__()
+        self.weight = nn.Parameter(scale)
+
+
+def column_norm(weight: torch.Tensor) -> torch.Tensor:
+    """||W||_col: the norm of each input column (over every axis but 1), kept in dora_scale's shape."""
+    dims = (0, *range(2, weight.dim()))
+    return torch.linalg.vector_norm(weight, dim=dims, keepdim=True)
+
+
+def column_weight(base: torch.Tensor, down: torch.Tensor, up: torch.Tensor, scale: float) -> torch.Tensor:
+    """W + scale * up @ down, in the base weight's shape (float32 or wider)."""
+    low_rank = up.flatten(1).to(torch.float32) @ down.flatten(1).to(torch.float32)
+    return base.to(low_rank.dtype) + scale * low_rank.to(base.device).reshape(base.shape)
+
+
+def column_dora_weight(base: torch.Tensor, down, up, scale: float, dora_scale: torch.Tensor) -> torch.Tensor:
+    """The clients' W' at weight 1.0 (see the module docstring)."""
+    merged = column_weight(base, down, up, scale)
+    return merged * (dora_scale.to(merged) / column_norm(merged))
+
+
+def _factor(module: LoraLayer, adapter: str) -> torch.Tensor:
+    """c = dora_scale / ||W + s * up @ down||_col (norm detached), shaped to scale the layer's input."""
+    base = module.get_base_layer().weight
+    down, up = module.lora_A[adapter].weight, module.lora_B[adapter].weight
+    with torch.no_grad():
+        norm = column_norm(column_weight(base, down, up, module.scaling[adapter]))
+    factor = module.lora_magnitude_vector[adapter].weight / norm
+    return factor.flatten() if factor.dim() == 2 else factor  # linear: over the last axis of x
+
+
+class ColumnDoraVariant(LoraVariant):
+    """peft's variant hooks for one Linear or Conv2d LoRA layer (peft calls them with the layer)."""
+
+    def supports_lora_conversion(self) -> bool:
+        return False
+
+    @staticmethod
+    def init(module: LoraLayer, adapter_name: str, **kwargs) -> None:
+        # up is zero at the start: W + s * up @ down = W, so the magnitude starts as ||W||_col (LyCORIS too)
+        norm = column_norm(module.get_base_layer().weight.detach().float())
+        module.lora_magnitude_vector[adapter_name] = ColumnMagnitude(norm)
+
+    @staticmethod
+    def forward(module: LoraLayer, active_adapter: str, x: torch.Tensor, result: torch.Tensor, **kwargs):
+        scaled = x * _factor(module, active_adapter).to(x.dtype)
+        lora_A, lora_B = module.lora_A[active_adapter], module.lora_B[active_adapter]
+        dropout, scaling = module.lora_dropout[active_adapter], module.scaling[active_adapter]
+        base = module.base_layer(scaled.to(result.dtype))
+        return base + lora_B(lora_A(dropout(scaled))) * scaling
+
+    @staticmethod
+    def merge_safe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
+        down, up = module.lora_A[active_adapter].weight, module.lora_B[active_adapter].weight
+        magnitude = module.lora_magnitude_vector[active_adapter].weight
+        new = column_dora_weight(orig_weight, down, up, module.scaling[active_adapter], magnitude)
+        return new.to(orig_weight.dtype)
+
+    @staticmethod
+    def merge_unsafe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> None:
+        orig_weight.data = ColumnDoraVariant.merge_safe(module, active_adapter, orig_weight.data)
+
+    @staticmethod
+    def unmerge(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError("a merged DoRA layer is not unmerged; reload the base model")
+
+
+def add_column_dora(model: nn.Module, adapter: str) -> None:
+    """Turn the plain peft LoRA layers of `model` into column-DoRA layers (magnitudes start at ||W||_col)."""
+    for layer in model.modules():
+        if isinstance(layer, LoraLayer) and adapter in layer.lora_A:
+            layer.lora_variant[adapter] = ColumnDoraVariant()
+            ColumnDoraVariant.init(layer, adapter)
+
+
+def dora_scale_of(layer: nn.Module, adapter: str) -> torch.Tensor | None:
+    """The layer's trained dora_scale, or None when it is not a column-DoRA layer."""
+    if not isinstance(getattr(layer, "lora_variant", {}).get(adapter), ColumnDoraVariant):
+        return None
+    return layer.lora_magnitude_vector[adapter].weight.detach()
