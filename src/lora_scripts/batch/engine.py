@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..config import ModelConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, FormatError
 from ..generate.library import LoraLibrary
 from ..generate.stack import LoraStack
 from ..models.render import make_scheduler
@@ -36,7 +36,7 @@ class Engine:
         names = sorted({name for mix in mixes for name, _ in mix})
         if len(mixes) == 1 and names:
             self.fused = _fuse(model, library, next(iter(mixes)))
-        elif names:  # several mixes: generate's hooks, switched per batch (the base weights stay untouched)
+        if self.fused is None and names:  # several mixes (or LyCORIS): generate's hooks, set per batch
             self.stack = LoraStack(model.adapter_modules(), model.info.name, library)
             self.stack.load(names)
         self.pipe = model.pipeline().to(device, dtype)
@@ -93,13 +93,17 @@ class Engine:
             self.stack.close()
 
 
-def _fuse(model, library: LoraLibrary, mix: Mix) -> Mix:
+def _fuse(model, library: LoraLibrary, mix: Mix) -> Mix | None:
     """Bake the one mix into the weights once, with `lora merge`'s code (diffusers' load_lora_weights does
     not read our kohya text-encoder keys on the family's pipeline, so its fuse_lora cannot be used here)."""
     from ..tools.lora_io import read_lora
     from ..tools.merge import merge_into
 
-    loras = [(read_lora(library.find(name)), weight) for name, weight in mix]  # all read before any merge
+    try:
+        loras = [(read_lora(library.find(name)), weight) for name, weight in mix]  # all before any merge
+    except FormatError as err:  # LoHa/LoKr: merge cannot bake them; generate's stack applies them
+        log.info("Not fused (%s): applied per batch instead", err.what)
+        return None
     merge_into(model.adapter_modules(), model.info.name, loras, Path(model.parts.source).name)
     log.info("LoRAs fused into the weights once: %s", ", ".join(f"{n} x{w:g}" for n, w in mix))
     return mix
