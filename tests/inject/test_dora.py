@@ -64,8 +64,8 @@ def comfy_weight(t: dict[str, torch.Tensor], orig: torch.Tensor, strength: float
     return weight + strength * (calc - weight)
 
 
-def _module(tensors: dict[str, torch.Tensor], path: str) -> dict[str, torch.Tensor]:
-    name = kohya_name("unet", path)
+def _module(tensors: dict[str, torch.Tensor], path: str, unet_names: str = "diffusers") -> dict:
+    name = kohya_name("unet", path, unet_names)
     return {k.removeprefix(name + "."): v for k, v in tensors.items() if k.startswith(name + ".")}
 
 
@@ -75,18 +75,21 @@ def _apply(module, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return F.linear(x, weight)
 
 
-SHAPES = {LINEAR: (2, 77, 64), CONV: (1, 32, 8, 8)}  # an input each layer of the tiny UNet takes
+def _input(module) -> torch.Tensor:
+    """A random input the layer takes: tokens for a linear layer, a small feature map for a conv."""
+    shape = (
+        (1, module.in_channels, 8, 8) if isinstance(module, torch.nn.Conv2d) else (2, 7, module.in_features)
+    )
+    return torch.randn(shape, generator=torch.Generator().manual_seed(0))
 
 
-def test_the_file_implies_the_delta_the_trained_layer_applies(base_config, tmp_path, train_kept):
-    result, unet = train_kept(base_config, tmp_path, network_type="dora", conv_rank=2)
-    tensors = load_file(result.lora_path)
-    assert not any("magnitude" in k for k in tensors)
-    for path, shape in SHAPES.items():
-        mine, layer = _module(tensors, path), unet.get_submodule(path)
+def _check_trained_layers(tensors, unet, paths, unet_names="diffusers") -> None:
+    """The A1111 and ComfyUI weights the file implies are what the trained peft layers apply."""
+    for path in paths:
+        mine, layer = _module(tensors, path, unet_names), unet.get_submodule(path)
         base = layer.get_base_layer()
         assert mine["dora_scale"].shape == (1, base.weight.shape[1], *[1] * (base.weight.dim() - 2))
-        x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+        x = _input(base)
         with torch.no_grad():
             applied = (layer(x) - base(x)).double()  # what the trained model adds, through its forward
         implied = a1111_updown(mine, base.weight.detach())
@@ -97,6 +100,33 @@ def test_the_file_implies_the_delta_the_trained_layer_applies(base_config, tmp_p
             comfy = comfy_weight(mine, base.weight.detach(), strength).double()
             want = base.weight.detach().double() + a1111_updown(mine, base.weight.detach(), strength)
             torch.testing.assert_close(comfy, want, atol=1e-5, rtol=1e-5)
+
+
+def test_the_file_implies_the_delta_the_trained_layer_applies(base_config, tmp_path, train_kept):
+    result, unet = train_kept(base_config, tmp_path, network_type="dora", conv_rank=2)
+    tensors = load_file(result.lora_path)
+    assert not any("magnitude" in k for k in tensors)
+    _check_trained_layers(tensors, unet, (LINEAR, CONV))
+
+
+def test_an_sdxl_dora_in_sgm_names_is_exact_and_reads_back(base_config, tmp_path, train_kept):
+    from lora_scripts.config import ModelConfig
+    from lora_scripts.models.registry import load_model
+    from lora_scripts.models.tiny_sdxl import save_tiny_sdxl
+    from lora_scripts.save.lora_read import load_lora
+
+    folder = save_tiny_sdxl(tmp_path / "sdxl")["diffusers"]
+    config = {**base_config, "base_model": str(folder)}
+    result, unet = train_kept(config, tmp_path, network_type="dora", conv_rank=2, train_text_encoder=True)
+    tensors = load_file(result.lora_path)
+    paths = ("down_blocks.1.attentions.0.transformer_blocks.0.attn2.to_k", "down_blocks.1.resnets.0.conv1")
+    _check_trained_layers(tensors, unet, paths, "sgm")
+    assert any(k.startswith("lora_te2_") and k.endswith(".dora_scale") for k in tensors)
+    parts = load_lora(
+        result.lora_path, load_model(ModelConfig(base_model=str(folder))).adapter_modules(), "sdxl"
+    )
+    assert {c for c, ws in parts.items() if ws} == {"unet", "te1", "te2"}
+    assert all(w.dora_scale is not None for ws in parts.values() for w in ws.values())
 
 
 def test_metadata_is_lycoris_dora(base_config, tmp_path, train_kept):
@@ -138,10 +168,10 @@ def test_generate_inspect_and_init_lora_read_a_dora_file(base_config, tmp_path, 
     stack = LoraStack(
         {"unet": pipe.unet, "te": pipe.text_encoder}, "sd1", LoraLibrary(result.lora_path.parent)
     )
-    for path, shape in SHAPES.items():  # generate adds exactly weight * (A1111's change)
+    for path in (LINEAR, CONV):  # generate adds exactly weight * (A1111's change)
         module = pipe.unet.get_submodule(path)
         want = a1111_updown(_module(tensors, path), module.weight.detach(), 0.7).float()
-        x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+        x = _input(module)
         with torch.no_grad():
             stack.activate([])
             base = module(x)
