@@ -31,6 +31,7 @@ def _train(folder, data, tmp_path, **extra):
         def train(self):
             result = super().train()
             kept.update(unet=self.model.unet, te1=self.model.text_encoder, te2=self.model.text_encoder_2)
+            kept["model"] = self.model
             return result
 
     config = {
@@ -233,3 +234,38 @@ def test_the_unet_is_conditioned_on_the_image_size_and_its_crop(
     extra = {"enable_bucket": False, "batch_size": 1, "max_train_steps": 1, "cache_latents": cache_latents}
     _train(sdxl_folder, data, tmp_path, **extra)
     assert seen and all(ids == [[60.0, 120.0, 0.0, 32.0, 64.0, 64.0]] for ids in seen)
+
+
+def _devices(model, names):
+    return {name: {p.device.type for p in getattr(model, name).parameters()} for name in names}
+
+
+@pytest.mark.parametrize(
+    ("extra", "parked"),
+    [
+        ({}, ("vae", "text_encoder", "text_encoder_2")),
+        ({"train_text_encoder": True}, ("vae",)),  # trained encoders are neither cached nor parked
+        ({"cache_latents": "no"}, ("text_encoder", "text_encoder_2")),
+    ],
+)
+def test_cached_inputs_park_what_made_them_and_samples_still_draw(
+    sdxl_folder, sample_data, tmp_path, extra, parked, monkeypatch
+):
+    """configs/sdxl_8gb.yaml: with latents and text-encoder outputs cached, the VAE and both encoders leave
+    the training device; samples bring them back for the time they draw (on a GPU: test_sdxl_gpu.py)."""
+    options = {
+        "cache_latents": "memory",
+        "cache_text_encoder_outputs": True,
+        "sample_prompts": ["neon phone"],
+        "sample_every_n_steps": 1,
+        "sample_steps": 2,
+        **extra,
+    }
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    result, kept = _train(sdxl_folder, sample_data, tmp_path, device=device, **options)
+    model = kept["model"]
+    assert model.parked == parked
+    assert _devices(model, parked) == {name: {"cpu"} for name in parked}
+    kept_on = [n for n in ("vae", "text_encoder", "text_encoder_2") if n not in parked]
+    assert _devices(model, kept_on) == {name: {torch.device(device).type} for name in kept_on}
+    assert sorted(result.samples) == [1, 2]

@@ -24,6 +24,7 @@ from .diffusion import diffusion_loss, input_noise, make_noise, sample_timesteps
 from .family import FamilyInfo
 from .loader import Components, load_components, text_family
 from .long_prompts import chunked_ids, joined_states
+from .offload import PARKED, brought_back, park
 from .render import RenderRequest, render_one
 from .targets import text_targets, unet_targets
 
@@ -69,6 +70,8 @@ class StableDiffusion:
     """A loaded SD 1.x/2.x model as the trainer sees it; it knows nothing about LoRA files or loops."""
 
     TEXT_ENCODERS = ("te",)  # its text-encoder components (SDXL: te1, te2)
+    COMPONENTS = {"unet": "unet", "te": "text_encoder"}  # component -> attribute holding its module
+    READS_CLIP_SKIP = True  # SDXL reads fixed layers of its encoders
 
     def __init__(self, parts: Components):
         self.parts = parts
@@ -82,10 +85,12 @@ class StableDiffusion:
         self.prediction_type = parts.prediction_type
         self.latent_cache: LatentCache | None = None
         self.text_cache: TextCache | None = None
+        self.device: torch.device | None = None  # where training runs (set when inputs are prepared)
+        self.parked: tuple[str, ...] = ()  # modules moved off the accelerator after caching (models/offload)
 
     # --- protocol: modules and LoRA targets --------------------------------------------------------
     def adapter_modules(self) -> dict[str, nn.Module]:
-        return {"unet": self.unet, "te": self.text_encoder}
+        return {component: getattr(self, attr) for component, attr in self.COMPONENTS.items()}
 
     def trained_components(self, net: NetworkConfig) -> list[str]:
         return ["unet", "te"] if net.train_text_encoder else ["unet"]
@@ -115,7 +120,7 @@ class StableDiffusion:
         return [self.unet, self.text_encoder, self.vae]
 
     def replace_module(self, component: str, module: nn.Module) -> None:
-        setattr(self, {"unet": "unet", "te": "text_encoder"}[component], module)
+        setattr(self, self.COMPONENTS[component], module)
 
     def enable_gradient_checkpointing(self, component: str) -> None:
         if component == "unet":
@@ -131,9 +136,13 @@ class StableDiffusion:
             self.use_zero_terminal_snr()
         self.clip_skip = train.clip_skip or 1  # both before the text cache is filled
         self.max_token_length = train.max_token_length
-        for key in ("clip_skip", "max_token_length") if self.info.name not in INFOS else ():
-            if getattr(train, key) not in (None, 1):  # e.g. SDXL reads its encoders its own way
-                log.warning("%s has no effect on %s models", key, self.info.display_name)
+        if self.clip_skip != 1 and not self.READS_CLIP_SKIP:
+            log.warning(
+                "clip_skip has no effect on %s models: they read fixed layers of their text encoders "
+                "(kohya ignores it for them too)",
+                self.info.display_name,
+            )
+            self.clip_skip = 1
         if index.reg_items:  # regularisation images are encoded and cached like training images
             index = replace(index, items=index.items + index.reg_items)
         if train.cache_latents != "no":
@@ -152,11 +161,22 @@ class StableDiffusion:
         )
         if blocker:
             log.info("Text-encoder outputs are not cached: %s", blocker)
-            return
-        self.text_cache = TextCache(self.encode_prompt, self.tokenize)
-        # the caption as a step sees it (no shuffle or dropout here, so it does not vary)
-        self.text_cache.fill([make_caption(item.caption, data, random.Random(0)) for item in index.items])
-        log.info("Text-encoder outputs cached for %d distinct captions", len(self.text_cache.memory))
+        else:
+            self.text_cache = TextCache(self.encode_prompt, self.tokenize)
+            # the caption as a step sees it (no shuffle or dropout here, so it does not vary)
+            self.text_cache.fill([make_caption(i.caption, data, random.Random(0)) for i in index.items])
+            log.info("Text-encoder outputs cached for %d distinct captions", len(self.text_cache.memory))
+        self._park_cached()
+
+    def _park_cached(self) -> None:
+        """What only made cached inputs leaves the accelerator until samples need it (models/offload)."""
+        self.device = _unwrap(self.unet).device
+        names = ["vae"] if self.latent_cache is not None else []
+        if self.text_cache is not None:
+            names += [self.COMPONENTS[c] for c in self.TEXT_ENCODERS]
+        if names and self.device != PARKED:
+            log.info("Cached, so off the %s until samples are drawn: %s", self.device, ", ".join(names))
+        self.parked = park(self, names)
 
     def loss(
         self,
@@ -166,7 +186,7 @@ class StableDiffusion:
         rng: random.Random,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        dev = self.vae.device  # the VAE is never wrapped (DDP has no .device)
+        dev = _unwrap(self.unet).device  # the VAE may be parked on the CPU (DDP has no .device)
         if self.latent_cache is not None:
             latents, sizes = self.latent_cache.get(items)
             latents = latents.to(dev)
@@ -252,10 +272,11 @@ class StableDiffusion:
 
     # --- protocol: samples and metadata --------------------------------------------------------------
     def render(self, requests: list[RenderRequest]) -> list[Image.Image]:
-        pipe = self.pipeline(unet=_unwrap(self.unet), text_encoder=_unwrap(self.text_encoder))
+        pipe = self.pipeline(**{a: _unwrap(getattr(self, a)) for a in self.COMPONENTS.values()})
         pipe.set_progress_bar_config(disable=True)
         skip = getattr(self, "clip_skip", 1)
-        return [render_one(pipe, replace(request, clip_skip=skip)) for request in requests]
+        with brought_back(self, self.parked, self.device):
+            return [render_one(pipe, replace(request, clip_skip=skip)) for request in requests]
 
     def pipeline(self, unet=None, text_encoder=None) -> StableDiffusionPipeline:
         """An inference pipeline sharing this model's (possibly LoRA-injected) modules."""

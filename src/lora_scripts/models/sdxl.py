@@ -43,6 +43,7 @@ from .detect import ModelSource, read_checkpoint
 from .family import FamilyInfo
 from .ldm_configs import SCALED_LINEAR
 from .loader import _load, text_encoder_from
+from .long_prompts import chunked_ids, joined_states
 from .sd import StableDiffusion
 from .targets import text_targets, unet_targets
 from .tokenizer import clip_tokenizer
@@ -167,6 +168,8 @@ class StableDiffusionXL(StableDiffusion):
     """A loaded SDXL model as the trainer sees it."""
 
     TEXT_ENCODERS = ("te1", "te2")
+    COMPONENTS = COMPONENTS
+    READS_CLIP_SKIP = False
 
     def __init__(self, parts: SDXLParts):  # noqa: D107 - StableDiffusion's fields, two encoders
         self.parts = parts
@@ -178,12 +181,10 @@ class StableDiffusionXL(StableDiffusion):
         self.prediction_type = parts.prediction_type
         self.latent_cache = None
         self.text_cache = None
+        self.device, self.parked = None, ()
         self._pooled = parts.text_encoder_2.config.projection_dim
 
     # --- protocol: modules and LoRA targets --------------------------------------------------------
-    def adapter_modules(self) -> dict[str, nn.Module]:
-        return {c: getattr(self, attr) for c, attr in COMPONENTS.items()}
-
     def trained_components(self, net: NetworkConfig) -> list[str]:
         return ["unet", "te1", "te2"] if net.train_text_encoder else ["unet"]
 
@@ -201,9 +202,6 @@ class StableDiffusionXL(StableDiffusion):
     def frozen_modules(self) -> list[nn.Module]:
         return [self.unet, self.text_encoder, self.text_encoder_2]  # the VAE stays float32: prepare_inputs
 
-    def replace_module(self, component: str, module: nn.Module) -> None:
-        setattr(self, COMPONENTS[component], module)
-
     def enable_gradient_checkpointing(self, component: str) -> None:
         if component == "unet":
             self.unet.enable_gradient_checkpointing()
@@ -220,27 +218,24 @@ class StableDiffusionXL(StableDiffusion):
 
     # --- the model's own operations ----------------------------------------------------------------
     def tokenize(self, captions: list[str]) -> torch.Tensor:
-        """Both tokenizers' ids, stacked: [batch, 2, 77] (their padding differs)."""
-        ids = [
-            tok(
-                captions,
-                padding="max_length",
-                max_length=tok.model_max_length,
-                truncation=True,
-                return_tensors="pt",
-            ).input_ids
-            for tok in (self.tokenizer, self.tokenizer_2)
-        ]
+        """Both tokenizers' ids, stacked: [batch, 2, chunks, 77] (their padding differs); one chunk, or
+        max_token_length / 75 (models/long_prompts.py)."""
+        length = getattr(self, "max_token_length", None) or self.tokenizer.model_max_length - 2
+        ids = [chunked_ids(tok, captions, length) for tok in (self.tokenizer, self.tokenizer_2)]
         return torch.stack(ids, dim=1)
 
     def encode_prompt(self, input_ids: torch.Tensor) -> torch.Tensor:
-        """[batch, 77 + 1, width]: both encoders' penultimate states side by side, then one row holding
-        OpenCLIP-G's pooled output (zero-padded), so caches and the shared loss carry one tensor."""
+        """[batch, tokens + 1, width]: both encoders' penultimate states side by side (a long caption's
+        chunks joined as SD's are), then one row holding OpenCLIP-G's pooled (projected) output of the first
+        chunk, as kohya pools (zero-padded), so caches and the shared loss carry one tensor."""
+        batch, _, chunks, width = input_ids.shape
         device = self.text_encoder.device
-        first = self.text_encoder(input_ids[:, 0].to(device), output_hidden_states=True)
-        second = self.text_encoder_2(input_ids[:, 1].to(device), output_hidden_states=True)
-        hidden = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
-        pooled = F.pad(second.text_embeds, (0, hidden.shape[-1] - self._pooled)).to(hidden.dtype)
+        first = self.text_encoder(input_ids[:, 0].reshape(-1, width).to(device), output_hidden_states=True)
+        second = self.text_encoder_2(input_ids[:, 1].reshape(-1, width).to(device), output_hidden_states=True)
+        states = [joined_states(out.hidden_states[-2], batch) for out in (first, second)]
+        hidden = torch.cat(states, dim=-1)
+        pooled = second.text_embeds.reshape(batch, chunks, -1)[:, 0]
+        pooled = F.pad(pooled, (0, hidden.shape[-1] - self._pooled)).to(hidden.dtype)
         return torch.cat([hidden, pooled[:, None, :]], dim=1)
 
     @torch.no_grad()
@@ -257,14 +252,6 @@ class StableDiffusionXL(StableDiffusion):
         return self.unet(noisy, timesteps, hidden, added_cond_kwargs=added).sample
 
     # --- protocol: samples and metadata --------------------------------------------------------------
-    def render(self, requests):
-        from .render import render_one
-        from .sd import _unwrap
-
-        pipe = self.pipeline(**{attr: _unwrap(getattr(self, attr)) for attr in COMPONENTS.values()})
-        pipe.set_progress_bar_config(disable=True)
-        return [render_one(pipe, request) for request in requests]
-
     def pipeline(self, unet=None, text_encoder=None, text_encoder_2=None) -> StableDiffusionXLPipeline:
         scheduler = EulerDiscreteScheduler.from_config(self.parts.noise_scheduler.config)
         return StableDiffusionXLPipeline(
