@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,7 +140,7 @@ def _check_unchanged(works: list[Work], done: dict) -> None:
 
 def _make(engine, todo, done, ledger, out: Path, shard: Shard, counts: dict, show_bar: bool) -> None:
     events = ProgressLog(out)
-    events.event("start", rank=shard.rank, world=shard.world, **counts)
+    events.event("start", rank=shard.rank, world=shard.world, pid=os.getpid(), **counts)
     started, made = time.time(), 0
     with StopAfterBatch() as stop, bar(show_bar, counts, shard) as tick:
         for batch in todo:

@@ -1,0 +1,125 @@
+"""Crash and resume with real processes: kill -9 mid-run, Ctrl-C, and a killed rank of a 2-process run. The
+resumed job's images are byte-identical to an unbroken run's and every (id, n) is in index.csv once."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+KEYS = {"images_per_item": 2, "batch_size": 2, "steps": 6, "width": 64, "height": 64}
+
+
+def catalogue(count: int) -> list[dict]:
+    colours = ["black", "white", "blue", "green"]
+    return [
+        {
+            "id": f"DEV-{i:03d}",
+            "brand": "Brand",
+            "model": f"Model {i}",
+            "category": "phone",
+            "colour": colours[i % 4],
+        }
+        for i in range(count)
+    ]
+
+
+def index_rows(out: Path) -> list[dict]:
+    with open(out / "index.csv", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def recorded(out: Path) -> int:
+    """Rows the running job has recorded so far (its index parts)."""
+    return sum(max(0, len(p.read_text().splitlines()) - 1) for p in (out / "parts").glob("index-*.csv"))
+
+
+def start(job: Path, *args: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "lora_scripts.cli", "batch", str(job), *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "the job did not get there in time"
+        time.sleep(0.02)
+
+
+def assert_same_images(out: Path, reference: Path, total: int) -> None:
+    rows, ref = index_rows(out), index_rows(reference)
+    assert len(rows) == total and len({(r["id"], r["n"]) for r in rows}) == total  # each (id, n) once
+    assert [(r["id"], r["n"], r["sha256"]) for r in rows] == [(r["id"], r["n"], r["sha256"]) for r in ref]
+    for r in ref:
+        assert (out / r["file"]).read_bytes() == (reference / r["file"]).read_bytes()
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_resume_equals_an_unbroken_run(cli, make_job, tmp_path):
+    rows = catalogue(12)
+    assert cli("batch", make_job(rows=rows, output_dir="reference", name="ref.yaml", **KEYS)).returncode == 0
+    job = make_job(rows=rows, **KEYS)
+    out = tmp_path / "out"
+    proc = start(job)
+    wait_for(lambda: recorded(out) >= 4, proc)
+    proc.kill()  # SIGKILL: no handler, no cleanup
+    proc.wait()
+    done_before = {p: p.stat().st_mtime_ns for p in (out / "images").rglob("*.png")}
+    assert 4 <= recorded(out) < 24, "killed after the end: nothing to resume"
+
+    again = subprocess.run([sys.executable, "-m", "lora_scripts.cli", "batch", str(job)], capture_output=True)
+    assert again.returncode == 0, again.stderr
+    assert_same_images(out, tmp_path / "reference", 24)
+    kept = [p for p, t in done_before.items() if p.stat().st_mtime_ns == t]
+    assert len(kept) >= 4  # the finished images were not made again
+    assert not list(out.rglob("*.tmp*"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_finishes_the_batch_and_exits_130(make_job, tmp_path):
+    job = make_job(rows=catalogue(12), **KEYS)
+    out = tmp_path / "out"
+    proc = start(job)
+    wait_for(lambda: recorded(out) >= 2, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Stopped by the user" in stderr and "Traceback" not in stderr
+    assert recorded(out) % 2 == 0 and recorded(out) < 24  # whole batches only
+    events = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "end" and events[-1]["state"] == "stopped"
+
+
+@pytest.mark.slow
+def test_two_processes_equal_one_and_a_killed_rank_resumes(cli, make_job, tmp_path):
+    rows = catalogue(12)
+    assert cli("batch", make_job(rows=rows, output_dir="reference", name="ref.yaml", **KEYS)).returncode == 0
+    job = make_job(rows=rows, **KEYS)
+    out = tmp_path / "out"
+    proc = start(job, "--processes", "2")
+
+    def ranks() -> dict[int, int]:
+        path = out / "progress.jsonl"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return {e["rank"]: e["pid"] for e in map(json.loads, lines) if e["event"] == "start"}
+
+    wait_for(lambda: len(ranks()) == 2 and recorded(out) >= 2, proc)
+    os.kill(ranks()[1], signal.SIGKILL)  # one rank dies; the launcher stops the other
+    proc.communicate(timeout=120)
+    assert proc.returncode != 0 and recorded(out) < 24
+    finished = recorded(out)
+
+    again = start(job, "--processes", "2")
+    _, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr
+    assert_same_images(out, tmp_path / "reference", 24)
+    events = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
+    resumed = [e for e in events if e["event"] == "start"][-2:]
+    assert sum(e["done"] for e in resumed) >= finished  # what was finished before the kill was kept
