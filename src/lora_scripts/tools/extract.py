@@ -95,25 +95,27 @@ def run_extract(
             "Give the base it was fine-tuned from",
         )
     ranks = (rank, conv_rank)
-    net = NetworkConfig(lora_rank=rank, conv_rank=conv_rank)
+    net = NetworkConfig(lora_rank=rank, conv_rank=conv_rank, train_text_encoder=True)
     tuned_modules, base_modules = t.adapter_modules(), b.adapter_modules()
-    unet, kept_unet = extract_component(
-        tuned_modules["unet"], base_modules["unet"], b.lora_targets("unet", net), ranks, min_diff
-    )
-    te, kept_te = extract_component(
-        tuned_modules["te"], base_modules["te"], b.lora_targets("te", net), ranks, min_diff
-    )
-    if not unet and not te:
+    parts, kept = {}, {}
+    for component in b.trained_components(net):  # the UNet and every text encoder (SDXL: te1, te2)
+        parts[component], found = extract_component(
+            tuned_modules[component], base_modules[component], b.lora_targets(component, net), ranks, min_diff
+        )
+        kept.update({kohya_name(component, p, b.info.unet_names): k for p, k in found.items()})
+    if not kept:
         raise ModelError(
             f"'{tuned}' and '{base}' have the same weights in every LoRA target module",
             "Check that the first model is the fine-tuned one and the second its base",
         )
-    log.info("Text encoder: %s", f"{len(te)} modules changed" if te else "unchanged, not extracted")
-    kept = {kohya_name("unet", p): k for p, k in kept_unet.items()}
-    kept.update({kohya_name("te", p): k for p, k in kept_te.items()})
+    text = {c: len(m) for c, m in parts.items() if c != "unet"}
+    log.info(
+        "Text encoder: %s",
+        ", ".join(f"{c} {n} modules changed" for c, n in text.items() if n) or "unchanged, not extracted",
+    )
     names = (Path(tuned).name, Path(base).name, out.stem)
     meta = extracted_metadata(t.metadata_facts(), names, ranks, overall(kept))
-    if not te:
+    if not any(text.values()):
         meta["ss_network_train_unet_only"] = "True"
-    write_lora(to_kohya({"unet": unet, "te": te}, precision), out, meta)
+    write_lora(to_kohya(parts, precision, b.info.unet_names), out, meta)
     return kept
