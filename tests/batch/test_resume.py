@@ -63,38 +63,35 @@ def assert_same_images(out: Path, reference: Path, total: int) -> None:
 
 
 @pytest.mark.slow
-def test_kill_9_mid_run_then_resume_equals_an_unbroken_run(cli, make_job, tmp_path):
+def test_ctrl_c_then_kill_9_then_resume_equals_an_unbroken_run(cli, make_job, tmp_path):
     rows = catalogue(12)
     assert cli("batch", make_job(rows=rows, output_dir="reference", name="ref.yaml", **KEYS)).returncode == 0
     job = make_job(rows=rows, **KEYS)
     out = tmp_path / "out"
-    proc = start(job)
-    wait_for(lambda: recorded(out) >= 4, proc)
-    proc.kill()  # SIGKILL: no handler, no cleanup
+
+    proc = start(job)  # Ctrl-C: the batch being made is finished and recorded, then exit 130
+    wait_for(lambda: recorded(out) >= 2, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Stopped by the user" in stderr and "Traceback" not in stderr
+    stopped = recorded(out)
+    assert stopped % 2 == 0 and stopped < 24  # whole batches only
+    events = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
+    assert events[-1]["event"] == "end" and events[-1]["state"] == "stopped"
+
+    proc = start(job)  # kill -9 (no handler, no cleanup) in the middle of the rest
+    wait_for(lambda: recorded(out) >= stopped + 4, proc)
+    proc.kill()
     proc.wait()
     done_before = {p: p.stat().st_mtime_ns for p in (out / "images").rglob("*.png")}
-    assert 4 <= recorded(out) < 24, "killed after the end: nothing to resume"
+    assert stopped + 4 <= recorded(out) < 24, "killed after the end: nothing to resume"
 
     again = subprocess.run([sys.executable, "-m", "lora_scripts.cli", "batch", str(job)], capture_output=True)
     assert again.returncode == 0, again.stderr
     assert_same_images(out, tmp_path / "reference", 24)
     kept = [p for p, t in done_before.items() if p.stat().st_mtime_ns == t]
-    assert len(kept) >= 4  # the finished images were not made again
+    assert len(kept) >= stopped + 4  # the finished images were not made again
     assert not list(out.rglob("*.tmp*"))
-
-
-@pytest.mark.slow
-def test_ctrl_c_finishes_the_batch_and_exits_130(make_job, tmp_path):
-    job = make_job(rows=catalogue(12), **KEYS)
-    out = tmp_path / "out"
-    proc = start(job)
-    wait_for(lambda: recorded(out) >= 2, proc)
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "Stopped by the user" in stderr and "Traceback" not in stderr
-    assert recorded(out) % 2 == 0 and recorded(out) < 24  # whole batches only
-    events = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
-    assert events[-1]["event"] == "end" and events[-1]["state"] == "stopped"
 
 
 @pytest.mark.slow
@@ -110,16 +107,17 @@ def test_two_processes_equal_one_and_a_killed_rank_resumes(cli, make_job, tmp_pa
         lines = path.read_text().splitlines() if path.exists() else []
         return {e["rank"]: e["pid"] for e in map(json.loads, lines) if e["event"] == "start"}
 
-    wait_for(lambda: len(ranks()) == 2 and recorded(out) >= 2, proc)
+    wait_for(lambda: len(ranks()) == 2 and len(list((out / "parts").glob("index-*.csv"))) == 2, proc)
     os.kill(ranks()[1], signal.SIGKILL)  # one rank dies; the launcher stops the other
     proc.communicate(timeout=120)
     assert proc.returncode != 0 and recorded(out) < 24
     finished = recorded(out)
 
-    again = start(job, "--processes", "2")
-    _, stderr = again.communicate(timeout=300)
-    assert again.returncode == 0, stderr
+    parts = sorted(p.name for p in (out / "parts").glob("index-*.csv"))
+    assert parts == ["index-0.csv", "index-1.csv"]  # both ranks had recorded images
+
+    again = subprocess.run([sys.executable, "-m", "lora_scripts.cli", "batch", str(job)], capture_output=True)
+    assert again.returncode == 0, again.stderr  # resumed by one process: the parts are merged
     assert_same_images(out, tmp_path / "reference", 24)
     events = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
-    resumed = [e for e in events if e["event"] == "start"][-2:]
-    assert sum(e["done"] for e in resumed) >= finished  # what was finished before the kill was kept
+    assert [e for e in events if e["event"] == "start"][-1]["done"] == finished  # nothing finished redone
