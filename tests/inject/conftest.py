@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
 
 from lora_scripts.config import build_config
 from lora_scripts.train import run as run_module
@@ -31,3 +35,25 @@ def train_kept(monkeypatch):
         return result, kept["unet"]
 
     return train
+
+
+@pytest.fixture()
+def draws_and_continues(cli, tiny_model, train_kept):
+    """check(base_config, tmp_path, lora_path, **network): `generate` draws another image with the file at
+    weight 1 than at 0, and init_lora continues from it to the same tensors (learning rate ~0)."""
+
+    def check(base_config, tmp_path, lora_path, **network):
+        out = tmp_path / "generated"
+        args = ["generate", "neon phone", "-m", str(tiny_model["single_file"]), "-l", str(lora_path.parent)]
+        args += ["--lora", lora_path.stem, "--weights", "0,1", "--seeds", "3", "-o", str(out)]
+        done = cli(*args, "--steps", "2", "-W", "64", "-H", "64", "--no-grid")
+        assert done.returncode == 0, done.stderr[-2000:]
+        base, styled = [np.asarray(Image.open(p)) for p in sorted(out.glob("0*.png"))]
+        assert not np.array_equal(base, styled)
+        again = train_kept(
+            base_config, tmp_path / "v2", init_lora=str(lora_path), learning_rate=1e-12, **network
+        )
+        a, b = load_file(lora_path), load_file(again[0].lora_path)
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+    return check

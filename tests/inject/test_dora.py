@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -152,7 +150,9 @@ def test_kohya_spelling_dora_wd_is_network_type_dora(base_config):
     assert "dora_wd works with network_type lora or locon here, not loha" in str(err.value)
 
 
-def test_generate_inspect_and_init_lora_read_a_dora_file(base_config, tmp_path, cli, tiny_model, train_kept):
+def test_generate_inspect_and_init_lora_read_a_dora_file(
+    base_config, tmp_path, cli, tiny_model, train_kept, draws_and_continues
+):
     from lora_scripts.config import ModelConfig
     from lora_scripts.generate.library import LoraLibrary
     from lora_scripts.generate.prompts import LoraRef
@@ -180,29 +180,7 @@ def test_generate_inspect_and_init_lora_read_a_dora_file(base_config, tmp_path, 
         assert got.abs().max() > 1e-5
         torch.testing.assert_close(got, _apply(module, x, want), atol=1e-5, rtol=1e-4)
     stack.close()
-    out = tmp_path / "generated"
-    args = [
-        "generate",
-        "neon phone",
-        "-m",
-        str(tiny_model["single_file"]),
-        "-l",
-        str(result.lora_path.parent),
-    ]
-    args += ["--lora", result.lora_path.stem, "--weights", "0,1", "--seeds", "3", "-o", str(out)]
-    done = cli(*args, "--steps", "2", "-W", "64", "-H", "64", "--no-grid")
-    assert done.returncode == 0, done.stderr[-2000:]
-    base_image, styled = [np.asarray(Image.open(p)) for p in sorted(out.glob("0*.png"))]
-    assert not np.array_equal(base_image, styled)
-    again, unet = train_kept(
-        base_config,
-        tmp_path / "v2",
-        network_type="dora",
-        init_lora=str(result.lora_path),
-        learning_rate=1e-12,
-    )
-    b = load_file(again.lora_path)
-    assert tensors.keys() == b.keys() and all(torch.allclose(tensors[k], b[k], atol=1e-6) for k in tensors)
+    draws_and_continues(base_config, tmp_path, result.lora_path, network_type="dora")
 
 
 def test_tools_refuse_a_dora_file_and_an_output_axis_one(base_config, tmp_path, cli, tiny_model, train_kept):

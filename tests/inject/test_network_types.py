@@ -12,10 +12,8 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from lora_scripts.save.kohya_keys import kohya_name
@@ -80,34 +78,13 @@ def test_metadata_names_the_lycoris_algo(base_config, tmp_path, train_kept):
     assert json.loads(meta["ss_network_args"])["algo"] == "loha"
 
 
-def test_generate_inspect_and_init_lora_read_a_loha_file(base_config, tmp_path, cli, tiny_model, train_kept):
+def test_generate_inspect_and_init_lora_read_a_loha_file(
+    base_config, tmp_path, cli, train_kept, draws_and_continues
+):
     result, _ = train_kept(base_config, tmp_path, network_type="loha", conv_rank=2)
     report = json.loads(cli("lora", "inspect", str(result.lora_path), "--json").stdout)
     assert report["network_types"] == {"LoHa": report["modules"]} and report["family"] == "sd1"
-    out = tmp_path / "generated"
-    args = [
-        "generate",
-        "neon phone",
-        "-m",
-        str(tiny_model["single_file"]),
-        "-l",
-        str(result.lora_path.parent),
-    ]
-    args += ["--lora", result.lora_path.stem, "--weights", "0,1", "--seeds", "3", "-o", str(out)]
-    done = cli(*args, "--steps", "2", "-W", "64", "-H", "64", "--no-grid")
-    assert done.returncode == 0, done.stderr[-2000:]
-    base, styled = [np.asarray(Image.open(p)) for p in sorted(out.glob("0*.png"))]
-    assert not np.array_equal(base, styled)  # the LoHa changes the image at weight 1, not at 0
-    again = train_kept(
-        base_config,
-        tmp_path / "v2",
-        network_type="loha",
-        init_lora=str(result.lora_path),
-        learning_rate=1e-12,
-        conv_rank=2,
-    )[0]
-    a, b = load_file(result.lora_path), load_file(again.lora_path)
-    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    draws_and_continues(base_config, tmp_path, result.lora_path, network_type="loha", conv_rank=2)
 
 
 def test_tools_that_need_plain_lora_refuse_a_lokr_file(base_config, tmp_path, cli, train_kept):
