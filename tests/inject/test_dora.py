@@ -127,6 +127,26 @@ def test_an_sdxl_dora_in_sgm_names_is_exact_and_reads_back(base_config, tmp_path
     assert all(w.dora_scale is not None for ws in parts.values() for w in ws.values())
 
 
+def test_peft_merge_bakes_the_same_weight_and_unmerge_restores_the_base():
+    from lora_scripts.inject.lora import inject, lora_parameters
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Conv2d(3, 4, 3, padding=1))
+    inject(model, {"0": 2, "1": 2}, {"0": 1.0, "1": 1.0}, kind="dora")
+    with torch.no_grad():
+        for p in lora_parameters(model):
+            p.add_(torch.randn_like(p) * 0.3)
+    for layer in model:
+        x, base = _input(layer.get_base_layer()), layer.get_base_layer()
+        weight = base.weight.detach().clone()
+        with torch.no_grad():
+            before = layer(x)
+            layer.merge()
+            torch.testing.assert_close(base(x), before)  # the base layer alone now holds the DoRA weight
+            layer.unmerge()
+        torch.testing.assert_close(base.weight, weight)
+
+
 def test_metadata_is_lycoris_dora(base_config, tmp_path, train_kept):
     result, _ = train_kept(base_config, tmp_path, network_type="dora", conv_rank=2)
     with safe_open(str(result.lora_path), framework="pt") as f:

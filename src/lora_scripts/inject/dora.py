@@ -49,9 +49,8 @@ def column_dora_weight(base: torch.Tensor, down, up, scale: float, dora_scale: t
 def _factor(module: LoraLayer, adapter: str) -> torch.Tensor:
     """c = dora_scale / ||W + s * up @ down||_col (norm detached), shaped to scale the layer's input."""
     base = module.get_base_layer().weight
-    down, up = module.lora_A[adapter].weight, module.lora_B[adapter].weight
     with torch.no_grad():
-        norm = column_norm(column_weight(base, down, up, module.scaling[adapter]))
+        norm = column_norm(column_weight(base, *_low_rank(module, adapter)))
     factor = module.lora_magnitude_vector[adapter].weight / norm
     return factor.flatten() if factor.dim() == 2 else factor  # linear: over the last axis of x
 
@@ -78,10 +77,11 @@ class ColumnDoraVariant(LoraVariant):
 
     @staticmethod
     def merge_safe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
-        down, up = module.lora_A[active_adapter].weight, module.lora_B[active_adapter].weight
-        magnitude = module.lora_magnitude_vector[active_adapter].weight
-        new = column_dora_weight(orig_weight, down, up, module.scaling[active_adapter], magnitude)
-        return new.to(orig_weight.dtype)
+        """orig_weight -> (orig_weight + s * up @ down) * c; c is kept for unmerge."""
+        merged = column_weight(orig_weight, *_low_rank(module, active_adapter))
+        factor = module.lora_magnitude_vector[active_adapter].weight.detach() / column_norm(merged)
+        module._cache_store(f"{active_adapter}-column-factor", factor)
+        return (merged * factor).to(orig_weight.dtype)
 
     @staticmethod
     def merge_unsafe(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> None:
@@ -89,7 +89,15 @@ class ColumnDoraVariant(LoraVariant):
 
     @staticmethod
     def unmerge(module: LoraLayer, active_adapter: str, orig_weight: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError("a merged DoRA layer is not unmerged; reload the base model")
+        factor = module._cache_pop(f"{active_adapter}-column-factor")
+        down, up, scale = _low_rank(module, active_adapter)
+        unscaled = orig_weight.to(factor.dtype) / factor
+        change = column_weight(torch.zeros_like(unscaled), down, up, scale)  # s * up @ down
+        return (unscaled - change).to(orig_weight.dtype)
+
+
+def _low_rank(module: LoraLayer, adapter: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+    return module.lora_A[adapter].weight, module.lora_B[adapter].weight, module.scaling[adapter]
 
 
 def add_column_dora(model: nn.Module, adapter: str) -> None:
