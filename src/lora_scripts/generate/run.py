@@ -11,6 +11,7 @@ import torch
 
 from ..config import ModelConfig
 from ..errors import ConfigError
+from ..train.progress import StageProgress, stage_progress
 from .batch import Batch, plan_batch, run_batch
 from .images import check_specs, check_writable
 from .library import LoraLibrary
@@ -62,7 +63,13 @@ def plan(opts: GenerateOptions) -> tuple[Batch, LoraLibrary]:
 
 
 def run_generate(opts: GenerateOptions) -> tuple[list[Path], Path | None]:
+    with stage_progress("generate") as progress:  # images drawn, for the web UI's bar
+        return _run_generate(opts, progress)
+
+
+def _run_generate(opts: GenerateOptions, progress: StageProgress) -> tuple[list[Path], Path | None]:
     batch, library = plan(opts)
+    progress.begin(len(batch.specs))
     from ..models.registry import load_model
 
     model = load_model(opts.model)  # SD 1.x/2.x or SDXL, by the family the base model is
@@ -77,7 +84,8 @@ def run_generate(opts: GenerateOptions) -> tuple[list[Path], Path | None]:
     stack.load(sorted({ref.name for spec in batch.specs for ref in spec.loras}))
     log.info("Generating %d image(s) on %s into %s", len(batch.specs), device, opts.out)
     try:
-        return run_batch(pipe, batch, stack, opts.out, Path(model.parts.source).stem, opts.grid)
+        counted = _Counted(pipe, progress)
+        return run_batch(counted, batch, stack, opts.out, Path(model.parts.source).stem, opts.grid)
     finally:
         stack.close()
 
@@ -90,3 +98,23 @@ def _device(device: str, precision: str) -> tuple[str, torch.dtype]:
     if precision not in DTYPES:
         raise ConfigError(f"Unknown precision '{precision}'", "Use auto, fp32, fp16 or bf16")
     return device, DTYPES[precision]
+
+
+class _Counted:
+    """The pipeline, with one progress event per image it draws (run_batch has no per-image hook); every
+    other attribute is the pipeline's own, read and set."""
+
+    def __init__(self, pipe, progress: StageProgress):
+        object.__setattr__(self, "_pipe", pipe)
+        object.__setattr__(self, "_progress", progress)
+
+    def __call__(self, *args, **kwargs):
+        out = self._pipe(*args, **kwargs)
+        self._progress.advance()
+        return out
+
+    def __getattr__(self, name: str):
+        return getattr(self._pipe, name)
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(self._pipe, name, value)

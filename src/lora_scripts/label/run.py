@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from ..data.images import image_size, list_images, open_image
 from ..errors import ConfigError, DataError
+from ..train.progress import StageProgress, stage_progress
 from .source import resolve_model
 from .writer import check_writable, labelled_names, write_csv, write_sidecars
 
@@ -52,6 +53,11 @@ class LabelResult:
 
 def label_folder(opts: LabelOptions) -> LabelResult:
     """Label the images that have no caption yet (all of them with ``overwrite``) and write the result."""
+    with stage_progress("label") as progress:  # images labelled, for the web UI's bar
+        return _label_folder(opts, progress)
+
+
+def _label_folder(opts: LabelOptions, progress: StageProgress) -> LabelResult:
     _check_options(opts)
     images = _find_images(opts.input)
     target = opts.output or opts.input / "metadata.csv"
@@ -63,10 +69,12 @@ def label_folder(opts: LabelOptions) -> LabelResult:
         log.info("All %d images already have captions; nothing to do (--overwrite labels them again)", kept)
         return LabelResult([], 0, kept)
     _check_readable(todo)
+    progress.begin(len(todo))
     if opts.backend in NAME_BACKENDS:
         prompts = _label_from_names(todo, opts)
+        progress.advance(len(todo))
     else:
-        prompts = _label_all(make_labeller(opts), todo, opts)
+        prompts = _label_all(make_labeller(opts), todo, opts, progress)
     if opts.format == "txt":
         written = write_sidecars(prompts, opts.caption_extension, opts.overwrite)
     else:
@@ -150,7 +158,9 @@ def _check_readable(images: list[Path]) -> None:
         raise DataError(errors[0].what, "Re-export it as PNG or JPG, or delete it; nothing was written")
 
 
-def _label_all(labeller: Labeller, images: list[Path], opts: LabelOptions) -> dict[Path, str]:
+def _label_all(
+    labeller: Labeller, images: list[Path], opts: LabelOptions, progress: StageProgress
+) -> dict[Path, str]:
     prompts: dict[Path, str] = {}
     with tqdm(total=len(images), unit="image", desc=f"Labelling ({opts.backend})") as bar:
         for start in range(0, len(images), opts.batch_size):
@@ -159,6 +169,7 @@ def _label_all(labeller: Labeller, images: list[Path], opts: LabelOptions) -> di
             for path, text in zip(batch, texts, strict=True):
                 prompts[path] = with_trigger(text.strip(), opts.trigger)
             bar.update(len(batch))
+            progress.advance(len(batch))
     return prompts
 
 

@@ -6,7 +6,9 @@ and prints what was done. Heavy imports stay inside the commands so `--help` is 
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer
@@ -39,6 +41,18 @@ def _precision(value: str, allowed: tuple[str, ...] = PRECISIONS) -> str:
     if value.lower() not in allowed:
         raise ConfigError(f"--precision must be one of {', '.join(allowed)}, not '{value}'")
     return value.lower()
+
+
+@contextlib.contextmanager
+def _as_stage(tool: str) -> Iterator[None]:
+    """Progress events for the web UI's bar: 0 of 1 while the tool runs, 1 of 1 when it is done (the
+    tools' own loops have no hook here)."""
+    from ..train.progress import stage_progress
+
+    with stage_progress(tool) as progress:
+        progress.begin(1)
+        yield
+        progress.advance()
 
 
 def _wrote(path: Path, what: str) -> None:
@@ -87,6 +101,7 @@ def resize(
     """SVD each module down to a lower rank and report how much of the LoRA was kept."""
     setup_logging(debug)
 
+    @_as_stage("resize")
     def action():
         from .report import kept_table
         from .resize import run_resize
@@ -113,6 +128,7 @@ def merge_loras(
     """Combine weighted LoRAs into one LoRA: exactly (ranks add up) or by SVD to a chosen rank."""
     setup_logging(debug)
 
+    @_as_stage("merge-loras")
     def action():
         from .merge_loras import run_merge_loras
         from .report import kept_table
@@ -146,6 +162,7 @@ def merge(
     """Bake LoRAs into a base checkpoint, written in the base's layout (single file in, single file out)."""
     setup_logging(debug)
 
+    @_as_stage("merge")
     def action():
         from .llm_adapter import is_adapter_folder, run_merge_adapter
         from .merge import run_merge
@@ -176,6 +193,7 @@ def extract(
     """Extract a LoRA (fine-tuned minus base, SVD per module) and report how much of the change it keeps."""
     setup_logging(debug)
 
+    @_as_stage("extract")
     def action():
         from .extract import run_extract
         from .report import kept_table

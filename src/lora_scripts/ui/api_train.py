@@ -14,10 +14,10 @@ from pydantic import BaseModel
 
 from ..train.progress import FILE_NAME as PROGRESS_FILE
 from ..train.progress import read_progress
-from . import forms, presets
+from . import forms, job_progress, presets
 from .field_text import FIELD_ZH
 from .i18n import MESSAGES, t
-from .jobs import RUNNING, JobStore, cli
+from .jobs import FAILED, RUNNING, JobStore, cli
 from .server import UiError, request_lang
 from .workspace import Workspace, WorkspaceError
 
@@ -151,15 +151,18 @@ def register(app: FastAPI, ws: Workspace, jobs: JobStore) -> None:
         return {"job": jobs.submit("train", cli("train", "-c", rel), f"train {name}", extra), "errors": {}}
 
     @app.get("/api/jobs")
-    def list_jobs():
+    def list_jobs(request: Request):
         jobs.tick()
-        return {"jobs": [{**job, "result": _result(ws, job)} for job in jobs.all()]}
+        lang = request_lang(request, app.state.settings.lang)
+        shown = [{**job, "result": _result(ws, job), **_state(ws, jobs, job, lang)} for job in jobs.all()]
+        return {"jobs": shown}
 
     @app.get("/api/jobs/{job_id}")
-    def job_detail(job_id: str):
+    def job_detail(job_id: str, request: Request):
         job = _job(jobs, job_id)
         progress = train_progress(ws, job) if job["kind"] == "train" else {}
-        return {"job": job, "log": jobs.log_tail(job_id), "progress": progress}
+        state = _state(ws, jobs, job, request_lang(request, app.state.settings.lang), progress)
+        return {"job": job, "log": jobs.log_tail(job_id), "progress": progress, **state}
 
     @app.post("/api/jobs/{job_id}/stop")
     def stop_job(job_id: str):
@@ -186,6 +189,18 @@ def _words(field: forms.FormField, lang: str) -> dict[str, str]:
         name, text = FIELD_ZH[field.name]
         return {"label": f"{name}（{field.name}）", "help": text}
     return {"label": forms.label(field, lang), "help": field.help}
+
+
+def _state(ws: Workspace, jobs: JobStore, job: dict, lang: str, progress: dict | None = None) -> dict:
+    """A job's bar (done / total / ETA) and, once it failed, why, in the page's language."""
+    if job["kind"] == "train":
+        bar = job_progress.train_bar(progress if progress is not None else train_progress(ws, job))
+        events: list[dict] = []
+    else:
+        events = job_progress.stage_events(jobs.folder(job["id"]))
+        bar = job_progress.stage_bar(job, events)
+    tail = jobs.log_tail(job["id"], 2000) if job["status"] == FAILED else ""
+    return {"bar": bar, "failure": job_progress.failure(job, events, tail, lang)}
 
 
 def _result(ws: Workspace, job: dict) -> str | None:

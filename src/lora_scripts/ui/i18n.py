@@ -10,6 +10,7 @@ import os
 import string
 from collections.abc import Mapping
 
+from .job_text import JOB_MESSAGES
 from .page_text import PAGE_MESSAGES
 
 LANGS = ("en", "zh")
@@ -95,6 +96,7 @@ MESSAGES: dict[str, dict[str, str]] = {
 }
 
 MESSAGES.update(PAGE_MESSAGES)  # the page's own words (ui/page_text.py)
+MESSAGES.update(JOB_MESSAGES)  # progress and failures on the Jobs page (ui/job_text.py)
 
 
 def normalise_lang(lang: str) -> str:

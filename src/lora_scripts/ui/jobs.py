@@ -20,6 +20,8 @@ from pathlib import Path
 
 from ..files import replacing
 from ..train.lock import pid_exists
+from ..train.progress import FILE_NAME as PROGRESS_FILE
+from ..train.progress import PROGRESS_ENV
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 STOPPED, CANCELLED = "stopped", "cancelled"
@@ -67,6 +69,10 @@ class JobStore:
                 continue
         return sorted(jobs, key=lambda j: j["created"], reverse=True)
 
+    def folder(self, job_id: str) -> Path:
+        """The job's folder (its log, exit code and progress events)."""
+        return self._dir(job_id)
+
     def log_tail(self, job_id: str, max_bytes: int = 6000) -> str:
         path = self._dir(job_id) / "log.txt"
         try:
@@ -83,13 +89,16 @@ class JobStore:
         """A new job (queued; started by `tick`)."""
         job_id = time.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:6]
         self._dir(job_id).mkdir(parents=True)
+        # label / doctor / generate / tools write their progress events into the job's folder; a training
+        # writes them next to its LoRA (train/progress.py)
+        progress = {} if kind in SERIAL_KINDS else {PROGRESS_ENV: str(self._dir(job_id) / PROGRESS_FILE)}
         job = {
             "id": job_id,
             "kind": kind,
             "title": title,
             "command": command,
             "cwd": str(self.cwd),
-            "env": {},
+            "env": progress,
             "status": QUEUED,
             "pid": None,
             "created": time.time(),

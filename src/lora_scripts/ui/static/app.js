@@ -253,7 +253,9 @@ async function refreshJobs() {
   S.jobs = data.jobs;
   const body = $("#jobs tbody");
   body.replaceChildren(...S.jobs.map((j) => el("tr", {"data-id": j.id, "data-status": j.status},
-    el("td", {text: `${t("kind." + j.kind)} · ${j.title}`}), el("td", {class: "status-" + j.status, text: t("status." + j.status)}),
+    el("td", {text: `${t("kind." + j.kind)} · ${j.title}`}),
+    el("td", {class: "status-" + j.status}, t("status." + j.status), j.failure ? el("div", {class: "failure", text: j.failure}) : null),
+    el("td", {class: "progress"}, progressBar(j.bar)),
     el("td", {text: j.started ? new Date(j.started * 1000).toLocaleTimeString() : ""}),
     el("td", {}, j.result ? el("a", {class: "result", href: j.result, target: "_blank", text: t("jobs.result")}) : null,
       el("button", {class: "log-btn", text: t("jobs.log"), onclick: guard(async () => {
@@ -264,11 +266,10 @@ async function refreshJobs() {
     const j = S.jobs.find((x) => x.id === id);
     if (!j) continue;
     const status = $("#dataset-status");
-    status.textContent = t("job." + j.status, {what: t("kind." + kind)}); status.dataset.status = j.status;
+    showJob(status, j, kind);
     status.dataset.kind = kind;
     if (!["queued", "running"].includes(j.status)) {
       delete S.datasetJobs[id];
-      if (j.status === "failed") { const d = await api("/api/jobs/" + id); status.textContent += " " + lastLine(d.log); }
       if (!S.editing) await renderDataset();
     }
   }
@@ -276,16 +277,28 @@ async function refreshJobs() {
     const j = S.jobs.find((x) => x.id === id);
     if (!j) continue;
     const status = $(kind === "generate" ? "#gen-status" : "#tool-status");
-    status.textContent = t("job." + j.status, {what: t("kind." + kind)}); status.dataset.status = j.status;
+    showJob(status, j, kind);
     if (!["queued", "running"].includes(j.status)) {
       delete S.otherJobs[id];
-      if (j.status === "failed") { const d = await api("/api/jobs/" + id); status.textContent += " " + lastLine(d.log); }
       if (kind === "generate") await refreshGallery(); else await refreshLibrary();
     }
   }
   await refreshTrain();
 }
-const lastLine = (log) => log.trim().split("\n").filter((l) => l.trim()).slice(-1)[0] || "";
+// A job's bar: done of total and the time left, from its progress events (none until the stage counted).
+function progressBar(bar) {
+  if (!bar || !bar.total) return null;
+  const words = [t("jobs.done_of", {done: bar.done, total: bar.total})];
+  if (bar.eta_s !== null && bar.eta_s !== undefined) words.push(t("jobs.eta", {time: duration(bar.eta_s)}));
+  return el("span", {class: "bar", "data-done": bar.done, "data-total": bar.total},
+    el("progress", {max: bar.total, value: bar.done}), el("span", {class: "bar-text", text: " " + words.join(" · ")}));
+}
+// The status line of a page's own job: what it is doing, its bar, and why it failed (page's language).
+function showJob(status, j, kind) {
+  status.replaceChildren(t("job." + j.status, {what: t("kind." + kind)}), progressBar(j.status === "running" ? j.bar : null) || "",
+    j.failure ? " " + j.failure : "");
+  status.dataset.status = j.status;
+}
 // ---------------- generate ----------------
 async function refreshGenerate() {
   await refreshWorkspace();
