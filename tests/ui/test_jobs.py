@@ -32,12 +32,17 @@ def test_label_then_doctor_jobs_write_captions_and_findings_shown_per_image(clie
     assert captions["000_phone.png"] == "neon style, phone"
     client.post("/api/caption", json={"dataset": dataset, "image": "000_phone.png", "caption": "霓虹手机"})
     job = client.post("/api/doctor", json={"dataset": dataset, "resolution": 64})
-    assert wait_job(client, job.json()["id"])["job"]["status"] == "done"
+    checked = wait_job(client, job.json()["id"])
+    assert checked["job"]["status"] == "done" and checked["bar"] == {"done": 4, "total": 4, "eta_s": None}
     shown = client.get("/api/dataset", params={"path": dataset}).json()
     chinese = next(f for f in shown["findings"] if "Chinese" in f["message"])
     assert chinese["images"] == ["000_phone.png"] and chinese["level"] == "warning"
     zh = client.get("/api/dataset", params={"path": dataset, "lang": "zh"}).json()["findings"]
     assert "描述是中文" in [f["title"] for f in zh]
+    assert next(f["message"] for f in zh if f["check"] == "Chinese caption") == (  # the sentence too
+        "4 条描述里有 1 条主要是中文（例如“霓虹手机”）。SD 1.x、2.x 和 SDXL 只看得懂英文，"
+        "这些中文对模型几乎没有意义：000_phone.png。请翻译成英文或写英文标签（触发词可以不改）。"
+    )
     assert client.get(f"/files/{dataset}/doctor_report.html").headers["content-security-policy"] == "sandbox"
     results = {j["kind"]: j["result"] for j in client.get("/api/jobs").json()["jobs"]}
     assert results == {
@@ -91,6 +96,7 @@ def test_trainings_queue_stop_resume_then_generate_and_inspect(client, workspace
     }
     made = wait_job(client, client.post("/api/generate", json=request).json()["job"]["id"])
     assert made["job"]["status"] == "done", made["log"]
+    assert made["bar"] == {"done": 2, "total": 2, "eta_s": None}  # one event per image drawn
     images = client.get("/api/gallery").json()["images"]
     params = [i["parameters"] for i in images if not i["grid"]]
     assert [p.split("\n")[0] for p in params] == [
@@ -105,8 +111,13 @@ def test_trainings_queue_stop_resume_then_generate_and_inspect(client, workspace
     assert not any("/state/" in path for path in library)
     assert library["loras/long/long-step000005.safetensors"]["checkpoint"] is True  # listed after, no facts
     assert list(library)[0] == "loras/long/long.safetensors"
-    zh = client.get("/api/loras", params={"lang": "zh"}).json()["loras"][0]["facts_shown"]
+    zh_long = client.get("/api/loras", params={"lang": "zh"}).json()["loras"][0]
+    zh = zh_long["facts_shown"]
     assert ["训练步数", "30"] in zh and ["steps", "30"] in long["facts_shown"]
+    assert ["计算精度", "否（全精度 fp32）"] in zh and ["mixed precision", "no"] in long["facts_shown"]
+    zh_groups = [g["group"] for g in zh_long["facts"]["groups"]]
+    assert zh_groups == ["UNet 下采样层", "UNet 中间层", "UNet 上采样层"]
+    assert [g["group"] for g in long["facts"]["groups"]] == ["UNet down", "UNet mid", "UNet up"]
     tool = client.post(
         "/api/tools",
         json={
@@ -116,7 +127,8 @@ def test_trainings_queue_stop_resume_then_generate_and_inspect(client, workspace
             "rank": 2,
         },
     ).json()["job"]
-    assert wait_job(client, tool["id"])["job"]["status"] == "done"
+    resized = wait_job(client, tool["id"])
+    assert resized["job"]["status"] == "done" and resized["bar"] == {"done": 1, "total": 1, "eta_s": None}
     assert (workspace.root / "loras/small.safetensors").is_file()
 
 

@@ -11,7 +11,7 @@ from ..data.captions import read_metadata_csv, split_tags
 from ..data.matching import image_caption, match_csv
 from ..data.textfile import EncodingNotes
 from ..errors import DataError
-from .images import names
+from .images import file_params, names
 from .language import chinese_caption_findings
 from .report import Finding, plural
 
@@ -61,7 +61,7 @@ def load_captions(root: Path, images: list[Path], metadata: Path | None, extensi
             if text is not None:
                 captions.by_image[image] = text
     except DataError as err:
-        captions.problem = Finding("error", "caption file", err.message)
+        captions.problem = Finding("error", "caption file", err.message, params={"detail": err.message})
     if with_csv and any(text != from_csv.get(image) for image, text in captions.by_image.items()):
         captions.source += f" and {extension} files"
     return captions
@@ -72,7 +72,7 @@ def _from_csv(csv_path: Path, root: Path, images: list[Path], notes: EncodingNot
     try:
         rows = read_metadata_csv(csv_path, notes)
     except DataError as err:
-        captions.problem = Finding("error", "metadata.csv", err.message)
+        captions.problem = Finding("error", "metadata.csv", err.message, params={"detail": err.message})
         return captions
     if not rows:
         captions.header_only = csv_path
@@ -87,7 +87,9 @@ def caption_findings(
     captions: Captions, images: list[Path], root: Path, trigger: str | None
 ) -> list[Finding]:
     findings = [captions.problem] if captions.problem else []
-    findings += [Finding("error", "metadata row", message) for message in captions.refused]
+    findings += [
+        Finding("error", "metadata row", message, params={"detail": message}) for message in captions.refused
+    ]
     missing = [image for image in images if image not in captions.by_image]
     if missing and captions.header_only is not None:  # like a caption file naming missing images: stop
         findings.append(
@@ -99,6 +101,8 @@ def caption_findings(
                 "add one row per image (`lora-scripts label` writes them) or delete the file to use .txt "
                 "caption files",
                 tuple(missing),
+                params={**file_params(missing, root), "file": captions.header_only.name},
+                code="header only",
             )
         )
     elif missing:
@@ -109,6 +113,7 @@ def caption_findings(
                 f"No caption in {captions.source} for {plural(len(missing), 'image')} (they train with an "
                 f"empty one): {names(missing, root)}; run `lora-scripts label` or write them",
                 tuple(missing),
+                params={**file_params(missing, root), "source": captions.source},
             )
         )
     if captions.orphans:
@@ -119,6 +124,12 @@ def caption_findings(
                 "caption without image",
                 f"Captions in {captions.source} for images that are not in the folder "
                 f"({len(captions.orphans)}): {shown}; fix the file names or delete those captions",
+                params={
+                    "n": len(captions.orphans),
+                    "files": captions.orphans[:5],
+                    "more": max(0, len(captions.orphans) - 5),
+                    "source": captions.source,
+                },
             )
         )
     texts = {image: text for image, text in captions.by_image.items() if image in set(images)}
@@ -133,7 +144,9 @@ def _text_findings(texts: dict[Path, str], root: Path, trigger: str | None) -> l
         message = (
             f"Empty caption for {plural(len(empty), 'image')}: {names(empty, root)}; describe each image"
         )
-        findings.append(Finding("warning", "empty caption", message, tuple(empty)))
+        findings.append(
+            Finding("warning", "empty caption", message, tuple(empty), params=file_params(empty, root))
+        )
     findings += chinese_caption_findings(texts, root)
     shared = [(text, n) for text, n in Counter(t for t in texts.values() if t.strip()).most_common() if n > 1]
     if shared:
@@ -146,6 +159,7 @@ def _text_findings(texts: dict[Path, str], root: Path, trigger: str | None) -> l
                 f"Identical captions on {plural(len(same), 'image')}, e.g. {examples}; "
                 "add the words that make each image different",
                 same,
+                params={**file_params(list(same), root), "example": shared[0][0]},
             )
         )
     findings += _long_findings(texts, root)
@@ -158,7 +172,8 @@ def _text_findings(texts: dict[Path, str], root: Path, trigger: str | None) -> l
                 f"{names(lacking, root)}; "
                 f"add it (`lora-scripts label --trigger {trigger}` does this for new images)"
             )
-            findings.append(Finding("warning", "no trigger word", message, tuple(lacking)))
+            params = {**file_params(lacking, root), "trigger": trigger}
+            findings.append(Finding("warning", "no trigger word", message, tuple(lacking), params=params))
     return findings
 
 
@@ -180,7 +195,10 @@ def _long_findings(texts: dict[Path, str], root: Path) -> list[Finding]:
         "shorten them or put the key words first"
     )
     scores = tuple((image, detail[image]) for image in long)
-    return [Finding("warning", "caption over 75 tokens", message, tuple(long), TOKENS_EXPLAINED, scores)]
+    params = {**file_params(long, root), "window": CLIP_WINDOW}
+    return [
+        Finding("warning", "caption over 75 tokens", message, tuple(long), TOKENS_EXPLAINED, scores, params)
+    ]
 
 
 def tag_frequency(texts: list[str]) -> Counter:

@@ -28,6 +28,12 @@ def names(paths: list[Path], root: Path, limit: int = 5, detail: dict[Path, str]
     return ", ".join(shown) + more
 
 
+def file_params(paths: list[Path], root: Path, limit: int = 5) -> dict:
+    """The files a sentence names, as data: {"n", "files" (the first `limit`, relative), "more"}."""
+    shown = [path.relative_to(root).as_posix() for path in paths[:limit]]
+    return {"n": len(paths), "files": shown, "more": max(0, len(paths) - limit)}
+
+
 def read_sizes(images: list[Path]) -> tuple[dict[Path, tuple[int, int]], dict[Path, str]]:
     """(width, height) of every readable image, and the reason for every unreadable one."""
     sizes, broken = {}, {}
@@ -47,7 +53,7 @@ def broken_finding(broken: dict[Path, str], root: Path) -> list[Finding]:
         f"{plural(len(paths), 'image')} cannot be read (empty, truncated or not images): "
         f"{names(paths, root, detail=broken)}; re-export them as PNG or JPG, or delete them"
     )
-    return [Finding("error", "unreadable", message, tuple(paths))]
+    return [Finding("error", "unreadable", message, tuple(paths), params=file_params(paths, root))]
 
 
 def size_findings(sizes: dict[Path, tuple[int, int]], resolution: int, root: Path) -> list[Finding]:
@@ -67,6 +73,7 @@ def size_findings(sizes: dict[Path, tuple[int, int]], resolution: int, root: Pat
                 f"WxH = width x height in pixels; a shorter side below {resolution} (the training "
                 "resolution) is too small",
                 tuple((path, f"{detail[path]} px") for path in small),
+                params={**file_params(small, root), "resolution": resolution},
             )
         )
     if wide:
@@ -80,6 +87,7 @@ def size_findings(sizes: dict[Path, tuple[int, int]], resolution: int, root: Pat
                 f"WxH = width x height in pixels; a longer side over {MAX_ASPECT} times the shorter one is "
                 "extreme",
                 tuple((path, f"{detail[path]} px") for path in wide),
+                params={**file_params(wide, root), "ratio": MAX_ASPECT},
             )
         )
     return findings
@@ -120,7 +128,10 @@ def duplicate_findings(hashes: dict[Path, imagehash.ImageHash], root: Path) -> l
             more = f" and {len(groups) - 5} more groups" if len(groups) > 5 else ""
             title_n = f"{plural(len(groups), 'group')} of {title}s"
             message = f"{title_n} (they weigh more in training): {text}{more}; {advice}"
-            findings.append(Finding(level, title, message, tuple(p for g in groups for p in g)))
+            params = {"groups": len(groups), **file_params([p for g in groups for p in g], root, 8)}
+            findings.append(
+                Finding(level, title, message, tuple(p for g in groups for p in g), params=params)
+            )
     return findings
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .images import names
+from .images import file_params, names
 from .report import Finding, plural
 
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef]")
@@ -37,7 +37,8 @@ def chinese_caption_findings(texts: dict[Path, str], root: Path) -> list[Finding
         f"{names(chinese, root)}; "
         "translate them or write English tags (a trigger word can stay as it is)"
     )
-    return [Finding("warning", "Chinese caption", message, tuple(chinese))]
+    params = {**file_params(chinese, root), "total": len(texts), "example": example}
+    return [Finding("warning", "Chinese caption", message, tuple(chinese), params=params)]
 
 
 def chinese_prompt_warning(prompts: list[str]) -> str | None:

@@ -33,6 +33,14 @@ class Finding:
     images: tuple[Path, ...] = ()
     explain: str = ""  # one line on what the numbers in ``details`` (or the message) mean, and what is high
     details: tuple[tuple[Path, str], ...] = ()  # a number per image, e.g. (path, "92 tokens")
+    # what the message says, as data: the web UI writes the sentence in the page's language from
+    # doctor/text_zh.py by `code` (default: `check`) with these parameters (counts, file names...)
+    params: dict = field(default_factory=dict, compare=False)
+    code: str = ""
+
+    @property
+    def kind(self) -> str:
+        return self.code or self.check
 
     def detail(self, image: Path) -> str:
         return dict(self.details).get(image, "")
@@ -146,7 +154,7 @@ class DoctorReport(HasFindings):
 
     def write_json(self, path: Path) -> Path:
         """The findings as data (the web UI shows them on the thumbnails they concern): each finding's level,
-        check, message and its images relative to the folder, with their numbers."""
+        check, code and parameters, message and its images relative to the folder, with their numbers."""
         import json
 
         from ..save.atomic import atomic_write_text
@@ -159,6 +167,8 @@ class DoctorReport(HasFindings):
             {
                 "level": f.level,
                 "check": f.check,
+                "code": f.kind,
+                "params": f.params,
                 "message": f.message,
                 "images": [rel(i) for i in f.images],
                 "details": {rel(i): d for i, d in f.details},

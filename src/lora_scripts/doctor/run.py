@@ -10,9 +10,18 @@ from tqdm import tqdm
 
 from ..data.images import list_images
 from ..errors import DataError
+from ..train.progress import StageProgress, stage_progress
 from .captions import caption_findings, load_captions, tag_frequency
 from .clutter import CLUTTER_EXPLAINED, CLUTTER_FLAG, clutter_score, describe_clutter
-from .images import broken_finding, duplicate_findings, names, preview, read_sizes, size_findings
+from .images import (
+    broken_finding,
+    duplicate_findings,
+    file_params,
+    names,
+    preview,
+    read_sizes,
+    size_findings,
+)
 from .report import GROUPS, DoctorReport, Finding, plural
 
 log = logging.getLogger(__name__)
@@ -26,7 +35,18 @@ def run_doctor(
     trigger: str | None = None,
 ) -> DoctorReport:
     """Check images and captions the way training will read them (metadata.csv first, else sidecars)."""
-    folder = Path(folder)
+    with stage_progress("doctor") as progress:  # images looked at, for the web UI's bar
+        return _run_doctor(Path(folder), resolution, metadata_path, caption_extension, trigger, progress)
+
+
+def _run_doctor(
+    folder: Path,
+    resolution: int,
+    metadata_path: Path | None,
+    caption_extension: str,
+    trigger: str | None,
+    progress: StageProgress,
+) -> DoctorReport:
     if not folder.is_dir():
         raise DataError(f"Folder '{folder}' does not exist", "Pass the folder with your training images")
     images = list_images(folder)
@@ -35,10 +55,12 @@ def run_doctor(
             f"No images (jpg, png, webp, bmp) found in '{folder}'", "Pass the folder that has your images"
         )
     report = DoctorReport(folder, resolution, num_images=len(images))
+    progress.begin(len(images))
     sizes, broken = read_sizes(images)
     report.findings += broken_finding(broken, folder)
     report.findings += size_findings(sizes, resolution, folder)
-    hashes = _look_at_pixels(list(sizes), report)
+    hashes = _look_at_pixels(list(sizes), report, progress)
+    progress.advance(len(broken))
     report.findings += duplicate_findings(hashes, folder)
     report.findings += _clutter_finding(report.clutter, folder)
     captions = load_captions(folder, images, metadata_path, caption_extension)
@@ -46,19 +68,24 @@ def run_doctor(
     report.captions = {image: captions.by_image[image] for image in images if image in captions.by_image}
     report.num_captioned = len(report.captions)
     report.findings += caption_findings(captions, images, folder, trigger)
-    report.findings += [Finding("note", "encoding", line) for line in captions.encodings.lines()]
+    report.findings += [
+        Finding("note", "encoding", line, params={"detail": line}) for line in captions.encodings.lines()
+    ]
     report.tag_frequency = tag_frequency(list(captions.by_image.values()))
     report.findings.sort(key=lambda finding: list(GROUPS).index(finding.level))
     return report
 
 
-def _look_at_pixels(images: list[Path], report: DoctorReport) -> dict[Path, imagehash.ImageHash]:
+def _look_at_pixels(
+    images: list[Path], report: DoctorReport, progress: StageProgress
+) -> dict[Path, imagehash.ImageHash]:
     """Perceptual hash and clutter score of every readable image (one decode each)."""
     hashes = {}
     for path in tqdm(images, unit="image", desc="Checking images", disable=len(images) < 20):
         img = preview(path)
         hashes[path] = imagehash.phash(img)
         report.clutter[path] = clutter_score(img)
+        progress.advance()
     return hashes
 
 
@@ -73,4 +100,5 @@ def _clutter_finding(clutter: dict[Path, float], root: Path) -> list[Finding]:
         "look at them and crop or replace the busiest"
     )
     scores = tuple((path, describe_clutter(clutter[path])) for path in busy)
-    return [Finding("warning", "cluttered", message, tuple(busy), CLUTTER_EXPLAINED, scores)]
+    params = file_params(busy, root)
+    return [Finding("warning", "cluttered", message, tuple(busy), CLUTTER_EXPLAINED, scores, params)]

@@ -11,6 +11,7 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from pydantic import BaseModel
 
 from ..data.images import IMAGE_EXTENSIONS
+from ..doctor.text_zh import finding_zh
 from . import datasets
 from .field_text import CHECK_ZH
 from .jobs import JobStore, cli
@@ -97,8 +98,11 @@ def register(app: FastAPI, ws: Workspace, jobs: JobStore) -> None:
         report = folder / DOCTOR_JSON
         findings = json.loads(report.read_text(encoding="utf-8"))["findings"] if report.is_file() else []
         zh = request_lang(request, app.state.settings.lang) == "zh"
-        for finding in findings:  # the check's title in the page's language (the sentence stays English)
+        for finding in findings:  # the check's title and its sentence in the page's language
             finding["title"] = CHECK_ZH.get(finding["check"], finding["check"]) if zh else finding["check"]
+            if zh:
+                code = finding.get("code", finding["check"])
+                finding["message"] = finding_zh(code, finding.get("params", {}), finding["message"])
         rel = folder.relative_to(ws.root).as_posix()
         images = [
             {"name": name, "url": f"/files/{rel}/{name}", "caption": captions.get(name)}

@@ -1,0 +1,66 @@
+"""The doctor's findings in Chinese, written for designers: one sentence per finding code (Finding.kind)
+with the finding's parameters (counts, file names, the training size...), so the web UI shows the Chinese
+page a Chinese sentence instead of translating the English one. A code not here (chat data) falls back to
+the English sentence with a Chinese lead-in."""
+
+from __future__ import annotations
+
+FINDINGS_ZH: dict[str, str] = {
+    "unreadable": (
+        "{n} 张图片打不开（空文件、没下载完整或不是图片）：{files}。请重新导出为 PNG 或 JPG，或者删掉。"
+    ),
+    "smaller than resolution": (
+        "{n} 张图片的短边小于训练尺寸 {resolution} 像素，训练时会被放大、变模糊：{files}。"
+        "请换更大的图片，或调低训练尺寸。"
+    ),
+    "extreme aspect ratio": (
+        "{n} 张图片太扁或太长（长边超过短边的 {ratio} 倍），训练时会被裁掉很多：{files}。"
+        "请把图片裁到重要的部分。"
+    ),
+    "exact duplicate": "有 {groups} 组完全相同的图片（在训练里分量会加倍）：{files}。每组只留一张。",
+    "near-duplicate": (
+        "有 {groups} 组几乎一样的图片（在训练里分量会加倍）：{files}。除非是故意重复，每组只留最好的一张。"
+    ),
+    "cluttered": (
+        "{n} 张图片背景太乱（主体周围线条多、颜色杂），这是 LoRA 学错东西最常见的原因：{files}。"
+        "请看一下这些图，把最乱的裁掉背景或换掉。"
+    ),
+    "caption file": "有一个描述文件读不出来。英文原因：{detail}",
+    "metadata.csv": "描述表（metadata.csv）读不出来。英文原因：{detail}",
+    "metadata row": "描述表里有一行训练时会被拒绝。英文原因：{detail}",
+    "header only": (
+        "描述表“{file}”只有表头、没有内容，{n} 张图片会用空描述训练：{files}。"
+        "请每张图写一行（“自动写描述”可以生成），或删掉这个文件，改用 .txt 描述文件。"
+    ),
+    "no caption": "{n} 张图片没有描述（会用空描述训练）：{files}。请用“自动写描述”生成，或手动填写。",
+    "caption without image": "有 {n} 条描述找不到对应的图片：{files}。请改正文件名，或删掉这些描述。",
+    "empty caption": "{n} 张图片的描述是空的：{files}。请给每张图写上描述。",
+    "identical caption": "{n} 张图片的描述一模一样（例如“{example}”）：{files}。请写上每张图不同的地方。",
+    "caption over 75 tokens": (
+        "{n} 条描述太长，超过了模型能读的 {window} 个词元，后面的词会被忽略：{files}。"
+        "请缩短，或把关键词放在前面。"
+    ),
+    "no trigger word": (
+        "{n} 条描述里没有触发词“{trigger}”：{files}。请加上（自动写描述时填上触发词就会自动加）。"
+    ),
+    "Chinese caption": (
+        "{total} 条描述里有 {n} 条主要是中文（例如“{example}”）。SD 1.x、2.x 和 SDXL 只看得懂英文，"
+        "这些中文对模型几乎没有意义：{files}。请翻译成英文或写英文标签（触发词可以不改）。"
+    ),
+    "encoding": "文件编码说明（英文）：{detail}",
+}
+FALLBACK_ZH = "（暂无中文说明）{message}"
+
+
+def files_zh(files: list[str], more: int) -> str:
+    """ "a.png、b.png 等另外 3 张" """
+    return "、".join(files) + (f" 等另外 {more} 个" if more else "")
+
+
+def finding_zh(code: str, params: dict, message: str) -> str:
+    """The Chinese sentence of a finding (as written by DoctorReport.write_json)."""
+    fields = {**params, "files": files_zh(params.get("files", []), params.get("more", 0))}
+    try:
+        return FINDINGS_ZH[code].format(**fields)
+    except KeyError:  # a code without a Chinese sentence, or a report written before codes existed
+        return FALLBACK_ZH.format(message=message)
