@@ -270,3 +270,12 @@ def test_generate_settings_are_checked_before_a_job_starts(client, change, en, z
     assert refused.status_code == 400 and refused.json()["error"] == en
     assert zh in client.post("/api/generate", json=request, headers={"X-Lang": "zh"}).json()["error"]
     assert client.get("/api/jobs").json()["jobs"] == []
+
+
+def test_a_lora_file_that_cannot_be_read_is_said_in_the_page_language(client, workspace):
+    (workspace.root / "loras").mkdir(exist_ok=True)
+    (workspace.root / "loras/broken.safetensors").write_bytes(b"not a safetensors file")
+    en = client.get("/api/loras", params={"lang": "en"}).json()["loras"][0]["facts"]["error"]
+    zh = client.get("/api/loras", params={"lang": "zh"}).json()["loras"][0]["facts"]["error"]
+    assert "broken.safetensors" in en and not any("\u4e00" <= ch <= "\u9fff" for ch in en)
+    assert zh == "这个文件读不出来，可能已损坏，或不是 LoRA 文件。英文原因：" + en

@@ -10,8 +10,8 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from pydantic import BaseModel
 
+from . import library_text
 from .api_train import stamp
-from .field_text import FACT_ZH
 from .jobs import JobStore, cli
 from .server import UiError, request_lang
 from .workspace import Workspace
@@ -58,11 +58,7 @@ def register(app: FastAPI, ws: Workspace, jobs: JobStore) -> None:
     @app.get("/api/loras")
     def loras(request: Request):
         zh = request_lang(request, app.state.settings.lang) == "zh"
-        items = _library(ws)
-        for item in items:  # inspect's facts with their names in the page's language
-            facts = item["facts"].get("facts", {})
-            item["facts_shown"] = [[FACT_ZH.get(k, k) if zh else k, v] for k, v in facts.items()]
-        return {"loras": items}
+        return {"loras": [library_text.localise(item, zh) for item in _library(ws)]}
 
     @app.post("/api/tools")
     def tool(req: ToolRequest):
