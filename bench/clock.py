@@ -7,6 +7,10 @@ is one whole step on either side: data loading + decode + resize, VAE, text enco
 backward, clipping, the optimiser, and whatever bookkeeping the loop does between steps. Nothing of the
 trainer's own classes is wrapped, so it keeps measuring the same thing while the trainer is refactored.
 
+On a GPU each mark first waits for the GPU's queued work (torch.cuda.synchronize), so a mark is the end of
+the step's work, not of its launch, on both sides alike; the GPU memory peaks (torch.cuda.max_memory_allocated
+and max_memory_reserved) are reset and read at the same marks as the RSS peak.
+
 Each mark notes the wall time and this process's CPU time (all its threads). On a machine shared with other
 work, wall time also counts the time the process waited for a core; CPU time counts the work done (plus some
 cache and memory-bandwidth interference), so it is the steadier of the two, and CPU/wall shows how much of a
@@ -19,9 +23,12 @@ import os
 import resource
 import time
 
+import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .common import reset_peak, rss_mb, stop_profiler
+
+MB = 2**20
 
 
 class StepClock:
@@ -38,9 +45,13 @@ class StepClock:
         self.split: list[tuple[float, float, int]] = []  # user s, system s, minor page faults
         self.trainable_params = 0
         self.rss_before_mb = self.peak_mb = float("nan")
+        self.gpu: dict[str, float] = {}
         self._handle = register_optimizer_step_post_hook(self._on_step)
 
     def _on_step(self, optimizer, args, kwargs) -> None:
+        cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+        if cuda:
+            torch.cuda.synchronize()
         self.stamps.append(time.perf_counter())
         self.cpu.append(time.process_time())
         times = os.times()
@@ -50,9 +61,19 @@ class StepClock:
             self.trainable_params = sum(p.numel() for g in optimizer.param_groups for p in g["params"])
             self.rss_before_mb = rss_mb("VmRSS")
             reset_peak()
+            if cuda:  # loading, caches and the warm-up steps; then the peak restarts for the timed steps
+                self.gpu["gpu_peak_before_timed_mb"] = torch.cuda.max_memory_allocated() / MB
+                self.gpu["gpu_reserved_before_timed_mb"] = torch.cuda.max_memory_reserved() / MB
+                self.gpu["gpu_allocated_before_timed_mb"] = torch.cuda.memory_allocated() / MB
+                torch.cuda.reset_peak_memory_stats()
         elif n == self.warmup + self.steps:
             self.peak_mb = rss_mb("VmHWM")
             stop_profiler()
+            if cuda:
+                free, total = torch.cuda.mem_get_info()
+                self.gpu["gpu_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / MB
+                self.gpu["gpu_peak_reserved_mb"] = torch.cuda.max_memory_reserved() / MB
+                self.gpu["gpu_device_used_mb"] = (total - free) / MB  # + CUDA context, other processes
 
     def result(self) -> dict:
         self._handle.remove()
@@ -75,4 +96,5 @@ class StepClock:
             "train_peak_mb": self.peak_mb,
             "rss_before_train_mb": self.rss_before_mb,
             "trainable_params": self.trainable_params,
+            **self.gpu,
         }

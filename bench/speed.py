@@ -53,12 +53,14 @@ def one_run(spec: dict, pair: str, arm: str, round_: int) -> dict:
         "process_peak_mb": r["process_peak_mb"],
         "trainable_params": r["trainable_params"],
         "wall_seconds": r["wall_seconds"],
+        **{k: v for k, v in r.items() if k.startswith("gpu_")},  # on a GPU (bench/clock.py)
     }
 
 
-def rounds(base: dict, count: int, log=print) -> list[dict]:
+def rounds(base: dict, count: int, log=print, first: int = 0) -> list[dict]:
+    """Rounds first .. first + count - 1 (their number fixes their order, ROUND_ORDER)."""
     runs = []
-    for i in range(count):
+    for i in range(first, first + count):
         for pair, arm in ROUND_ORDER[i % 2]:
             run = one_run(base, pair, arm, i)
             t = run["timed"]
@@ -67,7 +69,12 @@ def rounds(base: dict, count: int, log=print) -> list[dict]:
                 f"(IQR {t['q1']:.3f}-{t['q3']:.3f}, {t['n']} steps), "
                 f"CPU {run['timed_cpu']['median']:.3f} s/step "
                 f"({run['cpu_share']:.0%} of a core), peak {run['train_peak_mb']:.0f} MB, "
-                f"{run['wall_seconds']:.0f} s",
+                f"{run['wall_seconds']:.0f} s"
+                + (
+                    f", GPU peak {run['gpu_peak_allocated_mb']:.0f} MB"
+                    if "gpu_peak_allocated_mb" in run
+                    else ""
+                ),
                 flush=True,
             )
             runs.append(run)
@@ -88,6 +95,8 @@ def summarise(runs: list[dict]) -> dict:
             row[pair] = a["timed"]["median"] / b["timed"]["median"]
             row[pair + " cpu"] = a["timed_cpu"]["median"] / b["timed_cpu"]["median"]
             row[pair + " memory"] = a["train_peak_mb"] - b["train_peak_mb"]
+            if "gpu_peak_allocated_mb" in a:
+                row[pair + " gpu memory"] = a["gpu_peak_allocated_mb"] - b["gpu_peak_allocated_mb"]
         out["rounds"].append(row)
     for pair in RATIOS:
         for key in (pair, pair + " cpu", pair + " memory"):
@@ -102,6 +111,12 @@ def summarise(runs: list[dict]) -> dict:
             "train_peak_mb": median([r["train_peak_mb"] for r in mine]),
             "process_peak_mb": median([r["process_peak_mb"] for r in mine]),
         }
+        for key in ("gpu_peak_allocated_mb", "gpu_peak_reserved_mb", "gpu_peak_before_timed_mb"):
+            if all(key in r for r in mine):
+                out[arm][key] = median([r[key] for r in mine])
+    if all("A/B gpu memory" in row for row in out["rounds"]):
+        for pair in RATIOS:
+            out[pair + " gpu memory"] = spread([row[pair + " gpu memory"] for row in out["rounds"]])
     # the comparison only holds if both sides train the same LoRA
     out["trainable_params"] = sorted({r["trainable_params"] for r in runs})
     for suffix in ("", " cpu"):

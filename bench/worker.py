@@ -35,6 +35,10 @@ def main() -> None:
             from .llm_sides import train_llm_bare, train_llm_trainer
 
             extra = (train_llm_bare if spec["side"] == "bare" else train_llm_trainer)(spec, total)
+        elif spec.get("route") == "sdxl" and spec["side"] == "bare":  # bench/sdxl_speed.py
+            from .sdxl_bare import train_sdxl_bare
+
+            extra = train_sdxl_bare(spec, total)
         elif spec["side"] == "bare":
             from .bare_loop import train_bare
 
