@@ -147,8 +147,16 @@ def test_peft_merge_bakes_the_same_weight_and_unmerge_restores_the_base():
         torch.testing.assert_close(base.weight, weight)
 
 
-def test_metadata_is_lycoris_dora(base_config, tmp_path, train_kept):
+def test_metadata_is_lycoris_dora_and_diffusers_loads_it_without_the_magnitude(
+    base_config, tmp_path, train_kept, tiny_model, caplog
+):
+    from diffusers import StableDiffusionPipeline
+
     result, _ = train_kept(base_config, tmp_path, network_type="dora", conv_rank=2)
+    # diffusers (<= 0.42) loads the file as a plain LoRA, dropping dora_scale with a warning (not exact there)
+    pipe = StableDiffusionPipeline.from_pretrained(str(tiny_model["diffusers"]), safety_checker=None)
+    pipe.load_lora_weights(str(result.lora_path))
+    assert "filter out the keys associated to 'dora_scale`" in caplog.text
     with safe_open(str(result.lora_path), framework="pt") as f:
         meta, keys = f.metadata(), set(f.keys())
     assert meta["ss_network_module"] == "lycoris.kohya"
