@@ -190,14 +190,3 @@ def test_kohyas_block_weight_presets(base_config):
         weights("sine+much")
     with pytest.raises(ConfigError, match="or a preset"):
         weights("wavy")
-
-
-def test_block_weights_on_a_family_with_other_unet_blocks_are_refused(base_config):
-    """SDXL's class builds on StableDiffusion, so it inherits lr_block; its UNet is numbered otherwise."""
-    from lora_scripts.models.family import FamilyInfo
-
-    cfg, model, trained, _ = _groups(base_config)
-    model.info = FamilyInfo("sdxl", "SDXL", lora_width=2048)
-    cfg = build_config({**base_config, "down_lr_weight": [1.0] * 12})
-    with pytest.raises(ConfigError, match="SDXL models have other blocks"):
-        param_groups(model, trained, cfg.train)

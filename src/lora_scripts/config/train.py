@@ -215,17 +215,19 @@ class TrainConfig(Section):
     down_lr_weight: list[float] | None = Field(
         None,
         description="kohya's per-block learning rates: 12 multipliers for the UNet's down (input) blocks "
-        "IN00-IN11 (IN00, the input conv, has no LoRA), as a list, as `1,1,0.5,...`, or as kohya's presets "
-        "`sine`, `cosine`, `linear`, `reverse_linear`, `zeros`, optionally `+0.5` added to each. 0 stops a "
-        "block training. Empty: 1 for all.",
+        "IN00-IN11 of SD 1.x/2.x, 9 for SDXL's input_blocks 0-8 (IN00, the input conv, has no LoRA), as a "
+        "list, as `1,1,0.5,...`, or as kohya's presets `sine`, `cosine`, `linear`, `reverse_linear`, `zeros` "
+        "(12 values), optionally `+0.5` added to each. 0 stops a block training. Empty: 1 for all.",
     )
-    mid_lr_weight: float | None = Field(
-        None, ge=0.0, le=100.0, description="Learning-rate multiplier for the UNet's mid block."
+    mid_lr_weight: float | list[float] | None = Field(
+        None,
+        description="Learning-rate multiplier for the UNet's mid block; for SDXL one number or kohya's 3 "
+        "(middle_block 0-2: resnet, attention, resnet).",
     )
     up_lr_weight: list[float] | None = Field(
         None,
-        description="12 learning-rate multipliers for the UNet's up (output) blocks OUT00-OUT11, written as "
-        "down_lr_weight.",
+        description="12 learning-rate multipliers for the UNet's up (output) blocks OUT00-OUT11 (SDXL: 9, "
+        "output_blocks 0-8), written as down_lr_weight.",
     )
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Where to train.")
     num_threads: int | None = Field(
@@ -322,10 +324,20 @@ class TrainConfig(Section):
     @field_validator("down_lr_weight", "up_lr_weight")
     @classmethod
     def _twelve(cls, v):
-        if v is not None and len(v) != 12:
-            raise ValueError(f"a list of 12 multipliers, one per block (it has {len(v)})")
+        if v is not None and len(v) not in (9, 12):
+            raise ValueError(f"a list of 12 multipliers (SDXL: 9), one per block (it has {len(v)})")
         if v is not None and any(not 0 <= x <= 100 for x in v):
-            raise ValueError("a list of 12 multipliers between 0 and 100")
+            raise ValueError("a list of 12 multipliers (SDXL: 9) between 0 and 100")
+        return v
+
+    @field_validator("mid_lr_weight")
+    @classmethod
+    def _mid(cls, v):
+        values = v if isinstance(v, list) else [] if v is None else [v]
+        if isinstance(v, list) and len(v) != 3:
+            raise ValueError(f"one multiplier, or SDXL's 3 (it has {len(v)})")
+        if any(not 0 <= x <= 100 for x in values):
+            raise ValueError("multipliers between 0 and 100")
         return v
 
     @model_validator(mode="after")

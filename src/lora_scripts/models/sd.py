@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,22 +17,17 @@ from ..config import DataConfig, ModelConfig, NetworkConfig, TrainConfig
 from ..data import DatasetIndex, ImageItem, draw_augment, load_pixels, make_caption, size_conditioning
 from ..data.latent_cache import LatentCache
 from ..data.text_cache import TextCache, text_cache_blocker
-from ..errors import ConfigError
 from .detect import SD1_TE_PREFIX, SD2_TE_PREFIX, UNET_PREFIX, ModelSource
 from .diffusion import diffusion_loss, input_noise, make_noise, sample_timesteps
 from .family import FamilyInfo
 from .loader import Components, load_components, text_family
 from .long_prompts import chunked_ids, joined_states
+from .lr_blocks import unet_block
 from .offload import PARKED, brought_back, park
 from .render import RenderRequest, render_one
 from .targets import text_targets, unet_targets
 
 log = logging.getLogger(__name__)
-# kohya's UNet blocks for per-block learning rates: down_blocks.I.(attentions|resnets).J is IN(1 + 3I + J),
-# a downsampler IN(3 + 3I); up blocks OUT(3I + J), an upsampler OUT(3I + 2); the mid block is MID.
-_UNET_BLOCK = re.compile(
-    r"(?:^|\.)(up|down)_blocks\.(\d+)\.(resnets|attentions|upsamplers|downsamplers)\.(\d+)\."
-)
 SD1_INFO = FamilyInfo("sd1", "SD 1.x", lora_width=768)
 SD2_INFO = FamilyInfo("sd2", "SD 2.x", lora_width=1024)
 INFOS = {i.name: i for i in (SD1_INFO, SD2_INFO)}
@@ -72,6 +66,7 @@ class StableDiffusion:
     TEXT_ENCODERS = ("te",)  # its text-encoder components (SDXL: te1, te2)
     COMPONENTS = {"unet": "unet", "te": "text_encoder"}  # component -> attribute holding its module
     READS_CLIP_SKIP = True  # SDXL reads fixed layers of its encoders
+    LR_BLOCKS = (12, 1)  # kohya's block weights: down/up blocks a side, mid blocks (SDXL: 9, 3)
 
     def __init__(self, parts: Components):
         self.parts = parts
@@ -101,20 +96,9 @@ class StableDiffusion:
         return text_targets(self.text_encoder)
 
     def lr_block(self, param_name: str) -> tuple[str, int] | None:
-        """("down", i) / ("up", i) / ("mid", 0): the UNet block of a LoRA parameter for down/mid/up_lr_weight,
-        numbered as kohya's lists are; None outside the blocks (conv_in, time embedding, ...)."""
-        if self.info.name not in INFOS:  # a family built on this class (SDXL) has other blocks
-            raise ConfigError(
-                f"down_lr_weight, mid_lr_weight and up_lr_weight number the 12 blocks of the SD 1.x/2.x "
-                f"UNet; {self.info.display_name} models have other blocks and are not supported for them yet",
-                "Remove them from the config",
-            )
-        m = _UNET_BLOCK.search(param_name)
-        if m:
-            side, i, kind, j = m.group(1), int(m.group(2)), m.group(3), int(m.group(4))
-            index = 3 * i + (2 if kind.endswith("samplers") else j)
-            return (side, index + 1) if side == "down" else (side, index)
-        return ("mid", 0) if re.search(r"(?:^|\.)mid_block\.", param_name) else None
+        """("down", i) / ("up", i) / ("mid", i): the UNet block of a LoRA parameter for down/mid/up_lr_weight,
+        numbered as kohya's lists are (models/lr_blocks); None outside the blocks."""
+        return unet_block(param_name, self.LR_BLOCKS[1])
 
     def frozen_modules(self) -> list[nn.Module]:
         return [self.unet, self.text_encoder, self.vae]

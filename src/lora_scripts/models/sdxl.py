@@ -170,6 +170,7 @@ class StableDiffusionXL(StableDiffusion):
     TEXT_ENCODERS = ("te1", "te2")
     COMPONENTS = COMPONENTS
     READS_CLIP_SKIP = False
+    LR_BLOCKS = (9, 3)  # kohya's SDXL block weights: input/output_blocks 0-8, middle_block 0-2
 
     def __init__(self, parts: SDXLParts):  # noqa: D107 - StableDiffusion's fields, two encoders
         self.parts = parts

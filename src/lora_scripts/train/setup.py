@@ -106,18 +106,38 @@ def _block_weights(model: TrainableModel, train: TrainConfig):
             f"UNet, and {model.info.display_name} models have no such blocks",
             "Remove them from the config",
         )
+    _check_block_counts(model, train)
 
     def weight(name: str) -> float:
         block = block_of(name)
         if block is None:
             return 1.0
         kind, index = block
-        if kind == "mid":
-            return 1.0 if train.mid_lr_weight is None else train.mid_lr_weight
-        weights = train.down_lr_weight if kind == "down" else train.up_lr_weight
-        return 1.0 if weights is None else weights[index]
+        weights = {"down": train.down_lr_weight, "mid": train.mid_lr_weight, "up": train.up_lr_weight}[kind]
+        if weights is None:
+            return 1.0
+        return weights[index] if isinstance(weights, list) else weights  # one mid number: all mid blocks
 
     return weight
+
+
+def _check_block_counts(model: TrainableModel, train: TrainConfig) -> None:
+    """The lists name as many blocks as the family's UNet has in kohya's numbering (SD 12/1, SDXL 9/3)."""
+    per_side, mid = model.LR_BLOCKS
+    unet = f"the {model.info.display_name} UNet"
+    for key in ("down_lr_weight", "up_lr_weight"):
+        values = getattr(train, key)
+        if values is not None and len(values) != per_side:
+            raise ConfigError(
+                f"{key} has {len(values)} multipliers, but {unet} has {per_side} blocks a side in kohya's "
+                "numbering",
+                f"Give {per_side} numbers (kohya's presets such as sine give the 12 of SD 1.x/2.x)",
+            )
+    if isinstance(train.mid_lr_weight, list) and len(train.mid_lr_weight) != mid:
+        raise ConfigError(
+            f"mid_lr_weight has {len(train.mid_lr_weight)} multipliers, but {unet} has {mid} mid block(s)",
+            "Give one number" + (f" or {mid}" if mid > 1 else ""),
+        )
 
 
 def network_facts(modules: dict[str, nn.Module]) -> NetworkFacts | None:
