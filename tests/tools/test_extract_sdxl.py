@@ -65,22 +65,19 @@ def _errors(weights, tuned, component):
     }
 
 
-def test_full_rank_extract_gives_the_tuned_sdxl_back(models, tmp_path, cli):
-    single, tuned_folder, base_folder, tuned = models
-    out = tmp_path / "xl.safetensors"
-    done = cli(
-        "lora",
-        "extract",
-        str(tuned_folder),
-        str(single),
-        "-o",
-        str(out),
-        "--rank",
-        "4",
-        "--precision",
-        "float",
-    )
+def _extract(models, tmp_path, cli, rank: int):
+    """`lora extract TUNED BASE --rank N` through the CLI, tuned folder minus base single file."""
+    single, tuned_folder = models[:2]
+    out = tmp_path / f"r{rank}.safetensors"
+    args = [str(tuned_folder), str(single), "-o", str(out), "--rank", str(rank), "--precision", "float"]
+    done = cli("lora", "extract", *args)
     assert done.returncode == 0, done.stderr[-2000:]
+    return out
+
+
+def test_full_rank_extract_gives_the_tuned_sdxl_back(models, tmp_path, cli):
+    out = _extract(models, tmp_path, cli, rank=4)
+    base_folder, tuned = models[2:]
     with safe_open(str(out), framework="pt") as f:
         names = {k.rsplit(".", 2)[0] for k in f.keys() if k.endswith("lora_down.weight")}
         meta = f.metadata()
@@ -95,21 +92,8 @@ def test_full_rank_extract_gives_the_tuned_sdxl_back(models, tmp_path, cli):
 
 
 def test_a_lower_rank_comes_closer_than_the_base(models, tmp_path, cli):
-    single, tuned_folder, base_folder, tuned = models
-    out = tmp_path / "r1.safetensors"
-    done = cli(
-        "lora",
-        "extract",
-        str(tuned_folder),
-        str(single),
-        "-o",
-        str(out),
-        "--rank",
-        "1",
-        "--precision",
-        "float",
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    out = _extract(models, tmp_path, cli, rank=1)
+    base_folder, tuned = models[2:]
     applied = _applied(base_folder, out)
     base = StableDiffusionXLPipeline.from_pretrained(base_folder, local_files_only=True)
     before = {c: getattr(base, c).state_dict() for c in CHANGED}
