@@ -236,6 +236,9 @@ def test_the_unet_is_conditioned_on_the_image_size_and_its_crop(
     assert seen and all(ids == [[60.0, 120.0, 0.0, 32.0, 64.0, 64.0]] for ids in seen)
 
 
+ALL_PARKED = ("vae", "text_encoder", "text_encoder_2")
+
+
 def _devices(model, names):
     return {name: {p.device.type for p in getattr(model, name).parameters()} for name in names}
 
@@ -243,9 +246,10 @@ def _devices(model, names):
 @pytest.mark.parametrize(
     ("extra", "parked"),
     [
-        ({}, ("vae", "text_encoder", "text_encoder_2")),
+        ({}, ALL_PARKED),
         ({"train_text_encoder": True}, ("vae",)),  # trained encoders are neither cached nor parked
         ({"cache_latents": "no"}, ("text_encoder", "text_encoder_2")),
+        ({"mixed_precision": "bf16", "gradient_checkpointing": True}, ALL_PARKED),  # the 8 GB recipe
     ],
 )
 def test_cached_inputs_park_what_made_them_and_samples_still_draw(
