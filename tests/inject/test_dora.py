@@ -247,3 +247,14 @@ def test_tools_refuse_a_dora_file_and_an_output_axis_one(base_config, tmp_path, 
     with pytest.raises(FormatError) as err:
         load_lora(rows, {"unet": components.unet, "te": components.text_encoder}, "sd1")
     assert "trained with LyCORIS wd_on_output=True" in str(err.value)
+
+
+def test_init_lora_of_another_network_type_is_refused_before_training(base_config, tmp_path, train_kept):
+    from lora_scripts.train.init_lora import check_init_lora
+
+    result, _ = train_kept(base_config, tmp_path, network_type="dora")
+    net = build_config({**base_config, "init_lora": str(result.lora_path)}).network
+    with pytest.raises(ConfigError) as err:
+        check_init_lora(net)
+    assert "is a DoRA file but network_type is lora" in str(err.value)
+    assert "Set network_type: dora to continue it" in str(err.value)

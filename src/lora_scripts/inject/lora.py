@@ -13,7 +13,7 @@ from torch import nn
 from ..config import NetworkConfig
 from ..models.targets import text_targets, unet_targets
 from .dora import add_column_dora, dora_scale_of
-from .lyco import KINDS, LycoWeights, is_lyco_layer, lyco_config, read_lyco, write_lyco
+from .lyco import KINDS, LYCO_NAMES, LycoWeights, is_lyco_layer, lyco_config, read_lyco, write_lyco
 
 ADAPTER = "default"
 
@@ -27,6 +27,9 @@ class LoraWeights:
     alpha: float
     magnitude: torch.Tensor | None = None  # DoRA: peft lora_magnitude_vector (the new weight's row norms)
     dora_scale: torch.Tensor | None = None  # kohya/LyCORIS DoRA: per input column, [1, in] or [1, in, 1, 1]
+
+
+KIND_NAMES = {"lora": "LoRA", "dora": "DoRA", **LYCO_NAMES}  # network kind -> what users call it
 
 
 def network_kind(w: LoraWeights | LycoWeights) -> str:

@@ -10,8 +10,8 @@ from pathlib import Path
 from rich.console import Group
 from rich.table import Table
 
-from ..inject.lora import LoraWeights, network_kind
-from ..inject.lyco import LYCO_NAMES, LycoWeights
+from ..inject.lora import KIND_NAMES, LoraWeights, network_kind
+from ..inject.lyco import LycoWeights
 from .family import group_of, kind_of
 from .lora_io import LoraFile, read_lora
 from .lowrank import rank_of
@@ -79,11 +79,8 @@ def _parameters(w: LoraWeights | LycoWeights) -> int:
     return w.down.numel() + w.up.numel() + extra
 
 
-NETWORK_NAMES = {"lora": "LoRA", "dora": "DoRA", **LYCO_NAMES}
-
-
 def _network_type(w: LoraWeights | LycoWeights) -> str:
-    return NETWORK_NAMES[network_kind(w)]
+    return KIND_NAMES[network_kind(w)]
 
 
 def _groups(lora: LoraFile) -> list[dict]:

@@ -10,8 +10,8 @@ from pathlib import Path
 from torch import nn
 
 from ..config import NetworkConfig
-from ..errors import ConfigError
-from ..inject.lora import LoraWeights, inject, network_kind, write_weights
+from ..errors import ConfigError, FormatError
+from ..inject.lora import KIND_NAMES, LoraWeights, inject, network_kind, write_weights
 from ..inject.lyco import LycoWeights, lyco_kind
 from ..save.kohya import module_weights, read_lora_file
 from ..save.kohya_keys import group_modules
@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 def check_init_lora(net: NetworkConfig, adapter_format: str = "kohya") -> int:
     """Before anything is written: the file (or PEFT folder) reads, holds LoRA modules, and its rank fits
     the config's."""
-    ranks = Counter(int(w.down.shape[0]) for w in _RANK_READERS[adapter_format](net.init_lora))
+    weights = _RANK_READERS[adapter_format](net.init_lora)
+    _check_kind(net, {network_kind(w) for w in weights})
+    ranks = Counter(int(w.down.shape[0]) for w in weights)
     file_rank = ranks.most_common(1)[0][0]
     if "lora_rank" in net.model_fields_set and net.lora_rank != file_rank:
         raise ConfigError(
@@ -35,12 +37,26 @@ def check_init_lora(net: NetworkConfig, adapter_format: str = "kohya") -> int:
     return file_rank
 
 
+def _check_kind(net: NetworkConfig, kinds: set[str]) -> None:
+    """The file's network type is the config's: the saved file and its metadata are of one type."""
+    wanted = "lora" if net.network_type == "locon" else net.network_type
+    if kinds != {wanted}:
+        names = " and ".join(KIND_NAMES[k] for k in sorted(kinds))
+        raise ConfigError(
+            f"init_lora '{net.init_lora}' is a {names} file but network_type is {net.network_type}",
+            f"Set network_type: {sorted(kinds)[0]} to continue it, or start without init_lora",
+        )
+
+
 def _kohya_downs(path: str) -> list[LoraWeights | LycoWeights]:
-    """Each module's down weight (kohya or PEFT/diffusers LoRA file), or its LoHa/LoKr weights."""
+    """Each module's weights (a kohya file: LoRA, DoRA, LoHa, LoKr), or its down weight (PEFT/diffusers)."""
     tensors, _meta = read_lora_file(path, what="init_lora")
     groups, _other = group_modules(tensors)
-    downs = [LoraWeights(down, down, 1.0) for down in lora_downs(tensors).values()]
-    downs += [module_weights(n, g) for n, g in groups.items() if lyco_kind(g)]
+    try:
+        downs = [module_weights(n, g) for n, g in groups.items() if "down" in g or lyco_kind(g)]
+    except FormatError as exc:  # a damaged module: say which file
+        raise FormatError(f"init_lora '{path}': {exc.what}", exc.hint) from exc
+    downs = downs or [LoraWeights(down, down, 1.0) for down in lora_downs(tensors).values()]
     if not downs:
         raise not_a_lora(Path(path), tensors)
     return downs
