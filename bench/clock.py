@@ -74,6 +74,7 @@ class StepClock:
                 self.gpu["gpu_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / MB
                 self.gpu["gpu_peak_reserved_mb"] = torch.cuda.max_memory_reserved() / MB
                 self.gpu["gpu_device_used_mb"] = (total - free) / MB  # + CUDA context, other processes
+                self.gpu["gpu_reserved_end_mb"] = torch.cuda.memory_reserved() / MB  # at the same moment
 
     def result(self) -> dict:
         self._handle.remove()

@@ -118,3 +118,4 @@ cp "$results"/sdxl_8gb.json "$results"/sdxl_speed.json "$OUT"/ 2>/dev/null
 say "== summary (${FAILED:-nothing failed}); results in $OUT: $(ls "$OUT" | tr '\n' ' ')"
 "$PY" -m bench.gpu_summary $TINY
 say "done"
+sleep 1 # let tee write the last lines

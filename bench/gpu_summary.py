@@ -31,6 +31,10 @@ def lines(tiny: bool) -> list[str]:
         else:
             out.append(f"  timed steps: peak RSS {m['train_peak_rss_mb']:.0f} MB (no GPU)")
         out.append(f"  estimate, weights + optimizer state: {e['recipe_8gb_gib']:.2f} GiB")
+        from .sdxl_8gb import verdict
+
+        if verdict(m):
+            out.append("  " + verdict(m).strip())
     else:
         out.append("8 GB recipe: no result")
     speed = load_results("sdxl_speed", tiny)

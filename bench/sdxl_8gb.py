@@ -27,7 +27,7 @@ CONFIG = ROOT / "configs" / "sdxl_8gb.yaml"
 GIB = 1024**3
 PROBE = """
 import torch, bitsandbytes as bnb
-p = torch.nn.Parameter(torch.ones(4096, device="{device}"))
+p = torch.nn.Parameter(torch.ones(1 << 16, device="{device}"))  # 8-bit state from 4096 up
 opt = bnb.optim.AdamW8bit([p], lr=1e-3)
 p.grad = torch.ones_like(p)
 opt.step()
@@ -151,7 +151,25 @@ def summary_table(p: dict) -> str:
     return (
         f"optimizer {m['optimizer']} ({m['optimizer_reason']}), {m['resolution']} px, batch 1, "
         f"LoRA {m['trainable_params']:,} parameters\n\n{measured}\n\n{estimated}\n\n"
-        f"Estimate, weights + optimizer state of the recipe: {e['recipe_8gb_gib']:.2f} GiB"
+        f"Estimate, weights + optimizer state of the recipe: {e['recipe_8gb_gib']:.2f} GiB" + verdict(m)
+    )
+
+
+def verdict(m: dict) -> str:
+    """Against an 8 GiB card: the allocator's peak reserve plus this process's CUDA context (device memory in
+    use at the end, less what the allocator held then; read on this GPU: other GPUs' contexts differ)."""
+    if "gpu_peak_reserved_mb" not in m:
+        return ""
+    reserved_then = m.get("gpu_reserved_end_mb", m["gpu_peak_reserved_mb"])
+    context = max(0.0, m["gpu_device_used_mb"] - reserved_then) / 1024
+    steps = m["gpu_peak_reserved_mb"] / 1024 + context
+    before = m["gpu_reserved_before_timed_mb"] / 1024 + context
+    word = {True: "fits", False: "does NOT fit"}
+    return (
+        f"\n\nAgainst an 8 GiB card: the training steps need {steps:.2f} GiB (reserved "
+        f"{steps - context:.2f} + about {context:.2f} of CUDA context and the rest outside the allocator): "
+        f"**{word[steps <= 8]}**; "
+        f"loading + caches + warm-up peak at {before:.2f} GiB: **{word[before <= 8]}**."
     )
 
 
