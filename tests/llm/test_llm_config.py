@@ -78,9 +78,11 @@ def test_the_commented_example_config_is_an_llm_config():
     assert cfg.train.validation_steps == 50 and cfg.network.lora_rank == 16
 
 
-def test_network_type_is_an_image_route_key(cli, llm_config, tmp_path):
-    """LoHa/LoKr are kohya files; the LLM route writes PEFT LoRA adapters, so the key is refused there."""
-    path = write_yaml(tmp_path / "cfg.yaml", {**llm_config, "network_type": "loha"})
+@pytest.mark.parametrize("key,value", [("network_type", "loha"), ("dora_wd", True)])
+def test_network_type_is_an_image_route_key(cli, llm_config, tmp_path, key, value):
+    """LoHa/LoKr and LyCORIS's dora_wd are kohya files' settings; the LLM route writes PEFT LoRA adapters
+    (DoRA there is use_dora), so the keys are refused instead of silently ignored."""
+    path = write_yaml(tmp_path / "cfg.yaml", {**llm_config, key: value})
     done = cli("train", "-c", str(path), "--dry-run")
     out = " ".join(done.stderr.split())
-    assert done.returncode == 2 and "Key 'network_type' in" in out and "is an image-route key" in out
+    assert done.returncode == 2 and f"Key '{key}' in" in out and "is an image-route key" in out

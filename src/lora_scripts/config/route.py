@@ -36,6 +36,7 @@ DIFFUSION_OPTIONS = (
 # Keys of the shared sections that only one route reads (the `data` and `sample` sections are whole).
 IMAGE_ONLY = {
     "network_type",  # LoHa/LoKr files are kohya's; the LLM route writes PEFT LoRA adapters (use_dora: DoRA)
+    "dora_wd",  # LyCORIS's DoRA switch for images; the LLM route says use_dora
     "model_family",
     "allow_pickle",
     "prediction_type",
