@@ -33,8 +33,10 @@ MISSING = (
 )
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser():
+    """One headless Chromium for the module (each test opens its own UI on its own port: a page of its own
+    origin, with its own local storage)."""
     if not (BROWSER and DRIVER):
         pytest.skip(MISSING)
     options = webdriver.ChromeOptions()
@@ -115,7 +117,7 @@ class Page:
             "#dataset-status"
         ).text
 
-    def fill_training(self, name: str, steps: int) -> None:
+    def fill_training(self, name: str, steps: int, samples_every: int = 5) -> None:
         """The basic fields a designer types, and the advanced ones that make it tiny (64 px, CPU)."""
         self.el("#train-demo-model").click()
         self.wait(lambda: self.el("#field-base_model").get_attribute("value"), what="the demo model")
@@ -137,7 +139,7 @@ class Page:
             "bucket_reso_steps": 64,
             "device": "cpu",
             "num_threads": 1,
-            "sample_every_n_steps": 5,
+            "sample_every_n_steps": samples_every,
             "sample_steps": 3,
             "save_steps": 5,
         }.items():
@@ -214,7 +216,7 @@ def test_the_whole_route_in_english(tmp_path, style_images, browser, ui_process)
     page.shot("dataset")
     # train: a field error first, then start
     page.tab("train")
-    page.fill_training("neon_lora", 60)
+    page.fill_training("neon_lora", 60, samples_every=20)  # samples at 20, 40, 60: seconds less
     page.field("learning_rate", "fast")
     page.el("#check-btn").click()
     error = '.field-error[data-for="learning_rate"]'
@@ -250,6 +252,10 @@ def test_the_whole_route_in_english(tmp_path, style_images, browser, ui_process)
     page.shot("library")
     page.tab("jobs")
     assert len(page.all("#jobs tbody tr")) == 5  # label, doctor, train, resume, generate
+    bars = [(b.get_attribute("data-done"), b.get_attribute("data-total")) for b in page.all("#jobs .bar")]
+    stopped = (str(stopped_at), "60")  # the stopped run's bar ends where it stopped
+    assert bars == [("2", "2"), ("60", "60"), stopped, ("4", "4"), ("3", "3")]  # newest first
+    assert "2 of 2" in page.el("#jobs tbody tr .bar").text
     page.shot("jobs")
 
 
@@ -307,6 +313,9 @@ def test_a_shorter_pass_in_chinese(tmp_path, style_images, browser, ui_process):
     page.dataset_job("#doctor-btn")
     flags = 'figure[data-name="纸箱/手机_0.png"] .flags'
     page.wait(lambda: "描述是中文" in page.el(flags).text, 20, "the Chinese-caption flag in Chinese")
+    flag = page.el(f'{flags} .flag[data-check="Chinese caption"]')
+    assert "SD 1.x、2.x 和 SDXL 只看得懂英文" in flag.get_attribute("title")  # the sentence too
+    assert "SD 1.x、2.x 和 SDXL 只看得懂英文" in page.el("#findings").text
     page.shot("dataset-zh")
     page.tab("train")
     page.fill_training("纸箱", 6)
@@ -325,3 +334,5 @@ def test_a_shorter_pass_in_chinese(tmp_path, style_images, browser, ui_process):
     captions = page.generate("box_zh", "0,1")
     assert sum("<lora:box_zh:" in c for c in captions) == 2
     page.shot("generate-zh")
+    page.tab("jobs")
+    assert "已完成 2 / 2" in page.el("#jobs tbody tr .bar").text  # the newest job: the two images

@@ -71,7 +71,22 @@ def test_trainings_queue_stop_resume_then_generate_and_inspect(client, workspace
     assert 3 <= step < 30 and (workspace.root / f"loras/long/state/step-{step:06d}").is_dir()
     short = wait_job(client, second["id"])  # the queue moves on once the first has stopped
     assert short["job"]["status"] == "done" and short["job"]["started"] >= stopped["job"]["finished"] - 1
+    # the resumed training, generating with the short LoRA and a tool on it run side by side (only trainings
+    # queue): three processes at once instead of one after another
     resumed = client.post(f"/api/jobs/{first['id']}/resume").json()["job"]
+    request = {
+        "model": "models/demo-base.safetensors",
+        "loras": [{"path": "loras/short/short.safetensors", "weight": 1}],
+        "prompt": "neon style, a phone",
+        "steps": 3,
+        "width": 64,
+        "height": 64,
+        "grid_weights": "0,1",
+    }
+    drawing = client.post("/api/generate", json=request).json()["job"]
+    resize = {"tool": "resize", "inputs": ["loras/short/short.safetensors"], "out": "loras/small.safetensors"}
+    tool = client.post("/api/tools", json={**resize, "rank": 2}).json()["job"]
+    assert drawing["status"] == tool["status"] == "running"
     done = wait_job(client, resumed["id"])
     progress = done["progress"]
     assert done["job"]["status"] == "done", done["log"]
@@ -84,33 +99,27 @@ def test_trainings_queue_stop_resume_then_generate_and_inspect(client, workspace
     assert client.get(progress["report"]).status_code == 200
     listed = {j["id"]: j for j in client.get("/api/jobs").json()["jobs"]}
     assert listed[resumed["id"]]["result"] == "/files/loras/long/report.html"
-    # generate with the LoRA at two weights
-    request = {
-        "model": "models/demo-base.safetensors",
-        "loras": [{"path": "loras/long/long.safetensors", "weight": 1}],
-        "prompt": "neon style, a phone",
-        "steps": 3,
-        "width": 64,
-        "height": 64,
-        "grid_weights": "0,1",
-    }
-    made = wait_job(client, client.post("/api/generate", json=request).json()["job"]["id"])
+    # the images of the LoRA at two weights
+    made = wait_job(client, drawing["id"])
     assert made["job"]["status"] == "done", made["log"]
     assert made["bar"] == {"done": 2, "total": 2, "eta_s": None}  # one event per image drawn
     images = client.get("/api/gallery").json()["images"]
     params = [i["parameters"] for i in images if not i["grid"]]
     assert [p.split("\n")[0] for p in params] == [
-        "<lora:long:0> neon style, a phone",
-        "<lora:long:1> neon style, a phone",
+        "<lora:short:0> neon style, a phone",
+        "<lora:short:1> neon style, a phone",
     ]
     assert any(i["grid"] for i in images)
-    # the library: inspect facts, sample grid and report; a tool as a job
+    # the library: inspect facts, sample grid and report; the tool's file
+    resized = wait_job(client, tool["id"])
+    assert resized["job"]["status"] == "done" and resized["bar"] == {"done": 1, "total": 1, "eta_s": None}
     library = {item["path"]: item for item in client.get("/api/loras").json()["loras"]}
     long = library["loras/long/long.safetensors"]
     assert long["facts"]["family"] == "sd1" and long["report"].endswith("report.html")
     assert not any("/state/" in path for path in library)
     assert library["loras/long/long-step000005.safetensors"]["checkpoint"] is True  # listed after, no facts
     assert list(library)[0] == "loras/long/long.safetensors"
+    assert library["loras/small.safetensors"]["facts"]["groups"][0]["ranks"] == "2"
     zh_long = client.get("/api/loras", params={"lang": "zh"}).json()["loras"][0]
     zh = zh_long["facts_shown"]
     assert ["训练步数", "30"] in zh and ["steps", "30"] in long["facts_shown"]
@@ -118,17 +127,6 @@ def test_trainings_queue_stop_resume_then_generate_and_inspect(client, workspace
     zh_groups = [g["group"] for g in zh_long["facts"]["groups"]]
     assert zh_groups == ["UNet 下采样层", "UNet 中间层", "UNet 上采样层"]
     assert [g["group"] for g in long["facts"]["groups"]] == ["UNet down", "UNet mid", "UNet up"]
-    tool = client.post(
-        "/api/tools",
-        json={
-            "tool": "resize",
-            "inputs": ["loras/long/long.safetensors"],
-            "out": "loras/small.safetensors",
-            "rank": 2,
-        },
-    ).json()["job"]
-    resized = wait_job(client, tool["id"])
-    assert resized["job"]["status"] == "done" and resized["bar"] == {"done": 1, "total": 1, "eta_s": None}
     assert (workspace.root / "loras/small.safetensors").is_file()
 
 
@@ -145,7 +143,11 @@ def test_a_job_outlives_the_ui_and_a_restarted_ui_follows_and_stops_it(workspace
     ui.kill(signal.SIGKILL)  # the UI dies without a word; its jobs run on
     pid = json.loads((workspace.root / "jobs" / job["id"] / "job.json").read_text())["pid"]
     os.kill(pid, 0)
-    time.sleep(3)  # the doctor job ends while no UI is running
+    ended = workspace.root / "jobs" / doctor["id"] / "exit.json"
+    deadline = time.time() + 60
+    while not ended.is_file() and time.time() < deadline:  # the doctor job ends while no UI is running
+        time.sleep(0.2)
+    assert ended.is_file()
     again = ui_process(workspace.root).wait_ready()
     http = httpx.Client(base_url=again.url, timeout=30)
     jobs = {j["id"]: j for j in http.get("/api/jobs").json()["jobs"]}

@@ -90,14 +90,14 @@ def train_progress(ws: Workspace, job: dict) -> dict:
         return {}
     folder = ws.root / out
     events = read_progress(folder / PROGRESS_FILE)
-    since = job.get("started") or 0
+    since, until = job.get("started") or 0, job.get("finished") or float("inf")
     losses: dict[int, float] = {}
     last: dict[str, Any] = {}
     samples: list[dict] = []
     for event in events:
         if event["event"] == "step":
             losses[event["step"]] = event["loss"]
-            if event["time"] >= since - 1:
+            if since - 1 <= event["time"] <= until + 1:  # this job's own steps (a resume appends)
                 last = event
         elif event["event"] == "samples":
             for name in event["files"]:
