@@ -149,7 +149,7 @@ def summary_table(p: dict) -> str:
         ["estimate (bench/sdxl_memory.py)", "GiB"], [[k, f"{v:.2f}"] for k, v in e["gib"].items()]
     )
     return (
-        f"optimizer {m['optimizer']} ({m['optimizer_reason']}), {m['resolution']} px, batch 1, "
+        f"Optimizer {m['optimizer']} ({m['optimizer_reason']}), {m['resolution']} px, batch 1, "
         f"LoRA {m['trainable_params']:,} parameters\n\n{measured}\n\n{estimated}\n\n"
         f"Estimate, weights + optimizer state of the recipe: {e['recipe_8gb_gib']:.2f} GiB" + verdict(m)
     )
