@@ -107,7 +107,8 @@ def run_job(job_path: Path, new: bool = False, show_bar: bool = True) -> dict:
     if shard.rank == 0:
         for item_id, n, reason in plan.failed:
             ledger.fail(item_id, n, reason)
-    counts = {"total": sum(len(b) for b in mine), "done": sum(len(b) for b in mine) - _count(todo, done)}
+    total = sum(len(b) for b in mine)
+    counts = {"total": total, "done": total - _count(todo, done), "per_item": job.images_per_item}
     if todo:
         engine = Engine(job, plan.library, template_mixes(job), shard.device, DTYPES[precision])
         try:

@@ -34,7 +34,8 @@ class StopAfterBatch:
 
 @contextmanager
 def bar(show: bool, counts: dict, shard):
-    """A function tick(done, images_per_min, eta_s) that moves the bar (a no-op without a bar)."""
+    """A function tick(done, images_per_min, eta_s) that moves the bar (a no-op without a bar). Items are
+    counted as images // images_per_item (of this process's share)."""
     if not show:
         yield lambda *a: None
         return
@@ -43,17 +44,22 @@ def bar(show: bool, counts: dict, shard):
     from ..console import console
 
     columns = [
-        TextColumn(f"rank {shard.rank}" if shard.world > 1 else "images"),
+        TextColumn(f"rank {shard.rank}" if shard.world > 1 else "batch"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]} img/min  ETA {task.fields[eta]}"),
+        TextColumn("images  {task.fields[items]} items  {task.fields[rate]} img/min  ETA {task.fields[eta]}"),
         TimeElapsedColumn(),
     ]
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("", total=counts["total"], completed=counts["done"], rate="-", eta="-")
+        per = counts["per_item"]
+        items = f"{counts['done'] // per}/{counts['total'] // per}"
+        task = progress.add_task(
+            "", total=counts["total"], completed=counts["done"], rate="-", eta="-", items=items
+        )
 
         def tick(done: int, rate: float, eta: float | None) -> None:
             shown = "-" if eta is None else f"{int(eta // 60)}:{int(eta % 60):02d}"
-            progress.update(task, completed=done, rate=f"{rate:.1f}", eta=shown)
+            items = f"{done // per}/{counts['total'] // per}"
+            progress.update(task, completed=done, rate=f"{rate:.1f}", eta=shown, items=items)
 
         yield tick
