@@ -38,7 +38,16 @@ def lines(tiny: bool) -> list[str]:
     else:
         out.append("8 GB recipe: no result")
     speed = load_results("sdxl_speed", tiny)
-    if speed:
+    if speed and not speed["summary"]:
+        out.append(f"speed: {len(speed['runs'])} run(s), no whole round (the time ran out):")
+        for r in speed["runs"]:
+            gpu = (
+                f", GPU max allocated {r['gpu_peak_allocated_mb']:.0f} MB"
+                if "gpu_peak_allocated_mb" in r
+                else ""
+            )
+            out.append(f"  {r['pair']} {r['arm']}: {r['timed']['median']:.3f} s/step{gpu}")
+    elif speed:
         s = speed["summary"]
         ab, aa = s["A/B"], s["A/A"]
         out.append(

@@ -18,7 +18,7 @@ import argparse
 import time
 
 from .common import PHOTO, photo_size, photos, save_results, table
-from .speed import rounds, speed_table, summarise
+from .speed import ROUND_ORDER, rounds, speed_table, summarise
 
 
 def base_spec(args) -> dict:
@@ -108,12 +108,26 @@ def main() -> None:
         flush=True,
     )
     runs: list[dict] = []
+
+    def save(done: list[dict]):
+        """Everything so far; the summary over whole rounds only (a round is 4 runs)."""
+        whole = [r for r in done if sum(x["round"] == r["round"] for x in done) == len(ROUND_ORDER[0])]
+        summary = summarise(whole) if whole else None
+        rounds_done = len({r["round"] for r in whole})
+        payload = {
+            "args": vars(args),
+            "base": base,
+            "rounds_done": rounds_done,
+            "runs": done,
+            "summary": summary,
+        }
+        return save_results("sdxl_speed", args.tiny, payload), summary
+
     for i in range(args.rounds):
         round_started = time.time()
-        runs += rounds(base, 1, log=stamp, first=i)
-        summary = summarise(runs)
-        payload = {"args": vars(args), "base": base, "rounds_done": i + 1, "runs": runs, "summary": summary}
-        path = save_results("sdxl_speed", args.tiny, payload)
+        before = list(runs)
+        runs += rounds(base, 1, log=stamp, first=i, on_run=lambda new, before=before: save(before + new))
+        path, summary = save(runs)
         took = time.time() - round_started
         if args.budget_s and i + 1 < args.rounds and time.time() - started + took > args.budget_s:
             stamp(f"stopping after {i + 1} round(s): another would pass the {args.budget_s:.0f} s budget")

@@ -57,8 +57,9 @@ def one_run(spec: dict, pair: str, arm: str, round_: int) -> dict:
     }
 
 
-def rounds(base: dict, count: int, log=print, first: int = 0) -> list[dict]:
-    """Rounds first .. first + count - 1 (their number fixes their order, ROUND_ORDER)."""
+def rounds(base: dict, count: int, log=print, first: int = 0, on_run=None) -> list[dict]:
+    """Rounds first .. first + count - 1 (their number fixes their order, ROUND_ORDER); `on_run(runs)` after
+    each run (to save what there is when a time limit may stop the rest)."""
     runs = []
     for i in range(first, first + count):
         for pair, arm in ROUND_ORDER[i % 2]:
@@ -78,6 +79,8 @@ def rounds(base: dict, count: int, log=print, first: int = 0) -> list[dict]:
                 flush=True,
             )
             runs.append(run)
+            if on_run is not None:
+                on_run(runs)
     return runs
 
 
