@@ -54,6 +54,19 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.02)
 
 
+@pytest.fixture()
+def crash_job(cli, make_job, tmp_path) -> tuple[Path, Path]:
+    """(job file, its output_dir) for 12 items x 2 images; an unbroken run's output: tmp_path/reference."""
+    rows = catalogue(12)
+    assert cli("batch", make_job(rows=rows, output_dir="reference", name="ref.yaml", **KEYS)).returncode == 0
+    return make_job(rows=rows, **KEYS), tmp_path / "out"
+
+
+def progress_events(out: Path) -> list[dict]:
+    path = out / "progress.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
 def assert_same_images(out: Path, reference: Path, total: int) -> None:
     rows, ref = index_rows(out), index_rows(reference)
     assert len(rows) == total and len({(r["id"], r["n"]) for r in rows}) == total  # each (id, n) once
@@ -63,11 +76,8 @@ def assert_same_images(out: Path, reference: Path, total: int) -> None:
 
 
 @pytest.mark.slow
-def test_ctrl_c_then_kill_9_then_resume_equals_an_unbroken_run(cli, make_job, tmp_path):
-    rows = catalogue(12)
-    assert cli("batch", make_job(rows=rows, output_dir="reference", name="ref.yaml", **KEYS)).returncode == 0
-    job = make_job(rows=rows, **KEYS)
-    out = tmp_path / "out"
+def test_ctrl_c_then_kill_9_then_resume_equals_an_unbroken_run(crash_job, tmp_path):
+    job, out = crash_job
 
     proc = start(job)  # Ctrl-C: the batch being made is finished and recorded, then exit 130
     wait_for(lambda: recorded(out) >= 2, proc)
@@ -76,7 +86,7 @@ def test_ctrl_c_then_kill_9_then_resume_equals_an_unbroken_run(cli, make_job, tm
     assert proc.returncode == 130 and "Stopped by the user" in stderr and "Traceback" not in stderr
     stopped = recorded(out)
     assert stopped % 2 == 0 and stopped < 24  # whole batches only
-    events = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
+    events = progress_events(out)
     assert events[-1]["event"] == "end" and events[-1]["state"] == "stopped"
 
     proc = start(job)  # kill -9 (no handler, no cleanup) in the middle of the rest
@@ -95,17 +105,12 @@ def test_ctrl_c_then_kill_9_then_resume_equals_an_unbroken_run(cli, make_job, tm
 
 
 @pytest.mark.slow
-def test_two_processes_equal_one_and_a_killed_rank_resumes(cli, make_job, tmp_path):
-    rows = catalogue(12)
-    assert cli("batch", make_job(rows=rows, output_dir="reference", name="ref.yaml", **KEYS)).returncode == 0
-    job = make_job(rows=rows, **KEYS)
-    out = tmp_path / "out"
+def test_two_processes_equal_one_and_a_killed_rank_resumes(crash_job, tmp_path):
+    job, out = crash_job
     proc = start(job, "--processes", "2")
 
     def ranks() -> dict[int, int]:
-        path = out / "progress.jsonl"
-        lines = path.read_text().splitlines() if path.exists() else []
-        return {e["rank"]: e["pid"] for e in map(json.loads, lines) if e["event"] == "start"}
+        return {e["rank"]: e["pid"] for e in progress_events(out) if e["event"] == "start"}
 
     wait_for(lambda: len(ranks()) == 2 and len(list((out / "parts").glob("index-*.csv"))) == 2, proc)
     os.kill(ranks()[1], signal.SIGKILL)  # one rank dies; the launcher stops the other
@@ -119,5 +124,5 @@ def test_two_processes_equal_one_and_a_killed_rank_resumes(cli, make_job, tmp_pa
     again = subprocess.run([sys.executable, "-m", "lora_scripts.cli", "batch", str(job)], capture_output=True)
     assert again.returncode == 0, again.stderr  # resumed by one process: the parts are merged
     assert_same_images(out, tmp_path / "reference", 24)
-    events = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
+    events = progress_events(out)
     assert [e for e in events if e["event"] == "start"][-1]["done"] == finished  # nothing finished redone

@@ -100,6 +100,7 @@ def run_job(job_path: Path, new: bool = False, show_bar: bool = True) -> dict:
     order = {(w.id, w.n): i for i, w in enumerate(plan.works)}
     if shard.world == 1:
         ledger.merge(order)  # what a crashed run left in its parts, into index.csv
+        remove_stale_temps(out)
     done = ledger.done()
     _check_unchanged(plan.works, done)
     mine = [b for i, b in enumerate(plan.batches) if i % shard.world == shard.rank]
@@ -117,11 +118,19 @@ def run_job(job_path: Path, new: bool = False, show_bar: bool = True) -> dict:
             engine.close()
     shard.wait()
     if shard.rank == 0:
+        remove_stale_temps(out)
         counts["index"], counts["failed"] = ledger.merge(order)
         rows = list(ledger.done().values())
         rows.sort(key=lambda r: order.get((r["id"], int(r["n"])), len(order)))
         write_sheet(out, rows, {w.id: w.category for w in plan.works}, f"{job_path.stem}: {out.name}")
     return counts
+
+
+def remove_stale_temps(out: Path) -> None:
+    """Temp files of images a kill -9 cut off (save_png's `.<name>.png.<random>.tmp`); only while no other
+    process of the job can be writing one."""
+    for path in (out / "images").rglob(".*.png.*.tmp"):
+        path.unlink(missing_ok=True)
 
 
 def _count(batches: list[list[Work]], done: dict) -> int:
