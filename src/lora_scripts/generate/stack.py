@@ -4,7 +4,8 @@ Hand-written forward hooks instead of peft/diffusers adapters (one line why): th
 touched, so weight 0 (or no LoRA) is the base model bit for bit, and stacked LoRAs add exactly:
 `y = base(x) + sum_i weight_i * alpha_i/rank_i * up_i(down_i(x))` (a LoHa/LoKr adds its whole weight
 change, computed once: `weight_i * conv_or_linear(x, delta_i)`; so does a DoRA, whose change depends on the
-base weight: delta_i = W'_i - W as A1111/ComfyUI compute it, W + weight_i * (W'_i - W) in all).
+base weight: delta_i = W'_i - W as A1111/ComfyUI compute it, W + weight_i * (W'_i - W) in all; each DoRA
+against the base weight itself, so the order of the files does not matter, as in `lora merge`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..inject.dora import column_dora_weight
+from ..inject.dora import dora_delta
 from ..inject.lora import LoraWeights
 from ..inject.lyco import LycoWeights
 from ..save.lora_read import load_lora, target_modules
@@ -111,9 +112,8 @@ def _full_delta(w: LoraWeights | LycoWeights, base: torch.Tensor) -> torch.Tenso
         return w.delta()
     if w.dora_scale is None:
         return None
-    with torch.no_grad():
-        new = column_dora_weight(base, w.down, w.up, w.alpha / w.down.shape[0], w.dora_scale)
-        return new - base.to(new.dtype)
+    with torch.no_grad():  # per input column or per output row, as the file's dora_scale is laid out
+        return dora_delta(base, w.down, w.up, w.alpha / w.down.shape[0], w.dora_scale)
 
 
 def _low_rank(module: nn.Module, x: torch.Tensor, delta: _Delta) -> torch.Tensor:

@@ -10,14 +10,25 @@ the norm taken over every axis but the input one. peft's own DoRA normalises per
 clients do not read back, so the same formula is trained here as a peft LoRA variant (peft's LoraVariant
 seam): W' x = (W + s * up @ down)(c * x) with c = dora_scale / ||.||_col, i.e. the plain LoRA forward on the
 input scaled per channel; the norm is detached from the gradient, as peft does after the DoRA paper (4.3).
+
+Files of current LyCORIS (wd_on_output=True, its default) carry one magnitude per OUTPUT row instead
+(dora_scale [out, 1] or [out, 1, 1, 1]). They are applied with LyCORIS's own rule for that axis
+(lycoris/modules/locon.py apply_weight_decompose): W' = dora_scale * (W + s * up @ down) / (||.||_row + eps),
+the norm over every axis but the output one, eps = float32's. The clients do not: A1111 always divides by
+the column norm (the [out, 1] scale broadcasts against the [1, in] norm into a per-element factor), and
+ComfyUI divides by the row norm of the base weight W alone, not of W + s * up @ down.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from peft.tuners.lora import LoraLayer
 from peft.tuners.lora.layer import LoraVariant
 from torch import nn
+
+from ..errors import ConfigError
 
 
 class ColumnMagnitude(nn.Module):
@@ -34,16 +45,44 @@ def column_norm(weight: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(weight, dim=dims, keepdim=True)
 
 
+def row_norm(weight: torch.Tensor) -> torch.Tensor:
+    """||W||_row: the norm of each output row (over every axis but 0), kept as [out, 1] / [out, 1, 1, 1]."""
+    return torch.linalg.vector_norm(weight, dim=tuple(range(1, weight.dim())), keepdim=True)
+
+
+def scale_axis(scale_shape: tuple[int, ...], weight_shape: tuple[int, ...]) -> str | None:
+    """"row" for a dora_scale of one magnitude per output row (LyCORIS wd_on_output=True), "column" for one
+    per input column (wd_on_output=False), None for neither (a 1x1 weight reads the same either way)."""
+    count = math.prod(scale_shape)
+    if scale_shape and scale_shape[0] == weight_shape[0] and count == weight_shape[0]:
+        return "row"
+    if scale_shape and scale_shape[0] == 1 and count == weight_shape[1]:
+        return "column"
+    return None
+
+
+def layer_scale(scale: torch.Tensor, weight_shape: tuple[int, ...]) -> torch.Tensor:
+    """dora_scale in the layer's layout: [out, 1(, 1, 1)] on rows, [1, in(, 1, 1)] on columns."""
+    lead = (-1, 1) if scale_axis(tuple(scale.shape), weight_shape) == "row" else (1, -1)
+    return scale.reshape(*lead, *[1] * (len(weight_shape) - 2))
+
+
 def column_weight(base: torch.Tensor, down: torch.Tensor, up: torch.Tensor, scale: float) -> torch.Tensor:
     """W + scale * up @ down, in the base weight's shape (float32 or wider)."""
     low_rank = up.flatten(1).to(torch.float32) @ down.flatten(1).to(torch.float32)
     return base.to(low_rank.dtype) + scale * low_rank.to(base.device).reshape(base.shape)
 
 
-def column_dora_weight(base: torch.Tensor, down, up, scale: float, dora_scale: torch.Tensor) -> torch.Tensor:
-    """The clients' W' at weight 1.0 (see the module docstring)."""
+def dora_delta(base: torch.Tensor, down, up, scale: float, dora_scale: torch.Tensor) -> torch.Tensor:
+    """W' - W at weight 1.0 against this base weight (float32), on the axis dora_scale has (module docstring);
+    at weight w the clients apply W + w * (W' - W), and so do generate and `lora merge`."""
     merged = column_weight(base, down, up, scale)
-    return merged * (dora_scale.to(merged) / column_norm(merged))
+    if scale_axis(tuple(dora_scale.shape), tuple(merged.shape)) == "row":
+        norm = row_norm(merged) + torch.finfo(merged.dtype).eps
+    else:
+        norm = column_norm(merged)
+    new = merged * (dora_scale.to(merged).reshape(norm.shape) / norm)
+    return new - base.to(new)
 
 
 def _factor(module: LoraLayer, adapter: str) -> torch.Tensor:
@@ -113,3 +152,25 @@ def dora_scale_of(layer: nn.Module, adapter: str) -> torch.Tensor | None:
     if not isinstance(getattr(layer, "lora_variant", {}).get(adapter), ColumnDoraVariant):
         return None
     return layer.lora_magnitude_vector[adapter].weight.detach()
+
+
+def dora_notes(path, weights) -> list[str]:
+    """What a user should know about a file's DoRA modules before taking it to a client (empty if nothing)."""
+    rows = sum(1 for w in weights if getattr(w, "dora_scale", None) is not None and w.dora_scale.shape[0] > 1)
+    if not rows:
+        return []
+    return [
+        f"'{path}' has {rows} DoRA modules with one magnitude per output row (LyCORIS wd_on_output=True): "
+        "lora-scripts applies them with LyCORIS's formula, but A1111 divides by the input-column norm and "
+        "ComfyUI by the base weight's row norm instead, so images made there differ from LyCORIS's"
+    ]
+
+
+def check_trainable(path, weights) -> None:
+    """init_lora: refuse per-output-row DoRA modules, since training here is per input column."""
+    if any(getattr(w, "dora_scale", None) is not None and w.dora_scale.shape[0] > 1 for w in weights):
+        raise ConfigError(
+            f"init_lora '{path}' is a DoRA with one magnitude per output row (LyCORIS wd_on_output=True), "
+            "and lora-scripts trains DoRA with one per input column, so it cannot continue it",
+            "Use it in generate, or bake it into the base with `lora merge` and train a new DoRA on that",
+        )

@@ -8,6 +8,7 @@ import torch
 from safetensors import safe_open
 
 from ..errors import FormatError
+from ..inject.dora import layer_scale, scale_axis
 from ..inject.lora import LoraWeights
 from ..inject.lyco import LYCO_NAMES, LycoWeights, lyco_kind, lyco_shape, missing_lyco_parts
 from .kohya_keys import (
@@ -92,22 +93,21 @@ def module_weights(name: str, group: dict[str, torch.Tensor]) -> LoraWeights | L
         raise FormatError(f"LoRA module '{name}' has no lora_down/lora_up pair", "Use a complete LoRA file")
     down, up = group["down"].float(), group["up"].float()
     alpha = float(group["alpha"]) if "alpha" in group else float(down.shape[0])
-    scale = _dora_scale(name, group[DORA_SCALE], down) if DORA_SCALE in group else None
+    scale = _dora_scale(name, group[DORA_SCALE], down, up) if DORA_SCALE in group else None
     return LoraWeights(down=down, up=up, alpha=alpha, dora_scale=scale)
 
 
-def _dora_scale(name: str, scale: torch.Tensor, down: torch.Tensor) -> torch.Tensor:
-    """dora_scale per input column, as [1, in] (linear) or [1, in, 1, 1] (conv); a magnitude per output
-    row (LyCORIS wd_on_output=True) is refused: A1111 misreads it and ComfyUI normalises it differently."""
-    inputs = int(down.shape[1])
-    if scale.shape[0] != 1 or scale.numel() != inputs:
+def _dora_scale(name: str, scale: torch.Tensor, down: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """dora_scale per input column ([1, in] / [1, in, 1, 1]: LyCORIS wd_on_output=False, ours) or per output
+    row ([out, 1] / [out, 1, 1, 1]: wd_on_output=True, LyCORIS's default now), in the layer's layout."""
+    shape = (int(up.shape[0]), *down.shape[1:])
+    if scale_axis(tuple(scale.shape), shape) is None:
         raise FormatError(
-            f"DoRA module '{name}' has a dora_scale of shape {list(scale.shape)}, not one per input "
-            f"column ([1, {inputs}]): it was trained with LyCORIS wd_on_output=True, which lora-scripts "
-            "cannot apply the way A1111 and ComfyUI do",
-            "Use a DoRA trained with wd_on_output=False (LyCORIS's earlier default, and lora-scripts')",
+            f"DoRA module '{name}' has a dora_scale of shape {list(scale.shape)}, neither one per input "
+            f"column ([1, {shape[1]}]) nor one per output row ([{shape[0]}, 1])",
+            "The file is damaged or not a LyCORIS/kohya DoRA; use the file as its trainer wrote it",
         )
-    return scale.float().reshape(1, inputs, *[1] * (down.dim() - 2))
+    return layer_scale(scale.float(), shape)
 
 
 def read_lora_file(path: str, what: str = "LoRA") -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -8,6 +8,7 @@ modules or shapes do not fit the base model is refused, naming both model famili
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from dataclasses import replace
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import FormatError
+from ..inject.dora import dora_notes, layer_scale
 from ..inject.lora import LoraWeights
 from ..inject.lyco import LycoWeights
 from ..models.registry import display_name, family_info
@@ -24,6 +26,7 @@ from .kohya import from_kohya, read_lora_file
 from .kohya_keys import name_table, split_key, te_canonical
 from .lora_family import detect_lora_family, lora_downs
 
+log = logging.getLogger(__name__)
 Parts = dict[str, dict[str, LoraWeights | LycoWeights]]  # {"unet"|"te": {module path: weights}}
 PEFT_PREFIXES = {"unet.": "unet", "text_encoder.": "te", "base_model.model.": "unet"}
 UNSUPPORTED = {
@@ -64,6 +67,8 @@ def load_lora(path: Path, models: dict[str, nn.Module], family: str) -> Parts:
                 shape = f"{tuple(found)} for '{module_path}' ({_size(module)})"
                 _refuse_family(path, theirs, family, f"a weight has the shape {shape}")
             out[component][module_path] = fitted
+    for note in dora_notes(path, [w for weights in out.values() for w in weights.values()]):
+        log.warning(note)
     return out
 
 
@@ -153,8 +158,8 @@ def _fit(module: nn.Module, w: LoraWeights | LycoWeights) -> LoraWeights | LycoW
         kernel = (module.in_channels, *module.kernel_size)
         ok = tuple(down.shape[1:]) == kernel and tuple(up.shape[:2]) == (module.out_channels, down.shape[0])
     scale = w.dora_scale
-    if scale is not None:  # dora_scale in the layer's layout too: [1, in] or [1, in, 1, 1]
-        scale = scale.reshape(1, -1, *[1] * (down.dim() - 2))
+    if scale is not None:  # dora_scale in the layer's layout too: [1, in(, 1, 1)] or [out, 1(, 1, 1)]
+        scale = layer_scale(scale, (up.shape[0], *down.shape[1:]))
     return replace(w, down=down, up=up, dora_scale=scale) if ok else None
 
 
