@@ -1,7 +1,7 @@
 """DoRA (network_type: dora) trained through a peft LoRA variant and saved as kohya/LyCORIS `dora_scale`:
 the weight each file implies under the clients' own formulas equals what the trained layer applies, for a
 linear and a 3x3 conv layer; generate, init_lora and `lora inspect` read the file back; tools that need a
-plain LoRA refuse it in one sentence.
+plain LoRA (resize, merge-loras) refuse it in one sentence that points to `lora merge`.
 
 The client formulas are written here from their code, independently of lora_scripts:
 - A1111 extensions-builtin/Lora/network.py: finalize_updown scales up @ down by alpha / dim, then
@@ -211,14 +211,14 @@ def test_generate_inspect_and_init_lora_read_a_dora_file(
     draws_and_continues(base_config, tmp_path, result.lora_path, network_type="dora")
 
 
-def test_tools_refuse_a_dora_file_and_an_output_axis_one(base_config, tmp_path, cli, tiny_model, train_kept):
+def test_tools_refuse_a_dora_file_and_a_damaged_scale(base_config, tmp_path, cli, tiny_model, train_kept):
     from lora_scripts.config import ModelConfig
     from lora_scripts.errors import FormatError
     from lora_scripts.models.loader import load_components
     from lora_scripts.save.lora_read import load_lora
 
     result, _ = train_kept(base_config, tmp_path, network_type="dora")
-    for args in (
+    for args in (  # `lora merge` bakes it into the base (tests/tools/test_merge_dora.py)
         ("resize", str(result.lora_path), "--rank", "2", "-o", str(tmp_path / "small.safetensors")),
         (
             "merge-loras",
@@ -227,26 +227,22 @@ def test_tools_refuse_a_dora_file_and_an_output_axis_one(base_config, tmp_path, 
             "-o",
             str(tmp_path / "sum.safetensors"),
         ),
-        (
-            "merge",
-            str(tiny_model["single_file"]),
-            str(result.lora_path),
-            "-o",
-            str(tmp_path / "m.safetensors"),
-        ),
     ):
         done = cli("lora", *args)
         assert done.returncode == 2 and "Traceback" not in done.stderr, args
-        assert "is a DoRA file; this tool works on plain LoRA/LoCon files" in " ".join(done.stderr.split())
-    tensors = load_file(result.lora_path)  # LyCORIS wd_on_output=True: one magnitude per output row
+        said = " ".join(done.stderr.split())
+        assert "is a DoRA file; this tool works on plain LoRA/LoCon files" in said
+        assert "Bake it into the base model with `lora merge BASE FILE:WEIGHT -o merged.safetensors`" in said
+    tensors = load_file(result.lora_path)  # neither per input column nor per output row
     name = kohya_name("unet", LINEAR)
-    tensors[f"{name}.dora_scale"] = torch.ones(tensors[f"{name}.lora_up.weight"].shape[0], 1)
-    rows = tmp_path / "rows.safetensors"
-    save_file(tensors, str(rows))
+    out = tensors[f"{name}.lora_up.weight"].shape[0]
+    tensors[f"{name}.dora_scale"] = torch.ones(out + 1, 1)
+    damaged = tmp_path / "damaged.safetensors"
+    save_file(tensors, str(damaged))
     components = load_components(ModelConfig(base_model=str(tiny_model["single_file"])))
     with pytest.raises(FormatError) as err:
-        load_lora(rows, {"unet": components.unet, "te": components.text_encoder}, "sd1")
-    assert "trained with LyCORIS wd_on_output=True" in str(err.value)
+        load_lora(damaged, {"unet": components.unet, "te": components.text_encoder}, "sd1")
+    assert f"has a dora_scale of shape [{out + 1}, 1], neither one per input column" in str(err.value)
 
 
 def test_init_lora_of_another_network_type_is_refused_before_training(base_config, tmp_path, train_kept):

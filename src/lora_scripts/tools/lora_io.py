@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..errors import FormatError, OutputError
+from ..inject.dora import dora_notes
 from ..inject.lora import LoraWeights
 from ..inject.lyco import LycoWeights, lyco_kind, missing_lyco_parts
 from ..save.atomic import atomic_save_safetensors, probe_writable
@@ -16,6 +18,7 @@ from ..save.kohya_keys import DORA_SCALE, LYCO_PARTS, SUFFIX_ALPHA, SUFFIX_DOWN,
 from ..save.lora_family import detect_lora_family
 from ..save.metadata import add_hashes
 
+log = logging.getLogger(__name__)
 # Keys whose values describe the tensors of one particular file: recomputed for every file we write.
 STALE_KEYS = ("sshs_model_hash", "sshs_legacy_hash", "modelspec.hash_sha256")
 
@@ -28,23 +31,27 @@ class LoraFile:
     other: list[str] = field(default_factory=list)  # tensors that are not plain LoRA (LoHa, LoKr, DoRA...)
     dtypes: set[str] = field(default_factory=set)
     size: int = 0
+    notes: list[str] = field(default_factory=list)  # what a user should know before using it in a client
 
     def family(self) -> tuple[str | None, str]:
         """(base family or None, how it was found): save/lora_family's one detector."""
         return detect_lora_family({n: w.down for n, w in self.modules.items()}, self.metadata)
 
 
-def read_lora(path: Path, strict: bool = True) -> LoraFile:
-    """Read a kohya LoRA; `strict` refuses tensors that are not plain lora_down/lora_up/alpha."""
+def read_lora(path: Path, strict: bool = True, dora: bool = False) -> LoraFile:
+    """Read a kohya LoRA; `strict` refuses tensors that are not plain lora_down/lora_up/alpha, and DoRA
+    modules unless `dora` (`lora merge`, which applies them against the base weight)."""
     if not path.is_file():
         raise FormatError(f"LoRA file '{path}' does not exist", "Check the path")
     tensors, metadata = read_lora_file(str(path))
     grouped, other = group_modules(tensors)
-    if strict and any(DORA_SCALE in group for group in grouped.values()):
+    if strict and not dora and any(DORA_SCALE in group for group in grouped.values()):
         raise FormatError(
             f"'{path}' is a DoRA file; this tool works on plain LoRA/LoCon files (lora_down/lora_up), and "
-            "a DoRA's change depends on the base weight it is applied to",
-            "Use it in generate or as init_lora; to merge, resize or combine, train a LoRA/LoCon instead",
+            "a DoRA's change depends on the base weight it is applied to, so it has no low-rank form",
+            "Bake it into the base model with `lora merge BASE FILE:WEIGHT -o merged.safetensors` (then "
+            "`lora extract merged.safetensors BASE` gives a plain LoRA to resize or combine), or use it in "
+            "generate as it is",
         )
     modules: dict[str, LoraWeights | LycoWeights] = {}
     lyco = []
@@ -76,7 +83,11 @@ def read_lora(path: Path, strict: bool = True) -> LoraFile:
             "Only plain LoRA files (lora_down/lora_up/alpha) can be merged, resized or combined",
         )
     dtypes = {str(t.dtype).removeprefix("torch.") for t in tensors.values()}
-    return LoraFile(path, modules, metadata, sorted(other), dtypes, path.stat().st_size)
+    lora = LoraFile(path, modules, metadata, sorted(other), dtypes, path.stat().st_size)
+    lora.notes = dora_notes(path, modules.values())
+    for note in lora.notes:
+        log.warning(note)
+    return lora
 
 
 def _complete_lyco(group: dict[str, torch.Tensor]) -> bool:

@@ -1,4 +1,4 @@
-"""`lora merge`: bake weighted LoRAs into a base checkpoint, written in the layout it was read in.
+"""`lora merge`: bake weighted LoRAs (DoRA too) into a base checkpoint, written in the layout it was read in.
 
 Single-file LDM in -> the same file's keys, dtypes and metadata out, with only the merged weights changed;
 diffusers folder in -> a diffusers folder out (``save_pretrained``).
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -18,6 +19,8 @@ from torch import nn
 from ..config import ModelConfig
 from ..errors import FormatError, ModelError
 from ..files import replacing_folder
+from ..inject.dora import dora_delta
+from ..inject.lora import LoraWeights
 from ..models.detect import ModelSource, locate
 from ..models.loader import text_family
 from ..models.registry import detect_family, family_info, load_model
@@ -26,7 +29,7 @@ from ..save.kohya import DTYPES
 from ..save.kohya_keys import name_table
 from ..save.lora_family import check_same_family
 from .lora_io import LoraFile, check_output, read_lora
-from .lowrank import delta
+from .lowrank import delta, rank_of, weight_shape
 from .merge_loras import parse_weighted
 from .report import progress
 
@@ -41,10 +44,9 @@ def module_table(model: nn.Module, component: str, unet_names: str = "diffusers"
     return {kohya: modules[path] for kohya, path in table.items()}
 
 
-@torch.no_grad()
-def apply_lora(tables: dict[str, dict[str, nn.Module]], lora: LoraFile, weight: float, model: str) -> int:
-    """Add weight * delta of every module of `lora` to the model's weights (all or nothing per file)."""
-    found = []
+def plan_lora(tables: dict, lora: LoraFile, weight: float, model: str, plan: dict) -> int:
+    """Find each module of `lora` in the model and check its shape, adding (weights, weight) to `plan`
+    ({module: [...]}); nothing is changed yet, so a bad file leaves the model as it was."""
     for name, w in lora.modules.items():
         target = next((t[name] for t in tables.values() if name in t), None)
         if target is None:
@@ -52,28 +54,42 @@ def apply_lora(tables: dict[str, dict[str, nn.Module]], lora: LoraFile, weight: 
                 f"'{lora.path}' changes module '{name}', which {model} does not have",
                 "Use a LoRA made for this base model",
             )
-        change = delta(w, weight)
-        shape = target.weight.shape
-        if change.numel() != target.weight.numel() or change.shape[:2] != shape[:2]:
+        change, shape = weight_shape(w), target.weight.shape
+        if math.prod(change) != target.weight.numel() or tuple(change[:2]) != tuple(shape[:2]):
             raise FormatError(
-                f"'{lora.path}' changes '{name}' as a {list(change.shape)} weight, but in {model} it is "
+                f"'{lora.path}' changes '{name}' as a {list(change)} weight, but in {model} it is "
                 f"{list(shape)}: the LoRA is for another model family",
                 "Use a LoRA made for this base model",
             )
-        found.append((target, change.reshape(shape)))
-    for target, change in progress(found, f"Merging {lora.path.name}"):
-        target.weight += change.to(target.weight.dtype)
-    return len(found)
+        plan.setdefault(target, []).append((w, weight))
+    return len(lora.modules)
 
 
+def module_change(base: torch.Tensor, w: LoraWeights, weight: float) -> torch.Tensor:
+    """weight * the module's change, in `base`'s shape (float32); a DoRA's is W' - W against `base`, the
+    ORIGINAL weight, as generate's LoraStack applies it."""
+    if w.dora_scale is None:
+        return delta(w, weight).reshape(base.shape).to(base.device)
+    new = dora_delta(base.reshape(weight_shape(w)), w.down, w.up, w.alpha / rank_of(w), w.dora_scale)
+    return (new * weight).reshape(base.shape)
+
+
+@torch.no_grad()
 def merge_into(modules: dict[str, nn.Module], family: str, loras: list, model: str) -> None:
-    """`modules`: the family's components ({"unet", "te"}; SDXL {"unet", "te1", "te2"})."""
+    """`modules`: the family's components ({"unet", "te"}; SDXL {"unet", "te1", "te2"}). Every file is
+    checked before any weight changes, and each module's changes are all computed from its original
+    weight, so the order of the files does not matter (DoRA included)."""
     names = family_info(family).unet_names
     tables = {c: module_table(m, c, names) for c, m in modules.items()}
     check_families(loras, family, model)
+    plan: dict[nn.Module, list[tuple[LoraWeights, float]]] = {}
     for lora, weight in loras:
-        count = apply_lora(tables, lora, weight, model)
-        log.info("Merged %s x%g (%d modules)", lora.path.name, weight, count)
+        count = plan_lora(tables, lora, weight, model, plan)
+        log.info("Merging %s x%g (%d modules)", lora.path.name, weight, count)
+    for target, items in progress(list(plan.items()), "Merging LoRAs"):
+        base = target.weight
+        change = sum(module_change(base, w, weight) for w, weight in items)
+        base += change.to(base.device, base.dtype)
 
 
 def check_families(loras: list, family: str, model: str) -> None:
@@ -158,7 +174,7 @@ def run_merge(
     parsed = [parse_weighted(spec) for spec in specs]  # argument mistakes first, before any file is judged
     source = locate(base)
     check_output(out, overwrite, folder_output=source.kind != "single_file")
-    loras = [(read_lora(path), weight) for path, weight in parsed]
+    loras = [(read_lora(path, dora=True), weight) for path, weight in parsed]
     family = base_family(source)
     if family is not None:  # fail before loading the model
         check_families(loras, family, f"base model '{base}'")
