@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 from PIL import Image
@@ -20,7 +21,13 @@ def expected_seed(job_seed: int, item_id: str, n: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
-def test_job_writes_images_index_and_contact_sheet(cli, make_job, tmp_path, rows):
+def _tensor_bytes(path: Path) -> bytes:
+    """A safetensors file after its header: what WebUI's `Lora hashes` hash."""
+    data = path.read_bytes()
+    return data[8 + int.from_bytes(data[:8], "little") :]
+
+
+def test_job_writes_images_index_and_contact_sheet(cli, make_job, tmp_path, rows, batch_loras):
     job = make_job(by="category", overrides={"laptop": {"prompt": "{brand} {model} laptop, {colour}"}})
     result = cli("batch", job)
     assert result.returncode == 0, result.stderr
@@ -36,6 +43,8 @@ def test_job_writes_images_index_and_contact_sheet(cli, make_job, tmp_path, rows
         text = Image.open(out / row["file"]).info["parameters"]
         assert f"Seed: {row['seed']}" in text and "Negative prompt: blurry" in text and "Size: 32x32" in text
     phone = next(r for r in rows if r["id"] == "SM-S24")
+    lora_hash = hashlib.sha256(_tensor_bytes(batch_loras / "tech_phone.safetensors")).hexdigest()[:12]
+    assert f'Lora hashes: "tech_phone: {lora_hash}"' in Image.open(out / phone["file"]).info["parameters"]
     assert phone["prompt"] == "<lora:tech_phone:0.8> Samsung Galaxy S24, blue, neon style"
     laptop = next(r for r in rows if r["id"] == "LN-X1C")
     assert laptop["prompt"] == "Lenovo X1 Carbon laptop, black" and laptop["loras"] == ""
@@ -104,3 +113,15 @@ def test_changed_job_is_refused_and_new_rows_are_added(cli, make_job, tmp_path, 
     assert cli("batch", job, "--new").returncode == 0
     (aside,) = out.glob("replaced-*")
     assert len(read_index(aside)) == 4 and len(read_index(out)) == 3
+
+
+def test_a_changed_lora_file_is_refused(cli, make_job, tmp_path, rows, batch_loras):
+    folder = tmp_path / "Lora"
+    shutil.copytree(batch_loras, folder)
+    job = make_job(rows=rows[:1], images_per_item=1, lora_dir=str(folder))
+    assert cli("batch", job).returncode == 0
+    shutil.copy(folder / "metal.safetensors", folder / "tech_phone.safetensors")  # retrained, same name
+    refused = cli("batch", job)
+    assert (
+        refused.returncode == 2 and "The job changed" in refused.stderr and "(lora_files)" in refused.stderr
+    )

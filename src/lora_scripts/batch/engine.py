@@ -46,6 +46,7 @@ class Engine:
         self.device, self.sdxl = device, "text_encoder_2" in self.pipe.components
         self.cache: OrderedDict = OrderedDict()
         self.encoded = 0  # text-encoder calls (the cache's effect, for tests and the bench)
+        self.lora_hashes: dict[str, str] = {}
 
     def render(self, works: list[Work]) -> list[np.ndarray]:
         """Images (H x W x 3 floats in 0..1) for works that share one LoRA mix and the job's settings."""

@@ -3,7 +3,6 @@ into the old images (new rows in `items` are fine: they are simply made)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -24,7 +23,7 @@ def facts(job: JobConfig, lora_files: dict[str, Path], dtype: str) -> dict:
     return {
         "base_model": job.base_model,
         "base_model_bytes": model.stat().st_size if model.is_file() else None,
-        "loras": {name: short_hash(path) for name, path in sorted(lora_files.items())},
+        "lora_files": {name: short_hash(path) for name, path in sorted(lora_files.items())},
         **job.model_dump(
             mode="json",
             include={
@@ -71,7 +70,3 @@ def check_or_start(out: Path, now: dict, new: bool) -> None:
         return
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(json.dumps(now, indent=1, ensure_ascii=False, sort_keys=True), path)
-
-
-def digest(now: dict) -> str:
-    return hashlib.sha256(json.dumps(now, sort_keys=True).encode()).hexdigest()[:12]

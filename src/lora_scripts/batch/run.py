@@ -94,8 +94,9 @@ def run_job(job_path: Path, new: bool = False, show_bar: bool = True) -> dict:
     plan = plan_job(job)
     precision = job.precision if job.precision != "auto" else "fp16" if shard.device != "cpu" else "fp32"
     out = job.output_dir
+    now = facts(job, plan.lora_files, precision)
     with shard.first():
-        check_or_start(out, facts(job, plan.lora_files, precision), new and shard.rank == 0)
+        check_or_start(out, now, new and shard.rank == 0)
     ledger = Ledger(out, shard.rank)
     order = {(w.id, w.n): i for i, w in enumerate(plan.works)}
     if shard.world == 1:
@@ -112,6 +113,7 @@ def run_job(job_path: Path, new: bool = False, show_bar: bool = True) -> dict:
     counts = {"total": total, "done": total - _count(todo, done), "per_item": job.images_per_item}
     if todo:
         engine = Engine(job, plan.library, template_mixes(job), shard.device, DTYPES[precision])
+        engine.lora_hashes = now["lora_files"]  # WebUI's `Lora hashes` in each PNG
         try:
             _make(engine, todo, done, ledger, out, shard, counts, show_bar)
         finally:
@@ -189,7 +191,8 @@ def _save(work: Work, image: np.ndarray, engine, ledger: Ledger, out: Path, seco
     picture = Image.fromarray((image * 255).round().astype("uint8"))
     path = out / work.file
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_png(picture, path, parameters_text(work.spec, engine.model_name))  # temp file + rename
+    hashes = {r.name: engine.lora_hashes[r.name] for r in work.spec.loras if r.weight != 0}
+    save_png(picture, path, parameters_text(work.spec, engine.model_name, hashes))  # temp file + rename
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     loras = " ".join(r.tag() for r in work.spec.loras)
     row = {
