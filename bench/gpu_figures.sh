@@ -17,7 +17,8 @@
 #                                            (checked, not imported; WHEELS= below)
 # env: OUT (results; default /tmp/gpu-figures), BUDGET_S (default 300: each part gets what is left, at least
 #      30 s; the speed part starts a second round only if it fits), PY (default python3),
-#      BENCH_OUT (model, photos, results; default /tmp/lora-bench), SITE (default /tmp/site)
+#      BENCH_OUT (model, photos, results; default /tmp/lora-bench), SITE (default /tmp/site),
+#      PARTS (default "model 8gb speed"; e.g. PARTS="model speed" for the trainer-vs-bare row alone)
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 TINY=""
@@ -26,6 +27,7 @@ PY=${PY:-python3}
 OUT=${OUT:-/tmp/gpu-figures}
 SITE=${SITE:-/tmp/site}
 BUDGET=${BUDGET_S:-300}
+PARTS=${PARTS:-model 8gb speed}
 export BENCH_OUT=${BENCH_OUT:-/tmp/lora-bench}
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 PYTHONWARNINGS=ignore
 mkdir -p "$OUT" "$BENCH_OUT"
@@ -105,15 +107,19 @@ print(json.dumps(out))
 json.dump(out, open(sys.argv[1], "w"), indent=1)
 PY
 
-# 1. the model, once
-part model "$(limit 240)" "$PY" -m bench.sdxl_model $TINY
-# 2. the 8 GB recipe
-part 8gb "$(limit 200)" "$PY" -m bench.sdxl_8gb "${EIGHT[@]}"
-# 3. trainer vs bare, rounds while the budget lasts (a round is 4 runs)
-left=$(limit 100000)
-part speed "$left" "$PY" -m bench.sdxl_speed "${SPEED[@]}" --rounds 2 --budget-s $((left - 20))
-
+# 1. the model, once (the other parts would build it too)
+wanted() { [[ " $PARTS " == *" $1 "* ]]; }
 results="$BENCH_OUT/results/$([ -n "$TINY" ] && echo tiny || echo real)"
+rm -f "$results"/sdxl_8gb.json "$results"/sdxl_speed.json # an earlier run's never pass for this one's
+wanted model && part model "$(limit 240)" "$PY" -m bench.sdxl_model $TINY
+# 2. the 8 GB recipe
+wanted 8gb && part 8gb "$(limit 200)" "$PY" -m bench.sdxl_8gb "${EIGHT[@]}"
+# 3. trainer vs bare, rounds while the budget lasts (a round is 4 runs; each run is saved as it ends)
+if wanted speed; then
+    left=$(limit 100000)
+    part speed "$left" "$PY" -m bench.sdxl_speed "${SPEED[@]}" --rounds 2 --budget-s $((left - 20))
+fi
+
 cp "$results"/sdxl_8gb.json "$results"/sdxl_speed.json "$OUT"/ 2>/dev/null
 say "== summary (${FAILED:-nothing failed}); results in $OUT: $(ls "$OUT" | tr '\n' ' ')"
 "$PY" -m bench.gpu_summary $TINY

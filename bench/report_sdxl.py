@@ -34,11 +34,11 @@ METHOD = """\
   filled and the warm-up steps), and of loading + caches + warm-up separately."""
 
 PENDING = """\
-**GPU figures: pending.** `bash bench/gpu_figures.sh` on a GPU machine (about 5 minutes on an H200)
-writes `sdxl_speed.json` and `sdxl_8gb.json`; copied into `bench/results/real/`, `python -m
-bench.report` puts the real-size figures here (1024x1024, bf16, `torch.cuda.max_memory_allocated`)
-in place of the tiny CPU ones below, which check the harness and say nothing about SDXL's speed or
-memory."""
+**GPU figures pending: {what}.** `bash bench/gpu_figures.sh` on a GPU machine (`PARTS="model speed"` or
+`PARTS="model 8gb"` for one part) writes `sdxl_speed.json` and `sdxl_8gb.json`; copied into
+`bench/results/real/`, `python -m bench.report` puts the real-size figures (1024x1024, bf16,
+`torch.cuda.max_memory_allocated`) here in place of the tiny CPU ones, which check the harness and say
+nothing about SDXL's speed or memory."""
 
 TINY_NOTE = """\
 On the tiny SDXL at 64 px the model is a few milliseconds of a step and the rest is the 6 MP photo's
@@ -72,8 +72,11 @@ def sdxl_section() -> str | None:
         METHOD,
         "",
     ]
-    if (speed and speed["tiny"]) or (eight and eight["tiny"]):
-        parts += [PENDING, ""]
+    pending = [
+        name for name, r in (("trainer vs bare", speed), ("the 8 GB recipe", eight)) if not r or r["tiny"]
+    ]
+    if pending:
+        parts += [PENDING.format(what=" and ".join(pending)), ""]
     if speed and speed["tiny"]:
         parts += [TINY_NOTE, ""]
     if speed:
@@ -87,6 +90,14 @@ def sdxl_section() -> str | None:
             f"{m.get('gpu') or 'no GPU'}; torch {m.get('torch', '?')}; lora_scripts "
             f"`{m.get('lora_scripts', '?')}`. " + summary_table(eight),
         ]
+        measured = eight["measured"]
+        if measured.get("gpu_reserved_before_timed_mb", 0) > measured.get("gpu_peak_reserved_mb", 1e9):
+            parts += [
+                "",
+                "The run's memory peak is before training, in loading, the caches (the float32 VAE "
+                "encoding 1024x1024 images) and the warm-up, not in the training steps: that phase is what "
+                "has to shrink for the whole run to fit an 8 GiB card.",
+            ]
     return "\n".join(parts).rstrip()
 
 
