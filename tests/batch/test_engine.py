@@ -58,3 +58,18 @@ def test_several_mixes_use_the_stack_per_batch(make_job, batch_loras):
     reference = generate_reference(job, [w.spec for w in plan.works], batch_loras)
     for ours, theirs in zip(images, reference, strict=True):
         assert np.abs(np.round(ours * 255) / 255 - theirs).max() <= 2 / 255
+
+
+def test_sdxl_job_matches_generate(make_job, tmp_path_factory, batch_loras):
+    from lora_scripts.models.tiny_sdxl import save_tiny_sdxl
+
+    model = save_tiny_sdxl(tmp_path_factory.mktemp("sdxl"))["single_file"]
+    keys = {"prompt": "{brand} {model}, {colour}", "negative_prompt": "", "width": 64, "height": 64}
+    job = load_job(make_job(base_model=str(model), images_per_item=1, **keys))
+    plan = plan_job(job)
+    engine = Engine(job, plan.library, template_mixes(job), "cpu", torch.float32)
+    assert engine.sdxl
+    images = [image for batch in plan.batches for image in engine.render(batch)]
+    reference = generate_reference(job, [w.spec for w in plan.works], batch_loras)
+    for ours, theirs in zip(images, reference, strict=True):
+        assert np.abs(np.round(ours * 255) / 255 - theirs).max() <= 2 / 255

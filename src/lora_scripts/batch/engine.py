@@ -55,7 +55,7 @@ class Engine:
             self.stack.activate(spec.loras)
         mix = mix_of(spec)
         pos = [self._encode(w.spec.prompt, mix) for w in works]
-        neg = [self._encode(w.spec.negative_prompt, mix) for w in works]
+        neg = [self._negative(w.spec.negative_prompt, mix, p) for w, p in zip(works, pos, strict=True)]
         kwargs = {"prompt_embeds": torch.cat([p[0] for p in pos])}
         if spec.cfg_scale > 1:
             kwargs["negative_prompt_embeds"] = torch.cat([n[0] for n in neg])
@@ -88,6 +88,12 @@ class Engine:
                 self.cache.popitem(last=False)
         self.cache.move_to_end(key)
         return self.cache[key]
+
+    def _negative(self, text: str, mix: Mix, positive: tuple) -> tuple:
+        """As diffusers: SDXL (force_zeros_for_empty_prompt) uses zeros for an empty negative prompt."""
+        if not text and self.sdxl and self.pipe.config.get("force_zeros_for_empty_prompt", False):
+            return tuple(torch.zeros_like(t) for t in positive)
+        return self._encode(text, mix)
 
     def close(self) -> None:
         if self.stack is not None:
