@@ -1,5 +1,6 @@
-"""Modules that only made cached inputs leave the accelerator after caching (kohya's low-memory recipe: the
-VAE once every latent is cached, the text encoders once their outputs are) and come back only for samples.
+"""Modules come to the accelerator only for the phase that needs them (kohya's low-memory order): the VAE
+alone while latents are cached, the text encoders alone while their outputs are, then what training calls.
+What only made cached inputs stays on the CPU and comes back only for samples.
 
 Hand-written: accelerate's cpu_offload moves weights in and out at every forward, which training the UNet
 does not need; these modules are not called at all between samples.
@@ -23,6 +24,15 @@ def park(owner: object, names: list[str]) -> tuple[str, ...]:
         getattr(owner, name).to(PARKED)
     if names and torch.cuda.is_available():
         torch.cuda.empty_cache()
+    return tuple(names)
+
+
+def hold(owner: object, names: list[str], others: list[str], device: torch.device) -> tuple[str, ...]:
+    """`owner.<name>` for `names` on `device`, those of `others` on the CPU; the CPU first, so the two never
+    share the accelerator. Returns what is now on `device` (the owner's record of its residents)."""
+    park(owner, [n for n in others if n not in names])
+    for name in names:
+        getattr(owner, name).to(device)
     return tuple(names)
 
 

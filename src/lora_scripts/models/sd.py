@@ -23,7 +23,7 @@ from .family import FamilyInfo
 from .loader import Components, load_components, text_family
 from .long_prompts import chunked_ids, joined_states
 from .lr_blocks import unet_block
-from .offload import PARKED, brought_back, park
+from .offload import PARKED, brought_back, hold
 from .render import RenderRequest, render_one
 from .targets import text_targets, unet_targets
 
@@ -80,8 +80,9 @@ class StableDiffusion:
         self.prediction_type = parts.prediction_type
         self.latent_cache: LatentCache | None = None
         self.text_cache: TextCache | None = None
-        self.device: torch.device | None = None  # where training runs (set when inputs are prepared)
+        self.device: torch.device | None = None  # where training runs (place(), or the UNet's at caching)
         self.parked: tuple[str, ...] = ()  # modules moved off the accelerator after caching (models/offload)
+        self.resident: tuple[str, ...] = ()  # the modules prepare_inputs last put on `device`
 
     # --- protocol: modules and LoRA targets --------------------------------------------------------
     def adapter_modules(self) -> dict[str, nn.Module]:
@@ -106,6 +107,15 @@ class StableDiffusion:
     def replace_module(self, component: str, module: nn.Module) -> None:
         setattr(self, self.COMPONENTS[component], module)
 
+    def place(self, device: torch.device) -> None:
+        """Where training will run (train/setup). The modules stay where they were loaded until
+        prepare_inputs brings each there for the phase that needs it: the VAE alone while latents are
+        cached, the text encoders alone while their outputs are, then the UNet and what steps still call."""
+        self.device = torch.device(device)
+
+    def _hold(self, names: list[str]) -> None:
+        self.resident = hold(self, names, [*self.COMPONENTS.values(), "vae"], self.device)
+
     def enable_gradient_checkpointing(self, component: str) -> None:
         if component == "unet":
             self.unet.enable_gradient_checkpointing()
@@ -129,12 +139,14 @@ class StableDiffusion:
             self.clip_skip = 1
         if index.reg_items:  # regularisation images are encoded and cached like training images
             index = replace(index, items=index.items + index.reg_items)
+        self.device = self.device or _unwrap(self.unet).device  # not placed: where the UNet already is
         if train.cache_latents != "no":
             for key in ("flip_aug", "color_aug", "random_crop"):
                 if getattr(data, key):
                     log.warning("cache_latents is on, so %s has no effect (latents are cached once)", key)
             folder = cache_dir if train.cache_latents == "disk" else None
             self.latent_cache = LatentCache(self.encode_image, folder)
+            self._hold(["vae"])
             self.latent_cache.fill(index)
         blocker = text_cache_blocker(
             train.cache_text_encoder_outputs,
@@ -147,20 +159,22 @@ class StableDiffusion:
             log.info("Text-encoder outputs are not cached: %s", blocker)
         else:
             self.text_cache = TextCache(self.encode_prompt, self.tokenize)
+            self._hold([self.COMPONENTS[c] for c in self.TEXT_ENCODERS])
             # the caption as a step sees it (no shuffle or dropout here, so it does not vary)
             self.text_cache.fill([make_caption(i.caption, data, random.Random(0)) for i in index.items])
             log.info("Text-encoder outputs cached for %d distinct captions", len(self.text_cache.memory))
         self._park_cached()
 
     def _park_cached(self) -> None:
-        """What only made cached inputs leaves the accelerator until samples need it (models/offload)."""
-        self.device = _unwrap(self.unet).device
+        """What only made cached inputs stays off the accelerator until samples need it; the rest comes
+        (models/offload)."""
         names = ["vae"] if self.latent_cache is not None else []
         if self.text_cache is not None:
             names += [self.COMPONENTS[c] for c in self.TEXT_ENCODERS]
         if names and self.device != PARKED:
             log.info("Cached, so off the %s until samples are drawn: %s", self.device, ", ".join(names))
-        self.parked = park(self, names)
+        self.parked = tuple(names)
+        self._hold([n for n in (*self.COMPONENTS.values(), "vae") if n not in self.parked])
 
     def loss(
         self,

@@ -182,7 +182,7 @@ class StableDiffusionXL(StableDiffusion):
         self.prediction_type = parts.prediction_type
         self.latent_cache = None
         self.text_cache = None
-        self.device, self.parked = None, ()
+        self.device, self.parked, self.resident = None, (), ()
         self._pooled = parts.text_encoder_2.config.projection_dim
 
     # --- protocol: modules and LoRA targets --------------------------------------------------------
@@ -210,7 +210,7 @@ class StableDiffusionXL(StableDiffusion):
             getattr(self, COMPONENTS[component]).gradient_checkpointing_enable()
 
     def prepare_inputs(self, index, data, train, trained, cache_dir: Path) -> None:
-        self.vae.to(self.unet.device, torch.float32)
+        self.vae.to(dtype=torch.float32).requires_grad_(False)  # it comes to the device when it encodes
         super().prepare_inputs(index, data, train, trained, cache_dir)
 
     def _te_trainable(self) -> bool:

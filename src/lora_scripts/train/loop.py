@@ -63,23 +63,29 @@ class Trainer:
         self.rng = random.Random(cfg.train.seed)  # data augmentation (flips, caption shuffle/dropout)
         self.micro_batch: int | None = None  # None: whole batch at once; halved on out-of-memory
         self.trained = model.trained_components(cfg.network)
-        # --- setup: precision, LoRA layers, batch size, step plan, optimiser, precomputed inputs ---------
+        # --- setup: precision, LoRA layers, precomputed inputs, batch size, step plan, optimiser ---------
         cast_frozen(model, accelerator)
-        inject_adapters(model, cfg.network, self.trained)
+        inject_adapters(model, cfg.network, self.trained)  # before caching: init_lora's TE part acts on it
         groups = param_groups(model, self.trained, cfg.train)
         self.trainable = [p for g in groups for p in g["params"]]
         for component in self.trained if cfg.train.gradient_checkpointing else []:
             model.enable_gradient_checkpointing(component)
         batch_size = cfg.train.batch_size
         self.rank, self.world = accelerator.process_index, accelerator.num_processes
+        if batch_size == "auto" and self.world > 1:  # each process would find its own size: out of step
+            raise TrainingError(
+                "batch_size: auto cannot be used with several processes",
+                "Set a number (the batch of one step, split among the processes)",
+            )
         # a loss over tokens weighs each row by its trained tokens: the shares of a split batch must too
         self.weight = getattr(model, "loss_weight", len)
+        # the caches before anything sizes memory: a family may keep modules off the device until they are
+        # filled (models/offload), and the batch-size probe then measures the steps as they will run
+        everything = replace(index, items=index.items + list(held_out or []))  # caches cover held-out too
+        cache = self.out_dir / "latent_cache"
+        with accelerator.main_process_first():  # process 0 writes the caches, the others then read them
+            model.prepare_inputs(everything, cfg.data_section, cfg.train, self.trained, cache)
         if batch_size == "auto":
-            if self.world > 1:  # each process would find its own size: the processes would fall out of step
-                raise TrainingError(
-                    "batch_size: auto cannot be used with several processes",
-                    "Set a number (the batch of one step, split among the processes)",
-                )
             batch_size = probe_batch_size(self, groups)
         self.plan = plan_steps(index, cfg.train, batch_size)
         self.total_steps = self.plan.total_steps
@@ -102,10 +108,6 @@ class Trainer:
         resolution = getattr(cfg.data_section, "resolution", None)  # samples are the image route's
         system = getattr(cfg.data_section, "system_prompt", None)  # chat samples ask as training does
         self.sampler = Sampler(cfg.sample, resolution, self.out_dir / "samples", system)
-        everything = replace(index, items=index.items + list(held_out or []))  # caches cover held-out too
-        cache = self.out_dir / "latent_cache"
-        with accelerator.main_process_first():  # process 0 writes the caches, the others then read them
-            model.prepare_inputs(everything, cfg.data_section, cfg.train, self.trained, cache)
         self.held_out = HeldOutWatch(self, held_out) if held_out else None
         self.progress = ProgressLog(self.out_dir, accelerator.is_main_process)  # for the web UI
 

@@ -43,13 +43,21 @@ def plan_steps(index, train: TrainConfig, batch_size: int) -> RunPlan:
 
 
 def cast_frozen(model: TrainableModel, acc: Accelerator) -> None:
-    """The frozen base in the compute dtype saves memory; LoRA weights are added later in fp32."""
+    """The frozen base in the compute dtype saves memory; LoRA weights are added later in fp32.
+
+    A family with `place(device)` (models/sd.py) is cast where it was loaded and told the device: its
+    prepare_inputs brings each module there only for the phase that needs it, so the VAE encodes with
+    nothing else on the device (kohya's low-memory order). Other families go to the device here."""
     dtype = DTYPES.get(acc.mixed_precision)
+    place = getattr(model, "place", None)
     for module in model.frozen_modules():
-        module.to(acc.device)
+        if place is None:
+            module.to(acc.device)
         if dtype is not None:
             module.to(dtype=dtype)
         module.requires_grad_(False)
+    if place is not None:
+        place(acc.device)
 
 
 def inject_adapters(model: TrainableModel, net: NetworkConfig, trained: list[str]) -> None:
