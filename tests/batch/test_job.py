@@ -111,6 +111,13 @@ def test_changed_job_is_refused_and_new_rows_are_added(cli, make_job, tmp_path, 
 
     make_job(images_per_item=1, steps=4)
     assert cli("batch", job, "--new").returncode == 0
+    # a folder with files no job made is not written into
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "index.csv").write_text("mine", encoding="utf-8")
+    refused = cli("batch", make_job(output_dir="theirs", name="other.yaml"))
+    assert refused.returncode == 2 and "already holds index.csv" in refused.stderr
+    assert (theirs / "index.csv").read_text(encoding="utf-8") == "mine" and not (theirs / "images").exists()
     (aside,) = out.glob("replaced-*")
     assert len(read_index(aside)) == 4 and len(read_index(out)) == 3
 

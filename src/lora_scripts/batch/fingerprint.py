@@ -68,5 +68,11 @@ def check_or_start(out: Path, now: dict, new: bool) -> None:
                 "or set a new output_dir",
             )
         return
+    theirs = [name for name in OUTPUTS if (out / name).exists()]
+    if theirs:  # not made by a job (no job.json): never write over someone's files
+        raise ConfigError(
+            f"The output folder '{out}' already holds {', '.join(theirs)}, which no batch job made there",
+            "Choose an empty or new output_dir",
+        )
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(json.dumps(now, indent=1, ensure_ascii=False, sort_keys=True), path)
