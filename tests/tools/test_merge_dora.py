@@ -1,13 +1,16 @@
 """`lora merge` bakes DoRA files into the base: each DoRA module's change W' - W is computed against the
 ORIGINAL base weight and scaled by the file's weight, so the files' order does not matter and the merged
 model is what generate's LoraStack applies. Per-output-row DoRA files (LyCORIS wd_on_output=True) are
-applied with LyCORIS's formula for that axis by generate, merge and inspect.
+applied with LyCORIS's formula for that axis by generate and merge; inspect reads them and says that
+A1111 and ComfyUI compute another weight (their formulas are checked here to differ); init_lora refuses them.
 
 The formulas are written here from the clients' code, independently of lora_scripts:
 - per input column, A1111 extensions-builtin/Lora/network.py apply_weight_decompose: merged = W + s*up@down,
   norm per input column (over every axis but 1), W' = merged * dora_scale / norm; weight w: W + w * (W' - W).
 - per output row, LyCORIS lycoris/modules/locon.py apply_weight_decompose (wd_on_out): the norm of
-  merged.reshape(out, -1) per row, plus torch.finfo(float32).eps; W' = merged * dora_scale / norm.
+  merged.reshape(out, -1) per row, plus torch.finfo(float32).eps; W' = merged * dora_scale / norm. LyCORIS's
+  own multiplier m gives merged * (m * (dora_scale / norm - 1) + 1), the same only at m = 1; at other weights
+  lora-scripts applies the clients' W + w * (W' - W) for both axes.
 """
 
 from __future__ import annotations
@@ -90,9 +93,7 @@ def files(tiny_model, loras, tmp_path):
         parts = loras.parts(rank=4, alpha=2, seed=seed) if name == "plain" else {"unet": {}, "te": {}}
         for component, path, _ in MODULES:  # every file changes MODULES
             shape = loras.targets[component][path][1]
-            parts[component][path] = loras.random_lora(
-                shape, 4, torch.Generator().manual_seed(seed), alpha=2
-            )
+            parts[component][path] = loras.random_lora(shape, 4, torch.Generator().manual_seed(seed), alpha=2)
         tensors = load_file(loras.save(parts, tmp_path / f"{name}.safetensors"))
         if name != "plain":
             tensors = _with_dora(tensors, base, rows=name == "rows", seed=seed)

@@ -51,8 +51,8 @@ def row_norm(weight: torch.Tensor) -> torch.Tensor:
 
 
 def scale_axis(scale_shape: tuple[int, ...], weight_shape: tuple[int, ...]) -> str | None:
-    """"row" for a dora_scale of one magnitude per output row (LyCORIS wd_on_output=True), "column" for one
-    per input column (wd_on_output=False), None for neither (a 1x1 weight reads the same either way)."""
+    """The axis of a dora_scale: "row" for one magnitude per output row (LyCORIS wd_on_output=True),
+    "column" for one per input column (wd_on_output=False), None for neither (1x1 weights read alike)."""
     count = math.prod(scale_shape)
     if scale_shape and scale_shape[0] == weight_shape[0] and count == weight_shape[0]:
         return "row"
@@ -75,7 +75,8 @@ def column_weight(base: torch.Tensor, down: torch.Tensor, up: torch.Tensor, scal
 
 def dora_delta(base: torch.Tensor, down, up, scale: float, dora_scale: torch.Tensor) -> torch.Tensor:
     """W' - W at weight 1.0 against this base weight (float32), on the axis dora_scale has (module docstring);
-    at weight w the clients apply W + w * (W' - W), and so do generate and `lora merge`."""
+    at weight w the clients apply W + w * (W' - W), and so do generate and `lora merge` (LyCORIS's own
+    multiplier m, merged * (m * (dora_scale / norm - 1) + 1), agrees at m = 1 only)."""
     merged = column_weight(base, down, up, scale)
     if scale_axis(tuple(dora_scale.shape), tuple(merged.shape)) == "row":
         norm = row_norm(merged) + torch.finfo(merged.dtype).eps
