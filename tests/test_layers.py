@@ -22,6 +22,7 @@ LAYERS = [
     ["doctor"],
     ["train"],
     ["generate", "tools"],
+    ["batch"],
     ["label"],
     ["demo", "demo_llm", "cli", "ui", "__init__", "__main__"],
 ]
