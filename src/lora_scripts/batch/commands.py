@@ -13,7 +13,7 @@ EXAMPLES = """
 Examples:\n
   lora-scripts batch configs/batch_catalogue.yaml               (one GPU or the CPU; run again to resume)\n
   lora-scripts batch configs/batch_catalogue.yaml --processes 4 (4 GPUs of one machine, items by rank)\n
-  accelerate launch -m lora_scripts.cli batch configs/batch_catalogue.yaml
+  accelerate launch --multi_gpu --num_processes 4 -m lora_scripts batch configs/batch_catalogue.yaml
 """
 
 
@@ -36,12 +36,12 @@ def batch(
 
     def action():
         if processes != 1:
+            from ..train.launch import relaunch
             from .config import load_job
-            from .shard import launch
 
             load_job(job)  # a bad job file: one sentence here, not one per rank
             extra = [*(["--new"] if new else []), *(["--debug"] if debug else [])]
-            code = launch(job, processes, extra)
+            code = relaunch(processes, ["batch", str(job), *extra])  # accelerate launch -m lora_scripts
             if code:
                 sys.exit(code)
             return
