@@ -170,6 +170,30 @@ class Page:
         self.wait(lambda: all(i.get_attribute("naturalWidth") != "0" for i in self.all("#gallery img")), 30)
         return [f.text for f in self.all("#gallery figcaption")]
 
+    def send_to_batch(self, csv_path: Path) -> None:
+        """The generate page's settings to the batch page: a 3-row CSV, a template column it lacks (the
+        CLI's sentence next to the form), then the run: its contact sheet and thumbnails."""
+        csv_path.write_text("id,colour\nP-1,red\nP-2,blue\nP-3,green\n", encoding="utf-8")
+        self.el("#gen-to-batch").click()
+        self.wait(lambda: "neon_lora" in self.el("#batch-from").text, 20, "the settings on the batch page")
+        assert self.el("#batch-prompt").get_attribute("value") == "neon style, a phone"
+        self.el("#batch-upload").send_keys(str(csv_path))
+        self.wait(lambda: self.el("#batch-items").get_attribute("value") == "items/phones.csv", 20, "the CSV")
+        self.type("#batch-prompt", "neon style, a {colour} phone by {brand}")
+        self.el("#batch-view").click()
+        error = "'brand', which the table does not have"
+        self.wait(lambda: error in self.el("#batch-error").text, 20, "the missing column's sentence")
+        self.type("#batch-prompt", "neon style, a {colour} phone")
+        self.type("#batch-size", "3")
+        self.el("#batch-view").click()
+        self.wait(lambda: "prompt: neon style, a {colour} phone" in self.el("#batch-yaml").text, 20, "YAML")
+        assert self.el("#batch-error").text == ""
+        self.el("#batch-start").click()
+        self.wait(lambda: len(self.all("#batch-thumbs img")) == 3, 120, "the batch's thumbnails")
+        self.wait(lambda: self.el("#batch-status").get_attribute("data-status") == "done", 30, "the batch")
+        assert self.el("#batch-sheet").get_attribute("href").endswith("/files/outputs/catalogue/index.html")
+        self.shot("batch")
+
 
 def _start(ui_process, root: Path, browser, lang: str) -> Page:
     ui = ui_process(root, lang=lang).wait_ready()
@@ -244,6 +268,7 @@ def test_the_whole_route_in_english(tmp_path, style_images, browser, ui_process)
     assert any(c.startswith("<lora:neon_lora:0> neon style, a phone") for c in captions)
     assert any(c.startswith("<lora:neon_lora:1> neon style, a phone") for c in captions)
     page.shot("generate")
+    page.send_to_batch(style_images.parent / "phones.csv")
     page.tab("library")
     page.wait(
         lambda: page.el('.lora-card[data-path="loras/neon_lora/neon_lora.safetensors"]'), 20, "the library"
@@ -251,11 +276,11 @@ def test_the_whole_route_in_english(tmp_path, style_images, browser, ui_process)
     assert "sd1" in page.el('.lora-card[data-path="loras/neon_lora/neon_lora.safetensors"]').text
     page.shot("library")
     page.tab("jobs")
-    assert len(page.all("#jobs tbody tr")) == 5  # label, doctor, train, resume, generate
+    assert len(page.all("#jobs tbody tr")) == 6  # label, doctor, train, resume, generate, batch
     bars = [(b.get_attribute("data-done"), b.get_attribute("data-total")) for b in page.all("#jobs .bar")]
     stopped = (str(stopped_at), "60")  # the stopped run's bar ends where it stopped
-    assert bars == [("2", "2"), ("60", "60"), stopped, ("4", "4"), ("3", "3")]  # newest first
-    assert "2 of 2" in page.el("#jobs tbody tr .bar").text
+    assert bars == [("3", "3"), ("2", "2"), ("60", "60"), stopped, ("4", "4"), ("3", "3")]  # newest first
+    assert "3 of 3" in page.el("#jobs tbody tr .bar").text
     page.shot("jobs")
 
 

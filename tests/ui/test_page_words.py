@@ -41,7 +41,7 @@ def test_every_key_the_script_builds_from_a_kind_status_or_level_exists():
     statuses = {jobs.QUEUED, jobs.RUNNING, jobs.DONE, jobs.FAILED, jobs.STOPPED, jobs.CANCELLED}
     built = {f"kind.{k}" for k in kinds} | {f"status.{s}" for s in statuses} | {f"job.{s}" for s in statuses}
     built |= {f"level.{level}" for level in GROUPS}
-    assert kinds == {"label", "doctor", "train", "generate", "tool"}
+    assert kinds == {"label", "doctor", "train", "generate", "tool", "batch"}
     assert _missing(built) == []
 
 

@@ -172,6 +172,9 @@ def register(app: FastAPI, ws: Workspace, jobs: JobStore) -> None:
     @app.post("/api/jobs/{job_id}/resume")
     def resume_job(job_id: str):
         job = _job(jobs, job_id)
+        if job["kind"] == "batch":  # the same job file again: the batch CLI skips the finished images
+            extra = {k: job[k] for k in ("config", "out")}
+            return {"job": jobs.submit("batch", cli("batch", job["config"]), f"resume {job['title']}", extra)}
         if job["kind"] != "train":
             raise UiError("ui.not_resumable", 400)
         extra = {k: job[k] for k in ("config", "output_dir", "lora_name")}
@@ -196,6 +199,10 @@ def _state(ws: Workspace, jobs: JobStore, job: dict, lang: str, progress: dict |
     if job["kind"] == "train":
         bar = job_progress.train_bar(progress if progress is not None else train_progress(ws, job))
         events: list[dict] = []
+    elif job["kind"] == "batch":  # its events are in its output folder, beside index.csv
+        from .api_batch import batch_result
+
+        bar, events = batch_result(ws, job)["bar"], []
     else:
         events = job_progress.stage_events(jobs.folder(job["id"]))
         bar = job_progress.stage_bar(job, events)
@@ -211,6 +218,8 @@ def _result(ws: Workspace, job: dict) -> str | None:
     elif job["kind"] in ("doctor", "label"):
         name = "doctor_report.html" if job["kind"] == "doctor" else "metadata.csv"
         candidates = [f"{job.get('dataset')}/{name}"]
+    elif job["kind"] == "batch":
+        candidates = [f"{job.get('out')}/index.html"]
     elif job["kind"] == "generate":
         folder = ws.root / str(job.get("out"))
         found = sorted(folder.glob("grid-*.png")) + sorted(folder.glob("*.png")) if folder.is_dir() else []

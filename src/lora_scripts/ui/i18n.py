@@ -10,6 +10,7 @@ import os
 import string
 from collections.abc import Mapping
 
+from .batch_text import BATCH_MESSAGES
 from .job_text import JOB_MESSAGES
 from .page_text import PAGE_MESSAGES
 
@@ -97,6 +98,7 @@ MESSAGES: dict[str, dict[str, str]] = {
 
 MESSAGES.update(PAGE_MESSAGES)  # the page's own words (ui/page_text.py)
 MESSAGES.update(JOB_MESSAGES)  # progress and failures on the Jobs page (ui/job_text.py)
+MESSAGES.update(BATCH_MESSAGES)  # the batch page (ui/batch_text.py)
 
 
 def normalise_lang(lang: str) -> str:

@@ -134,9 +134,9 @@ def create_app(settings: UiSettings, start_jobs: bool = True) -> FastAPI:
             return FileResponse(target, filename=target.name, headers=headers)
         return FileResponse(target, headers=headers)
 
-    from . import api_data, api_library, api_train
+    from . import api_batch, api_data, api_library, api_train
 
-    for api in (api_data, api_train, api_library):
+    for api in (api_data, api_train, api_library, api_batch):
         api.register(app, ws, jobs)
 
     return app

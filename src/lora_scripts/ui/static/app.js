@@ -51,6 +51,7 @@ function showTab(name) {
   localStorage.setItem("tab", name);
   if (name === "generate") refreshGenerate();
   if (name === "library") refreshLibrary();
+  if (name === "batch") refreshBatch();
 }
 // ---------------- dataset ----------------
 async function refreshWorkspace() {
@@ -284,6 +285,7 @@ async function refreshJobs() {
     }
   }
   await refreshTrain();
+  await refreshBatchJob();
 }
 // A job's bar: done of total and the time left, from its progress events (none until the stage counted).
 function progressBar(bar) {
@@ -320,14 +322,8 @@ async function refreshGenerate() {
   await refreshGallery();
 }
 async function generate() {
-  const loras = [...document.querySelectorAll(".lora-pick")].filter((r) => r.querySelector("input[type=checkbox]").checked)
-    .map((r) => ({path: r.dataset.path, weight: Number(r.querySelector("input[type=range]").value)}));
-  const num = (id) => Number($(id).value);
-  const job = (await api("/api/generate", {json: {model: $("#gen-model").value, loras,
-    prompt: $("#gen-prompt").value, negative: $("#gen-negative").value, sampler: $("#gen-sampler").value,
-    steps: num("#gen-steps"), cfg: num("#gen-cfg"), seed: num("#gen-seed"), width: num("#gen-width"),
-    height: num("#gen-height"), count: num("#gen-count"), grid_weights: $("#gen-grid-weights").value,
-    grid_seeds: $("#gen-grid-seeds").value}})).job;
+  const job = (await api("/api/generate", {json: {...genSettings(), count: Number($("#gen-count").value),
+    grid_weights: $("#gen-grid-weights").value, grid_seeds: $("#gen-grid-seeds").value}})).job;
   (S.otherJobs = S.otherJobs || {})[job.id] = "generate";
   $("#gen-status").textContent = t("job." + job.status, {what: t("kind.generate")});
 }
@@ -336,6 +332,74 @@ async function refreshGallery() {
   $("#gallery").replaceChildren(...data.images.map((img) => el("figure", {class: img.grid ? "grid" : "shot"},
     el("a", {href: img.url, target: "_blank"}, el("img", {src: img.url, alt: img.name})),
     el("figcaption", {text: img.parameters || img.name}))));
+}
+// ---------------- batch (the catalogue job, "send to batch" from the generate page) ----------------
+function genSettings() {
+  const loras = [...document.querySelectorAll(".lora-pick")].filter((r) => r.querySelector("input[type=checkbox]").checked)
+    .map((r) => ({path: r.dataset.path, weight: Number(r.querySelector("input[type=range]").value)}));
+  const num = (id) => Number($(id).value);
+  return {model: $("#gen-model").value, loras, prompt: $("#gen-prompt").value, negative: $("#gen-negative").value,
+    sampler: $("#gen-sampler").value, steps: num("#gen-steps"), cfg: num("#gen-cfg"), seed: num("#gen-seed"),
+    width: num("#gen-width"), height: num("#gen-height")};
+}
+function sendToBatch() {
+  S.batchFrom = genSettings();
+  $("#batch-prompt").value = S.batchFrom.prompt.split("\n").map((l) => l.trim()).filter(Boolean).join(" ");
+  $("#batch-negative").value = S.batchFrom.negative;
+  showTab("batch");
+}
+function batchRequest() {
+  return {...S.batchFrom, prompt: $("#batch-prompt").value, negative: $("#batch-negative").value,
+    items: $("#batch-items").value, images_per_item: Number($("#batch-per-item").value),
+    batch_size: Number($("#batch-size").value), output: $("#batch-output").value.trim()};
+}
+function showBatchError(text) { const box = $("#batch-error"); box.textContent = text || ""; return !text; }
+async function refreshBatch(pick) {
+  $("#batch-intro").textContent = t("batch.intro", {example: "{brand} {model}, {colour}"});
+  const f = S.batchFrom;
+  $("#batch-from").textContent = !f ? t("batch.nothing_sent") : [`${t("gen.model")}: ${f.model}`,
+    ...f.loras.map((l) => `LoRA: ${l.path} × ${l.weight}`),
+    `${t("gen.sampler")}: ${f.sampler} · ${t("gen.steps")}: ${f.steps} · ${t("gen.cfg")}: ${f.cfg} · ` +
+    `${t("gen.seed")}: ${f.seed} · ${f.width}×${f.height}`].join("\n");
+  $("#batch-start").disabled = !f; $("#batch-view").disabled = !f;
+  const data = await api("/api/batch/items"), sel = $("#batch-items"), keep = pick || sel.value;
+  sel.replaceChildren(el("option", {value: "", text: t("batch.none_items")}),
+    ...data.items.map((p) => el("option", {value: p, text: p})));
+  if (data.items.includes(keep)) sel.value = keep; else if (data.items.length === 1) sel.value = data.items[0];
+  await refreshBatchJob();
+}
+async function checkBatch() {
+  const res = await api("/api/batch/check", {json: batchRequest()});
+  showBatchError(res.error);
+  const view = $("#batch-yaml"); view.textContent = res.yaml; view.hidden = !res.yaml;
+}
+async function startBatch() {
+  const res = await api("/api/batch/start", {json: batchRequest()});
+  if (!showBatchError(res.error)) return;
+  S.batchJob = res.job.id;
+  say(t("batch.started"), "ok");
+  await refreshJobs();
+}
+async function refreshBatchJob() {
+  if (!S.batchJob) { const last = S.jobs.find((j) => j.kind === "batch"); if (last) S.batchJob = last.id; }
+  if (!S.batchJob || $("#page-batch").hidden) return;
+  const d = await api("/api/batch/" + S.batchJob), job = d.job;
+  const status = $("#batch-status");
+  showJob(status, {...job, bar: d.bar, failure: (S.jobs.find((j) => j.id === job.id) || {}).failure}, "batch");
+  $("#batch-stop").disabled = !["running", "queued"].includes(job.status);
+  $("#batch-resume").disabled = !["stopped", "failed"].includes(job.status);
+  const sheet = $("#batch-sheet"); sheet.hidden = !d.sheet; if (d.sheet) sheet.href = d.sheet;
+  $("#batch-count").textContent = d.index_rows ? t("batch.images_made", {n: d.index_rows}) : "";
+  const thumbs = $("#batch-thumbs"), key = d.thumbs.map((x) => x.url).join("|");
+  if (thumbs.dataset.key !== key) {
+    thumbs.dataset.key = key;
+    thumbs.replaceChildren(...d.thumbs.map((x) => el("figure", {class: "shot"}, el("img", {src: x.url, alt: x.id}),
+      el("figcaption", {text: `${x.id} #${x.n} · ${x.prompt}`}))));
+  }
+  const failed = $("#batch-failed"); failed.hidden = !d.failed.length;
+  failed.querySelector("tbody").replaceChildren(...d.failed.map((r) => el("tr", {},
+    ...Object.values(r).map((v) => el("td", {text: v})))));
+  $("#batch-log").textContent = d.log.split("\n").slice(-15).join("\n");
 }
 // ---------------- library ----------------
 async function refreshLibrary() {
@@ -382,6 +446,7 @@ async function start() {
     await refreshWorkspace(); await renderDataset(); await refreshJobs();
     if (!$("#page-library").hidden) await refreshLibrary();
     if (!$("#page-generate").hidden) await refreshGenerate();
+    if (!$("#page-batch").hidden) await refreshBatch();
   }));
   $("#dataset-select").addEventListener("change", guard(async () => openDataset($("#dataset-select").value)));
   $("#create-dataset").addEventListener("click", guard(async () => {
@@ -417,6 +482,17 @@ async function start() {
   }));
   $("#gen-btn").addEventListener("click", guard(generate));
   $("#tool-btn").addEventListener("click", guard(runTool));
+  $("#gen-to-batch").addEventListener("click", guard(sendToBatch));
+  $("#batch-view").addEventListener("click", guard(checkBatch));
+  $("#batch-start").addEventListener("click", guard(startBatch));
+  $("#batch-stop").addEventListener("click", guard(async () => { await api(`/api/jobs/${S.batchJob}/stop`, {method: "POST"}); await refreshJobs(); }));
+  $("#batch-resume").addEventListener("click", guard(async () => {
+    const res = await api(`/api/jobs/${S.batchJob}/resume`, {method: "POST"}); S.batchJob = res.job.id; await refreshJobs(); }));
+  $("#batch-upload").addEventListener("change", guard(async (e) => {
+    const form = new FormData(); form.append("file", e.target.files[0]);
+    const res = await api("/api/batch/items", {form}); e.target.value = "";
+    say(t("batch.uploaded", {path: res.items}), "ok"); await refreshBatch(res.items);
+  }));
   await refreshWorkspace();
   await renderDataset();
   showTab(localStorage.getItem("tab") || "dataset");
