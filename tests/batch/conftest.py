@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from batch_helpers import KEYS, catalogue
 
 _spec = importlib.util.spec_from_file_location(
     "generate_fixtures", Path(__file__).parents[1] / "generate/conftest.py"
@@ -75,3 +76,11 @@ def make_job(tmp_path, tiny_model, batch_loras):
 def rows() -> list[dict]:
     """The items make_job writes by default."""
     return [dict(r) for r in ROWS]
+
+
+@pytest.fixture()
+def crash_job(cli, make_job, tmp_path) -> tuple[Path, Path]:
+    """(job file, its output_dir) for 12 items x 2 images; an unbroken run's output: tmp_path/reference."""
+    rows = catalogue(12)
+    assert cli("batch", make_job(rows=rows, output_dir="reference", name="ref.yaml", **KEYS)).returncode == 0
+    return make_job(rows=rows, **KEYS), tmp_path / "out"

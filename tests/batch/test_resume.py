@@ -3,8 +3,6 @@ resumed job's images are byte-identical to an unbroken run's and every (id, n) i
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import signal
 import subprocess
@@ -13,32 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-KEYS = {"images_per_item": 2, "batch_size": 2, "steps": 6, "width": 64, "height": 64}
-
-
-def catalogue(count: int) -> list[dict]:
-    colours = ["black", "white", "blue", "green"]
-    return [
-        {
-            "id": f"DEV-{i:03d}",
-            "brand": "Brand",
-            "model": f"Model {i}",
-            "category": "phone",
-            "colour": colours[i % 4],
-        }
-        for i in range(count)
-    ]
-
-
-def index_rows(out: Path) -> list[dict]:
-    with open(out / "index.csv", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
-
-
-def recorded(out: Path) -> int:
-    """Rows the running job has recorded so far (its index parts)."""
-    return sum(max(0, len(p.read_text().splitlines()) - 1) for p in (out / "parts").glob("index-*.csv"))
+from batch_helpers import assert_same_images, progress_events, recorded
 
 
 def start(job: Path, *args: str) -> subprocess.Popen:
@@ -52,27 +25,6 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
         assert proc.poll() is None, proc.communicate()
         assert time.time() < deadline, "the job did not get there in time"
         time.sleep(0.02)
-
-
-@pytest.fixture()
-def crash_job(cli, make_job, tmp_path) -> tuple[Path, Path]:
-    """(job file, its output_dir) for 12 items x 2 images; an unbroken run's output: tmp_path/reference."""
-    rows = catalogue(12)
-    assert cli("batch", make_job(rows=rows, output_dir="reference", name="ref.yaml", **KEYS)).returncode == 0
-    return make_job(rows=rows, **KEYS), tmp_path / "out"
-
-
-def progress_events(out: Path) -> list[dict]:
-    path = out / "progress.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def assert_same_images(out: Path, reference: Path, total: int) -> None:
-    rows, ref = index_rows(out), index_rows(reference)
-    assert len(rows) == total and len({(r["id"], r["n"]) for r in rows}) == total  # each (id, n) once
-    assert [(r["id"], r["n"], r["sha256"]) for r in rows] == [(r["id"], r["n"], r["sha256"]) for r in ref]
-    for r in ref:
-        assert (out / r["file"]).read_bytes() == (reference / r["file"]).read_bytes()
 
 
 @pytest.mark.slow

@@ -29,6 +29,9 @@ def batch(
     processes: int = typer.Option(
         1, "--processes", help="Processes on this machine (one per GPU), started with accelerate launch."
     ),
+    ray: str = typer.Option(
+        None, "--ray", help="Run on Ray: 'local' (start one here), 'auto' or a cluster address (ray://...)."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and library logs."),
 ) -> None:
     """Make the catalogue's images: items x prompt template -> images/, index.csv, index.html (resumable)."""
@@ -44,6 +47,14 @@ def batch(
             code = relaunch(processes, ["batch", str(job), *extra])  # accelerate launch -m lora_scripts
             if code:
                 sys.exit(code)
+            return
+        if ray:
+            from .ray_run import run_on_ray
+
+            counts = run_on_ray(job, ray, new)
+            console.print(
+                f"[bold green]{counts['index']} image(s) in the index[/], {counts['failed']} failed"
+            )
             return
         from .run import run_job
 

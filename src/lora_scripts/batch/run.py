@@ -88,9 +88,21 @@ def batches_of(works: list[Work], size: int) -> list[list[Work]]:
     return [g[i : i + size] for g in groups.values() for i in range(0, len(g), size)]
 
 
-def run_job(job_path: Path, new: bool = False, show_bar: bool = True) -> dict:
+@dataclass
+class Started:
+    """A job checked and opened on output_dir: what every way of running it (ranks, Ray) starts from."""
+
+    job: JobConfig
+    plan: Plan
+    ledger: Ledger
+    order: dict
+    done: dict
+    facts: dict
+    precision: str
+
+
+def start_job(job_path: Path, new: bool, shard: Shard) -> Started:
     job = load_job(job_path)
-    shard = current_shard(job.device)
     plan = plan_job(job)
     precision = job.precision if job.precision != "auto" else "fp16" if shard.device != "cpu" else "fp32"
     out = job.output_dir
@@ -104,27 +116,43 @@ def run_job(job_path: Path, new: bool = False, show_bar: bool = True) -> dict:
         remove_stale_temps(out)
     done = ledger.done()
     _check_unchanged(plan.works, done)
-    mine = [b for i, b in enumerate(plan.batches) if i % shard.world == shard.rank]
-    todo = [b for b in mine if any((w.id, w.n) not in done for w in b)]
     if shard.rank == 0:
         for item_id, n, reason in plan.failed:
             ledger.fail(item_id, n, reason)
+    return Started(job, plan, ledger, order, done, now, precision)
+
+
+def make_engine(s: Started, device: str) -> Engine:
+    engine = Engine(s.job, s.plan.library, template_mixes(s.job), device, DTYPES[s.precision])
+    engine.lora_hashes = s.facts["lora_files"]  # WebUI's `Lora hashes` in each PNG
+    return engine
+
+
+def finish_job(s: Started, title: str) -> tuple[int, int]:
+    """Merge every part into index.csv / failed.csv and write the contact sheet (one process, at the end)."""
+    remove_stale_temps(s.job.output_dir)
+    counts = s.ledger.merge(s.order)
+    rows = sorted(s.ledger.done().values(), key=lambda r: s.order.get((r["id"], int(r["n"])), len(s.order)))
+    write_sheet(s.job.output_dir, rows, {w.id: w.category for w in s.plan.works}, title)
+    return counts
+
+
+def run_job(job_path: Path, new: bool = False, show_bar: bool = True) -> dict:
+    shard = current_shard(load_job(job_path).device)
+    s = start_job(job_path, new, shard)
+    mine = [b for i, b in enumerate(s.plan.batches) if i % shard.world == shard.rank]
+    todo = [b for b in mine if any((w.id, w.n) not in s.done for w in b)]
     total = sum(len(b) for b in mine)
-    counts = {"total": total, "done": total - _count(todo, done), "per_item": job.images_per_item}
+    counts = {"total": total, "done": total - _count(todo, s.done), "per_item": s.job.images_per_item}
     if todo:
-        engine = Engine(job, plan.library, template_mixes(job), shard.device, DTYPES[precision])
-        engine.lora_hashes = now["lora_files"]  # WebUI's `Lora hashes` in each PNG
+        engine = make_engine(s, shard.device)
         try:
-            _make(engine, todo, done, ledger, out, shard, counts, show_bar)
+            _make(engine, todo, s.done, s.ledger, s.job.output_dir, shard, counts, show_bar)
         finally:
             engine.close()
     shard.wait()
     if shard.rank == 0:
-        remove_stale_temps(out)
-        counts["index"], counts["failed"] = ledger.merge(order)
-        rows = list(ledger.done().values())
-        rows.sort(key=lambda r: order.get((r["id"], int(r["n"])), len(order)))
-        write_sheet(out, rows, {w.id: w.category for w in plan.works}, f"{job_path.stem}: {out.name}")
+        counts["index"], counts["failed"] = finish_job(s, f"{job_path.stem}: {s.job.output_dir.name}")
     return counts
 
 
@@ -160,7 +188,7 @@ def _make(engine, todo, done, ledger, out: Path, shard: Shard, counts: dict, sho
             images = engine.render(batch)
             seconds = (time.time() - t0) / len(batch)
             files = [
-                _save(w, img, engine, ledger, out, seconds)
+                save_image(w, img, engine, ledger, out, seconds)
                 for w, img in zip(batch, images, strict=True)
                 if (w.id, w.n) not in done
             ]
@@ -184,7 +212,9 @@ def _make(engine, todo, done, ledger, out: Path, shard: Shard, counts: dict, sho
     events.event("end", rank=shard.rank, state="done", done=counts["done"])
 
 
-def _save(work: Work, image: np.ndarray, engine, ledger: Ledger, out: Path, seconds: float) -> str | None:
+def save_image(
+    work: Work, image: np.ndarray, engine, ledger: Ledger, out: Path, seconds: float
+) -> str | None:
     if not np.isfinite(image).all() or float(image.max()) < 1 / 255:
         ledger.fail(work.id, work.n, "the image came out black or NaN")
         return None
