@@ -190,18 +190,14 @@ def test_a_per_row_file_is_lycoris_in_generate_and_inspect_says_clients_differ(t
 def test_init_lora_of_a_per_row_file_is_refused(files, base_config):
     from lora_scripts.config import build_config
     from lora_scripts.errors import ConfigError
-    from lora_scripts.inject.dora import check_trainable
-    from lora_scripts.tools.lora_io import read_lora
-    from lora_scripts.train.init_lora import apply_init_lora
+    from lora_scripts.train.init_lora import check_init_lora
 
     _, paths = files
     net = build_config({**base_config, "network_type": "dora", "init_lora": str(paths["rows"])}).network
-    parts = load_components(ModelConfig(base_model=base_config["base_model"]))
-    with pytest.raises(ConfigError) as err:  # today: the magnitudes do not fit the per-column layers
-        apply_init_lora(net, {"unet": parts.unet, "te": parts.text_encoder}, "sd1")
+    with pytest.raises(ConfigError) as err:  # the pre-flight check, before anything is built or written
+        check_init_lora(net)
     assert f"init_lora '{paths['rows']}'" in str(err.value)
-    with pytest.raises(ConfigError) as err:  # the sentence init_lora should give before anything is built
-        check_trainable(paths["rows"], read_lora(paths["rows"], strict=False).modules.values())
     assert "one magnitude per output row (LyCORIS wd_on_output=True)" in str(err.value)
     assert "lora-scripts trains DoRA with one per input column" in str(err.value)
-    check_trainable(paths["dora"], read_lora(paths["dora"], strict=False).modules.values())  # per column: ok
+    column = build_config({**base_config, "network_type": "dora", "init_lora": str(paths["dora"])}).network
+    check_init_lora(column)  # per column: continued

@@ -11,6 +11,7 @@ from torch import nn
 
 from ..config import NetworkConfig
 from ..errors import ConfigError, FormatError
+from ..inject.dora import check_trainable
 from ..inject.lora import KIND_NAMES, LoraWeights, inject, network_kind, write_weights
 from ..inject.lyco import LycoWeights, lyco_kind
 from ..save.kohya import module_weights, read_lora_file
@@ -26,6 +27,7 @@ def check_init_lora(net: NetworkConfig, adapter_format: str = "kohya") -> int:
     """Before anything is written: the file (or PEFT folder) reads, holds LoRA modules, and its rank fits
     the config's."""
     weights = _RANK_READERS[adapter_format](net.init_lora)
+    check_trainable(net.init_lora, weights)  # a per-row DoRA: its own sentence before the kind check
     _check_kind(net, {network_kind(w) for w in weights})
     ranks = Counter(int(w.down.shape[0]) for w in weights)
     file_rank = ranks.most_common(1)[0][0]
