@@ -89,6 +89,8 @@ def test_bad_job_files_are_one_sentence(cli, make_job, tmp_path, rows):
         result = cli("batch", make_job(**keys))
         assert result.returncode == 2, result.stderr
         assert what in result.stderr and hint in result.stderr and "Traceback" not in result.stderr
+    both = cli("batch", make_job(), "--ray", "local", "--processes", "2")
+    assert both.returncode == 2 and "--ray and --processes cannot be used together" in both.stderr
     assert not (tmp_path / "out").exists()
 
 

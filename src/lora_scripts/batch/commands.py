@@ -38,6 +38,12 @@ def batch(
     setup_logging(debug)
 
     def action():
+        if ray and processes != 1:
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                "--ray and --processes cannot be used together", "Ray starts one worker per GPU"
+            )
         if processes != 1:
             from ..train.launch import relaunch
             from .config import load_job

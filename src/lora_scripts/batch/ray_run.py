@@ -9,6 +9,7 @@ import logging
 import time
 from pathlib import Path
 
+from ..errors import ConfigError
 from .config import load_job
 from .ledger import Ledger
 from .run import finish_job, make_engine, save_image, start_job
@@ -46,8 +47,13 @@ class BatchMaker:
 
 
 def run_on_ray(job_path: Path, address: str | None, new: bool = False) -> dict:
-    import ray
-    from ray.util import ActorPool
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError as exc:
+        raise ConfigError(
+            "--ray needs Ray, which is not installed", "pip install 'lora-scripts[ray]'"
+        ) from exc
 
     load_job(job_path)  # a bad job file: one sentence before any cluster is touched
     if not ray.is_initialized():
