@@ -376,7 +376,7 @@ async function checkBatch() {
 async function startBatch() {
   const res = await api("/api/batch/start", {json: batchRequest()});
   if (!showBatchError(res.error)) return;
-  S.batchJob = res.job.id;
+  S.batchJob = res.job.id; $("#batch-yaml").hidden = true;  // the run's progress and images in view
   say(t("batch.started"), "ok");
   await refreshJobs();
 }
