@@ -108,3 +108,13 @@ class TrainableModel(Protocol):
 
     def metadata_facts(self) -> dict[str, str]:
         """Family facts for the file's metadata (kohya ss_* base version, modelspec architecture...)."""
+
+
+
+# Optional hooks. A family defines them only when it has something to say; the trainer asks with getattr and
+# falls back to the default (Protocol members would make every family define them):
+#   loss_weight(items) -> int   how many terms loss() averages (an LLM's trained tokens); default len(items).
+#                               A batch split among processes or micro-batches is weighted by it.
+#   place(device) -> None       the frozen modules stay where they were loaded and the family brings each to
+#                               `device` when needed (caching one model at a time); default: all go at once.
+#   lr_block(component, name)   block index of a module for per-block learning rates; default: none.
