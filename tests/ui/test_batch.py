@@ -10,7 +10,7 @@ import csv
 import pytest
 from uihelp import wait_job
 
-ITEMS = "id,brand,colour\nA-1,Apple,black\nB-2,Huawei,white\nC-3,Xiaomi,green\n"
+ITEMS = "id,brand,colour\nA-1,Apple,black\nB-2,Huawei,white\nC-3,Xiaomi,green\nD-4,Oppo,<lora:x:1>\n"
 
 
 def _settings(**extra) -> dict:
@@ -57,7 +57,9 @@ def test_a_batch_job_from_the_generate_settings_makes_the_index_and_contact_shee
         ("B-2", "a white phone by Huawei"),
         ("C-3", "a green phone by Xiaomi"),
     ]
-    assert shown["index_rows"] == 3 and shown["failed"] == []
+    assert shown["index_rows"] == 3  # the 4th row holds a LoRA tag: failed.csv, with the CLI's reason
+    assert [(r["id"], r["n"]) for r in shown["failed"]] == [("D-4", "0")]
+    assert "'<'" in shown["failed"][0]["reason"]
     assert shown["bar"] == {"done": 3, "total": 3, "eta_s": None}
     assert shown["sheet"] == "/files/outputs/phones/index.html"
     assert "A-1 #0" in client.get(shown["sheet"]).text

@@ -173,7 +173,7 @@ class Page:
     def send_to_batch(self, csv_path: Path) -> None:
         """The generate page's settings to the batch page: a 3-row CSV, a template column it lacks (the
         CLI's sentence next to the form), then the run: its contact sheet and thumbnails."""
-        csv_path.write_text("id,colour\nP-1,red\nP-2,blue\nP-3,green\n", encoding="utf-8")
+        csv_path.write_text("id,colour\nP-1,red\nP-2,blue\nP-3,green\nP-4,<lora:x:1>\n", encoding="utf-8")
         self.el("#gen-to-batch").click()
         self.wait(lambda: "neon_lora" in self.el("#batch-from").text, 20, "the settings on the batch page")
         assert self.el("#batch-prompt").get_attribute("value") == "neon style, a phone"
@@ -192,6 +192,7 @@ class Page:
         self.wait(lambda: len(self.all("#batch-thumbs img")) == 3, 120, "the batch's thumbnails")
         self.wait(lambda: self.el("#batch-status").get_attribute("data-status") == "done", 30, "the batch")
         assert self.el("#batch-sheet").get_attribute("href").endswith("/files/outputs/catalogue/index.html")
+        assert "P-4" in self.el("#batch-failed").text  # the row whose value holds a LoRA tag
         self.shot("batch")
 
 
