@@ -105,7 +105,7 @@ def write_job(spec: dict, out: Path) -> Path:
 # --- the two sides (each in its own process: `python -m bench.generation --child '<json spec>'`) ----------
 def job_side(spec: dict, folder: Path) -> dict:
     from lora_scripts.batch.run import run_job
-    from lora_scripts.train.progress import read_progress
+    from lora_scripts.progress import read_progress
 
     job = write_job(spec, folder)
     run_job(job, show_bar=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 import lora_scripts
 
 LAYERS = [
-    ["errors", "files"],
+    ["errors", "files", "progress"],
     ["console"],
     ["config"],
     ["data"],

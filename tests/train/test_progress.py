@@ -1,9 +1,9 @@
-"""Progress events (train/progress.py): what the web UI reads while a run goes, one JSON line per event."""
+"""Progress events (lora_scripts/progress.py): what the web UI reads while a run goes."""
 
 from __future__ import annotations
 
 from lora_scripts.config import build_config
-from lora_scripts.train.progress import FILE_NAME, ProgressLog, read_progress
+from lora_scripts.progress import FILE_NAME, ProgressLog, read_progress
 from lora_scripts.train.run import run_training
 
 

@@ -7,7 +7,7 @@ import pytest
 from uihelp import wait_job
 
 from lora_scripts.errors import DataError
-from lora_scripts.train.progress import PROGRESS_ENV, read_progress, stage_progress
+from lora_scripts.progress import PROGRESS_ENV, read_progress, stage_progress
 from lora_scripts.ui.job_progress import failure, stage_bar
 
 pytest.importorskip("httpx", reason="the web UI's extra is not installed: pip install -e .[ui]")

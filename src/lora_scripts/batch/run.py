@@ -17,8 +17,8 @@ from PIL import Image
 from ..errors import ConfigError, DataError
 from ..generate.images import check_writable, parameters_text
 from ..generate.library import LoraLibrary
+from ..progress import ProgressLog
 from ..save.png import save_png
-from ..train.progress import ProgressLog
 from .config import JobConfig, load_job
 from .engine import Engine
 from .fingerprint import check_or_start, facts

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from ..data.images import list_images
 from ..errors import DataError
-from ..train.progress import StageProgress, stage_progress
+from ..progress import StageProgress, stage_progress
 from .captions import caption_findings, load_captions, tag_frequency
 from .clutter import CLUTTER_EXPLAINED, CLUTTER_FLAG, clutter_score, describe_clutter
 from .images import (

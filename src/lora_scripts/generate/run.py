@@ -11,7 +11,7 @@ import torch
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from ..train.progress import StageProgress, stage_progress
+from ..progress import StageProgress, stage_progress
 from .batch import Batch, plan_batch, run_batch
 from .images import check_specs, check_writable
 from .library import LoraLibrary

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from ..data.images import image_size, list_images, open_image
 from ..errors import ConfigError, DataError
-from ..train.progress import StageProgress, stage_progress
+from ..progress import StageProgress, stage_progress
 from .source import resolve_model
 from .writer import check_writable, labelled_names, write_csv, write_sidecars
 

@@ -47,7 +47,7 @@ def _precision(value: str, allowed: tuple[str, ...] = PRECISIONS) -> str:
 def _as_stage(tool: str) -> Iterator[None]:
     """Progress events for the web UI's bar: 0 of 1 while the tool runs, 1 of 1 when it is done (the
     tools' own loops have no hook here)."""
-    from ..train.progress import stage_progress
+    from ..progress import stage_progress
 
     with stage_progress(tool) as progress:
         progress.begin(1)

@@ -20,12 +20,12 @@ from ..config import Config
 from ..data import DatasetIndex, ImageItem
 from ..errors import TrainingError
 from ..models.family import TrainableModel
+from ..progress import ProgressLog
 from ..save.metadata import RunFacts, lineage_facts
 from .checkpoints import Checkpoints
 from .fingerprint import run_fingerprint
 from .memory import chunks, free_memory, is_oom, probe_batch_size
 from .optim import make_lr_scheduler, make_optimizer
-from .progress import ProgressLog
 from .samples import Sampler
 from .setup import RunPlan, cast_frozen, inject_adapters, param_groups, plan_steps
 from .state import Position

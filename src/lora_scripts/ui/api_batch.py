@@ -15,8 +15,8 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from pydantic import BaseModel
 
 from ..errors import LoraScriptsError
-from ..train.progress import FILE_NAME as PROGRESS_FILE
-from ..train.progress import read_progress
+from ..progress import FILE_NAME as PROGRESS_FILE
+from ..progress import read_progress
 from .api_library import LoraPick
 from .api_train import stamp
 from .i18n import t

@@ -12,8 +12,8 @@ import yaml
 from fastapi import FastAPI, File, Request, UploadFile
 from pydantic import BaseModel
 
-from ..train.progress import FILE_NAME as PROGRESS_FILE
-from ..train.progress import read_progress
+from ..progress import FILE_NAME as PROGRESS_FILE
+from ..progress import read_progress
 from . import forms, job_progress, presets
 from .field_text import FIELD_ZH
 from .i18n import MESSAGES, t

@@ -1,12 +1,12 @@
 """What the Jobs page shows of each job, read from facts only: its progress events (done / total / ETA;
-train/progress.py) and, for a failed job, the kind of error its stage ended with, said in the page's
+lora_scripts/progress.py) and, for a failed job, the kind of error its stage ended with, said in the page's
 language (the error's own sentence, English, follows as the detail)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from ..train.progress import FILE_NAME, read_progress
+from ..progress import FILE_NAME, read_progress
 from .i18n import t
 from .jobs import FAILED, RUNNING
 

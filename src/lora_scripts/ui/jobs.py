@@ -19,9 +19,9 @@ import uuid
 from pathlib import Path
 
 from ..files import replacing
+from ..progress import FILE_NAME as PROGRESS_FILE
+from ..progress import PROGRESS_ENV
 from ..train.lock import pid_exists
-from ..train.progress import FILE_NAME as PROGRESS_FILE
-from ..train.progress import PROGRESS_ENV
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 STOPPED, CANCELLED = "stopped", "cancelled"
@@ -90,7 +90,7 @@ class JobStore:
         job_id = time.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:6]
         self._dir(job_id).mkdir(parents=True)
         # label / doctor / generate / tools write their progress events into the job's folder; a training
-        # writes them next to its LoRA (train/progress.py)
+        # writes them next to its LoRA (progress.py)
         progress = {} if kind in SERIAL_KINDS else {PROGRESS_ENV: str(self._dir(job_id) / PROGRESS_FILE)}
         job = {
             "id": job_id,

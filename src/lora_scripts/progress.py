@@ -1,4 +1,5 @@
-"""Progress events: one JSON line per event in `<output_dir>/progress.jsonl`, so the web UI (and tests) read
+"""Progress events of every long stage (training, label, doctor, generate, tools, batch), below them all in
+the layers: one JSON line per event in `<output_dir>/progress.jsonl`, so the web UI (and tests) read
 facts (step, loss, lr, ETA, sample files, state) instead of parsing log text.
 
 Events: {"event": "start", "step", "total"}, {"event": "step", "step", "total", "loss", "lr", "epoch",
