@@ -3,6 +3,13 @@ gloo) against one process: the same effective batch gives the same LoRA up to fl
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import torch
 from llm_files import write_yaml
@@ -45,3 +52,59 @@ def test_processes_beyond_the_gpus_or_below_one_are_one_sentence(run_cli, llm_co
     done = run_cli("train", "-c", str(cfg), "--processes", "0")
     assert done.returncode == 2
     assert "--processes is 0" in done.stderr and "Traceback" not in done.stdout + done.stderr
+
+
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def _rank_pid(launcher: int, rank: int) -> int | None:
+    """The worker process of `rank` under the launcher (its environment says RANK=...)."""
+    for pid in _children(launcher):
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env:
+            return pid
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker through /proc (Linux)")
+def test_a_worker_killed_mid_run_resumes_to_the_unbroken_runs_lora(run_cli, llm_config, tmp_path):
+    config = {
+        **llm_config,
+        "batch_size": 4,
+        "max_train_steps": 30,  # long enough that the kill lands mid-run on a fast machine too
+        "learning_rate": 5e-3,
+        "seed": 7,
+        "save_steps": 2,
+        "save_state": True,
+        "keep_last_n": 30,  # step-000004 must still be there when the test looks for it
+    }
+    ref_cfg = write_yaml(tmp_path / "ref.yaml", {**config, "output_dir": str(tmp_path / "ref")})
+    done = run_cli("train", "-c", str(ref_cfg), "--processes", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = tmp_path / "out"
+    cfg = write_yaml(tmp_path / "run.yaml", {**config, "output_dir": str(out), "resume": "auto"})
+    command = [sys.executable, "-m", "lora_scripts.cli", "train", "-c", str(cfg), "--processes", "2"]
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    state = out / "state" / "step-000004" / "position.json"
+    deadline = time.time() + 300
+    while not state.exists() and run.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    worker = _rank_pid(run.pid, 1)
+    assert state.exists() and worker is not None, run.stderr.read() if run.poll() is not None else "no state"
+    os.kill(worker, signal.SIGKILL)  # process 1 dies mid-run: the launcher stops process 0
+    _, err = run.communicate(timeout=300)
+    assert run.returncode != 0, "the run ended before the kill"
+    assert "Traceback" not in err
+    assert not (out / "cs_tone" / "adapter_model.safetensors").exists()
+    again = run_cli("train", "-c", str(cfg), "--processes", "2")
+    assert again.returncode == 0, again.stdout + again.stderr
+    log = (out / "train.log").read_text(encoding="utf-8").split("=== lora-scripts")[-1]
+    assert "Resumed from" in log and "state/step-00000" in log  # continued, not trained again from step 0
+    resumed, reference = _adapter(out), _adapter(tmp_path / "ref")
+    for name in reference:
+        assert torch.allclose(resumed[name], reference[name], atol=1e-6, rtol=0), name
