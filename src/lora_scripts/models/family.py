@@ -97,9 +97,12 @@ class TrainableModel(Protocol):
         train: TrainConfig,
         rng: random.Random,
         generator: torch.Generator | None = None,
+        part: list[int] | None = None,
     ) -> torch.Tensor:
         """The training loss of one micro-batch (a scalar, fp32). `rng` drives data augmentation;
-        `generator` (when given) draws noise and timesteps, e.g. fixed for validation."""
+        `generator` (when given) draws noise and timesteps, e.g. fixed for validation. `part` (data-parallel
+        processes): the loss of those items only, with every random draw made for the whole batch first, so
+        that N processes see exactly the noise, timesteps and augmentations one process would."""
 
     def render(self, requests: list[RenderRequest]) -> list[Image.Image]:
         """Images drawn with the model as it is now (its LoRA layers included), one per request, seeded;

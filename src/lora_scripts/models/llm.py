@@ -197,8 +197,11 @@ class CausalLM:
         train,
         rng: random.Random,
         generator: torch.Generator | None = None,
+        part: list[int] | None = None,
     ) -> torch.Tensor:
-        """Mean cross-entropy over the batch's trained tokens (labels != -100), shifted by the model."""
+        """Mean cross-entropy over the batch's trained tokens (labels != -100), shifted by the model
+        (of the rows in `part` only, when given: nothing here is random)."""
+        items = items if part is None else [items[i] for i in part]
         device = next(self.model.parameters()).device
         batch = {k: v.to(device) for k, v in collate(items, self.tokenizer.pad_token_id).items()}
         return self.model(**batch, use_cache=False).loss.float()

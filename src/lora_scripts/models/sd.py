@@ -183,6 +183,7 @@ class StableDiffusion:
         train: TrainConfig,
         rng: random.Random,
         generator: torch.Generator | None = None,
+        part: list[int] | None = None,
     ) -> torch.Tensor:
         dev = _unwrap(self.unet).device  # the VAE may be parked on the CPU (DDP has no .device)
         if self.latent_cache is not None:
@@ -197,6 +198,10 @@ class StableDiffusion:
         t = sample_timesteps(latents.shape[0], self.noise_scheduler, train, generator).to(dev)
         noisy = self.noise_scheduler.add_noise(latents, input_noise(noise, train, generator), t)
         captions = [make_caption(i.caption, data, rng) for i in items]
+        if part is not None:  # every draw above was for the whole batch: keep this process's items
+            index = torch.tensor(part)
+            latents, noise, noisy, sizes = (x[index.to(x.device)] for x in (latents, noise, noisy, sizes))
+            t, items, captions = t[index.to(t.device)], [items[i] for i in part], [captions[i] for i in part]
         if self.text_cache is not None:
             cond = self.text_cache.get(captions).to(dev)
         else:

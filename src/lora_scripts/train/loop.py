@@ -115,17 +115,19 @@ class Trainer:
     def batch_size(self) -> int:
         return self.plan.batch_size
 
-    def loss_for(self, items: list[ImageItem], generator: torch.Generator | None = None) -> torch.Tensor:
+    def loss_for(
+        self, items: list[ImageItem], generator: torch.Generator | None = None, part: list[int] | None = None
+    ) -> torch.Tensor:
         with self.acc.autocast():
-            return self.model.loss(items, self.cfg.data_section, self.cfg.train, self.rng, generator)
+            if part is None:
+                return self.model.loss(items, self.cfg.data_section, self.cfg.train, self.rng, generator)
+            return self.model.loss(items, self.cfg.data_section, self.cfg.train, self.rng, generator, part)
 
     # --- the loop -------------------------------------------------------------------------------
     def train(self) -> TrainResult:
         cfg, acc, tr = self.cfg, self.acc, self.cfg.train
         torch.manual_seed(tr.seed)
         pos = self.checkpoints.resume(self.rng)
-        if self.world > 1:  # each process draws its own noise for its share of the batch
-            torch.manual_seed(tr.seed + 1_000_003 * self.rank + pos.step)
         modules = self.model.adapter_modules()
         for component in self.trained:
             modules[component].train()
@@ -208,10 +210,12 @@ class Trainer:
         total = None
         for i, batch in enumerate(window):
             last = i == len(window) - 1
-            mine, share = self._my_share(batch)
             context = acc.no_sync(self._main_module()) if not last else contextlib.nullcontext()
-            with context:  # data-parallel processes average their gradients: * world undoes that
-                loss = self._backward_in_pieces(mine, pos, share * self.world / len(window)) * share
+            with context:
+                if self.world == 1:
+                    loss = self._backward_in_pieces(batch, pos, 1.0 / len(window))
+                else:
+                    loss = self._backward_my_part(batch, len(window))
             total = loss if total is None else total + loss  # stays on the device: no sync per micro-batch
         if self.world > 1:
             total = acc.reduce(total, "sum")  # the whole batch's loss: every process logs and checks it
@@ -224,16 +228,17 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         return total / len(window)
 
-    def _my_share(self, batch: list[ImageItem]) -> tuple[list[ImageItem], float]:
-        """This process's part of a batch and its share of the batch's loss. A process whose part is empty
-        (a batch smaller than the processes) still runs one item at share 0: gradients are averaged over
-        every process at each step, so each must take part."""
-        if self.world == 1:
-            return batch, 1.0
-        mine = batch[self.rank :: self.world]
-        if not mine:
-            return batch[:1], 0.0
-        return mine, self.weight(mine) / max(self.weight(batch), 1)
+    def _backward_my_part(self, batch: list[ImageItem], window: int) -> torch.Tensor:
+        """Data-parallel: every process draws the whole batch's noise, timesteps and augmentations (the same
+        random streams on each, as one process draws them) and computes the loss of its part; the parts are
+        weighted by their loss terms (an LLM's trained tokens), so the averaged gradient is the whole batch's.
+        A process without items (a batch smaller than the processes) runs one at weight 0: gradients are
+        averaged over every process at each step, so each must take part."""
+        part = list(range(self.rank, len(batch), self.world))
+        share = self.weight([batch[i] for i in part]) / max(self.weight(batch), 1) if part else 0.0
+        loss = self.loss_for(batch, part=part or [0])
+        self.acc.backward(loss * (share * self.world / window))  # DDP averages: * world undoes that
+        return loss.detach().float() * share
 
     def _main_module(self) -> torch.nn.Module:
         return self.model.adapter_modules()[self.trained[0]]
