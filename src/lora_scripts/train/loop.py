@@ -119,8 +119,6 @@ class Trainer:
         self, items: list[ImageItem], generator: torch.Generator | None = None, part: list[int] | None = None
     ) -> torch.Tensor:
         with self.acc.autocast():
-            if part is None:
-                return self.model.loss(items, self.cfg.data_section, self.cfg.train, self.rng, generator)
             return self.model.loss(items, self.cfg.data_section, self.cfg.train, self.rng, generator, part)
 
     # --- the loop -------------------------------------------------------------------------------

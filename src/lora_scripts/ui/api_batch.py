@@ -12,12 +12,11 @@ from pathlib import Path
 
 import yaml
 from fastapi import FastAPI, File, Form, Request, UploadFile
-from pydantic import BaseModel
 
 from ..errors import LoraScriptsError
 from ..progress import FILE_NAME as PROGRESS_FILE
 from ..progress import read_progress
-from .api_library import LoraPick
+from .api_library import DrawSettings
 from .api_train import stamp
 from .i18n import t
 from .jobs import RUNNING, JobStore, cli
@@ -36,17 +35,8 @@ KNOWN = [
 ]
 
 
-class BatchRequest(BaseModel):
-    model: str
-    loras: list[LoraPick] = []
+class BatchRequest(DrawSettings):
     prompt: str = ""  # the template: {column} takes each row's value
-    negative: str = ""
-    sampler: str = "Euler a"
-    steps: int = 20
-    cfg: float = 7.0
-    seed: int = 0
-    width: int = 512
-    height: int = 512
     items: str = ""  # a CSV inside the workspace
     images_per_item: int = 1
     batch_size: int = 4

@@ -22,17 +22,24 @@ class LoraPick(BaseModel):
     weight: float = 1.0
 
 
-class GenerateRequest(BaseModel):
+class DrawSettings(BaseModel):
+    """What the Generate page sends, and what "send to batch" carries over to the Batch tab."""
+
     model: str
     loras: list[LoraPick] = []
-    prompt: str = ""  # one prompt per line: several lines make the rows of the grid
+    prompt: str = ""
     negative: str = ""
     sampler: str = "Euler a"
     steps: int = 20
     cfg: float = 7.0
-    seed: int = 1
+    seed: int = 0
     width: int = 512
     height: int = 512
+
+
+class GenerateRequest(DrawSettings):
+    prompt: str = ""  # one prompt per line: several lines make the rows of the grid
+    seed: int = 1
     count: int = 1
     grid_weights: str = ""  # "0,0.5,1": columns of the first LoRA's weight
     grid_seeds: str = ""  # "1,2,3": exact seeds (replaces seed/count)
