@@ -116,7 +116,10 @@ _register_packages()
 
 def main() -> None:
     honour_stop_signals()
-    app()
+    try:
+        app()
+    finally:
+        quiet_exit_on_stop_signals()
 
 
 def honour_stop_signals() -> None:
@@ -130,6 +133,16 @@ def honour_stop_signals() -> None:
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, stop)
+
+
+def quiet_exit_on_stop_signals() -> None:
+    """Once the command has finished, a stop signal just ends the process: raised while Python shuts down
+    (a data-parallel launcher stopping the processes after one failed), KeyboardInterrupt would print an
+    'Exception ignored' traceback."""
+    import signal
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 if __name__ == "__main__":

@@ -294,3 +294,19 @@ def test_stop_during_sampling_does_not_wait_for_every_image(base_config, tmp_pat
     assert time.time() - sent < 8
     assert not list((out / "samples").glob("step000001-*.png"))  # stopped before the samples were done
     assert list((out / "state").glob("step-000001/position.json"))
+
+
+def test_stop_signal_while_python_shuts_down_ends_quietly():
+    """A data-parallel launcher stops the other processes after one failed; a process already finishing got
+    SIGTERM while Python waited for its threads and printed a KeyboardInterrupt traceback (a CI failure)."""
+    script = (
+        "import os, signal, sys, threading, time\n"
+        "from lora_scripts import cli\n"
+        "threading.Thread(target=time.sleep, args=(3,)).start()  # Python waits for it at exit\n"
+        "threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()\n"
+        "sys.argv = ['lora-scripts', '--help']\n"
+        "cli.main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr
+    assert done.returncode == -signal.SIGTERM
