@@ -86,3 +86,18 @@ def test_stack_matches_diffusers_set_adapters_and_reads_peft_files(
     want = _forward(ref)
     for got, expected in zip(ours, want, strict=True):
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_diffusers_load_lora_weights_reads_every_key_on_our_pipeline(tiny_model, lora_dir):
+    """Our pipeline is a real diffusers pipeline: its own load_lora_weights reads a kohya file (text-encoder
+    keys included; an alias kept on the text encoder once made it raise IndexError) and gives diffusers'
+    from_pretrained result."""
+    pipe, _ = _stack(tiny_model["single_file"], lora_dir)
+    ref = StableDiffusionPipeline.from_pretrained(tiny_model["diffusers"], local_files_only=True)
+    base = _forward(pipe)
+    for p in (pipe, ref):
+        p.load_lora_weights(str(lora_dir / "tech_phone.safetensors"), adapter_name="tech_phone")
+    ours, want = _forward(pipe), _forward(ref)
+    assert not torch.allclose(ours[0], base[0], atol=1e-3)  # the text encoder's LoRA is applied too
+    for got, expected in zip(ours, want, strict=True):
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)

@@ -283,7 +283,7 @@ def test_kohyas_snr_loss_weightings(base_config, prediction, over, weight):
 def test_clip_skip_reads_the_penultimate_layer_as_diffusers_pipelines_do(base_config, tmp_path, monkeypatch):
     from diffusers import StableDiffusionPipeline
 
-    from lora_scripts.models.render import RenderRequest
+    from lora_scripts.models.render import RenderRequest, text_model_alias
 
     model, cfg = _model(base_config, clip_skip=2)
     model.prepare_inputs(scan_dataset(cfg.data), cfg.data, cfg.train, ["unet"], tmp_path)
@@ -298,7 +298,9 @@ def test_clip_skip_reads_the_penultimate_layer_as_diffusers_pipelines_do(base_co
         assert torch.allclose(got, want, atol=1e-6)
         assert not torch.allclose(got, out.last_hidden_state, atol=1e-3)
         # diffusers counts from 0: its clip_skip=1 is WebUI's and kohya's 2
-        pipe_embeds = model.pipeline().encode_prompt("a neon phone, metal", "cpu", 1, False, clip_skip=1)[0]
+        pipe = model.pipeline()
+        with text_model_alias(pipe.text_encoder):  # what render does around diffusers' call
+            pipe_embeds = pipe.encode_prompt("a neon phone, metal", "cpu", 1, False, clip_skip=1)[0]
         assert torch.allclose(got, pipe_embeds, atol=1e-5)
     assert model.text_cache is not None and torch.allclose(
         model.text_cache.get([scan_dataset(cfg.data).items[0].caption])[0],

@@ -6,7 +6,8 @@ gets a fresh scheduler built from the model's own noise schedule, and the pipeli
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -50,17 +51,34 @@ def render_one(pipe, request: RenderRequest, on_step: Callable[[], None] | None 
 
     extra = {"clip_skip": request.clip_skip - 1} if request.clip_skip > 1 else {}  # diffusers counts from 0
     try:
-        out = pipe(
-            **extra,
-            prompt=request.prompt,
-            negative_prompt=request.negative_prompt or None,
-            num_inference_steps=request.steps,
-            guidance_scale=request.cfg_scale,
-            width=request.width,
-            height=request.height,
-            generator=torch.Generator("cpu").manual_seed(request.seed),
-            callback_on_step_end=step_done,
-        )
+        with text_model_alias(pipe.text_encoder if extra else None):
+            out = pipe(
+                **extra,
+                prompt=request.prompt,
+                negative_prompt=request.negative_prompt or None,
+                num_inference_steps=request.steps,
+                guidance_scale=request.cfg_scale,
+                width=request.width,
+                height=request.height,
+                generator=torch.Generator("cpu").manual_seed(request.seed),
+                callback_on_step_end=step_done,
+            )
     finally:
         pipe.scheduler = original
     return out.images[0]
+
+
+@contextmanager
+def text_model_alias(encoder) -> Iterator[None]:
+    """diffusers' SD pipeline reads clip_skip through text_encoder.text_model.final_layer_norm, which
+    transformers 5's CLIPTextModel holds itself: an alias for the call only (not a registered submodule, so no
+    module cycle). Kept for good, it made diffusers' load_lora_weights skip every text-encoder key: it
+    strips 'text_model.' only from encoders without the attribute (an IndexError on our pipeline)."""
+    if encoder is None or hasattr(encoder, "text_model"):
+        yield
+        return
+    object.__setattr__(encoder, "text_model", encoder)
+    try:
+        yield
+    finally:
+        object.__delattr__(encoder, "text_model")

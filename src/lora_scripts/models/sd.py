@@ -288,14 +288,9 @@ class StableDiffusion:
         # the base model's own schedule, also under zero_terminal_snr (which rescales training's only, as
         # kohya does): samples should look as the LoRA will in WebUI/ComfyUI
         scheduler = EulerDiscreteScheduler.from_config(self.parts.noise_scheduler.config)
-        encoder = text_encoder or self.text_encoder
-        if not hasattr(encoder, "text_model"):
-            # diffusers' clip_skip reads text_encoder.text_model.final_layer_norm, which transformers 5's
-            # CLIPTextModel holds itself: an alias (not a registered submodule, so no module cycle)
-            object.__setattr__(encoder, "text_model", encoder)
         return StableDiffusionPipeline(
             vae=self.vae,
-            text_encoder=encoder,
+            text_encoder=text_encoder or self.text_encoder,
             tokenizer=self.tokenizer,
             unet=unet or self.unet,
             scheduler=scheduler,
