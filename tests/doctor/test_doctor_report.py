@@ -141,3 +141,45 @@ def test_cli_json_lists_each_finding_with_its_images(defect_folder, cli, tmp_pat
     assert all(not i.startswith("/") for f in data["findings"] for i in f["images"])
     long = next(f for f in data["findings"] if "img_02.png" in f["details"])
     assert "tokens" in long["details"]["img_02.png"]
+
+
+def _visible_text(html: str) -> str:
+    """The report's words as a reader sees them (tags, styles and thumbnails' data left out)."""
+    html = re.sub(r"<style>.*?</style>|<[^>]+>", " ", html, flags=re.S)
+    from html import unescape
+
+    return unescape(html)
+
+
+def test_cli_report_in_chinese_for_the_chinese_page(defect_folder, cli, tmp_path):
+    """`doctor --lang zh` (what the Chinese web UI runs): headings, every finding, captions' placeholders and
+    the numbers on the cards in Chinese; no English sentence of the same findings is left."""
+    import json
+
+    out = tmp_path / "findings.json"
+    args = ("-r", "64", "--trigger", "tchphn", "--lang", "zh", "--json", str(out))
+    done = cli("doctor", str(defect_folder), *args)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    html = (defect_folder / "doctor_report.html").read_text(encoding="utf-8")
+    parser = Cards()
+    parser.feed(html)
+    findings = json.loads(out.read_text(encoding="utf-8"))["findings"]
+    errors, warnings = (sum(f["level"] == level for f in findings) for level in ("error", "warning"))
+    assert parser.headings[:2] == [f"训练前必须改 ({errors})", f"最好改一下 ({warnings})"]
+    assert "数字是什么意思" in parser.headings
+    text = _visible_text(html)
+    for finding in findings:  # the English sentences (the terminal's and the JSON's) are not in the report
+        assert finding["message"] not in text
+        assert all(name in text for name in finding["images"][:3])  # the file names stay as they are
+    assert "打不开" in _card(parser, "truncated.jpg")["text"]  # the unreadable image's placeholder
+    assert re.search(r"\d+ 个词元", _card(parser, "img_02.png")["text"])
+    assert re.search(r"杂乱度 [\d.]+（(很乱|干净|有些细节)）", text)
+    assert "（没有描述）" in text and "(no caption)" not in text
+    assert "tokens" not in text and "clutter" not in text and "Must fix" not in text
+
+
+def test_cli_report_language_typo_is_one_sentence_before_any_work(defect_folder, cli):
+    done = cli("doctor", str(defect_folder), "--lang", "fr")
+    assert done.returncode != 0 and "Traceback" not in done.stderr
+    assert "--lang fr is not a report language" in done.stderr and "--lang zh" in done.stderr
+    assert not (defect_folder / "doctor_report.html").exists()

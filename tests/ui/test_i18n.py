@@ -65,7 +65,8 @@ def test_default_lang_reads_the_process_environment(monkeypatch):
 
 
 def test_the_chinese_names_of_settings_checks_and_facts_are_chinese():
-    from lora_scripts.ui.field_text import CHECK_ZH, FACT_ZH, FIELD_ZH
+    from lora_scripts.doctor.text_zh import CHECK_ZH
+    from lora_scripts.ui.field_text import FACT_ZH, FIELD_ZH
 
     texts = [t for pair in FIELD_ZH.values() for t in pair] + list(CHECK_ZH.values()) + list(FACT_ZH.values())
     assert all(any("\u4e00" <= ch <= "\u9fff" for ch in text) for text in texts)

@@ -43,7 +43,13 @@ def test_label_then_doctor_jobs_write_captions_and_findings_shown_per_image(clie
         "4 条描述里有 1 条主要是中文（例如“霓虹手机”）。SD 1.x、2.x 和 SDXL 只看得懂英文，"
         "这些中文对模型几乎没有意义：000_phone.png。请翻译成英文或写英文标签（触发词可以不改）。"
     )
-    assert client.get(f"/files/{dataset}/doctor_report.html").headers["content-security-policy"] == "sandbox"
+    report = client.get(f"/files/{dataset}/doctor_report.html")
+    assert report.headers["content-security-policy"] == "sandbox"
+    assert "Worth fixing" in report.text and "最好改一下" not in report.text
+    job = client.post("/api/doctor", json={"dataset": dataset, "resolution": 64}, params={"lang": "zh"})
+    assert wait_job(client, job.json()["id"])["job"]["status"] == "done"
+    report = client.get(f"/files/{dataset}/doctor_report.html").text  # from the Chinese page: in Chinese
+    assert "最好改一下" in report and "只看得懂英文" in report and "Worth fixing" not in report
     results = {j["kind"]: j["result"] for j in client.get("/api/jobs").json()["jobs"]}
     assert results == {
         "label": f"/files/{dataset}/metadata.csv",

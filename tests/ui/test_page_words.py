@@ -11,9 +11,8 @@ import pytest
 
 from lora_scripts import errors
 from lora_scripts.doctor.report import GROUPS
-from lora_scripts.doctor.text_zh import FINDINGS_ZH
+from lora_scripts.doctor.text_zh import CHECK_ZH, FINDINGS_ZH
 from lora_scripts.ui import jobs
-from lora_scripts.ui.field_text import CHECK_ZH
 from lora_scripts.ui.i18n import LANGS, MESSAGES
 
 UI = Path(jobs.__file__).parent

@@ -6,17 +6,35 @@ from __future__ import annotations
 
 import base64
 import io
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
 from ..data.images import DECODE_ERRORS
-from ..errors import OutputError
+from ..errors import ConfigError, OutputError
 from ..save.atomic import atomic_write_text
 from .clutter import CLUTTER_EXPLAINED
 from .images import preview
-from .report import DoctorReport, Finding, plural
+from .report import GROUPS, DoctorReport, Finding
+from .text_zh import CHECK_ZH, EXPLAINED_ZH, REPORT_ZH, finding_zh, score_zh
 
 THUMB = 160
+REPORT_EN: dict[str, str] = {
+    "title": "Dataset doctor",
+    "summary": "{folder}: {images} images, {captioned} captioned (captions from {source}), "
+    "training resolution {resolution}.",
+    "none": "No problems found",
+    "start": "Start at the top.",
+    **GROUPS,
+    "more": "... and {n} more.",
+    "unreadable": "cannot be read",
+    "legend": "What the numbers mean",
+    "tags": "Tag frequency",
+    "tag": "tag",
+    "count": "images",
+    "no caption": "(no caption)",
+    "empty caption": "(empty caption)",
+}
 CARDS_PER_FINDING = 60  # a finding on hundreds of images shows the first ones; its message names the count
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -35,9 +53,47 @@ table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:2px 8px;text-
 """
 
 
-def write_report(report: DoctorReport, path: Path) -> Path:
+def report_lang(lang: str) -> str:
+    """`--lang` as given ('zh', 'zh-CN', 'zh_CN.UTF-8', 'en') -> 'zh' or 'en'; anything else is refused."""
+    short = lang.replace("-", "_").split("_")[0].split(".")[0].lower()
+    if short not in ("en", "zh"):
+        raise ConfigError(f"--lang {lang} is not a report language", "Use --lang en or --lang zh (简体中文)")
+    return short
+
+
+@dataclass(frozen=True)
+class _Text:
+    """The report's words in one language: its own (REPORT_EN/REPORT_ZH) and the findings' (by code)."""
+
+    zh: bool
+
+    def __call__(self, key: str, **fields) -> str:
+        return (REPORT_ZH if self.zh else REPORT_EN)[key].format(**fields)
+
+    def title(self, finding: Finding) -> str:
+        return CHECK_ZH.get(finding.check, finding.check) if self.zh else finding.check
+
+    def message(self, finding: Finding) -> str:
+        return finding_zh(finding.kind, finding.params, finding.message) if self.zh else finding.message
+
+    def explain(self, finding: Finding) -> str:
+        return EXPLAINED_ZH.get(finding.kind, finding.explain) if self.zh else finding.explain
+
+    def clutter(self) -> str:
+        return EXPLAINED_ZH["cluttered"] if self.zh else CLUTTER_EXPLAINED
+
+    def score(self, score: str) -> str:
+        return score_zh(score) if self.zh else score
+
+    def caption(self, caption: str) -> str:
+        if self.zh and caption in ("(no caption)", "(empty caption)"):
+            return REPORT_ZH[caption.strip("()")]
+        return caption
+
+
+def write_report(report: DoctorReport, path: Path, lang: str = "en") -> Path:
     try:
-        return atomic_write_text(render(report), Path(path))
+        return atomic_write_text(render(report, lang), Path(path))
     except OSError as exc:
         raise OutputError(
             f"Cannot write the doctor report '{path}' ({exc.strerror or exc})",
@@ -45,73 +101,86 @@ def write_report(report: DoctorReport, path: Path) -> Path:
         ) from exc
 
 
-def render(report: DoctorReport) -> str:
+def render(report: DoctorReport, lang: str = "en") -> str:
+    """The report in English or Chinese (`lang` "zh": every heading, finding and number in Chinese)."""
+    text = _Text(zh=lang == "zh")
     thumbs: dict[Path, str] = {}  # one encoding per image, however many findings show it
+    folder = escape(str(report.folder))
+    summary = text(
+        "summary",
+        folder=folder,
+        images=report.num_images,
+        captioned=report.num_captioned,
+        source=escape(report.caption_source),
+        resolution=report.resolution,
+    )
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Dataset doctor: "
-        f"{escape(str(report.folder))}</title><style>{_STYLE}</style></head><body>",
-        f"<h1>Dataset doctor</h1><p>{escape(str(report.folder))}: {report.num_images} images, "
-        f"{report.num_captioned} captioned (captions from {escape(report.caption_source)}), "
-        f"training resolution {report.resolution}.</p>",
-        _overview(report),
-        *(_group_html(report, level, title, findings, thumbs) for level, title, findings in report.groups()),
-        _legend_html(report),
-        _tags_html(report),
+        f"<!doctype html><html lang='{'zh-CN' if text.zh else 'en'}'><head><meta charset='utf-8'>"
+        f"<title>{text('title')}: {folder}</title><style>{_STYLE}</style></head><body>",
+        f"<h1>{text('title')}</h1><p>{summary}</p>",
+        _overview(report, text),
+        *(_group_html(report, level, findings, thumbs, text) for level, _, findings in report.groups()),
+        _legend_html(report, text),
+        _tags_html(report, text),
         "</body></html>",
     ]
     return "\n".join(part for part in parts if part)
 
 
-def _overview(report: DoctorReport) -> str:
+def _overview(report: DoctorReport, text: _Text) -> str:
     if not report.findings:
-        return "<h2>No problems found</h2>"
-    counts = ", ".join(f"{title.lower()}: {len(findings)}" for _, title, findings in report.groups())
-    return f"<p><b>Start at the top.</b> {escape(counts)}.</p>"
+        return f"<h2>{text('none')}</h2>"
+    if text.zh:
+        counts = "，".join(f"{text(level)} {len(f)} 项" for level, _, f in report.groups()) + "。"
+    else:
+        counts = ", ".join(f"{text(level).lower()}: {len(f)}" for level, _, f in report.groups()) + "."
+    return f"<p><b>{text('start')}</b> {escape(counts)}</p>"
 
 
-def _group_html(report: DoctorReport, level: str, title: str, findings: list[Finding], thumbs) -> str:
-    body = "".join(_finding_html(report, finding, thumbs) for finding in findings)
-    return f"<section class='{level}'><h2>{escape(title)} ({len(findings)})</h2>{body}</section>"
+def _group_html(report: DoctorReport, level: str, findings: list[Finding], thumbs, text: _Text) -> str:
+    body = "".join(_finding_html(report, finding, thumbs, text) for finding in findings)
+    return f"<section class='{level}'><h2>{escape(text(level))} ({len(findings)})</h2>{body}</section>"
 
 
-def _finding_html(report: DoctorReport, finding: Finding, thumbs: dict[Path, str]) -> str:
-    explain = f"<p class='explain'>{escape(finding.explain)}</p>" if finding.explain else ""
-    cards = [_card(report, finding, image, thumbs) for image in finding.images[:CARDS_PER_FINDING]]
+def _finding_html(report: DoctorReport, finding: Finding, thumbs: dict[Path, str], text: _Text) -> str:
+    explain = f"<p class='explain'>{escape(text.explain(finding))}</p>" if finding.explain else ""
+    cards = [_card(report, finding, image, thumbs, text) for image in finding.images[:CARDS_PER_FINDING]]
     rest = len(finding.images) - CARDS_PER_FINDING
-    more = f"<p>... and {plural(rest, 'more image')}.</p>" if rest > 0 else ""
+    more = f"<p>{escape(text('more', n=rest))}</p>" if rest > 0 else ""
     grid = f"<div class='grid'>{''.join(cards)}</div>{more}" if cards else ""
     return (
-        f"<div class='finding'><h3>{escape(finding.check)}</h3><p>{escape(finding.message)}</p>"
+        f"<div class='finding'><h3>{escape(text.title(finding))}</h3><p>{escape(text.message(finding))}</p>"
         f"{explain}{grid}</div>"
     )
 
 
-def _card(report: DoctorReport, finding: Finding, image: Path, thumbs: dict[Path, str]) -> str:
+def _card(report: DoctorReport, finding: Finding, image: Path, thumbs: dict[Path, str], text: _Text) -> str:
     if image not in thumbs:
-        thumbs[image] = _thumbnail(image)
+        thumbs[image] = _thumbnail(image, text)
     name = escape(image.relative_to(report.folder).as_posix())
     caption = report.caption_text(image)
     none = " none" if caption.startswith("(") else ""
     scores = "".join(
-        f"<span class='score' title='{escape(_meaning(score, finding))}'>{escape(score)}</span>"
+        f"<span class='score' title='{escape(_meaning(score, finding, text))}'>"
+        f"{escape(text.score(score))}</span>"
         for score in report.scores(image, finding, clutter=True)
     )
     return (
         f"<figure class='card'>{thumbs[image]}<figcaption><b>{name}</b>"
-        f"<span class='caption{none}'>{escape(caption)}</span>{scores}</figcaption></figure>"
+        f"<span class='caption{none}'>{escape(text.caption(caption))}</span>{scores}</figcaption></figure>"
     )
 
 
-def _meaning(score: str, finding: Finding) -> str:
+def _meaning(score: str, finding: Finding, text: _Text) -> str:
     """The line that explains ``score``, shown when the pointer rests on it (the legend has them all)."""
-    return CLUTTER_EXPLAINED if score.startswith("clutter") else finding.explain
+    return text.clutter() if score.startswith("clutter") else text.explain(finding)
 
 
-def _thumbnail(image: Path) -> str:
+def _thumbnail(image: Path, text: _Text) -> str:
     try:
         img = preview(image)
     except DECODE_ERRORS:  # the unreadable images are flagged too: show a placeholder for them
-        return "<div class='missing'>cannot be read</div>"
+        return f"<div class='missing'>{text('unreadable')}</div>"
     img.thumbnail((THUMB, THUMB))
     buffer = io.BytesIO()
     img.save(buffer, format="JPEG", quality=80)
@@ -119,17 +188,21 @@ def _thumbnail(image: Path) -> str:
     return f"<img src='data:image/jpeg;base64,{data}' alt=''>"
 
 
-def _legend_html(report: DoctorReport) -> str:
+def _legend_html(report: DoctorReport, text: _Text) -> str:
     lines = report.explanations()
     if not lines:
         return ""
+    if text.zh:  # the same lines, each the Chinese of its check's
+        by_line = {f.explain: text.explain(f) for f in report.findings if f.explain}
+        lines = [text.clutter() if line == CLUTTER_EXPLAINED else by_line.get(line, line) for line in lines]
     items = "".join(f"<li>{escape(line)}</li>" for line in lines)
-    return f"<h2>What the numbers mean</h2><ul>{items}</ul>"
+    return f"<h2>{text('legend')}</h2><ul>{items}</ul>"
 
 
-def _tags_html(report: DoctorReport) -> str:
+def _tags_html(report: DoctorReport, text: _Text) -> str:
     if not report.tag_frequency:
         return ""
     counts = report.tag_frequency.most_common()
     rows = "".join(f"<tr><td>{escape(tag)}</td><td>{count}</td></tr>" for tag, count in counts)
-    return f"<h2>Tag frequency</h2><table><tr><th>tag</th><th>images</th></tr>{rows}</table>"
+    head = f"<tr><th>{text('tag')}</th><th>{text('count')}</th></tr>"
+    return f"<h2>{text('tags')}</h2><table>{head}{rows}</table>"

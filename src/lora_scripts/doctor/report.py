@@ -178,7 +178,7 @@ class DoctorReport(HasFindings):
         data = {"folder": str(self.folder), "num_images": self.num_images, "findings": findings}
         return atomic_write_text(json.dumps(data, ensure_ascii=False, indent=1), path)
 
-    def write_html(self, path: Path) -> Path:
+    def write_html(self, path: Path, lang: str = "en") -> Path:
         from .html import write_report
 
-        return write_report(self, path)
+        return write_report(self, path, lang)

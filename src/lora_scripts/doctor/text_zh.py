@@ -49,6 +49,33 @@ FINDINGS_ZH: dict[str, str] = {
     ),
     "encoding": "文件编码说明（英文）：{detail}",
 }
+# each check's title (Finding.check) on the Chinese page and in the Chinese HTML report
+CHECK_ZH: dict[str, str] = {
+    "unreadable": "图片打不开",
+    "unreadable row": "这一行读不出来",
+    "caption file": "描述文件有问题",
+    "metadata row": "描述表里的行有问题",
+    "metadata.csv": "描述表（metadata.csv）有问题",
+    "encoding": "文件编码",
+    "Chinese caption": "描述是中文",
+    "caption over 75 tokens": "描述太长",
+    "cluttered": "画面太乱",
+    "empty caption": "描述是空的",
+    "no trigger word": "缺少触发词",
+    "caption without image": "有描述但没有图",
+    "duplicate": "重复的对话",
+    "exact duplicate": "完全相同的图",
+    "near-duplicate": "几乎一样的图",
+    "role order": "对话顺序不对",
+    "no reply": "最后一句没有回答",
+    "too long": "对话太长",
+    "lengths": "长度统计",
+    "extreme aspect ratio": "图片太扁或太长",
+    "identical caption": "描述一模一样",
+    "no caption": "没有描述",
+    "smaller than resolution": "图片比训练尺寸小",
+}
+
 FALLBACK_ZH = "（暂无中文说明）{message}"
 
 
@@ -64,3 +91,49 @@ def finding_zh(code: str, params: dict, message: str) -> str:
         return FINDINGS_ZH[code].format(**fields)
     except KeyError:  # a code without a Chinese sentence, or a report written before codes existed
         return FALLBACK_ZH.format(message=message)
+
+
+# the HTML report's own words (doctor/html.py has the English ones under the same keys)
+REPORT_ZH: dict[str, str] = {
+    "title": "素材检查",
+    "summary": (
+        "{folder}：共 {images} 张图片，{captioned} 张有描述（描述来自 {source}），训练尺寸 {resolution}。"
+    ),
+    "none": "没有发现问题",
+    "start": "从最上面开始看。",
+    "error": "训练前必须改",
+    "warning": "最好改一下",
+    "note": "说明",
+    "more": "……另外还有 {n} 张。",
+    "unreadable": "打不开",
+    "legend": "数字是什么意思",
+    "tags": "标签出现次数",
+    "tag": "标签",
+    "count": "图片数",
+    "no caption": "（没有描述）",
+    "empty caption": "（描述是空的）",
+}
+# what the numbers on the cards mean (the English lines are the checks' *_EXPLAINED constants), by check
+EXPLAINED_ZH: dict[str, str] = {
+    "cluttered": (
+        "杂乱度 = 图片四周背景有多乱（边缘外四分之一里的线条和颜色种类）：0 = 纯色背景（棚拍约 0.1），"
+        "1 = 满屏杂乱（噪点约 0.95）；0.60 及以上算乱，会列为提醒"
+    ),
+    "caption over 75 tokens": (
+        "词元 = CLIP 把描述切成的小段（常见单词一般一个词一段，生僻词和标点会多几段）；"
+        "模型只读前 75 个词元，超过 75 就太长了"
+    ),
+}
+_CLUTTER_WORDS = {"busy": "很乱", "plain": "干净", "some detail": "有些细节"}
+
+
+def score_zh(score: str) -> str:
+    """A card's number in Chinese: "clutter 0.72 (busy)" -> "杂乱度 0.72（很乱）",
+    "92 tokens" -> "92 个词元"."""
+    import re
+
+    if m := re.fullmatch(r"clutter ([\d.]+) \((.+)\)", score):
+        return f"杂乱度 {m[1]}（{_CLUTTER_WORDS.get(m[2], m[2])}）"
+    if m := re.fullmatch(r"(\d+) tokens", score):
+        return f"{m[1]} 个词元"
+    return score

@@ -90,6 +90,7 @@ def doctor(
         None, "--report", help="HTML report to write (default: FOLDER/doctor_report.html)."
     ),
     no_report: bool = typer.Option(False, "--no-report", help="Only the terminal summary."),
+    lang: str = typer.Option("en", "--lang", help="Language of the HTML report: en or zh (简体中文)."),
     json_out: Path = typer.Option(None, "--json", help="Also write the findings as JSON to this file."),
     model: str = typer.Option(None, "--model", "-m", help="Chat data: count lengths in this LLM's tokens."),
     max_seq_len: int = typer.Option(1024, "--max-seq-len", help="Chat data: the training max_seq_len."),
@@ -105,6 +106,9 @@ def doctor(
     def action():
         from ..data.chat import is_chat_data
         from ..doctor import run_doctor
+        from ..doctor.html import report_lang
+
+        chosen = report_lang(lang)  # before the checks run: a typo is not found after minutes of work
 
         if is_chat_data(folder):
             from ..doctor.chat import run_chat_doctor
@@ -116,7 +120,7 @@ def doctor(
         result = run_doctor(folder, resolution, metadata, caption_extension, trigger)
         console.print(result.summary(), highlight=False, markup=False)
         if not no_report:
-            path = result.write_html(report or folder / "doctor_report.html")
+            path = result.write_html(report or folder / "doctor_report.html", chosen)
             console.print(f"Report with thumbnails: {path}")
         if json_out:
             result.write_json(json_out)

@@ -11,9 +11,8 @@ from fastapi import FastAPI, File, Form, Request, UploadFile
 from pydantic import BaseModel
 
 from ..data.images import IMAGE_EXTENSIONS
-from ..doctor.text_zh import finding_zh
+from ..doctor.text_zh import CHECK_ZH, finding_zh
 from . import datasets
-from .field_text import CHECK_ZH
 from .jobs import JobStore, cli
 from .server import UiError, request_lang
 from .workspace import Workspace
@@ -149,7 +148,7 @@ def register(app: FastAPI, ws: Workspace, jobs: JobStore) -> None:
         return jobs.submit("label", cli(*args), f"label {rel}", {"dataset": rel})
 
     @app.post("/api/doctor")
-    def doctor(req: DoctorRequest):
+    def doctor(req: DoctorRequest, request: Request):
         folder = dataset_path(ws, req.dataset)
         args = [
             "doctor",
@@ -158,6 +157,8 @@ def register(app: FastAPI, ws: Workspace, jobs: JobStore) -> None:
             str(req.resolution),
             "--json",
             str(folder / DOCTOR_JSON),
+            "--lang",  # the HTML report in the page's language
+            request_lang(request, app.state.settings.lang),
         ]
         if req.trigger.strip():
             args += ["--trigger", req.trigger.strip()]

@@ -105,33 +105,8 @@ FIELD_ZH: dict[str, tuple[str, str]] = {
     "sample_size": ("预览图尺寸", "预览图的宽和高；不填就等于训练尺寸。"),
 }
 
-# The doctor's check titles (doctor/) and `lora inspect`'s fact names (tools/inspect_lora.py) on the
-# Chinese page; the English page shows them as those modules write them.
-CHECK_ZH: dict[str, str] = {
-    "unreadable": "图片打不开",
-    "unreadable row": "这一行读不出来",
-    "caption file": "描述文件有问题",
-    "metadata row": "描述表里的行有问题",
-    "metadata.csv": "描述表（metadata.csv）有问题",
-    "encoding": "文件编码",
-    "Chinese caption": "描述是中文",
-    "caption over 75 tokens": "描述太长",
-    "cluttered": "画面太乱",
-    "empty caption": "描述是空的",
-    "no trigger word": "缺少触发词",
-    "caption without image": "有描述但没有图",
-    "duplicate": "重复的对话",
-    "exact duplicate": "完全相同的图",
-    "near-duplicate": "几乎一样的图",
-    "role order": "对话顺序不对",
-    "no reply": "最后一句没有回答",
-    "too long": "对话太长",
-    "lengths": "长度统计",
-    "extreme aspect ratio": "图片太扁或太长",
-    "identical caption": "描述一模一样",
-    "no caption": "没有描述",
-    "smaller than resolution": "图片比训练尺寸小",
-}
+# `lora inspect`'s fact names (tools/inspect_lora.py) on the Chinese page; the doctor's check titles are
+# doctor/text_zh.py's (its HTML report is written in Chinese too).
 FACT_ZH: dict[str, str] = {
     "output name": "名称",
     "title": "标题",
