@@ -1,6 +1,7 @@
 """kohya's per-block learning rates on SDXL: 9 input blocks, 3 middle, 9 output (sd-scripts networks/lora.py:
 input_blocks_N -> down_lr_weight[N], middle_block_N -> mid_lr_weight[N], output_blocks_N -> up_lr_weight[N],
-read off the LoRA's SGM module names), and SD's 12-block lists are refused for SDXL in one sentence."""
+read off the LoRA's SGM module names), and SD's 12-block lists are refused for SDXL in one sentence (presets
+spread over SDXL's 9 blocks: tests/models/test_sdxl_block_presets.py)."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def test_one_mid_number_applies_to_all_three(folder, tmp_path):
 @pytest.mark.parametrize(
     ("over", "message"),
     [
-        ({"down_lr_weight": "sine"}, "down_lr_weight has 12 multipliers, but the SDXL UNet has 9 blocks"),
+        ({"down_lr_weight": [1.0] * 12}, "down_lr_weight has 12 multipliers, but the SDXL UNet has 9 blocks"),
         ({"mid_lr_weight": [1.0, 1.0, 1.0], "base": "sd"}, "mid_lr_weight has 3 multipliers"),
     ],
 )

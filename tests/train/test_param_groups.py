@@ -12,7 +12,8 @@ from safetensors.torch import load_file
 from lora_scripts.config import build_config
 from lora_scripts.errors import ConfigError
 from lora_scripts.models.loader import load_components
-from lora_scripts.models.sd import StableDiffusion
+from lora_scripts.models.lr_blocks import side_weights
+from lora_scripts.models.sd import SD1_INFO, StableDiffusion
 from lora_scripts.train.run import run_training
 from lora_scripts.train.setup import inject_adapters, param_groups
 
@@ -177,8 +178,9 @@ def test_loraplus_on_the_llm_route(tmp_path):
 
 
 def test_kohyas_block_weight_presets(base_config):
-    def weights(value):
-        return build_config({**base_config, "up_lr_weight": value}).train.up_lr_weight
+    def weights(value):  # the config keeps the preset; it spreads over SD's 12 blocks once the model is known
+        kept = build_config({**base_config, "up_lr_weight": value}).train.up_lr_weight
+        return side_weights(kept, SD1_INFO.lr_blocks[0])
 
     quarter = [math.sin(math.pi / 2 * i / 11) for i in range(12)]  # a quarter sine wave, 0 to 1
     assert weights("sine") == pytest.approx(quarter)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import math
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -17,14 +16,24 @@ OPTIMIZER_LIBRARIES = {
     "lion": ("lion_pytorch", "Lion", "lion-pytorch"),
     "prodigy": ("prodigyopt", "Prodigy", "prodigyopt"),
 }
-# kohya's block-weight presets (networks/lora.py): 12 multipliers from the first block to the last
-BLOCK_PRESETS = {
-    "sine": [math.sin(math.pi * (i / 11) / 2) for i in range(12)],
-    "cosine": [math.sin(math.pi * (i / 11) / 2) for i in reversed(range(12))],
-    "linear": [i / 11 for i in range(12)],
-    "reverse_linear": [i / 11 for i in reversed(range(12))],
-    "zeros": [0.0] * 12,
-}
+# kohya's block-weight presets (sd-scripts networks/lora.py, get_block_lr_weight): kept as written here and
+# spread over the family's block count once the model is known (models/lr_blocks.side_weights)
+BLOCK_PRESETS = ("sine", "cosine", "linear", "reverse_linear", "zeros")
+
+
+def split_preset(spec: str) -> tuple[str, float] | None:
+    """("sine", 0.5) for "sine+0.5", None when `spec` names no preset; ValueError for a bad added number."""
+    name, sep, plus = spec.strip().partition("+")
+    name = name.strip()
+    if name not in BLOCK_PRESETS:
+        return None
+    try:
+        added = float(plus) if sep else 0.0
+    except ValueError:
+        raise ValueError(f"a preset with a number added, such as {name}+0.5") from None
+    if not 0 <= added <= 99:
+        raise ValueError(f"a preset with a number from 0 to 99 added, such as {name}+0.5")
+    return name, added
 
 
 class TrainConfig(Section):
@@ -212,19 +221,20 @@ class TrainConfig(Section):
         description="LoRA+ (Hayou et al.): the LoRA up (B) matrices learn this many times faster than the "
         "down (A) matrices. 16 is the paper's value; empty: off.",
     )
-    down_lr_weight: list[float] | None = Field(
+    down_lr_weight: list[float] | str | None = Field(
         None,
         description="kohya's per-block learning rates: 12 multipliers for the UNet's down (input) blocks "
         "IN00-IN11 of SD 1.x/2.x, 9 for SDXL's input_blocks 0-8 (IN00, the input conv, has no LoRA), as a "
         "list, as `1,1,0.5,...`, or as kohya's presets `sine`, `cosine`, `linear`, `reverse_linear`, `zeros` "
-        "(12 values), optionally `+0.5` added to each. 0 stops a block training. Empty: 1 for all.",
+        "(spread over the model's 12 or 9 blocks), optionally `+0.5` added to each. 0 stops a block "
+        "training. Empty: 1 for all.",
     )
     mid_lr_weight: float | list[float] | None = Field(
         None,
         description="Learning-rate multiplier for the UNet's mid block; for SDXL one number or kohya's 3 "
         "(middle_block 0-2: resnet, attention, resnet).",
     )
-    up_lr_weight: list[float] | None = Field(
+    up_lr_weight: list[float] | str | None = Field(
         None,
         description="12 learning-rate multipliers for the UNet's up (output) blocks OUT00-OUT11 (SDXL: 9, "
         "output_blocks 0-8), written as down_lr_weight.",
@@ -307,14 +317,14 @@ class TrainConfig(Section):
     @field_validator("down_lr_weight", "up_lr_weight", mode="before")
     @classmethod
     def _block_list(cls, v):
+        if isinstance(v, list) and len(v) == 1 and isinstance(v[0], str):
+            v = v[0]  # the web UI's list box holding a preset or kohya's "1,1,0.5,..."
         if not isinstance(v, str):
             return v
-        name, _, plus = v.strip().partition("+")
-        if name in BLOCK_PRESETS:  # kohya's presets, e.g. "sine" or "cosine+0.5"
-            try:
-                return [w + float(plus or 0.0) for w in BLOCK_PRESETS[name]]
-            except ValueError:
-                raise ValueError(f"a preset with a number added, such as {name}+0.5") from None
+        preset = split_preset(v)
+        if preset is not None:  # kohya's presets, "sine" or "cosine+0.5": expanded once the model is known
+            name, added = preset
+            return f"{name}+{added:g}" if added else name
         try:  # kohya's network_args form: "1,1,1,0.5,..."
             return [float(x) for x in v.split(",") if x.strip()]
         except ValueError:
@@ -324,9 +334,11 @@ class TrainConfig(Section):
     @field_validator("down_lr_weight", "up_lr_weight")
     @classmethod
     def _twelve(cls, v):
-        if v is not None and len(v) not in (9, 12):
+        if not isinstance(v, list):
+            return v  # None, or a preset checked above
+        if len(v) not in (9, 12):
             raise ValueError(f"a list of 12 multipliers (SDXL: 9), one per block (it has {len(v)})")
-        if v is not None and any(not 0 <= x <= 100 for x in v):
+        if any(not 0 <= x <= 100 for x in v):
             raise ValueError("a list of 12 multipliers (SDXL: 9) between 0 and 100")
         return v
 

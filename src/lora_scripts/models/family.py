@@ -44,6 +44,10 @@ class FamilyInfo:
     text_encoder_hint: str | None = None
     # What one training item is called in messages, and what to change when even one does not fit in memory.
     item_noun: str = "image"
+    # kohya's per-block learning rates (down/mid/up_lr_weight): how many UNet blocks its lists number a side
+    # (down = up) and in the middle, SD 1.x/2.x (12, 1), SDXL (9, 3); None: no such blocks (LLMs). Presets
+    # such as `sine` spread over this many blocks; the model's lr_block hook says a parameter's block.
+    lr_blocks: tuple[int, int] | None = None
     memory_hint: str = (
         "Lower resolution, set mixed_precision: fp16 or bf16, gradient_checkpointing: true and "
         "cache_latents: memory, or close other programs using the GPU"
@@ -120,4 +124,5 @@ class TrainableModel(Protocol):
 #                               A batch split among processes or micro-batches is weighted by it.
 #   place(device) -> None       the frozen modules stay where they were loaded and the family brings each to
 #                               `device` when needed (caching one model at a time); default: all go at once.
-#   lr_block(component, name)   block index of a module for per-block learning rates; default: none.
+#   lr_block(param_name)        ("down" | "mid" | "up", index) of a main-component LoRA parameter for
+#                               per-block learning rates, numbered as info.lr_blocks counts; default: none.

@@ -28,8 +28,8 @@ from .render import RenderRequest, render_one
 from .targets import text_targets, unet_targets
 
 log = logging.getLogger(__name__)
-SD1_INFO = FamilyInfo("sd1", "SD 1.x", lora_width=768)
-SD2_INFO = FamilyInfo("sd2", "SD 2.x", lora_width=1024)
+SD1_INFO = FamilyInfo("sd1", "SD 1.x", lora_width=768, lr_blocks=(12, 1))
+SD2_INFO = FamilyInfo("sd2", "SD 2.x", lora_width=1024, lr_blocks=(12, 1))
 INFOS = {i.name: i for i in (SD1_INFO, SD2_INFO)}
 
 
@@ -66,7 +66,6 @@ class StableDiffusion:
     TEXT_ENCODERS = ("te",)  # its text-encoder components (SDXL: te1, te2)
     COMPONENTS = {"unet": "unet", "te": "text_encoder"}  # component -> attribute holding its module
     READS_CLIP_SKIP = True  # SDXL reads fixed layers of its encoders
-    LR_BLOCKS = (12, 1)  # kohya's block weights: down/up blocks a side, mid blocks (SDXL: 9, 3)
 
     def __init__(self, parts: Components):
         self.parts = parts
@@ -99,7 +98,7 @@ class StableDiffusion:
     def lr_block(self, param_name: str) -> tuple[str, int] | None:
         """("down", i) / ("up", i) / ("mid", i): the UNet block of a LoRA parameter for down/mid/up_lr_weight,
         numbered as kohya's lists are (models/lr_blocks); None outside the blocks."""
-        return unet_block(param_name, self.LR_BLOCKS[1])
+        return unet_block(param_name, self.info.lr_blocks[1])
 
     def frozen_modules(self) -> list[nn.Module]:
         return [self.unet, self.text_encoder, self.vae]

@@ -55,6 +55,7 @@ SDXL_INFO = FamilyInfo(
     lora_width=2048,
     unet_names="sgm",
     default_resolution=1024,
+    lr_blocks=(9, 3),  # kohya's SDXL numbering: input/output_blocks 0-8, middle_block 0-2
     text_encoder_hint="SDXL: training its two text encoders rarely helps a style and costs a lot of memory; "
     "train_text_encoder: false (the default) is kohya's advice too",
 )
@@ -170,7 +171,6 @@ class StableDiffusionXL(StableDiffusion):
     TEXT_ENCODERS = ("te1", "te2")
     COMPONENTS = COMPONENTS
     READS_CLIP_SKIP = False
-    LR_BLOCKS = (9, 3)  # kohya's SDXL block weights: input/output_blocks 0-8, middle_block 0-2
 
     def __init__(self, parts: SDXLParts):  # noqa: D107 - StableDiffusion's fields, two encoders
         self.parts = parts

@@ -19,6 +19,7 @@ from ..config import NetworkConfig, TrainConfig
 from ..errors import ConfigError
 from ..inject.lora import inject_network, lora_parameters, read_weights
 from ..models.family import TrainableModel
+from ..models.lr_blocks import side_weights
 from ..save.metadata import NetworkFacts
 from .init_lora import apply_init_lora
 
@@ -108,20 +109,20 @@ def _block_weights(model: TrainableModel, train: TrainConfig):
     if train.down_lr_weight is None and train.mid_lr_weight is None and train.up_lr_weight is None:
         return lambda name: 1.0
     block_of = getattr(model, "lr_block", None)
-    if block_of is None:
+    if block_of is None or model.info.lr_blocks is None:
         raise ConfigError(
-            f"down_lr_weight, mid_lr_weight and up_lr_weight are per-block learning rates of the SD 1.x/2.x "
+            f"down_lr_weight, mid_lr_weight and up_lr_weight are per-block learning rates of the SD and SDXL "
             f"UNet, and {model.info.display_name} models have no such blocks",
             "Remove them from the config",
         )
-    _check_block_counts(model, train)
+    lists = _block_lists(model, train)
 
     def weight(name: str) -> float:
         block = block_of(name)
         if block is None:
             return 1.0
         kind, index = block
-        weights = {"down": train.down_lr_weight, "mid": train.mid_lr_weight, "up": train.up_lr_weight}[kind]
+        weights = lists[kind]
         if weights is None:
             return 1.0
         return weights[index] if isinstance(weights, list) else weights  # one mid number: all mid blocks
@@ -129,23 +130,27 @@ def _block_weights(model: TrainableModel, train: TrainConfig):
     return weight
 
 
-def _check_block_counts(model: TrainableModel, train: TrainConfig) -> None:
-    """The lists name as many blocks as the family's UNet has in kohya's numbering (SD 12/1, SDXL 9/3)."""
-    per_side, mid = model.LR_BLOCKS
+def _block_lists(model: TrainableModel, train: TrainConfig) -> dict[str, list[float] | float | None]:
+    """down/mid/up weights in the family's numbering (info.lr_blocks: SD 12/1, SDXL 9/3), presets spread over
+    its blocks; a list of another length is refused."""
+    per_side, mid = model.info.lr_blocks
     unet = f"the {model.info.display_name} UNet"
-    for key in ("down_lr_weight", "up_lr_weight"):
-        values = getattr(train, key)
+    lists: dict[str, list[float] | float | None] = {"mid": train.mid_lr_weight}
+    for kind in ("down", "up"):
+        key = f"{kind}_lr_weight"
+        lists[kind] = values = side_weights(getattr(train, key), per_side)
         if values is not None and len(values) != per_side:
             raise ConfigError(
                 f"{key} has {len(values)} multipliers, but {unet} has {per_side} blocks a side in kohya's "
                 "numbering",
-                f"Give {per_side} numbers (kohya's presets such as sine give the 12 of SD 1.x/2.x)",
+                f"Give {per_side} numbers, or a preset such as sine",
             )
     if isinstance(train.mid_lr_weight, list) and len(train.mid_lr_weight) != mid:
         raise ConfigError(
             f"mid_lr_weight has {len(train.mid_lr_weight)} multipliers, but {unet} has {mid} mid block(s)",
             "Give one number" + (f" or {mid}" if mid > 1 else ""),
         )
+    return lists
 
 
 def network_facts(modules: dict[str, nn.Module]) -> NetworkFacts | None:
