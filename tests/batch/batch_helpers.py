@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 KEYS = {"images_per_item": 2, "batch_size": 2, "steps": 6, "width": 64, "height": 64}
@@ -45,3 +48,33 @@ def assert_same_images(out: Path, reference: Path, total: int) -> None:
     assert [(r["id"], r["n"], r["sha256"]) for r in rows] == [(r["id"], r["n"], r["sha256"]) for r in ref]
     for r in ref:
         assert (out / r["file"]).read_bytes() == (reference / r["file"]).read_bytes()
+
+
+def download(fs, root: str, dest: Path) -> Path:
+    """Everything under an fsspec location `root` (as the filesystem names it), copied into the folder `dest`,
+    so a URI job's output is compared with the local helpers above."""
+    for path in fs.find(root):
+        target = dest / path[len(root.rstrip("/")) + 1 :]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(fs.cat_file(path))
+    return dest
+
+
+def recorded_at(fs, root: str) -> int:
+    """Rows a running job has recorded in the index part objects at an fsspec location."""
+    fs.invalidate_cache()
+    parts = fs.glob(f"{root}/parts/index-*.csv")
+    return sum(max(0, len(fs.cat_file(p).decode().splitlines()) - 1) for p in parts)
+
+
+def start(job: Path, *args: str) -> subprocess.Popen:
+    command = [sys.executable, "-m", "lora_scripts.cli", "batch", str(job), *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "the job did not get there in time"
+        time.sleep(0.02)

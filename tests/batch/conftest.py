@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import os
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,32 @@ def crash_job(cli, make_job, tmp_path) -> tuple[Path, Path]:
     rows = catalogue(12)
     assert cli("batch", make_job(rows=rows, output_dir="reference", name="ref.yaml", **KEYS)).returncode == 0
     return make_job(rows=rows, **KEYS), tmp_path / "out"
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server (moto's, over HTTP on a local port) for the whole session: storage options
+    that point s3fs at it (what a job's `storage_options:` would hold)."""
+    pytest.importorskip("s3fs")
+    server_module = pytest.importorskip("moto.server")
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request in the test output
+    server = server_module.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": f"http://{host}:{port}"}}
+    server.stop()
+
+
+@pytest.fixture()
+def bucket(s3_server, request):
+    """(s3fs filesystem, a new empty bucket's name, the storage options) on the session's server."""
+    import re
+
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**s3_server, skip_instance_cache=True)
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-") + "-" + os.urandom(3).hex()
+    fs.call_s3("create_bucket", Bucket=name)
+    return fs, name, s3_server

@@ -7,24 +7,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
-from batch_helpers import assert_same_images, progress_events, recorded
-
-
-def start(job: Path, *args: str) -> subprocess.Popen:
-    command = [sys.executable, "-m", "lora_scripts.cli", "batch", str(job), *args]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.time() + timeout
-    while not condition():
-        assert proc.poll() is None, proc.communicate()
-        assert time.time() < deadline, "the job did not get there in time"
-        time.sleep(0.02)
+from batch_helpers import assert_same_images, progress_events, recorded, start, wait_for
 
 
 @pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
@@ -12,6 +12,7 @@ from ..config.base import Section
 from ..config.load import read_yaml
 from ..config.sample import sampler_name
 from ..errors import ConfigError
+from .store import filesystem_class, split_uri
 
 
 class Override(Section):
@@ -47,7 +48,16 @@ class JobConfig(Section):
     cfg: float = Field(7.0, description="CFG scale.")
     sampler: str = Field("Euler a", description="Euler a, Euler, DPM++ 2M, DPM++ 2M Karras, DDIM, UniPC.")
     batch_size: int = Field(4, ge=1, description="Images per pipeline call.")
-    output_dir: Path = Field(..., description="Folder for images/, index.csv, failed.csv, index.html.")
+    output_dir: str = Field(
+        ...,
+        description="Folder for images/, index.csv, failed.csv, index.html; or an fsspec URI such as "
+        "s3://bucket/prefix, gs://bucket/prefix (pip install s3fs / gcsfs).",
+    )
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec options for a URI output_dir (e.g. profile, endpoint_url in client_kwargs); "
+        "not part of job.json.",
+    )
     device: str = Field("auto", description="auto, cpu, cuda (each process of a sharded run: its own GPU).")
     precision: Literal["auto", "fp32", "fp16", "bf16"] = Field("auto", description="auto: fp16 on GPU.")
     prediction_type: Literal["auto", "epsilon", "v_prediction"] = Field("auto", description="As training.")
@@ -68,7 +78,12 @@ def load_job(path: Path) -> JobConfig:
     if job.by is None and job.overrides:
         raise ConfigError(f"{path} has `overrides` but no `by` column", "Add e.g. `by: category`")
     base = Path(path).resolve().parent
-    updates = {k: base / getattr(job, k) for k in ("items", "output_dir", "lora_dir") if getattr(job, k)}
+    updates = {k: base / getattr(job, k) for k in ("items", "lora_dir") if getattr(job, k)}
+    protocol, where = split_uri(job.output_dir)
+    if protocol is None:  # a folder (or file://): relative to the job file, as every path in it
+        updates["output_dir"] = str(base / where)
+    else:
+        filesystem_class(job.output_dir, protocol)  # a missing s3fs/gcsfs: one sentence before anything runs
     model = Path(job.base_model)
     if not model.is_absolute() and (base / model).exists():
         updates["base_model"] = str(base / model)

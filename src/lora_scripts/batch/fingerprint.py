@@ -4,13 +4,10 @@ into the old images (new rows in `items` are fine: they are simply made)."""
 from __future__ import annotations
 
 import json
-import shutil
-import time
 from pathlib import Path
 
 from ..errors import ConfigError
 from ..generate.library import short_hash
-from ..save.atomic import atomic_write_text
 from .config import JobConfig
 
 FILE = "job.json"
@@ -48,17 +45,14 @@ def facts(job: JobConfig, lora_files: dict[str, Path], dtype: str) -> dict:
     }
 
 
-def check_or_start(out: Path, now: dict, new: bool) -> None:
-    """First run: write job.json. Later runs: the same facts, or a refusal naming what changed."""
-    path = out / FILE
-    if new and path.exists():
-        aside = out / time.strftime("replaced-%Y%m%d-%H%M%S")
-        aside.mkdir()
-        for name in OUTPUTS:
-            if (out / name).exists():
-                shutil.move(str(out / name), str(aside / name))
-    if path.exists():
-        before = json.loads(path.read_text(encoding="utf-8"))
+def check_or_start(out, now: dict, new: bool) -> None:
+    """First run: write job.json. Later runs: the same facts, or a refusal naming what changed. `out`: the
+    job's output (store.py: a local folder or an fsspec location)."""
+    if new and out.exists(FILE):
+        out.move_aside(tuple(name for name in OUTPUTS if out.exists(name)))
+    before = out.read_text(FILE)
+    if before is not None:
+        before = json.loads(before)
         changed = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
         if changed:
             raise ConfigError(
@@ -68,11 +62,11 @@ def check_or_start(out: Path, now: dict, new: bool) -> None:
                 "or set a new output_dir",
             )
         return
-    theirs = [name for name in OUTPUTS if (out / name).exists()]
+    theirs = [name for name in OUTPUTS if out.exists(name)]
     if theirs:  # not made by a job (no job.json): never write over someone's files
         raise ConfigError(
             f"The output folder '{out}' already holds {', '.join(theirs)}, which no batch job made there",
             "Choose an empty or new output_dir",
         )
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(json.dumps(now, indent=1, ensure_ascii=False, sort_keys=True), path)
+    out.start()
+    out.write_text(FILE, json.dumps(now, indent=1, ensure_ascii=False, sort_keys=True))

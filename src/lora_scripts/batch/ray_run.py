@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from .config import load_job
-from .ledger import Ledger
+from .ledger import open_ledger
 from .run import finish_job, make_engine, save_image, start_job
 from .shard import Shard
 
@@ -27,7 +27,7 @@ class BatchMaker:
         if device == "cpu":
             torch.set_num_threads(1)  # one CPU per actor
         self.s = start_job(Path(job_path), False, Shard(1, 2, device))  # not rank 0: no merge, no failed rows
-        self.s.ledger = Ledger(self.s.job.output_dir, name)
+        self.s.ledger = open_ledger(self.s.out, name)
         self.engine = make_engine(self.s, device)
 
     def make(self, index: int) -> int:
@@ -36,9 +36,11 @@ class BatchMaker:
         started = time.time()
         images = self.engine.render(batch)
         seconds = (time.time() - started) / len(batch)
-        out = self.s.job.output_dir
+        out, ledger = self.s.out, self.s.ledger
         missing = [(w, im) for w, im in zip(batch, images, strict=True) if (w.id, w.n) not in done]
-        return sum(1 for w, im in missing if save_image(w, im, self.engine, self.s.ledger, out, seconds))
+        made = sum(1 for w, im in missing if save_image(w, im, self.engine, ledger, out, seconds))
+        ledger.commit()  # an object store: the batch's rows, one object, after its images
+        return made
 
     def pid(self) -> int:
         import os
@@ -73,5 +75,5 @@ def run_on_ray(job_path: Path, address: str | None, new: bool = False) -> dict:
         log.info("Ray: %d image(s) made", made)
     for actor in actors:
         ray.kill(actor)
-    index, failed = finish_job(s, f"{job_path.stem}: {s.job.output_dir.name}")
+    index, failed = finish_job(s, f"{job_path.stem}: {s.out.name}")
     return {"made": made, "index": index, "failed": failed}

@@ -4,6 +4,7 @@ batches on this process's share, record each image once it is complete, merge th
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import time
@@ -13,20 +14,20 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from ..errors import ConfigError, DataError
-from ..generate.images import check_writable, parameters_text
+from ..generate.images import parameters_text
 from ..generate.library import LoraLibrary
-from ..progress import ProgressLog
-from ..save.png import save_png
 from .config import JobConfig, load_job
 from .engine import Engine
 from .fingerprint import check_or_start, facts
 from .items import Work, check_columns, lora_name, mix_of, plan_item, read_items, template_mixes
-from .ledger import Ledger
+from .ledger import open_ledger
 from .shard import Shard, current_shard
 from .sheet import write_sheet
 from .stopping import StopAfterBatch, bar
+from .store import open_output
 
 log = logging.getLogger(__name__)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -75,7 +76,7 @@ def plan_job(job: JobConfig) -> Plan:
         {r.name for w in works for r in w.spec.loras} | {n for m in template_mixes(job) for n, _ in m}
     )
     lora_files = {name: library.find(name) for name in names}
-    check_writable(job.output_dir)
+    open_output(job.output_dir, job.storage_options).check_writable()
     return Plan(works, failed, batches_of(works, job.batch_size), library, lora_files)
 
 
@@ -94,7 +95,8 @@ class Started:
 
     job: JobConfig
     plan: Plan
-    ledger: Ledger
+    out: object  # store.LocalOutput or store.ObjectOutput
+    ledger: object  # ledger.Ledger or ledger.ObjectLedger
     order: dict
     done: dict
     facts: dict
@@ -105,21 +107,22 @@ def start_job(job_path: Path, new: bool, shard: Shard) -> Started:
     job = load_job(job_path)
     plan = plan_job(job)
     precision = job.precision if job.precision != "auto" else "fp16" if shard.device != "cpu" else "fp32"
-    out = job.output_dir
+    out = open_output(job.output_dir, job.storage_options)
     now = facts(job, plan.lora_files, precision)
     with shard.first():
         check_or_start(out, now, new and shard.rank == 0)
-    ledger = Ledger(out, shard.rank)
+    ledger = open_ledger(out, shard.rank)
     order = {(w.id, w.n): i for i, w in enumerate(plan.works)}
     if shard.world == 1:
         ledger.merge(order)  # what a crashed run left in its parts, into index.csv
-        remove_stale_temps(out)
+        out.remove_stale_temps()
     done = ledger.done()
     _check_unchanged(plan.works, done)
     if shard.rank == 0:
         for item_id, n, reason in plan.failed:
             ledger.fail(item_id, n, reason)
-    return Started(job, plan, ledger, order, done, now, precision)
+        ledger.commit()
+    return Started(job, plan, out, ledger, order, done, now, precision)
 
 
 def make_engine(s: Started, device: str) -> Engine:
@@ -130,10 +133,10 @@ def make_engine(s: Started, device: str) -> Engine:
 
 def finish_job(s: Started, title: str) -> tuple[int, int]:
     """Merge every part into index.csv / failed.csv and write the contact sheet (one process, at the end)."""
-    remove_stale_temps(s.job.output_dir)
+    s.out.remove_stale_temps()
     counts = s.ledger.merge(s.order)
     rows = sorted(s.ledger.done().values(), key=lambda r: s.order.get((r["id"], int(r["n"])), len(s.order)))
-    write_sheet(s.job.output_dir, rows, {w.id: w.category for w in s.plan.works}, title)
+    write_sheet(s.out, rows, {w.id: w.category for w in s.plan.works}, title)
     return counts
 
 
@@ -147,20 +150,13 @@ def run_job(job_path: Path, new: bool = False, show_bar: bool = True) -> dict:
     if todo:
         engine = make_engine(s, shard.device)
         try:
-            _make(engine, todo, s.done, s.ledger, s.job.output_dir, shard, counts, show_bar)
+            _make(engine, todo, s.done, s.ledger, s.out, shard, counts, show_bar)
         finally:
             engine.close()
     shard.wait()
     if shard.rank == 0:
-        counts["index"], counts["failed"] = finish_job(s, f"{job_path.stem}: {s.job.output_dir.name}")
+        counts["index"], counts["failed"] = finish_job(s, f"{job_path.stem}: {s.out.name}")
     return counts
-
-
-def remove_stale_temps(out: Path) -> None:
-    """Temp files of images a kill -9 cut off (save_png's `.<name>.png.<random>.tmp`); only while no other
-    process of the job can be writing one."""
-    for path in (out / "images").rglob(".*.png.*.tmp"):
-        path.unlink(missing_ok=True)
 
 
 def _count(batches: list[list[Work]], done: dict) -> int:
@@ -178,8 +174,8 @@ def _check_unchanged(works: list[Work], done: dict) -> None:
             )
 
 
-def _make(engine, todo, done, ledger, out: Path, shard: Shard, counts: dict, show_bar: bool) -> None:
-    events = ProgressLog(out)
+def _make(engine, todo, done, ledger, out, shard: Shard, counts: dict, show_bar: bool) -> None:
+    events = out.progress()
     events.event("start", rank=shard.rank, world=shard.world, pid=os.getpid(), **counts)
     started, made = time.time(), 0
     with StopAfterBatch() as stop, bar(show_bar, counts, shard) as tick:
@@ -192,6 +188,7 @@ def _make(engine, todo, done, ledger, out: Path, shard: Shard, counts: dict, sho
                 for w, img in zip(batch, images, strict=True)
                 if (w.id, w.n) not in done
             ]
+            ledger.commit()  # an object store: the batch's rows, one object, after its images
             made += len(files)
             counts["done"] += len(files)
             rate = made / max(time.time() - started, 1e-9) * 60
@@ -212,18 +209,15 @@ def _make(engine, todo, done, ledger, out: Path, shard: Shard, counts: dict, sho
     events.event("end", rank=shard.rank, state="done", done=counts["done"])
 
 
-def save_image(
-    work: Work, image: np.ndarray, engine, ledger: Ledger, out: Path, seconds: float
-) -> str | None:
+def save_image(work: Work, image: np.ndarray, engine, ledger, out, seconds: float) -> str | None:
     if not np.isfinite(image).all() or float(image.max()) < 1 / 255:
         ledger.fail(work.id, work.n, "the image came out black or NaN")
         return None
     picture = Image.fromarray((image * 255).round().astype("uint8"))
-    path = out / work.file
-    path.parent.mkdir(parents=True, exist_ok=True)
     hashes = {r.name: engine.lora_hashes[r.name] for r in work.spec.loras if r.weight != 0}
-    save_png(picture, path, parameters_text(work.spec, engine.model_name, hashes))  # temp file + rename
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    data = png_bytes(picture, parameters_text(work.spec, engine.model_name, hashes))
+    out.write_bytes(work.file, data)  # whole or absent: temp file + rename, or one PUT
+    sha = hashlib.sha256(data).hexdigest()
     loras = " ".join(r.tag() for r in work.spec.loras)
     row = {
         "id": work.id,
@@ -235,5 +229,14 @@ def save_image(
         "sha256": sha,
         "seconds": f"{seconds:.3f}",
     }
-    ledger.record(row)  # only now: the image is complete on disk
+    ledger.record(row)  # only now: the image is complete where it goes
     return work.file
+
+
+def png_bytes(picture: Image.Image, parameters: str) -> bytes:
+    """The PNG as save/png.py writes it (WebUI's `parameters` text chunk), in memory: hashed as written."""
+    info = PngInfo()
+    info.add_text("parameters", parameters)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()

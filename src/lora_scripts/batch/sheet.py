@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import html
-from pathlib import Path
-
-from ..save.atomic import atomic_write_text
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title><style>
 body{{font-family:sans-serif;margin:1em}}
@@ -19,10 +16,9 @@ document.querySelectorAll('figure').forEach(function(f){{f.style.display=(!c||f.
 """
 
 
-def write_sheet(
-    out: Path, rows: list[dict], categories: dict[str, str], title: str, width: int = 160
-) -> Path:
-    """`rows`: index.csv rows in order; `categories`: id -> category ('' when the job has no `by`)."""
+def write_sheet(out, rows: list[dict], categories: dict[str, str], title: str, width: int = 160) -> None:
+    """`out`: the job's output (store.py); `rows`: index.csv rows in order; `categories`: id -> category (''
+    when the job has no `by`)."""
     cats = sorted({c for c in categories.values() if c})
     options = "".join(f'<option value="{html.escape(c)}">{html.escape(c)}</option>' for c in cats)
     figures = "\n".join(
@@ -32,4 +28,4 @@ def write_sheet(
         for r in rows
     )
     page = PAGE.format(title=html.escape(title), w=width, count=len(rows), options=options, figures=figures)
-    return atomic_write_text(page, out / "index.html")
+    out.write_text("index.html", page)
