@@ -166,3 +166,39 @@ def test_a_job_outlives_the_ui_and_a_restarted_ui_follows_and_stops_it(workspace
     stopped = wait_job(http, job["id"], timeout=60)
     assert stopped["job"]["status"] == "stopped" and stopped["job"]["returncode"] == 130, stopped["log"]
     assert "Training interrupted at step" in stopped["log"]
+
+
+def _processes_running(text: str) -> list[int]:
+    """The pids of live processes whose command line contains `text`."""
+    found = []
+    for entry in os.scandir("/proc"):
+        try:
+            cmdline = open(f"/proc/{entry.name}/cmdline", "rb").read().decode(errors="replace")
+            state = open(f"/proc/{entry.name}/stat", encoding="utf-8").read().rsplit(")", 1)[1].split()[0]
+        except (OSError, ValueError, IndexError):
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds the job's processes through /proc")
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.3, 1.5])
+def test_stop_while_a_job_starts_stops_it_and_leaves_no_process(client, workspace, style_images, delay):
+    """Stop pressed while the job's runner is still starting (before it could pass signals on) once killed
+    the runner and left the CLI training on its own, or called the job failed."""
+    dataset = _dataset(client, style_images)
+    assert client.post("/api/models/demo").status_code == 200
+    name = f"race{int(delay * 100)}"
+    job = client.post("/api/train/start", json={"values": tiny_train_values(dataset, name, 60)}).json()["job"]
+    time.sleep(delay)
+    client.post(f"/api/jobs/{job['id']}/stop")
+    stopped = wait_job(client, job["id"], timeout=120)
+    assert stopped["job"]["status"] == "stopped", stopped
+    config = json.loads((workspace.root / "jobs" / job["id"] / "job.json").read_text())["command"][-1]
+    assert config.endswith(".yaml")  # the CLI is `lora-scripts train -c CONFIG`: its command line names it
+    deadline = time.time() + 15
+    while _processes_running(config) and time.time() < deadline:
+        time.sleep(0.2)
+    assert _processes_running(config) == []
+    assert not (workspace.root / f"loras/{name}/{name}.safetensors").exists()  # it did not train to the end

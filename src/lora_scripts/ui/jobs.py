@@ -120,8 +120,8 @@ class JobStore:
                 job.update(status=CANCELLED, finished=time.time())
                 self._write(job)
             elif job["status"] == RUNNING and job["pid"]:
-                try:
-                    os.kill(job["pid"], signal.SIGTERM)
+                try:  # the runner leads a process group with the command in it (ui/runner.py)
+                    getattr(os, "killpg", os.kill)(job["pid"], signal.SIGTERM)
                 except ProcessLookupError:
                     pass
                 job["stop_requested"] = True
@@ -176,7 +176,7 @@ class JobStore:
         code = info["returncode"]
         if code == 0:
             status = DONE
-        elif code in STOPPED_CODES:
+        elif code in STOPPED_CODES or (code is None and job.get("stop_requested")):
             status = STOPPED
         else:
             status = FAILED
