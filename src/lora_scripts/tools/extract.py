@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -16,21 +18,43 @@ from ..models.registry import load_model
 from ..save.kohya import to_kohya
 from ..save.kohya_keys import kohya_name
 from .lora_io import check_output, write_lora
-from .lowrank import Kept, from_delta
+from .lowrank import Kept, from_delta, rank_of
 from .report import overall, progress
 
 log = logging.getLogger(__name__)
+# A text encoder's attention q/k/v/out_proj go into the file together or not at all: A1111 folds an OpenCLIP
+# encoder's q/k/v (SDXL's lora_te2_, SD 2.x's lora_te_) into its packed in_proj and applies them only when all
+# four are present, and diffusers cannot read an encoder's attention LoRA that has no out_proj. A member that
+# did not change carries its own tiny or zero delta at its set's rank (diffusers scales a module whose rank
+# differs from most of its encoder's by the wrong alpha).
+WHOLE_SET = re.compile(r"^(lora_te[12]?_.+_self_attn)_(?:q|k|v|out)_proj$")
+
+
+def whole_set(file_name: str) -> str | None:
+    """The set a module's LoRA must travel with, by its name in the file; None when it may go alone."""
+    m = WHOLE_SET.match(file_name)
+    return m.group(1) if m else None
 
 
 @torch.no_grad()
 def extract_component(
-    tuned: nn.Module, base: nn.Module, targets: dict[str, str], ranks: tuple[int, int | None], min_diff: float
+    tuned: nn.Module,
+    base: nn.Module,
+    targets: dict[str, str],
+    ranks: tuple[int, int | None],
+    min_diff: float,
+    set_of: Callable[[str], str | None] = lambda path: None,
 ) -> tuple[dict[str, LoraWeights], dict[str, Kept]]:
-    """module path -> LoRA of (tuned - base) for every target whose weights differ by more than min_diff."""
-    rank, conv_rank = ranks
+    """module path -> LoRA of (tuned - base) for every target whose weights differ by more than min_diff,
+    and for the other members of a set (`set_of(path)`: WHOLE_SET) of which one does."""
     tuned_modules, base_modules = dict(tuned.named_modules()), dict(base.named_modules())
     out, kept = {}, {}
-    for path, kind in progress(sorted(targets.items()), "Extracting", total=len(targets)):
+    below: dict[str, list[str]] = {}  # set -> its members left out so far
+
+    def take(path: str, change: torch.Tensor) -> None:
+        out[path], kept[path] = from_delta(change, ranks[1] if targets[path] == "conv3x3" else ranks[0])
+
+    for path in progress(sorted(targets), "Extracting", total=len(targets)):
         if path not in tuned_modules:
             raise ModelError(
                 f"The fine-tuned model has no module '{path}'",
@@ -44,10 +68,33 @@ def extract_component(
                 "Extract only between models of one architecture",
             )
         change = w_tuned.float() - w_base.float()
-        if float(change.abs().max()) <= min_diff:
-            continue
-        out[path], kept[path] = from_delta(change, conv_rank if kind == "conv3x3" else rank)
+        if float(change.abs().max()) > min_diff:
+            take(path, change)
+        elif (group := set_of(path)) is not None:
+            below.setdefault(group, []).append(path)
+    set_rank: dict[str, int] = {}
+    for path, w in out.items():
+        if (group := set_of(path)) is not None:
+            set_rank[group] = max(set_rank.get(group, 1), rank_of(w))
+    for path in (p for group, members in below.items() if group in set_rank for p in members):
+        take(path, tuned_modules[path].weight.float() - base_modules[path].weight.float())
+        out[path] = _at_rank(out[path], set_rank[set_of(path)])
+        kept[path].rank_out = rank_of(out[path])
     return out, kept
+
+
+def _at_rank(w: LoraWeights, rank: int) -> LoraWeights:
+    """The same delta with zero directions added up to `rank`, alpha scaled with it (same alpha/rank)."""
+    k = rank_of(w)
+    if k >= rank:
+        return w
+    down = torch.cat([w.down, w.down.new_zeros(rank - k, *w.down.shape[1:])])
+    up = torch.cat([w.up, w.up.new_zeros(w.up.shape[0], rank - k, *w.up.shape[2:])], 1)
+    return LoraWeights(down=down, up=up, alpha=w.alpha * rank / k)
+
+
+def _file_sets(component: str, unet_names: str) -> Callable[[str], str | None]:
+    return lambda path: whole_set(kohya_name(component, path, unet_names))
 
 
 def extracted_metadata(
@@ -99,8 +146,9 @@ def run_extract(
     tuned_modules, base_modules = t.adapter_modules(), b.adapter_modules()
     parts, kept = {}, {}
     for component in b.trained_components(net):  # the UNet and every text encoder (SDXL: te1, te2)
+        targets, sets = b.lora_targets(component, net), _file_sets(component, b.info.unet_names)
         parts[component], found = extract_component(
-            tuned_modules[component], base_modules[component], b.lora_targets(component, net), ranks, min_diff
+            tuned_modules[component], base_modules[component], targets, ranks, min_diff, sets
         )
         kept.update({kohya_name(component, p, b.info.unet_names): k for p, k in found.items()})
     if not kept:
