@@ -12,7 +12,7 @@ from pathlib import Path
 import lora_scripts
 
 LAYERS = [
-    ["errors", "files", "progress"],
+    ["errors", "errors_zh", "language", "files", "progress"],
     ["console"],
     ["config"],
     ["data"],

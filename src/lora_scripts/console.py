@@ -63,6 +63,7 @@ def guarded(action: Callable[[], T], debug: bool) -> T:
         if debug:
             raise
         console.print(f"[bold red]Error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+        _hint_in_chinese(str(err))
         sys.exit(err.exit_code)
     except KeyboardInterrupt:
         console.print("[yellow]Stopped by the user.[/]")
@@ -76,3 +77,13 @@ def guarded(action: Callable[[], T], debug: bool) -> T:
             soft_wrap=True,
         )
         sys.exit(1)
+
+
+def _hint_in_chinese(message: str) -> None:
+    """Under the English sentence (it names the file or key), what to do in Chinese for a Chinese user."""
+    from .errors_zh import hint_zh
+    from .language import default_lang
+
+    hint = hint_zh(message) if default_lang() == "zh" else None
+    if hint:
+        console.print(f"[bold]怎么办：[/]{escape(hint)}", highlight=False, soft_wrap=True)

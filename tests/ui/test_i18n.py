@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from lora_scripts.ui import i18n
-from lora_scripts.ui.i18n import LANGS, MESSAGES, default_lang, placeholders, t
+from lora_scripts import language
+from lora_scripts.language import LANGS, default_lang
+from lora_scripts.ui.i18n import MESSAGES, placeholders, t
 
 
 @pytest.mark.parametrize("key", sorted(MESSAGES))
@@ -49,6 +50,8 @@ def test_an_unknown_key_a_missing_field_or_an_unknown_language_fail_loudly():
         ({"LANG": "zh_CN.UTF-8", "LC_MESSAGES": "en_US.UTF-8"}, "en"),
         ({"LANG": "en_US.UTF-8", "LC_MESSAGES": "en_GB", "LC_ALL": "zh_CN.UTF-8"}, "zh"),
         ({"LC_ALL": "", "LANG": "zh_CN"}, "zh"),  # empty means unset
+        ({"LORA_SCRIPTS_LANG": "zh", "LC_ALL": "en_US.UTF-8"}, "zh"),  # ours first (Windows has no LANG)
+        ({"LORA_SCRIPTS_LANG": "en", "LANG": "zh_CN.UTF-8"}, "en"),
     ],
 )
 def test_default_lang_follows_the_locale_in_posix_order(env, lang):
@@ -56,12 +59,12 @@ def test_default_lang_follows_the_locale_in_posix_order(env, lang):
 
 
 def test_default_lang_reads_the_process_environment(monkeypatch):
-    for name in ("LC_ALL", "LC_MESSAGES"):
+    for name in ("LORA_SCRIPTS_LANG", "LC_ALL", "LC_MESSAGES"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LANG", "zh_CN.UTF-8")
-    assert i18n.default_lang() == "zh"
+    assert language.default_lang() == "zh"
     monkeypatch.setenv("LANG", "en_US.UTF-8")
-    assert i18n.default_lang() == "en"
+    assert language.default_lang() == "en"
 
 
 def test_the_chinese_names_of_settings_checks_and_facts_are_chinese():

@@ -71,7 +71,10 @@ def test_jobs_show_a_bar_and_a_failed_label_job_says_why_in_chinese(client, work
         "Pass the folder that has your images."
     )
     assert en["failure"] == sentence
-    assert zh["failure"] == "素材（图片、描述或描述表）有问题，请按提示修改后再试。英文原因：" + sentence
+    assert zh["failure"] == (
+        "素材（图片、描述或描述表）有问题，请按提示修改后再试。英文原因：" + sentence
+        + " 怎么办：换成放图片的文件夹（训练配置里是 `train_data_dir`）"  # the README table's hint
+    )
     listed = {j["id"]: j for j in client.get("/api/jobs", params={"lang": "zh"}).json()["jobs"]}
     assert listed[job["id"]]["failure"] == zh["failure"]
     # a dataset with images: the label job's bar ends at 4 of 4, counted by the stage

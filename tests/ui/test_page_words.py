@@ -12,8 +12,9 @@ import pytest
 from lora_scripts import errors
 from lora_scripts.doctor.report import GROUPS
 from lora_scripts.doctor.text_zh import CHECK_ZH, FINDINGS_ZH
+from lora_scripts.language import LANGS
 from lora_scripts.ui import jobs
-from lora_scripts.ui.i18n import LANGS, MESSAGES
+from lora_scripts.ui.i18n import MESSAGES
 
 UI = Path(jobs.__file__).parent
 DOCTOR = UI.parent / "doctor"

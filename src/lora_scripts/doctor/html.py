@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..data.images import DECODE_ERRORS
 from ..errors import ConfigError, OutputError
+from ..language import normalise_lang
 from ..save.atomic import atomic_write_text
 from .clutter import CLUTTER_EXPLAINED
 from .images import preview
@@ -55,10 +56,11 @@ table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:2px 8px;text-
 
 def report_lang(lang: str) -> str:
     """`--lang` as given ('zh', 'zh-CN', 'zh_CN.UTF-8', 'en') -> 'zh' or 'en'; anything else is refused."""
-    short = lang.replace("-", "_").split("_")[0].split(".")[0].lower()
-    if short not in ("en", "zh"):
-        raise ConfigError(f"--lang {lang} is not a report language", "Use --lang en or --lang zh (简体中文)")
-    return short
+    try:
+        return normalise_lang(lang)
+    except ValueError:
+        hint = "Use --lang en or --lang zh (简体中文)"
+        raise ConfigError(f"--lang {lang} is not a report language", hint) from None
 
 
 @dataclass(frozen=True)

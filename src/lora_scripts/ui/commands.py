@@ -34,7 +34,7 @@ def ui(
 
     def action():
         from ..errors import ConfigError
-        from .i18n import default_lang, normalise_lang
+        from ..language import default_lang, normalise_lang
         from .workspace import Workspace
 
         credentials = read_auth(auth, auth_file)

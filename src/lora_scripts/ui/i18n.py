@@ -6,15 +6,12 @@ typo in a page fails its test instead of showing a raw key to a user.
 
 from __future__ import annotations
 
-import os
 import string
-from collections.abc import Mapping
 
+from ..language import normalise_lang
 from .batch_text import BATCH_MESSAGES
 from .job_text import JOB_MESSAGES
 from .page_text import PAGE_MESSAGES
-
-LANGS = ("en", "zh")
 
 MESSAGES: dict[str, dict[str, str]] = {
     # workspace confinement (ui/workspace.py)
@@ -101,14 +98,6 @@ MESSAGES.update(JOB_MESSAGES)  # progress and failures on the Jobs page (ui/job_
 MESSAGES.update(BATCH_MESSAGES)  # the batch page (ui/batch_text.py)
 
 
-def normalise_lang(lang: str) -> str:
-    """'zh', 'zh-CN', 'zh_CN.UTF-8' -> 'zh'; 'en', 'en_US' -> 'en'. Any other language raises ValueError."""
-    short = lang.replace("-", "_").split("_")[0].split(".")[0].lower()
-    if short not in LANGS:
-        raise ValueError(f"Language '{lang}' is not supported; use one of {', '.join(LANGS)}")
-    return short
-
-
 def t(key: str, lang: str = "en", /, **fields: object) -> str:
     """The message `key` in `lang`, with `{placeholders}` filled from `fields` (a missing one raises
     KeyError)."""
@@ -119,14 +108,3 @@ def t(key: str, lang: str = "en", /, **fields: object) -> str:
 def placeholders(text: str) -> set[str]:
     """The `{names}` a message expects."""
     return {name for _, name, _, _ in string.Formatter().parse(text) if name}
-
-
-def default_lang(environ: Mapping[str, str] | None = None) -> str:
-    """The language of the system locale: the first set of LC_ALL, LC_MESSAGES, LANG (POSIX precedence) that
-    starts with zh gives 'zh', anything else 'en'."""
-    env = os.environ if environ is None else environ
-    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
-        value = env.get(name, "")
-        if value:
-            return "zh" if value.lower().startswith("zh") else "en"
-    return "en"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors_zh import hint_zh
 from ..progress import FILE_NAME, read_progress
 from .i18n import t
 from .jobs import FAILED, RUNNING
@@ -48,4 +49,6 @@ def failure(job: dict, events: list[dict], log_tail: str, lang: str) -> str:
         return t(key, lang, detail=detail)
     family = end.get("error", "")
     key = f"failed.{family}" if family in ERROR_FAMILIES else "failed.bug"
-    return t(key, lang, detail=end.get("message") or detail)
+    message = end.get("message") or detail
+    hint = hint_zh(message) if lang == "zh" and family in ERROR_FAMILIES else None
+    return t(key, lang, detail=message) + (t("failed.hint", lang, hint=hint) if hint else "")

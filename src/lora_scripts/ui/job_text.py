@@ -43,6 +43,10 @@ JOB_MESSAGES: dict[str, dict[str, str]] = {
         "en": "{detail}",
         "zh": "任务没有完成，日志最后一行（英文）：{detail}",
     },
+    "failed.hint": {  # after a failure's sentence on the Chinese page: what to do (errors_zh.py)
+        "en": " What to do: {hint}",
+        "zh": " 怎么办：{hint}",
+    },
     "failed.no_log": {
         "en": "The job ended without writing anything to its log.",
         "zh": "任务结束了，但日志里什么也没有写。",

@@ -20,7 +20,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from ..errors import LoraScriptsError
-from .i18n import LANGS, MESSAGES, normalise_lang, t
+from ..language import LANGS, normalise_lang
+from .i18n import MESSAGES, t
 from .jobs import JobStore
 from .workspace import Workspace, WorkspaceError
 

@@ -1,0 +1,80 @@
+"""What to do about the common errors, in Chinese for designers: the CLI prints it under the English sentence
+when the user's language is Chinese (language.py), and the web UI's Chinese page shows it with a failed job.
+
+An error's English sentence names the exact file, key or value, so it stays; this adds the "what to do" by
+the sentence's pattern (the README's error table, whose third column is this table). A sentence matching no
+pattern gets no hint, never a wrong one.
+"""
+
+from __future__ import annotations
+
+import re
+
+HINTS_ZH: tuple[tuple[str, str], ...] = (
+    # the config file and the command line
+    (r"has value .*, but it must be a (number|float)", "填数字，例如 `2e-4`"),
+    (r"must be a whole number written with digits only", "直接写数字，不要写成 1e30"),
+    (r"has value .*, but it must be", "把这一项改成英文说明里允许的值"),
+    (r"^The command-line override '", "改正命令后面的 `项=值`"),
+    (r"is set twice in", "同一项写了两次，删掉其中一行"),
+    (r"^Unknown key '", "改正拼写；所有配置项见 docs/config.md"),
+    (r"^Key '.*' is missing in", "配置里缺少这一项：按英文提示补上"),
+    (r"^Config file '.*' is not UTF-8 text", "用记事本「另存为」，编码选 UTF-8"),
+    (r"^Config file '.*' is not valid YAML", "用空格缩进，每行一个 `项: 值`"),
+    # the training images and their captions
+    (
+        r"^Training folder '.*' does not exist|No images \(jpg",
+        "换成放图片的文件夹（训练配置里是 `train_data_dir`）",
+    ),
+    (r"cannot be read \(it is damaged or incomplete", "重新导出为 PNG/JPG，或删掉这张图"),
+    (r"opens a quote \(\"\) that is never closed", "在那一行描述末尾补上 `\"`"),
+    (
+        r"has only its header line and no rows",
+        "每张图加一行标注（可用 `lora-scripts label`），或删掉该文件",
+    ),
+    (r"is a folder, but it must be the metadata\.csv file", "填 metadata.csv 文件本身"),
+    (r"is neither UTF-8 nor GB18030", "另存为 UTF-8（Excel 里选「CSV UTF-8」）"),
+    (r"has the header '.*' but needs the columns", "改正第一行表头"),
+    (r"^Metadata file '.*' lists '", "改正这一行，或把图片放进来"),
+    (r"^The dataset doctor found a problem", "用 `lora-scripts doctor 文件夹` 查看，或设 `doctor: warn`"),
+    (r"^output_dir '.*' is inside train_data_dir", "输出文件夹不要放在训练图片文件夹里"),
+    # the base model
+    (
+        r"is not on this machine, and the model hub at",
+        "设置 `HF_ENDPOINT` 使用镜像，或在别处下载模型文件夹后用 `--model ./models/名称`",
+    ),
+    (r"^Base model '.*' does not exist|is not a readable \.safetensors file", "检查路径；重新下载"),
+    (r"is a pickle checkpoint", "改用 `.safetensors` 版本的模型"),
+    (r"is a LoRA file, not a base model", "`base_model` 要填底模文件，不是 LoRA 文件"),
+    (r"device is 'cuda' but no CUDA GPU is visible", "设 `device: auto` 或 `cpu`"),
+    # the output and a run
+    (r"already exists and would be overwritten", "换个 `output_name`，或设 `overwrite: true`"),
+    (
+        r"^Another training \(process",
+        "另一个训练正在用这个文件夹：等它结束、停掉它，或换个 `output_dir`",
+    ),
+    (r"MB free on the disk of|^The disk of '.*' is full", "清理磁盘空间，然后用 `resume: auto` 继续"),
+    (
+        r"found training states in .* from another run",
+        "这是另一次训练的存档：去掉 `resume` 重新开始，或把设置改回去",
+    ),
+    (r"was made with LoRA rank", "用原来的 rank 继续，或重新开始"),
+    (r"holds Python objects other than tensors", "不要使用来路不明的训练存档"),
+    (r"^The loss became (NaN|inf)", "调低 `learning_rate`；用 `bf16` 代替 `fp16`"),
+    (r"^Out of memory at step", "降低 `resolution`；用 fp16/bf16；开 gradient checkpointing"),
+    (r"leaving none to train on", "留出验证的图片太多，调小 `validation_split`"),
+    (r"^lora_rank is \d+ but init_lora", "删掉 `lora_rank`（会从文件里读取）"),
+    # LoRA files and the tools
+    (r"is not a weight", "写成 `文件:权重`，例如 `style.safetensors:0.7`"),
+    (r"^No LoRA named '", "用列出来的名字之一"),
+    (r"is a LoRA for .*, but the base model is", "换成对应底模的 LoRA"),
+)
+_COMPILED = tuple((re.compile(pattern), hint) for pattern, hint in HINTS_ZH)
+
+
+def hint_zh(message: str) -> str | None:
+    """The Chinese "what to do" for an error's English sentence, or None when none is written for it."""
+    for pattern, hint in _COMPILED:
+        if pattern.search(message):
+            return hint
+    return None
