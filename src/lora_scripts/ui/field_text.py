@@ -80,9 +80,15 @@ FIELD_ZH: dict[str, tuple[str, str]] = {
     "huber_schedule": ("Huber 阈值变化", "阈值随噪声强度怎么变化；一般用默认值。"),
     "zero_terminal_snr": ("零终端信噪比", "配合 v_prediction 模型（SD 2.x-v）使用；一般不用开。"),
     "loraplus_lr_ratio": ("LoRA+ 倍数", "让 LoRA 的一半参数学得更快，常用 16；不填表示关闭。"),
-    "down_lr_weight": ("下采样层学习倍数", "按层调节学习速度（12 个数）；不懂可以不填。"),
+    "down_lr_weight": (
+        "下采样层学习倍数",
+        "按层调节学习速度：SD 1.x/2.x 填 12 个数，SDXL 填 9 个数，或写 sine、cosine 等预设；不懂可以不填。",
+    ),
     "mid_lr_weight": ("中间层学习倍数", "中间层的学习速度倍数；不懂可以不填。"),
-    "up_lr_weight": ("上采样层学习倍数", "按层调节学习速度（12 个数）；不懂可以不填。"),
+    "up_lr_weight": (
+        "上采样层学习倍数",
+        "按层调节学习速度：SD 1.x/2.x 填 12 个数，SDXL 填 9 个数，或写 sine、cosine 等预设；不懂可以不填。",
+    ),
     "device": ("训练设备", "auto 自动选择；cuda 用显卡；cpu 用处理器（很慢）。"),
     "num_threads": ("处理器线程数", "用几个 CPU 线程；和别人共用机器时填 1。"),
     "resume": ("继续训练", "auto：从保存位置里最新的训练存档接着练；也可以填某个存档文件夹。"),
