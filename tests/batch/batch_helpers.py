@@ -53,6 +53,7 @@ def assert_same_images(out: Path, reference: Path, total: int) -> None:
 def download(fs, root: str, dest: Path) -> Path:
     """Everything under an fsspec location `root` (as the filesystem names it), copied into the folder `dest`,
     so a URI job's output is compared with the local helpers above."""
+    fs.invalidate_cache()  # other processes wrote there since this one listed
     for path in fs.find(root):
         target = dest / path[len(root.rstrip("/")) + 1 :]
         target.parent.mkdir(parents=True, exist_ok=True)
