@@ -23,11 +23,11 @@ from .config import JobConfig, load_job
 from .engine import Engine
 from .fingerprint import check_or_start, facts
 from .items import Work, check_columns, lora_name, mix_of, plan_item, read_items, template_mixes
-from .ledger import open_ledger
+from .ledger import Ledger, ObjectLedger, open_ledger
 from .shard import Shard, current_shard
 from .sheet import write_sheet
 from .stopping import StopAfterBatch, bar
-from .store import open_output
+from .store import LocalOutput, ObjectOutput, open_output
 
 log = logging.getLogger(__name__)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -95,8 +95,8 @@ class Started:
 
     job: JobConfig
     plan: Plan
-    out: object  # store.LocalOutput or store.ObjectOutput
-    ledger: object  # ledger.Ledger or ledger.ObjectLedger
+    out: LocalOutput | ObjectOutput
+    ledger: Ledger | ObjectLedger
     order: dict
     done: dict
     facts: dict
