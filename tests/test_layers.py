@@ -12,7 +12,7 @@ from pathlib import Path
 import lora_scripts
 
 LAYERS = [
-    ["errors", "errors_zh", "language", "files", "progress"],
+    ["errors", "errors_zh", "language", "files", "progress", "stopping"],
     ["console"],
     ["config"],
     ["data"],

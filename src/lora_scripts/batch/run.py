@@ -19,6 +19,7 @@ from PIL.PngImagePlugin import PngInfo
 from ..errors import ConfigError, DataError
 from ..generate.images import parameters_text
 from ..generate.library import LoraLibrary
+from ..stopping import GracefulStop
 from .config import JobConfig, load_job
 from .engine import Engine
 from .fingerprint import check_or_start, facts
@@ -26,7 +27,7 @@ from .items import Work, check_columns, lora_name, mix_of, plan_item, read_items
 from .ledger import Ledger, ObjectLedger, open_ledger
 from .shard import Shard, current_shard
 from .sheet import write_sheet
-from .stopping import StopAfterBatch, bar
+from .progress_bar import bar
 from .store import LocalOutput, ObjectOutput, open_output
 
 log = logging.getLogger(__name__)
@@ -178,7 +179,7 @@ def _make(engine, todo, done, ledger, out, shard: Shard, counts: dict, show_bar:
     events = out.progress()
     events.event("start", rank=shard.rank, world=shard.world, pid=os.getpid(), **counts)
     started, made = time.time(), 0
-    with StopAfterBatch() as stop, bar(show_bar, counts, shard) as tick:
+    with GracefulStop(_say_stopping) as stop, bar(show_bar, counts, shard) as tick:
         for batch in todo:
             t0 = time.time()
             images = engine.render(batch)
@@ -240,3 +241,9 @@ def png_bytes(picture: Image.Image, parameters: str) -> bytes:
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
+
+
+def _say_stopping() -> None:
+    from ..console import console
+
+    console.print("[yellow]Stopping after this batch (Ctrl-C again to stop now)...[/]")

@@ -1,35 +1,9 @@
-"""Ctrl-C (or SIGTERM) during a job: finish the current batch, record it, then stop (exit 130); a second
-Ctrl-C stops at once. And the rich progress bar: images done/total, items, images/min, ETA."""
+"""The job's rich progress bar: images done/total, items, images/min, ETA (Ctrl-C finishing the current
+batch is lora_scripts/stopping.py's GracefulStop)."""
 
 from __future__ import annotations
 
-import signal
-import threading
 from contextlib import contextmanager
-
-
-class StopAfterBatch:
-    def __init__(self):
-        self.requested = False
-        self._old: dict = {}
-
-    def __enter__(self) -> StopAfterBatch:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        from ..console import console
-
-        console.print("[yellow]Stopping after this batch (Ctrl-C again to stop now)...[/]")
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
 
 
 @contextmanager
