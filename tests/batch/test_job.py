@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import yaml
 from PIL import Image
 
 
@@ -89,6 +90,13 @@ def test_bad_job_files_are_one_sentence(cli, make_job, tmp_path, rows):
         result = cli("batch", make_job(**keys))
         assert result.returncode == 2, result.stderr
         assert what in result.stderr and hint in result.stderr and "Traceback" not in result.stderr
+    job = make_job()
+    raw = yaml.safe_load(job.read_text(encoding="utf-8"))
+    raw["itmes"] = raw.pop("items")  # a required key misspelt: the spelling is the problem, not a missing key
+    job.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    misspelt = cli("batch", job)
+    assert misspelt.returncode == 2 and "Unknown key 'itmes'" in misspelt.stderr
+    assert "Did you mean 'items'?" in misspelt.stderr and "has no 'items' key" not in misspelt.stderr
     both = cli("batch", make_job(), "--ray", "local", "--processes", "2")
     assert both.returncode == 2 and "--ray and --processes cannot be used together" in both.stderr
     assert not (tmp_path / "out").exists()

@@ -68,8 +68,9 @@ def load_job(path: Path) -> JobConfig:
     raw = read_yaml(Path(path))
     try:
         job = JobConfig(**raw)
-    except ValidationError as exc:
-        raise ConfigError(_explain(exc.errors()[0], path)) from None
+    except ValidationError as exc:  # a misspelt key first: it is why a required key looks missing
+        errors = sorted(exc.errors(), key=lambda err: err["type"] != "extra_forbidden")
+        raise ConfigError(_explain(errors[0], path)) from None
     sampler_name(job.sampler)  # an unknown sampler: one sentence now, not after the model loads
     if job.width % 8 or job.height % 8:
         raise ConfigError(

@@ -25,9 +25,9 @@ from .engine import Engine
 from .fingerprint import check_or_start, facts
 from .items import Work, check_columns, lora_name, mix_of, plan_item, read_items, template_mixes
 from .ledger import Ledger, ObjectLedger, open_ledger
+from .progress_bar import bar
 from .shard import Shard, current_shard
 from .sheet import write_sheet
-from .progress_bar import bar
 from .store import LocalOutput, ObjectOutput, open_output
 
 log = logging.getLogger(__name__)
