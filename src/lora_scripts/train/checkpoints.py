@@ -21,6 +21,7 @@ from ..save.metadata import RunFacts
 from ..save.writer import adapter_path, save_adapter
 from .fingerprint import differences
 from .setup import network_facts
+from .sharding import is_sharded, whole, whole_params
 from .state import ParamSet, Position, find_state, load_state, save_state, state_fingerprint
 
 log = logging.getLogger(__name__)
@@ -58,9 +59,12 @@ class Checkpoints:
 
     def save_lora(self, stem: str, step: int) -> Path:
         self.facts.steps = step
-        modules = {c: m for c, m in self.adapters().items() if lora_layers(m)}
-        self.facts.network = network_facts(modules)
-        parts = {c: read_weights(m) for c, m in modules.items()}
+        # FSDP / DeepSpeed ZeRO-3 hold a part of each tensor on each process: gathered, every process
+        # reads the whole LoRA and process 0 writes it, in the format of every other run
+        with whole_params(self.acc, list(self.model.adapter_modules().values())):
+            modules = {c: m for c, m in self.adapters().items() if lora_layers(m)}
+            self.facts.network = network_facts(modules)
+            parts = whole({c: read_weights(m) for c, m in modules.items()}, copy=is_sharded(self.acc))
         fmt = self.model.info.adapter_format
         path = adapter_path(self.out_dir, stem, fmt)
         if self.acc.is_main_process:  # data-parallel processes hold the same weights: one writes them
@@ -93,6 +97,14 @@ class Checkpoints:
         lora = self.save_lora(f"{self.cfg.output.name()}-step{pos.step:06d}", pos.step)
         self.saved.append((pos.step, lora, self.facts.validation.get("ss_validation_loss", "")))
         if not (self.cfg.output.save_state or reason):
+            return lora
+        if is_sharded(self.acc):  # each process holds a part of the optimiser's state (train/sharding)
+            log.warning(
+                "Training %s at step %d. Saved %s (no training state under FSDP/DeepSpeed)",
+                reason,
+                pos.step,
+                lora,
+            )
             return lora
         state = None
         if self.acc.is_main_process:

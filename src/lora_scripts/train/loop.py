@@ -28,6 +28,7 @@ from .memory import chunks, free_memory, is_oom, probe_batch_size
 from .optim import make_lr_scheduler, make_optimizer
 from .samples import Sampler
 from .setup import RunPlan, cast_frozen, inject_adapters, param_groups, plan_steps
+from .sharding import fill_deepspeed_batch, is_sharded
 from .state import Position
 from .validation import HeldOutWatch, Validation
 
@@ -89,12 +90,19 @@ class Trainer:
             batch_size = probe_batch_size(self, groups)
         self.plan = plan_steps(index, cfg.train, batch_size)
         self.total_steps = self.plan.total_steps
+        fill_deepspeed_batch(accelerator, batch_size)  # DeepSpeed's config wants the per-process batch
         optimizer = make_optimizer(groups, cfg.train)
         scheduler = make_lr_scheduler(optimizer, cfg.train, self.total_steps)
-        self.optimizer, self.lr_scheduler = accelerator.prepare(optimizer, scheduler)
+        # modules, optimiser and schedule in one call: FSDP shards the modules and points the optimiser at
+        # the shards, DeepSpeed makes one engine of the three (DDP wraps the modules either way)
         modules = model.adapter_modules()
-        for component in self.trained:
-            model.replace_module(component, accelerator.prepare(modules[component]))
+        *prepared, self.optimizer, self.lr_scheduler = accelerator.prepare(
+            *(modules[c] for c in self.trained), optimizer, scheduler
+        )
+        for component, module in zip(self.trained, prepared, strict=True):
+            model.replace_module(component, module)
+        if is_sharded(accelerator):  # the sharded parameters the optimiser now steps, for clipping
+            self.trainable = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.facts = RunFacts(
             family=model.info.name,
             family_facts=model.metadata_facts(),

@@ -29,6 +29,7 @@ from .init_lora import check_init_lora
 from .lock import output_lock, remove_stale_temp_files
 from .loop import Trainer, TrainResult
 from .report import write_report
+from .sharding import check_sharding
 from .state import find_state
 from .validation import split_validation
 from .versions import as_new_version
@@ -167,6 +168,7 @@ def run_training(cfg: Config) -> TrainResult:
         if held_out:
             log.info("Held out for validation: %d items (not trained on)", len(held_out))
         device = resolve_device(cfg.train)
+        check_sharding(cfg, device.cpu)  # accelerate launch --config_file with FSDP / DeepSpeed
         log.info("%s", index.summary())
         started = time.time()
         set_threads(cfg.train)
