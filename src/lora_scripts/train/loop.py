@@ -6,8 +6,6 @@ import contextlib
 import logging
 import math
 import random
-import signal
-import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +20,7 @@ from ..errors import TrainingError
 from ..models.family import TrainableModel
 from ..progress import ProgressLog
 from ..save.metadata import RunFacts, lineage_facts
+from ..stopping import GracefulStop
 from .checkpoints import Checkpoints
 from .fingerprint import run_fingerprint
 from .memory import chunks, free_memory, is_oom, probe_batch_size
@@ -146,39 +145,16 @@ class Trainer:
             unit="step",
             disable=not acc.is_main_process,
         )
-        self.stop_requested = False
         self.between_steps = False  # sampling or scoring: a stop request ends them at once
+        # the first Ctrl-C/SIGTERM: finish the step, save, stop; a second, or one between steps: at once
+        self.stop = GracefulStop(_say_stopping, at_once=lambda: self.between_steps)
         self.partial: TrainResult | None = None  # what was saved when the run was stopped, for the report
         if self.held_out and pos.step == 0:
             base = self.held_out.run(0, [])
             log.info("Held-out loss of the starting model: %.5f", base.loss)
         self.progress.event("start", step=pos.step, total=self.total_steps)
-        previous = _catch_ctrl_c(self)
-        try:
-            while pos.step < self.total_steps:
-                batches = self.index.batches(self.batch_size, tr.seed, pos.epoch)
-                while pos.batch < len(batches) and pos.step < self.total_steps:
-                    window = batches[pos.batch : pos.batch + self.plan.accumulation]
-                    mean_loss = self._optimizer_step(window, pos)
-                    pos.batch += len(window)
-                    self._after_step(pos, mean_loss, bar)
-                    if self.stop_requested:  # Ctrl-C: stop on a step boundary, where the state is whole
-                        raise KeyboardInterrupt
-                    if self.held_out and self.held_out.stop:
-                        break
-                if self.held_out and self.held_out.stop:
-                    break
-                if pos.batch >= len(batches):
-                    pos.epoch, pos.batch = pos.epoch + 1, 0
-                    self._after_epoch(pos)
-        except KeyboardInterrupt:
-            bar.close()
-            lora = self.checkpoints.save(pos, self.rng, reason="interrupted")
-            self.partial = self._result(lora, pos, started, stopped=True)
-            self.progress.event("end", step=pos.step, state="stopped")
-            raise
-        finally:
-            _restore_ctrl_c(previous)
+        with self.stop:
+            self._steps(pos, bar, started)
         bar.close()
         final_step = pos.step
         if self.held_out:
@@ -193,6 +169,31 @@ class Trainer:
         acc.end_training()
         self.progress.event("end", step=pos.step, state="done")
         return self._result(path, pos, started)
+
+    def _steps(self, pos: Position, bar, started: float) -> None:
+        """Steps until the plan's end or early stopping; stopped (Ctrl-C): the LoRA and state saved first."""
+        tr = self.cfg.train
+        try:
+            while pos.step < self.total_steps:
+                batches = self.index.batches(self.batch_size, tr.seed, pos.epoch)
+                while pos.batch < len(batches) and pos.step < self.total_steps:
+                    window = batches[pos.batch : pos.batch + self.plan.accumulation]
+                    mean_loss = self._optimizer_step(window, pos)
+                    pos.batch += len(window)
+                    self._after_step(pos, mean_loss, bar)
+                    if self.stop.requested:  # Ctrl-C: stop on a step boundary, where the state is whole
+                        raise KeyboardInterrupt
+                    if self.held_out and self.held_out.stop:
+                        return
+                if pos.batch >= len(batches):
+                    pos.epoch, pos.batch = pos.epoch + 1, 0
+                    self._after_epoch(pos)
+        except KeyboardInterrupt:
+            bar.close()
+            lora = self.checkpoints.save(pos, self.rng, reason="interrupted")
+            self.partial = self._result(lora, pos, started, stopped=True)
+            self.progress.event("end", step=pos.step, state="stopped")
+            raise
 
     def _result(self, path: Path, pos: Position, started: float, stopped: bool = False) -> TrainResult:
         return TrainResult(
@@ -349,7 +350,7 @@ class Trainer:
         ends them at once instead of after every image (they can take minutes on a CPU)."""
         self.between_steps = True
         try:
-            if self.stop_requested:
+            if self.stop.requested:
                 raise KeyboardInterrupt
             yield
         finally:
@@ -370,26 +371,10 @@ class Trainer:
         )
 
 
-def _catch_ctrl_c(trainer: Trainer):
-    """First Ctrl-C (or SIGTERM): finish the current step, save, stop. A second one: stop at once."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def handler(signum, frame):
-        if trainer.stop_requested or trainer.between_steps:
-            raise KeyboardInterrupt
-        trainer.stop_requested = True
-        log.warning(
-            "Ctrl-C: finishing this step, then saving the LoRA and the training state "
-            "(Ctrl-C again to quit now)"
-        )
-
-    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-
-def _restore_ctrl_c(previous) -> None:
-    for sig, handler in (previous or {}).items():
-        signal.signal(sig, handler)
+def _say_stopping() -> None:
+    log.warning(
+        "Ctrl-C: finishing this step, then saving the LoRA and the training state (Ctrl-C again to quit now)"
+    )
 
 
 def _duration(seconds: float) -> str:
