@@ -27,13 +27,12 @@ def kill_a_worker_after(count, rows: int, killed: list) -> None:
             return
 
 
-@pytest.mark.slow
-def test_ray_job_survives_a_killed_worker(crash_job, cli, tmp_path):
+def _run_killing_a_worker(job, recorded_now) -> tuple[list[int], dict]:
+    """The job on a local 2-CPU Ray cluster while a thread kills one worker once 2 images are recorded."""
     from lora_scripts.batch.ray_run import run_on_ray
 
-    job, out = crash_job
     killed: list[int] = []
-    killer = threading.Thread(target=kill_a_worker_after, args=(lambda: recorded(out), 2, killed))
+    killer = threading.Thread(target=kill_a_worker_after, args=(recorded_now, 2, killed))
     ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False)
     try:
         killer.start()
@@ -41,6 +40,14 @@ def test_ray_job_survives_a_killed_worker(crash_job, cli, tmp_path):
         killer.join()
     finally:
         ray.shutdown()
+    return killed, counts
+
+
+@pytest.mark.slow
+def test_ray_job_survives_a_killed_worker(crash_job, cli, tmp_path):
+
+    job, out = crash_job
+    killed, counts = _run_killing_a_worker(job, lambda: recorded(out))
     assert killed and recorded(out) == 0  # a worker died mid-run; the parts are merged at the end
     assert counts["index"] == 24
     assert_same_images(out, tmp_path / "reference", 24)
@@ -54,22 +61,11 @@ def test_ray_job_survives_a_killed_worker(crash_job, cli, tmp_path):
 def test_ray_job_to_s3_survives_a_killed_worker(crash_job, make_job, bucket, tmp_path):
     from batch_helpers import KEYS, catalogue
 
-    from lora_scripts.batch.ray_run import run_on_ray
 
     fs, name, options = bucket
     job = make_job(
         rows=catalogue(12), output_dir=f"s3://{name}/run", storage_options=options, name="s3.yaml", **KEYS
     )
-    killed: list[int] = []
-    killer = threading.Thread(
-        target=kill_a_worker_after, args=(lambda: recorded_at(fs, f"{name}/run"), 2, killed)
-    )
-    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False)
-    try:
-        killer.start()
-        counts = run_on_ray(job, None)
-        killer.join()
-    finally:
-        ray.shutdown()
+    killed, counts = _run_killing_a_worker(job, lambda: recorded_at(fs, f"{name}/run"))
     assert killed and counts["index"] == 24
     assert_same_images(download(fs, f"{name}/run", tmp_path / "got"), tmp_path / "reference", 24)
