@@ -29,6 +29,11 @@ def train(
         "--processes",
         help="Data-parallel processes (one per GPU) through accelerate; batch_size is split among them.",
     ),
+    accelerate_config: Path = typer.Option(
+        None,
+        "--accelerate-config",
+        help="With --processes: an accelerate config file (FSDP / DeepSpeed for chat-LLM LoRA, on GPUs).",
+    ),
     debug: bool = DEBUG,
 ) -> None:
     """Train a LoRA from a YAML config."""
@@ -41,12 +46,12 @@ def train(
         from .train.versions import as_new_version
 
         cfg = load_config(config, overrides)
-        if processes != 1 and not dry_run:
+        if (processes != 1 or accelerate_config) and not dry_run:
             from .train.launch import relaunch
 
             prepare_data(with_family_defaults(as_new_version(cfg)))  # input errors said once, not per process
             args = ["train", "--config", str(config), *(overrides or []), *(["--debug"] if debug else [])]
-            sys.exit(relaunch(processes, args))
+            sys.exit(relaunch(processes, args, accelerate_config))
         if dry_run:
             from .config.show import resolved_yaml
 

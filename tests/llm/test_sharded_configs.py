@@ -53,6 +53,23 @@ def test_an_fsdp_config_on_a_cpu_is_one_sentence_through_accelerates_launcher(ll
     assert not (out / "cs_tone").exists()
 
 
+@pytest.mark.slow
+def test_train_with_an_accelerate_config_is_one_sentence_and_no_traceback(run_cli, llm_config, tmp_path):
+    """`lora-scripts train --processes 2 --accelerate-config FILE`: the same refusal, said by the processes,
+    without the launcher's traceback that `accelerate launch` prints after it."""
+    out = tmp_path / "out"
+    cfg = write_yaml(tmp_path / "llm.yaml", {**llm_config, "output_dir": str(out)})
+    acc = tmp_path / "fsdp.yaml"
+    acc.write_text(yaml.safe_dump(FSDP2), encoding="utf-8")
+    done = run_cli("train", "-c", str(cfg), "--processes", "2", "--accelerate-config", str(acc))
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "accelerate runs FSDP only on GPUs" in done.stderr and "Traceback" not in done.stderr
+    assert not (out / "cs_tone").exists()
+    missing = run_cli("train", "-c", str(cfg), "--processes", "2", "--accelerate-config", str(tmp_path / "x"))
+    assert missing.returncode == 2 and "--accelerate-config" in missing.stderr
+    assert "is not a file" in missing.stderr and "Traceback" not in missing.stderr
+
+
 def _config(tmp_path, llm_config, **extra):
     return load_config(write_yaml(tmp_path / "c.yaml", {**llm_config, **extra}))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
 
 from ..errors import ConfigError
 
@@ -27,15 +28,15 @@ def check_processes(processes: int, gpus: int) -> None:
         )
 
 
-def launch_args(processes: int, args: list[str]) -> list[str]:
+def launch_args(processes: int, args: list[str], config_file: Path | None = None) -> list[str]:
     """accelerate launch's arguments for -m lora_scripts <args>. --multi_gpu is accelerate's switch for
-    data-parallel on one machine; without a GPU it runs the processes on the CPU with the gloo backend."""
+    data-parallel on one machine; without a GPU it runs the processes on the CPU with the gloo backend. An
+    accelerate config file (FSDP, DeepSpeed) chooses the mode instead; --processes still says how many."""
+    mode = ["--config_file", str(config_file)] if config_file else ["--multi_gpu", "--num_machines", "1"]
+    count = ["--num_processes", str(processes)] if processes != 1 or not config_file else []  # else the file's
     return [
-        "--multi_gpu",
-        "--num_machines",
-        "1",
-        "--num_processes",
-        str(processes),
+        *mode,
+        *count,
         "--main_process_port",
         str(free_port()),
         "--mixed_precision",
@@ -48,7 +49,7 @@ def launch_args(processes: int, args: list[str]) -> list[str]:
     ]
 
 
-def relaunch(processes: int, args: list[str]) -> int:
+def relaunch(processes: int, args: list[str], config_file: Path | None = None) -> int:
     """Run `lora-scripts <args>` on `processes` processes with accelerate's launcher, in this process so that
     a failed process is its own error sentence and an exit code, not the launcher's traceback."""
     import torch
@@ -56,7 +57,12 @@ def relaunch(processes: int, args: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     check_processes(processes, torch.cuda.device_count())
-    launch = launch_command_parser().parse_args(launch_args(processes, args))
+    if config_file is not None and not Path(config_file).is_file():
+        raise ConfigError(
+            f"--accelerate-config '{config_file}' is not a file",
+            "Give the YAML that `accelerate config` writes (e.g. an FSDP or DeepSpeed config)",
+        )
+    launch = launch_command_parser().parse_args(launch_args(processes, args, config_file))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     try:
         launch_command(launch)
