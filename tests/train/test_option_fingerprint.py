@@ -36,3 +36,15 @@ def test_a_changed_option_is_named_as_a_difference(base_config):
     blocks = _fingerprint(base_config, up_lr_weight=[1.0] * 11 + [0.0], loraplus_lr_ratio=16)
     assert {d.split(":")[0] for d in differences(plain, blocks)} == {"up_lr_weight", "loraplus_lr_ratio"}
     assert not differences(snr, _fingerprint(base_config, min_snr_gamma=5, loss_type="huber", color_aug=True))
+
+
+def test_a_block_weight_preset_is_recorded_as_earlier_versions_did(base_config):
+    """Versions up to a8fa92b spread a preset over SD's 12 blocks in the config and recorded the 12 numbers;
+    the config now keeps the word (SDXL spreads it over 9). A state of such a run must still resume."""
+    import math
+
+    old_sine_plus = str([math.sin(math.pi * (i / 11) / 2) + 0.5 for i in range(12)])  # what they recorded
+    old_reverse = str([i / 11 for i in reversed(range(12))])
+    now = _fingerprint(base_config, up_lr_weight="sine+0.5", down_lr_weight="reverse_linear")
+    assert now["up_lr_weight"] == old_sine_plus and now["down_lr_weight"] == old_reverse
+    assert differences(now, _fingerprint(base_config, up_lr_weight="sine+0.5", down_lr_weight="linear"))

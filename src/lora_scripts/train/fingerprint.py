@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..config.route import DIFFUSION_OPTIONS
+from ..models.lr_blocks import side_weights
 
 NETWORK_KEYS = (
     "network_type",
@@ -84,8 +85,17 @@ def run_fingerprint(cfg: Config, index) -> dict[str, str]:
         if section is not None:
             fields = type(section).model_fields
             default = {k: fields[k].get_default(call_default_factory=True) for k in keys}
-            out.update({k: str(getattr(section, k)) for k in keys if getattr(section, k) != default[k]})
+            values = {k: getattr(section, k) for k in keys}
+            out.update({k: _recorded(k, v) for k, v in values.items() if v != default[k]})
     return out
+
+
+def _recorded(key: str, value) -> str:
+    """A block-weight preset as the versions that spread it over SD's 12 blocks in the config recorded it
+    (the config now keeps the word; the model spreads it), so the states of their runs still resume."""
+    if key in ("down_lr_weight", "up_lr_weight") and isinstance(value, str):
+        return str(side_weights(value, 12))
+    return str(value)
 
 
 def differences(saved: dict[str, str], now: dict[str, str]) -> list[str]:
