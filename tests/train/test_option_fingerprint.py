@@ -48,3 +48,6 @@ def test_a_block_weight_preset_is_recorded_as_earlier_versions_did(base_config):
     now = _fingerprint(base_config, up_lr_weight="sine+0.5", down_lr_weight="reverse_linear")
     assert now["up_lr_weight"] == old_sine_plus and now["down_lr_weight"] == old_reverse
     assert differences(now, _fingerprint(base_config, up_lr_weight="sine+0.5", down_lr_weight="linear"))
+    exact = _fingerprint(base_config, up_lr_weight="linear+1.2345678")["up_lr_weight"]
+    assert exact == str([i / 11 + 1.2345678 for i in range(12)])  # the number as written, not rounded
+    assert _fingerprint(base_config, up_lr_weight="zeros+")["up_lr_weight"] == str([0.0] * 12)  # kohya's "+"

@@ -28,7 +28,7 @@ def split_preset(spec: str) -> tuple[str, float] | None:
     if name not in BLOCK_PRESETS:
         return None
     try:
-        added = float(plus) if sep else 0.0
+        added = float(plus) if plus.strip() else 0.0  # "sine+" is sine, as kohya reads it
     except ValueError:
         raise ValueError(f"a preset with a number added, such as {name}+0.5") from None
     if not 0 <= added <= 99:
@@ -324,7 +324,7 @@ class TrainConfig(Section):
         preset = split_preset(v)
         if preset is not None:  # kohya's presets, "sine" or "cosine+0.5": expanded once the model is known
             name, added = preset
-            return f"{name}+{added:g}" if added else name
+            return f"{name}+{added!r}" if added else name  # the number exactly (it is trained and recorded)
         try:  # kohya's network_args form: "1,1,1,0.5,..."
             return [float(x) for x in v.split(",") if x.strip()]
         except ValueError:

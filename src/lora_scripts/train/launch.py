@@ -33,7 +33,8 @@ def launch_args(processes: int, args: list[str], config_file: Path | None = None
     data-parallel on one machine; without a GPU it runs the processes on the CPU with the gloo backend. An
     accelerate config file (FSDP, DeepSpeed) chooses the mode instead; --processes still says how many."""
     mode = ["--config_file", str(config_file)] if config_file else ["--multi_gpu", "--num_machines", "1"]
-    count = ["--num_processes", str(processes)] if processes != 1 or not config_file else []  # else the file's
+    explicit = processes != 1 or not config_file  # with a file and no --processes: the file's count
+    count = ["--num_processes", str(processes)] if explicit else []
     return [
         *mode,
         *count,
