@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from lora_scripts.errors_zh import HINTS_ZH
+from lora_scripts.errors_zh import hint_zh
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -47,12 +47,14 @@ def test_others_get_english_only(base_config, tmp_path):
 
 
 def test_the_readme_error_table_says_what_the_cli_says():
-    """Each error row's Chinese cell is the hint the CLI prints (warnings and notes are not errors)."""
+    """Each error row's messages (its `...` parts filled in) get the row's Chinese cell from the CLI's table
+    (warnings and notes are not errors)."""
     text = README.read_text(encoding="utf-8")
     table = text[text.index("| message starts with | what to do | 怎么办 |") :].split("\n\n")[0]
     rows = [row.split(" | ") for row in table.splitlines()[2:]]
-    hints = {hint for _, hint in HINTS_ZH}
     errors = [cells for cells in rows if not re.search(r"\(a (warning|note)\)", cells[0])]
     assert len(errors) >= 25
     for cells in errors:
-        assert cells[-1].rstrip(" |") in hints, cells[0]
+        for shown in re.findall(r"`([^`]+)`", cells[0]):
+            message = re.sub(r"\bN\b", "3", shown.replace("...", "x"))
+            assert hint_zh(message) == cells[-1].rstrip(" |"), message

@@ -17,14 +17,18 @@ HINTS_ZH: tuple[tuple[str, str], ...] = (
     (r"has value .*, but it must be", "把这一项改成英文说明里允许的值"),
     (r"^The command-line override '", "改正命令后面的 `项=值`"),
     (r"is set twice in", "同一项写了两次，删掉其中一行"),
-    (r"^Unknown key '", "改正拼写；所有配置项见 docs/config.md"),
+    (
+        r"^Unknown key '",
+        "改正拼写（英文提示里有建议的写法）；训练的配置项见 docs/config.md，批量出图的见 docs/catalogue.md",
+    ),
     (r"^Key '.*' is missing in", "配置里缺少这一项：按英文提示补上"),
-    (r"^Config file '.*' is not UTF-8 text", "用记事本「另存为」，编码选 UTF-8"),
-    (r"^Config file '.*' is not valid YAML", "用空格缩进，每行一个 `项: 值`"),
+    (r"^Config file .* is not UTF-8 text", "用记事本「另存为」，编码选 UTF-8"),
+    (r"^Config file .* is not valid YAML", "用空格缩进，每行一个 `项: 值`"),
     # the training images and their captions
+    (r"found in reg_data_dir", "把 `reg_data_dir` 指向放正则化图片的文件夹，不用正则化图片就删掉这一项"),
     (
         r"^Training folder '.*' does not exist|No images \(jpg",
-        "换成放图片的文件夹（训练配置里是 `train_data_dir`）",
+        "检查文件夹路径，换成里面有 jpg/png/webp 图片的文件夹",
     ),
     (r"cannot be read \(it is damaged or incomplete", "重新导出为 PNG/JPG，或删掉这张图"),
     (r"opens a quote \(\"\) that is never closed", "在那一行描述末尾补上 `\"`"),
@@ -61,7 +65,11 @@ HINTS_ZH: tuple[tuple[str, str], ...] = (
     (r"was made with LoRA rank", "用原来的 rank 继续，或重新开始"),
     (r"holds Python objects other than tensors", "不要使用来路不明的训练存档"),
     (r"^The loss became (NaN|inf)", "调低 `learning_rate`；用 `bf16` 代替 `fp16`"),
-    (r"^Out of memory at step", "降低 `resolution`；用 fp16/bf16；开 gradient checkpointing"),
+    (r"^Out of memory at step .* one image", "降低 `resolution`；用 fp16/bf16；开 gradient checkpointing"),
+    (  # the chat route's (one conversation at a time)
+        r"^Out of memory at step",
+        "降低 `max_seq_len`；设 `load_in_4bit: true`；用 bf16；开 gradient checkpointing",
+    ),
     (r"leaving none to train on", "留出验证的图片太多，调小 `validation_split`"),
     (r"^lora_rank is \d+ but init_lora", "删掉 `lora_rank`（会从文件里读取）"),
     # LoRA files and the tools
