@@ -176,6 +176,11 @@ def test_cli_report_in_chinese_for_the_chinese_page(defect_folder, cli, tmp_path
     assert re.search(r"杂乱度 [\d.]+（(很乱|干净|有些细节)）", text)
     assert "（没有描述）" in text and "(no caption)" not in text
     assert "tokens" not in text and "clutter" not in text and "Must fix" not in text
+    assert {"smaller than resolution", "extreme aspect ratio"} <= {f["check"] for f in findings}
+    assert "短边小于 64（训练尺寸）" in text and "长边超过短边的 2.5 倍" in text  # their numbers, explained
+    assert "张图片的短边小于训练尺寸 64 像素" in text and "张图片太扁或太长" in text  # and their sentences
+    for english in ("width", "pixels", " files"):
+        assert english not in text, text[text.index(english) - 200 : text.index(english) + 50]
 
 
 def test_cli_report_language_typo_is_one_sentence_before_any_work(defect_folder, cli):

@@ -39,7 +39,7 @@ def test_more_files_than_shown_are_counted_and_unknown_codes_fall_back_to_englis
     params = {"n": 7, "files": ["a.png", "b.png"], "more": 5}
     assert (
         finding_zh("empty caption", params, "x")
-        == "7 张图片的描述是空的：a.png、b.png 等另外 5 个。请给每张图写上描述。"
+        == "7 张图片的描述是空的：a.png、b.png，另有 5 个。请给每张图写上描述。"
     )
     assert finding_zh("role order", {}, "Two user turns.") == "（暂无中文说明）Two user turns."
     assert finding_zh("empty caption", {}, "Old report.") == "（暂无中文说明）Old report."

@@ -79,7 +79,13 @@ class _Text:
         return finding_zh(finding.kind, finding.params, finding.message) if self.zh else finding.message
 
     def explain(self, finding: Finding) -> str:
-        return EXPLAINED_ZH.get(finding.kind, finding.explain) if self.zh else finding.explain
+        if self.zh and finding.kind in EXPLAINED_ZH:
+            return EXPLAINED_ZH[finding.kind].format(**finding.params)
+        return finding.explain
+
+    def source(self, source: str) -> str:
+        """Where the captions came from: ".txt files" or the metadata file's name."""
+        return source.replace(" files", " 文件") if self.zh else source
 
     def clutter(self) -> str:
         return EXPLAINED_ZH["cluttered"] if self.zh else CLUTTER_EXPLAINED
@@ -113,7 +119,7 @@ def render(report: DoctorReport, lang: str = "en") -> str:
         folder=folder,
         images=report.num_images,
         captioned=report.num_captioned,
-        source=escape(report.caption_source),
+        source=escape(text.source(report.caption_source)),
         resolution=report.resolution,
     )
     parts = [

@@ -80,8 +80,8 @@ FALLBACK_ZH = "（暂无中文说明）{message}"
 
 
 def files_zh(files: list[str], more: int) -> str:
-    """ "a.png、b.png 等另外 3 张" """
-    return "、".join(files) + (f" 等另外 {more} 个" if more else "")
+    """ "a.png、b.png，另有 3 个" """
+    return "、".join(files) + (f"，另有 {more} 个" if more else "")
 
 
 def finding_zh(code: str, params: dict, message: str) -> str:
@@ -113,8 +113,11 @@ REPORT_ZH: dict[str, str] = {
     "no caption": "（没有描述）",
     "empty caption": "（描述是空的）",
 }
-# what the numbers on the cards mean (the English lines are the checks' *_EXPLAINED constants), by check
+# what the numbers on the cards mean (the English lines are the checks' `explain`), by check; {names} are the
+# finding's parameters
 EXPLAINED_ZH: dict[str, str] = {
+    "smaller than resolution": "宽x高 = 图片的宽和高（像素）；短边小于 {resolution}（训练尺寸）就太小了",
+    "extreme aspect ratio": "宽x高 = 图片的宽和高（像素）；长边超过短边的 {ratio} 倍就算太扁或太长",
     "cluttered": (
         "杂乱度 = 图片四周背景有多乱（边缘外四分之一里的线条和颜色种类）：0 = 纯色背景（棚拍约 0.1），"
         "1 = 满屏杂乱（噪点约 0.95）；0.60 及以上算乱，会列为提醒"
