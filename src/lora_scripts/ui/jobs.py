@@ -122,7 +122,7 @@ class JobStore:
             elif job["status"] == RUNNING and job["pid"]:
                 try:  # the runner leads a process group with the command in it (ui/runner.py)
                     getattr(os, "killpg", os.kill)(job["pid"], signal.SIGTERM)
-                except ProcessLookupError:
+                except (ProcessLookupError, PermissionError):  # gone, or its pid reused by another user's
                     pass
                 job["stop_requested"] = True
                 self._write(job)
