@@ -128,3 +128,15 @@ def test_two_processes_to_s3_killed_rank_then_resumed_equal_one_run(crash_job, m
     again = subprocess.run(command, capture_output=True)  # both ranks again, to the end: rank 0 merges
     assert again.returncode == 0, again.stderr
     assert_same_images(download(fs, root, tmp_path / "got"), tmp_path / "reference", 24)
+
+
+def test_index_parts_are_found_under_a_prefix_with_glob_characters():
+    """A bucket prefix such as 'run[1]' is a name, not a pattern: its index parts must be listed (else a
+    resumed job would make its recorded images again)."""
+    from lora_scripts.batch.store import open_output
+
+    url = f"memory://cat-{uuid.uuid4().hex}/run[1]*"
+    out = open_output(url, None)
+    out.write_text("parts/index-0-1.csv", "id,n\n")
+    out.write_text("parts/index-1-2.csv", "id,n\n")
+    assert out.glob("parts/index-*.csv") == ["parts/index-0-1.csv", "parts/index-1-2.csv"]

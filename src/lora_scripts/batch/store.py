@@ -8,6 +8,7 @@ one `pipe_file`, and the index parts become one new object per batch (ledger.py)
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 import shutil
@@ -170,7 +171,7 @@ class ObjectOutput:
         """Paths (relative to the root) that match `pattern`, as they are now."""
         with self._io(f"list '{pattern}'"):
             self.fs.invalidate_cache()
-            found = self.fs.glob(self.path(pattern))
+            found = self.fs.glob(f"{glob.escape(self.root)}/{pattern}")  # the prefix is a name, not a pattern
         prefix = self.root + "/"
         return sorted(p[len(prefix) :] for p in found if p.startswith(prefix))
 
