@@ -77,3 +77,24 @@ def test_diffusers_applies_the_set_and_gives_the_tuned_encoder_back(extracted):
         fused = {re.sub(r"\.base_layer", "", k): v for k, v in getattr(pipe, component).state_dict().items()}
         for key, tuned_weight in weights.items():
             assert (fused[key] - tuned_weight).abs().max() < 1e-5, (component, key)
+
+
+def test_a_member_with_a_change_below_min_diff_takes_the_sets_rank(tmp_path):
+    """A member changed by less than --min-diff, but in every direction (full rank), joins its set at the
+    set's rank, not the command's --rank: a set of mixed ranks is what diffusers scales wrongly."""
+    base = save_tiny_sdxl(tmp_path)
+    pipe = build_tiny_sdxl()
+    gen = torch.Generator().manual_seed(9)
+    with torch.no_grad():
+        q = pipe.text_encoder_2.get_submodule(TE2.format(0, "q_proj")).weight
+        q += 0.02 * (torch.randn(q.shape[0], 2, generator=gen) @ torch.randn(2, q.shape[1], generator=gen))
+        k = pipe.text_encoder_2.get_submodule(TE2.format(0, "k_proj")).weight
+        k += 1e-4 * torch.randn(k.shape, generator=gen)  # full rank, below --min-diff 1e-3
+    pipe.save_pretrained(tmp_path / "tuned", safe_serialization=True)
+    out = tmp_path / "x.safetensors"
+    tuned = str(tmp_path / "tuned")
+    run_extract(tuned, str(base["single_file"]), out, rank=8, precision="float", min_diff=1e-3)
+    tensors = load_file(str(out))
+    name = "lora_te2_text_model_encoder_layers_0_self_attn_{}_proj.lora_down.weight"
+    ranks = {p: tensors[name.format(p)].shape[0] for p in ("q", "k", "v", "out")}
+    assert ranks == {"q": 2, "k": 2, "v": 2, "out": 2}

@@ -51,8 +51,9 @@ def extract_component(
     out, kept = {}, {}
     below: dict[str, list[str]] = {}  # set -> its members left out so far
 
-    def take(path: str, change: torch.Tensor) -> None:
-        out[path], kept[path] = from_delta(change, ranks[1] if targets[path] == "conv3x3" else ranks[0])
+    def take(path: str, change: torch.Tensor, rank: int | None = None) -> None:
+        rank = rank or (ranks[1] if targets[path] == "conv3x3" else ranks[0])
+        out[path], kept[path] = from_delta(change, rank)
 
     for path in progress(sorted(targets), "Extracting", total=len(targets)):
         if path not in tuned_modules:
@@ -77,7 +78,9 @@ def extract_component(
         if (group := set_of(path)) is not None:
             set_rank[group] = max(set_rank.get(group, 1), rank_of(w))
     for path in (p for group, members in below.items() if group in set_rank for p in members):
-        take(path, tuned_modules[path].weight.float() - base_modules[path].weight.float())
+        # at most the set's rank (a small, non-zero change could take more), then padded up to it
+        change = tuned_modules[path].weight.float() - base_modules[path].weight.float()
+        take(path, change, set_rank[set_of(path)])
         out[path] = _at_rank(out[path], set_rank[set_of(path)])
         kept[path].rank_out = rank_of(out[path])
     return out, kept
