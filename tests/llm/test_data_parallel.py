@@ -3,6 +3,7 @@ gloo) against one process: the same effective batch gives the same LoRA up to fl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -108,3 +109,48 @@ def test_a_worker_killed_mid_run_resumes_to_the_unbroken_runs_lora(run_cli, llm_
     resumed, reference = _adapter(out), _adapter(tmp_path / "ref")
     for name in reference:
         assert torch.allclose(resumed[name], reference[name], atol=1e-6, rtol=0), name
+
+
+def _start_and_wait_for_state(cfg, out) -> subprocess.Popen:
+    command = [sys.executable, "-m", "lora_scripts.cli", "train", "-c", str(cfg), "--processes", "2"]
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    state = out / "state" / "step-000002" / "position.json"
+    deadline = time.time() + 300
+    while not state.exists() and run.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert state.exists(), run.stderr.read() if run.poll() is not None else "no state"
+    return run
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker through /proc (Linux)")
+@pytest.mark.parametrize("target", ["launcher", "rank 1"])
+def test_a_stop_signal_stops_every_process_at_one_step_and_saves(run_cli, llm_config, tmp_path, target):
+    """The web UI's Stop (SIGTERM to the command) or a signal that reaches one process only: all processes
+    stop after the same step (a process stopping alone would leave the other waiting in its next
+    all-reduce), the state is saved and the run resumes to the end."""
+    config = {
+        **llm_config,
+        "batch_size": 4,
+        "max_train_steps": 400,
+        "seed": 7,
+        "save_steps": 2,
+        "save_state": True,
+    }
+    out = tmp_path / "out"
+    cfg = write_yaml(tmp_path / "run.yaml", {**config, "output_dir": str(out), "resume": "auto"})
+    run = _start_and_wait_for_state(cfg, out)
+    ranks = [_rank_pid(run.pid, rank) for rank in (0, 1)]
+    os.kill(run.pid if target == "launcher" else ranks[1], signal.SIGTERM)
+    try:
+        _, err = run.communicate(timeout=240)
+    except subprocess.TimeoutExpired:  # a hang: leave no process behind (the ranks have their own sessions)
+        for pid in [run.pid, *ranks]:
+            with contextlib.suppress(OSError, TypeError):
+                os.kill(pid, signal.SIGKILL)
+        raise
+    assert run.returncode == 130, err
+    assert "Traceback" not in err
+    log = (out / "train.log").read_text(encoding="utf-8")
+    assert "Training interrupted at step" in log, log[-2000:]
+    stopped = int(log.split("Training interrupted at step")[-1].split()[0].strip(".,"))
+    assert 2 <= stopped < 400 and (out / "state" / f"step-{stopped:06d}").is_dir()

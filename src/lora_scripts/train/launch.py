@@ -55,6 +55,7 @@ def relaunch(processes: int, args: list[str], config_file: Path | None = None) -
     a failed process is its own error sentence and an exit code, not the launcher's traceback."""
     import torch
     from accelerate.commands.launch import launch_command, launch_command_parser
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     check_processes(processes, torch.cuda.device_count())
@@ -69,6 +70,6 @@ def relaunch(processes: int, args: list[str], config_file: Path | None = None) -
         launch_command(launch)
     except ChildFailedError as exc:  # each process has said what went wrong
         return next((f.exitcode for f in exc.failures.values() if f.exitcode > 0), 1)
-    except KeyboardInterrupt:  # the launcher passes Ctrl-C on to every process, which save and stop
-        return 130
+    except (KeyboardInterrupt, SignalException):  # Ctrl-C, or SIGTERM (the web UI's Stop): the launcher has
+        return 130  # passed it on to every process, which saved and stopped after one same step
     return 0

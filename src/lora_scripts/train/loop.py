@@ -181,7 +181,7 @@ class Trainer:
                     mean_loss = self._optimizer_step(window, pos)
                     pos.batch += len(window)
                     self._after_step(pos, mean_loss, bar)
-                    if self.stop.requested:  # Ctrl-C: stop on a step boundary, where the state is whole
+                    if self._stop_agreed():  # Ctrl-C: stop on a step boundary, where the state is whole
                         raise KeyboardInterrupt
                     if self.held_out and self.held_out.stop:
                         return
@@ -194,6 +194,14 @@ class Trainer:
             self.partial = self._result(lora, pos, started, stopped=True)
             self.progress.event("end", step=pos.step, state="stopped")
             raise
+
+    def _stop_agreed(self) -> bool:
+        """Whether any process was asked to stop: then all stop after this same step (one stopping alone
+        would leave the others waiting in their next all-reduce; a signal reaches each at its own time)."""
+        if self.world == 1:
+            return self.stop.requested
+        flag = torch.tensor([float(self.stop.requested)], device=self.acc.device)
+        return bool(self.acc.reduce(flag, reduction="sum").item() > 0)
 
     def _result(self, path: Path, pos: Position, started: float, stopped: bool = False) -> TrainResult:
         return TrainResult(
