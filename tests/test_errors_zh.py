@@ -38,7 +38,7 @@ def test_a_chinese_user_gets_what_to_do_in_chinese_under_the_english_sentence(ba
     assert lines[error + 1] == "怎么办：填数字，例如 `2e-4`"
     missing = {**base_config, "train_data_dir": str(tmp_path / "nowhere")}
     done = _train(missing, tmp_path, LORA_SCRIPTS_LANG="zh")  # Windows has no LANG: our own variable
-    assert "怎么办：换成放图片的文件夹（训练配置里是 `train_data_dir`）" in done.stderr
+    assert "怎么办：检查文件夹路径，换成里面有 jpg/png/webp 图片的文件夹" in done.stderr
 
 
 def test_others_get_english_only(base_config, tmp_path):
