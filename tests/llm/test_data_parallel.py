@@ -72,6 +72,18 @@ def _rank_pid(launcher: int, rank: int) -> int | None:
     return None
 
 
+def _start_and_wait_for_state(cfg, out, step: int = 2) -> subprocess.Popen:
+    """A 2-process training started in the background, once its training state of `step` is written."""
+    command = [sys.executable, "-m", "lora_scripts.cli", "train", "-c", str(cfg), "--processes", "2"]
+    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    state = out / "state" / f"step-{step:06d}" / "position.json"
+    deadline = time.time() + 300
+    while not state.exists() and run.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert state.exists(), run.stderr.read() if run.poll() is not None else "no state"
+    return run
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker through /proc (Linux)")
 def test_a_worker_killed_mid_run_resumes_to_the_unbroken_runs_lora(run_cli, llm_config, tmp_path):
     config = {
@@ -89,14 +101,9 @@ def test_a_worker_killed_mid_run_resumes_to_the_unbroken_runs_lora(run_cli, llm_
     assert done.returncode == 0, done.stdout + done.stderr
     out = tmp_path / "out"
     cfg = write_yaml(tmp_path / "run.yaml", {**config, "output_dir": str(out), "resume": "auto"})
-    command = [sys.executable, "-m", "lora_scripts.cli", "train", "-c", str(cfg), "--processes", "2"]
-    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    state = out / "state" / "step-000004" / "position.json"
-    deadline = time.time() + 300
-    while not state.exists() and run.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    run = _start_and_wait_for_state(cfg, out, step=4)
     worker = _rank_pid(run.pid, 1)
-    assert state.exists() and worker is not None, run.stderr.read() if run.poll() is not None else "no state"
+    assert worker is not None, "no rank 1 under the launcher"
     os.kill(worker, signal.SIGKILL)  # process 1 dies mid-run: the launcher stops process 0
     _, err = run.communicate(timeout=300)
     assert run.returncode != 0, "the run ended before the kill"
@@ -109,17 +116,6 @@ def test_a_worker_killed_mid_run_resumes_to_the_unbroken_runs_lora(run_cli, llm_
     resumed, reference = _adapter(out), _adapter(tmp_path / "ref")
     for name in reference:
         assert torch.allclose(resumed[name], reference[name], atol=1e-6, rtol=0), name
-
-
-def _start_and_wait_for_state(cfg, out) -> subprocess.Popen:
-    command = [sys.executable, "-m", "lora_scripts.cli", "train", "-c", str(cfg), "--processes", "2"]
-    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    state = out / "state" / "step-000002" / "position.json"
-    deadline = time.time() + 300
-    while not state.exists() and run.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert state.exists(), run.stderr.read() if run.poll() is not None else "no state"
-    return run
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker through /proc (Linux)")
