@@ -6,11 +6,9 @@ closer than the base."""
 from __future__ import annotations
 
 import pytest
-import torch
 from diffusers import StableDiffusionXLPipeline
 from safetensors import safe_open
-
-from lora_scripts.models.tiny_sdxl import build_tiny_sdxl, save_tiny_sdxl
+from sdxl_tuned import tuned_sdxl
 
 CHANGED = {  # component -> modules given a rank-3 change
     "unet": [
@@ -29,17 +27,7 @@ CHANGED = {  # component -> modules given a rank-3 change
 def models(tmp_path_factory):
     """(base single file, tuned diffusers folder, base folder, the changed weights by component)."""
     root = tmp_path_factory.mktemp("xl")
-    base = save_tiny_sdxl(root)
-    pipe = build_tiny_sdxl()
-    gen = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for component, paths in CHANGED.items():
-            model = getattr(pipe, component)
-            for path in paths:
-                w = model.get_submodule(path).weight
-                low = torch.randn(w.shape[0], 3, generator=gen) @ torch.randn(3, w[0].numel(), generator=gen)
-                w += 0.02 * low.reshape(w.shape)
-    pipe.save_pretrained(root / "tuned", safe_serialization=True)
+    base, pipe = tuned_sdxl(root, CHANGED, rank=3, seed=3)
     tuned = {c: getattr(pipe, c).state_dict() for c in CHANGED}
     return base["single_file"], root / "tuned", base["diffusers"], tuned
 

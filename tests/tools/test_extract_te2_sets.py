@@ -12,6 +12,7 @@ import pytest
 import torch
 from diffusers import StableDiffusionXLPipeline
 from safetensors.torch import load_file
+from sdxl_tuned import tuned_sdxl
 
 from lora_scripts.models.tiny_sdxl import build_tiny_sdxl, save_tiny_sdxl
 from lora_scripts.tools.extract import run_extract
@@ -28,16 +29,7 @@ CHANGED = {  # component -> modules given a rank-2 change: partial attention set
 def extracted(tmp_path_factory):
     """(the extracted file, base folder, the tuned encoders' weights)."""
     root = tmp_path_factory.mktemp("xl_sets")
-    base = save_tiny_sdxl(root)
-    pipe = build_tiny_sdxl()
-    gen = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for component, paths in CHANGED.items():
-            for path in paths:
-                w = getattr(pipe, component).get_submodule(path).weight
-                low = torch.randn(w.shape[0], 2, generator=gen) @ torch.randn(2, w[0].numel(), generator=gen)
-                w += 0.02 * low.reshape(w.shape)
-    pipe.save_pretrained(root / "tuned", safe_serialization=True)
+    base, pipe = tuned_sdxl(root, CHANGED, rank=2, seed=5)
     out = root / "extracted.safetensors"
     run_extract(str(root / "tuned"), str(base["single_file"]), out, rank=4, precision="float")
     return (
