@@ -140,3 +140,37 @@ def test_index_parts_are_found_under_a_prefix_with_glob_characters():
     out.write_text("parts/index-0-1.csv", "id,n\n")
     out.write_text("parts/index-1-2.csv", "id,n\n")
     assert out.glob("parts/index-*.csv") == ["parts/index-0-1.csv", "parts/index-1-2.csv"]
+
+
+@pytest.mark.parametrize(
+    "output_dir, protocol",
+    [
+        ("C:/out", None),
+        ("C:\\out", None),
+        ("data:x", None),
+        ("run:2024", None),
+        ("out/a://b", None),
+        ("file:///srv/out", None),
+        ("s3://b/p", "s3"),
+        ("memory://x", "memory"),
+        ("gs://b/p", "gs"),
+        ("az://c/p", "az"),
+    ],
+)
+def test_only_scheme_slash_slash_is_a_uri(output_dir, protocol):
+    """A URI is `scheme://...`; anything else is a folder (a Windows drive, a name with a colon), never given
+    to fsspec (whose split_protocol reads `data:x` as a data URI)."""
+    from lora_scripts.batch.store import LocalOutput, ObjectOutput, open_output, split_uri
+
+    assert split_uri(output_dir)[0] == protocol
+    if protocol in (None, "memory"):
+        kind = LocalOutput if protocol is None else ObjectOutput
+        assert type(open_output(output_dir)) is kind
+
+
+def test_a_folder_named_data_colon_is_a_folder(cli, make_job, tmp_path):
+    result = cli("batch", make_job(output_dir="data:x"))  # relative to the job file, as any folder
+    assert result.returncode == 0, result.stderr
+    rows = index_rows(tmp_path / "data:x")
+    assert len(rows) == 6 and all((tmp_path / "data:x" / r["file"]).is_file() for r in rows)
+    assert not (tmp_path / "x").exists()

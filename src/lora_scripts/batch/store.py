@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import re
 import secrets
 import shutil
 import time
@@ -19,14 +20,21 @@ from ..errors import ConfigError, OutputError
 from ..progress import PROGRESS_ENV, ProgressLog
 from ..save.atomic import atomic_write_bytes, atomic_write_text
 
-LOCAL = (None, "file", "local")
+LOCAL = ("file", "local")
+# A URI is `scheme://...`: a scheme of two or more characters (RFC 3986's letters, digits, + - .; fsspec's
+# chained `a::b://` kept whole) right before `://`. Anything else is a path: `data:x` and `run:2024` are
+# folder names (fsspec's split_protocol would read `data:` as its data-URI protocol), `C:\out` and `C:/out`
+# are Windows drives, `out/a://b` a folder under out.
+URI = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+(?:::[A-Za-z][A-Za-z0-9+.-]+)*)://(.*)", re.DOTALL)
 
 
 def split_uri(text: str) -> tuple[str | None, str]:
-    """(protocol, path); a plain path (also C:\\...) has protocol None."""
-    from fsspec.core import split_protocol
-
-    protocol, path = split_protocol(str(text))
+    """(protocol, path) of an output_dir; a local path (also `file://...`) has protocol None and is never
+    given to fsspec. The one place that tells a URI from a folder."""
+    match = URI.fullmatch(str(text))
+    if match is None:
+        return None, str(text)
+    protocol, path = match.groups()
     return (None if protocol in LOCAL else protocol), path
 
 
