@@ -75,7 +75,9 @@ def test_metadata_names_the_lycoris_algo(base_config, tmp_path, train_kept):
     with safe_open(str(result.lora_path), framework="pt") as f:
         meta = f.metadata()
     assert meta["ss_network_module"] == "lycoris.kohya"
-    assert json.loads(meta["ss_network_args"])["algo"] == "loha"
+    # the ranks of the trained factors, linear layers and 3x3 convs apart
+    assert (meta["ss_network_dim"], meta["ss_network_alpha"]) == ("4", "2")
+    assert json.loads(meta["ss_network_args"]) == {"algo": "loha", "conv_dim": "2", "conv_alpha": "1"}
 
 
 def test_generate_inspect_and_init_lora_read_a_loha_file(

@@ -25,7 +25,7 @@ from lora_scripts.models.tiny import save_tiny_model
 from lora_scripts.models.tiny_llm import save_tiny_llm
 from lora_scripts.models.tiny_sdxl import save_tiny_sdxl
 from lora_scripts.save.kohya import read_lora_file
-from lora_scripts.save.lora_family import detect_lora_family, lora_downs
+from lora_scripts.save.lora_family import detect_lora_family, lora_widths
 from lora_scripts.train.init_lora import apply_init_lora
 from lora_scripts.train.run import prepare_data, run_training
 from lora_scripts.train.setup import inject_adapters
@@ -139,7 +139,7 @@ def test_training_round_trip_and_metadata(case, tmp_path):
     assert any(w.up.abs().sum() > 0 for part in parts.values() for w in part.values())  # trained, not init
     if fresh.info.adapter_format == "kohya":
         tensors, meta = read_lora_file(str(result.lora_path))
-        assert detect_lora_family(lora_downs(tensors), meta)[0] == case.name
+        assert detect_lora_family(lora_widths(tensors), meta)[0] == case.name
         assert meta["ss_network_dim"] == "4"
     else:
         conf = json.loads((result.lora_path / "adapter_config.json").read_text(encoding="utf-8"))
@@ -171,7 +171,7 @@ def test_an_incomplete_sdxl_folder_is_one_sentence(run_cli, sample_data, tmp_pat
     config = tmp_path / "c.yaml"
     config.write_text(
         f"base_model: {folder}\ntrain_data_dir: {sample_data}\noutput_dir: {out}\ndevice: cpu\n"
-        "resolution: 64\ndoctor: \"off\"\n",
+        'resolution: 64\ndoctor: "off"\n',
         encoding="utf-8",
     )
     proc = run_cli("train", "--config", str(config))

@@ -7,8 +7,11 @@ import torch
 from safetensors.torch import save_file
 
 from lora_scripts.errors import FormatError
+from lora_scripts.inject.lyco import LycoWeights
+from lora_scripts.save.kohya import to_kohya
 from lora_scripts.save.lora_family import detect_lora_family
 from lora_scripts.tools.inspect_lora import describe
+from lora_scripts.tools.lora_io import write_lora
 
 
 def test_report_of_a_kohya_file(loras, tmp_path):
@@ -29,7 +32,7 @@ def test_report_of_a_kohya_file(loras, tmp_path):
 
 
 def detect_family_of(modules, metadata):
-    return detect_lora_family({n: w.down for n, w in modules.items()}, metadata)
+    return detect_lora_family({n: w.in_features for n, w in modules.items()}, metadata)
 
 
 def test_family_from_shapes_and_prefixes(loras):
@@ -49,6 +52,30 @@ def test_family_from_shapes_and_prefixes(loras):
         == "sdxl"
     )
     assert detect_family_of({q: lora(64)}, {})[0] is None
+
+
+def test_report_of_loha_and_lokr_modules(tmp_path):
+    """Rank, kind and the family's width of LoHa/LoKr modules come from their factors: a LoHa of dim 8 on
+    SD1's cross-attention (768 wide), a LoKr of full factors on a 3x3 conv_in (rank min(out, in) = 4)."""
+    gen = torch.Generator().manual_seed(0)
+    loha = {
+        f"hada_w{i}_{ab}": torch.randn(s, generator=gen)
+        for i in (1, 2)
+        for ab, s in (("a", (320, 8)), ("b", (8, 768)))
+    }
+    lokr = {"lokr_w1": torch.randn(4, 1, generator=gen), "lokr_w2": torch.randn(80, 4, 3, 3, generator=gen)}
+    attn = "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k"
+    unet = {
+        attn: LycoWeights("loha", loha, 4.0, (320, 768)),
+        "conv_in": LycoWeights("lokr", lokr, 1.0, (320, 4, 3, 3)),
+    }
+    path = write_lora(to_kohya({"unet": unet}, "float"), tmp_path / "lyco.safetensors", {"ss_v2": "True"})
+    report = describe(path)
+    assert (report["family"], report["family_from"]) == ("sd1", "cross-attention context width 768")
+    groups = {g["group"]: g["ranks"] for g in report["groups"]}
+    assert groups == {"UNet down": "8", "other": "4"}
+    assert report["kinds"] == {"attention": 1, "resnet/conv (LoCon)": 1}
+    assert report["network_types"] == {"LoHa": 1, "LoKr": 1}
 
 
 def test_other_trainers_files_and_non_lora_files(tmp_path):

@@ -28,6 +28,21 @@ class LoraWeights:
     magnitude: torch.Tensor | None = None  # DoRA: peft lora_magnitude_vector (the new weight's row norms)
     dora_scale: torch.Tensor | None = None  # kohya/LyCORIS DoRA: per input column, [1, in] or [1, in, 1, 1]
 
+    @property
+    def rank(self) -> int:
+        """The module's rank (peft's r, ss_network_dim), asked of LoRA and LoHa/LoKr weights alike."""
+        return int(self.down.shape[0])
+
+    @property
+    def kernel(self) -> tuple[int, ...]:
+        """() for a linear layer, (kh, kw) for a conv: a module's kernel without reading its factors."""
+        return tuple(self.down.shape[2:])
+
+    @property
+    def in_features(self) -> int | None:
+        """The layer's input width (family detection); None for a foreign down weight with no input axis."""
+        return int(self.down.shape[1]) if self.down.dim() >= 2 else None
+
 
 KIND_NAMES = {"lora": "LoRA", "dora": "DoRA", **LYCO_NAMES}  # network kind -> what users call it
 

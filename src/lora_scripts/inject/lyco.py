@@ -48,11 +48,19 @@ class LycoWeights:
         return self.alpha / self.dim if self.dim else 1.0
 
     @property
-    def down(self) -> torch.Tensor:
-        """A shape-only stand-in in lora_down's layout (dim, in[, kh, kw]) for code that reads a module's
-        rank and kernel from its down weight (ss_network_dim facts, family width checks)."""
-        rank = self.dim or min(self.shape[:2])
-        return torch.empty((rank, *self.shape[1:]), device="meta")
+    def rank(self) -> int:
+        """dim, or min(out, in) for a LoKr of full factors: the rank peft's r and ss_network_dim take."""
+        return self.dim or min(self.shape[:2])
+
+    @property
+    def kernel(self) -> tuple[int, ...]:
+        """() for a linear layer (or a conv known only as (out, in * kh * kw)), (kh, kw) for a conv."""
+        return tuple(self.shape[2:])
+
+    @property
+    def in_features(self) -> int:
+        """The weight's second size: a linear layer's input width (family detection)."""
+        return int(self.shape[1])
 
     def delta(self) -> torch.Tensor:
         """The weight change a client applies at weight 1.0, in the layer's weight shape (float32)."""

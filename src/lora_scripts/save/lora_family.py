@@ -35,16 +35,21 @@ def lora_downs(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def detect_lora_family(downs: dict[str, torch.Tensor], metadata: dict[str, str]) -> tuple[str | None, str]:
-    """(family or None, how it was found) from module name -> down weight and the file's metadata."""
-    if any(name.startswith(SDXL_TE) for name in downs):
+def lora_widths(tensors: dict[str, torch.Tensor]) -> dict[str, int | None]:
+    """Module name -> its down weight's input width (None without one), what detect_lora_family reads."""
+    return {n: int(d.shape[1]) if d.dim() >= 2 else None for n, d in lora_downs(tensors).items()}
+
+
+def detect_lora_family(widths: dict[str, int | None], metadata: dict[str, str]) -> tuple[str | None, str]:
+    """(family or None, how it was found) from module name -> input width and the file's metadata."""
+    if any(name.startswith(SDXL_TE) for name in widths):
         return "sdxl", "lora_te1_/lora_te2_ text-encoder prefixes"
     for pattern, what in ((CROSS_ATTN, "cross-attention context width"), (TE_QUERY, "text-encoder width")):
-        for name, down in downs.items():
-            if pattern.search(name) and down.dim() >= 2:
-                family = family_for_width(int(down.shape[1]))
+        for name, width in widths.items():
+            if pattern.search(name) and width is not None:
+                family = family_for_width(width)
                 if family:
-                    return family, f"{what} {int(down.shape[1])}"
+                    return family, f"{what} {width}"
     return _from_metadata(metadata)
 
 

@@ -24,7 +24,7 @@ from ..inject.lyco import LycoWeights
 from ..models.registry import display_name, family_info
 from .kohya import from_kohya, read_lora_file
 from .kohya_keys import name_table, split_key, te_canonical
-from .lora_family import detect_lora_family, lora_downs
+from .lora_family import detect_lora_family, lora_widths
 
 log = logging.getLogger(__name__)
 Parts = dict[str, dict[str, LoraWeights | LycoWeights]]  # {"unet"|"te": {module path: weights}}
@@ -44,7 +44,7 @@ def load_lora(path: Path, models: dict[str, nn.Module], family: str) -> Parts:
     """LoRA weights of `path` for `models` ({"unet": ..., "te": ...}) of base family `family`."""
     tensors, meta = read_lora_file(str(path))
     _refuse_unsupported(path, tensors)
-    theirs = detect_lora_family(lora_downs(tensors), meta)[0]
+    theirs = detect_lora_family(lora_widths(tensors), meta)[0]
     two_encoders = any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for k in tensors)
     if two_encoders != ("te2" in models) and any(k.startswith(("lora_te", "text_encoder")) for k in tensors):
         detail = "it has SDXL's two text encoders" if two_encoders else "it has one text encoder"

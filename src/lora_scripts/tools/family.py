@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from ..inject.lora import LoraWeights
+from ..inject.lyco import LycoWeights
 from ..save.kohya_keys import TE, UNET
 
 
@@ -31,11 +32,9 @@ def group_of(name: str) -> str:
     return "UNet up" if rest.startswith("output_blocks_") else "other"
 
 
-def kind_of(name: str, w: LoraWeights) -> str:
+def kind_of(name: str, w: LoraWeights | LycoWeights) -> str:
     """attention / feed-forward / proj in/out / resnet+conv (LoCon) / other."""
-    if re.search(r"(resnets|downsamplers|upsamplers)_\d", name) or (
-        w.down.ndim == 4 and tuple(w.down.shape[2:]) != (1, 1)
-    ):
+    if re.search(r"(resnets|downsamplers|upsamplers)_\d", name) or w.kernel not in ((), (1, 1)):
         return "resnet/conv (LoCon)"
     if re.search(r"(attn\d?_to_(q|k|v|out_0)|self_attn_(q|k|v|out)_proj)$", name):
         return "attention"

@@ -14,7 +14,6 @@ from ..inject.lora import KIND_NAMES, LoraWeights, network_kind
 from ..inject.lyco import LycoWeights
 from .family import group_of, kind_of
 from .lora_io import LoraFile, read_lora
-from .lowrank import rank_of
 
 GROUP_ORDER = ("TE", "TE1", "TE2", "UNet down", "UNet mid", "UNet up", "other")
 FACTS = (  # (label, metadata key)
@@ -88,7 +87,7 @@ def _groups(lora: LoraFile) -> list[dict]:
     for name, w in lora.modules.items():
         row = rows.setdefault(group_of(name), {"modules": 0, "ranks": Counter(), "alphas": Counter()})
         row["modules"] += 1
-        row["ranks"][rank_of(w)] += 1
+        row["ranks"][w.rank] += 1
         row["alphas"][_num(w.alpha)] += 1
     order = {g: i for i, g in enumerate(GROUP_ORDER)}
     return [

@@ -35,7 +35,7 @@ class LoraFile:
 
     def family(self) -> tuple[str | None, str]:
         """(base family or None, how it was found): save/lora_family's one detector."""
-        return detect_lora_family({n: w.down for n, w in self.modules.items()}, self.metadata)
+        return detect_lora_family({n: w.in_features for n, w in self.modules.items()}, self.metadata)
 
 
 def read_lora(path: Path, strict: bool = True, dora: bool = False) -> LoraFile:

@@ -29,7 +29,7 @@ def check_init_lora(net: NetworkConfig, adapter_format: str = "kohya") -> int:
     weights = _RANK_READERS[adapter_format](net.init_lora)
     check_trainable(net.init_lora, weights)  # a per-row DoRA: its own sentence before the kind check
     _check_kind(net, {network_kind(w) for w in weights})
-    ranks = Counter(int(w.down.shape[0]) for w in weights)
+    ranks = Counter(w.rank for w in weights)
     file_rank = ranks.most_common(1)[0][0]
     if "lora_rank" in net.model_fields_set and net.lora_rank != file_rank:
         raise ConfigError(
@@ -109,7 +109,7 @@ def apply_init_lora(
                 )
             inject(
                 models[component],
-                {n: w.down.shape[0] for n, w in weights.items()},
+                {n: w.rank for n, w in weights.items()},
                 {n: w.alpha for n, w in weights.items()},
                 net.lora_dropout,
                 use_dora=any(getattr(w, "magnitude", None) is not None for w in weights.values()),

@@ -159,8 +159,8 @@ def network_facts(modules: dict[str, nn.Module]) -> NetworkFacts | None:
     conv: Counter = Counter()
     for module in modules.values():
         for w in read_weights(module).values():
-            spatial = w.down.dim() == 4 and tuple(w.down.shape[2:]) != (1, 1)
-            (conv if spatial else linear)[(int(w.down.shape[0]), w.alpha)] += 1
+            spatial = w.kernel not in ((), (1, 1))
+            (conv if spatial else linear)[(w.rank, w.alpha)] += 1
     if not linear and not conv:
         return None
     dim, alpha = (linear or conv).most_common(1)[0][0]
