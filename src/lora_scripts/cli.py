@@ -24,15 +24,18 @@ def train(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the resolved config and the data found, then exit."
     ),
-    processes: int = typer.Option(
-        1,
+    processes: int | None = typer.Option(
+        None,
         "--processes",
-        help="Data-parallel processes (one per GPU) through accelerate; batch_size is split among them.",
+        help="Data-parallel processes (one per GPU) through accelerate; batch_size is split among them. "
+        "Default 1, or the --accelerate-config file's num_processes (a given --processes wins).",
+        show_default=False,
     ),
     accelerate_config: Path = typer.Option(
         None,
         "--accelerate-config",
-        help="With --processes: an accelerate config file (FSDP / DeepSpeed for chat-LLM LoRA, on GPUs).",
+        help="An accelerate config file (FSDP / DeepSpeed for chat-LLM LoRA, on GPUs); its num_processes "
+        "unless --processes is given.",
     ),
     debug: bool = DEBUG,
 ) -> None:
@@ -46,7 +49,9 @@ def train(
         from .train.versions import as_new_version
 
         cfg = load_config(config, overrides)
-        if (processes != 1 or accelerate_config) and not dry_run:
+        # an explicit --processes (even 1) with a file overrides the file's num_processes; without a file,
+        # 1 (or no --processes) trains in this process
+        if (processes not in (None, 1) or accelerate_config) and not dry_run:
             from .train.launch import relaunch
 
             prepare_data(with_family_defaults(as_new_version(cfg)))  # input errors said once, not per process

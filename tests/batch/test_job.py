@@ -97,8 +97,11 @@ def test_bad_job_files_are_one_sentence(cli, make_job, tmp_path, rows):
     misspelt = cli("batch", job)
     assert misspelt.returncode == 2 and "Unknown key 'itmes'" in misspelt.stderr
     assert "Did you mean 'items'?" in misspelt.stderr and "has no 'items' key" not in misspelt.stderr
-    both = cli("batch", make_job(), "--ray", "local", "--processes", "2")
-    assert both.returncode == 2 and "--ray and --processes cannot be used together" in both.stderr
+    for given in ("2", "1"):  # a given --processes, 1 included (as train's), is not Ray's default
+        both = cli("batch", make_job(), "--ray", "local", "--processes", given)
+        assert both.returncode == 2 and "--ray and --processes cannot be used together" in both.stderr
+    none = cli("batch", make_job(), "--processes", "0")
+    assert none.returncode == 2 and "--processes is 0" in none.stderr and "Traceback" not in none.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -150,3 +150,36 @@ def test_a_stop_signal_stops_every_process_at_one_step_and_saves(run_cli, llm_co
     assert "Training interrupted at step" in log, log[-2000:]
     stopped = int(log.split("Training interrupted at step")[-1].split()[0].strip(".,"))
     assert 2 <= stopped < 400 and (out / "state" / f"step-{stopped:06d}").is_dir()
+
+
+def _two_process_accelerate_config(path: Path) -> Path:
+    """What `accelerate config` writes for data-parallel on 2 GPUs (on this CPU: gloo, as --processes 2)."""
+    return write_yaml(
+        path,
+        {
+            "compute_environment": "LOCAL_MACHINE",
+            "distributed_type": "MULTI_GPU",
+            "num_machines": 1,
+            "machine_rank": 0,
+            "num_processes": 2,
+            "mixed_precision": "no",
+            "use_cpu": False,
+        },
+    )
+
+
+@pytest.mark.parametrize("given, processes", [(["--processes", "1"], 1), ([], 2)])
+def test_processes_on_the_command_line_win_over_the_accelerate_config(
+    run_cli, llm_config, tmp_path, given, processes
+):
+    """As `accelerate launch --num_processes 1 --config_file F`: a given --processes (1 included) is the
+    count, else the file's num_processes."""
+    out = tmp_path / "out"
+    cfg = write_yaml(tmp_path / "p.yaml", {**llm_config, "output_dir": str(out), "max_train_steps": 2})
+    acc = _two_process_accelerate_config(tmp_path / "ddp.yaml")
+    done = run_cli("train", "-c", str(cfg), "--accelerate-config", str(acc), *given)
+    assert done.returncode == 0, done.stdout + done.stderr
+    log = (out / "train.log").read_text(encoding="utf-8")
+    word = "process" if processes == 1 else "processes"
+    assert f"mixed precision no, {processes} {word}" in log, log
+    assert (out / "cs_tone" / "adapter_model.safetensors").is_file()

@@ -26,8 +26,11 @@ def batch(
     new: bool = typer.Option(
         False, "--new", help="Start over although output_dir holds another job's results (moved aside)."
     ),
-    processes: int = typer.Option(
-        1, "--processes", help="Processes on this machine (one per GPU), started with accelerate launch."
+    processes: int | None = typer.Option(
+        None,
+        "--processes",
+        help="Processes on this machine (one per GPU), started with accelerate launch. Default 1.",
+        show_default=False,
     ),
     ray: str = typer.Option(
         None, "--ray", help="Run on Ray: 'local' (start one here), 'auto' or a cluster address (ray://...)."
@@ -38,13 +41,13 @@ def batch(
     setup_logging(debug)
 
     def action():
-        if ray and processes != 1:
+        if ray and processes is not None:
             from ..errors import ConfigError
 
             raise ConfigError(
                 "--ray and --processes cannot be used together", "Ray starts one worker per GPU"
             )
-        if processes != 1:
+        if processes not in (None, 1):  # 1, given or not: this process
             from ..train.launch import relaunch
             from .config import load_job
 

@@ -28,13 +28,16 @@ def check_processes(processes: int, gpus: int) -> None:
         )
 
 
-def launch_args(processes: int, args: list[str], config_file: Path | None = None) -> list[str]:
+def launch_args(processes: int | None, args: list[str], config_file: Path | None = None) -> list[str]:
     """accelerate launch's arguments for -m lora_scripts <args>. --multi_gpu is accelerate's switch for
     data-parallel on one machine; without a GPU it runs the processes on the CPU with the gloo backend. An
-    accelerate config file (FSDP, DeepSpeed) chooses the mode instead; --processes still says how many."""
+    accelerate config file (FSDP, DeepSpeed) chooses the mode instead; a given `processes` (the command's
+    --processes, 1 included) still says how many, as `accelerate launch --num_processes N --config_file F`
+    does; None: the file's num_processes."""
     mode = ["--config_file", str(config_file)] if config_file else ["--multi_gpu", "--num_machines", "1"]
-    explicit = processes != 1 or not config_file  # with a file and no --processes: the file's count
-    count = ["--num_processes", str(processes)] if explicit else []
+    if processes is None and not config_file:
+        processes = 1
+    count = [] if processes is None else ["--num_processes", str(processes)]
     return [
         *mode,
         *count,
@@ -50,15 +53,17 @@ def launch_args(processes: int, args: list[str], config_file: Path | None = None
     ]
 
 
-def relaunch(processes: int, args: list[str], config_file: Path | None = None) -> int:
+def relaunch(processes: int | None, args: list[str], config_file: Path | None = None) -> int:
     """Run `lora-scripts <args>` on `processes` processes with accelerate's launcher, in this process so that
-    a failed process is its own error sentence and an exit code, not the launcher's traceback."""
+    a failed process is its own error sentence and an exit code, not the launcher's traceback. None (no
+    --processes given): the config file's num_processes."""
     import torch
     from accelerate.commands.launch import launch_command, launch_command_parser
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
-    check_processes(processes, torch.cuda.device_count())
+    if processes is not None:
+        check_processes(processes, torch.cuda.device_count())
     if config_file is not None and not Path(config_file).is_file():
         raise ConfigError(
             f"--accelerate-config '{config_file}' is not a file",

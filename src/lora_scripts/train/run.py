@@ -191,7 +191,14 @@ def run_training(cfg: Config) -> TrainResult:
             accelerator = make_accelerator(cfg.train, out, device)
             accelerator.init_trackers("lora-scripts")
             set_seed(cfg.train.seed)
-            log.info("Training on %s, mixed precision %s", accelerator.device, accelerator.mixed_precision)
+            world = accelerator.num_processes
+            log.info(
+                "Training on %s, mixed precision %s, %d process%s",
+                accelerator.device,
+                accelerator.mixed_precision,
+                world,
+                "" if world == 1 else "es",
+            )
             trainer = Trainer(cfg, model, index, accelerator, held_out)
             prepared = time.time()
             timings = {"model loading": loaded - started, "preparation (caches)": prepared - loaded}
