@@ -74,14 +74,32 @@ def _rank_pid(launcher: int, rank: int) -> int | None:
 
 def _start_and_wait_for_state(cfg, out, step: int = 2) -> subprocess.Popen:
     """A 2-process training started in the background, once its training state of `step` is written."""
+    state = out / "state" / f"step-{step:06d}" / "position.json"
+    return _start_and_wait_for(cfg, state.exists)
+
+
+def _start_and_wait_for(cfg, ready) -> subprocess.Popen:
+    """A 2-process training started in the background, once `ready()` says so."""
     command = [sys.executable, "-m", "lora_scripts.cli", "train", "-c", str(cfg), "--processes", "2"]
     run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    state = out / "state" / f"step-{step:06d}" / "position.json"
     deadline = time.time() + 300
-    while not state.exists() and run.poll() is None and time.time() < deadline:
+    while not ready() and run.poll() is None and time.time() < deadline:
         time.sleep(0.05)
-    assert state.exists(), run.stderr.read() if run.poll() is not None else "no state"
+    assert ready(), run.stderr.read() if run.poll() is not None else "not ready in 300 s"
     return run
+
+
+def _stop_and_wait(run: subprocess.Popen, rank: int | None) -> str:
+    """SIGTERM to the launcher (rank None: the web UI's Stop) or to one process; its stderr once it ended."""
+    ranks = [_rank_pid(run.pid, r) for r in (0, 1)]
+    os.kill(run.pid if rank is None else ranks[rank], signal.SIGTERM)
+    try:
+        return run.communicate(timeout=240)[1]
+    except subprocess.TimeoutExpired:  # a hang: leave no process behind (the ranks have their own sessions)
+        for pid in [run.pid, *ranks]:
+            with contextlib.suppress(OSError, TypeError):
+                os.kill(pid, signal.SIGKILL)
+        raise
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker through /proc (Linux)")
@@ -135,21 +153,46 @@ def test_a_stop_signal_stops_every_process_at_one_step_and_saves(run_cli, llm_co
     out = tmp_path / "out"
     cfg = write_yaml(tmp_path / "run.yaml", {**config, "output_dir": str(out), "resume": "auto"})
     run = _start_and_wait_for_state(cfg, out)
-    ranks = [_rank_pid(run.pid, rank) for rank in (0, 1)]
-    os.kill(run.pid if target == "launcher" else ranks[1], signal.SIGTERM)
-    try:
-        _, err = run.communicate(timeout=240)
-    except subprocess.TimeoutExpired:  # a hang: leave no process behind (the ranks have their own sessions)
-        for pid in [run.pid, *ranks]:
-            with contextlib.suppress(OSError, TypeError):
-                os.kill(pid, signal.SIGKILL)
-        raise
+    err = _stop_and_wait(run, None if target == "launcher" else 1)
     assert run.returncode == 130, err
     assert "Traceback" not in err
     log = (out / "train.log").read_text(encoding="utf-8")
     assert "Training interrupted at step" in log, log[-2000:]
     stopped = int(log.split("Training interrupted at step")[-1].split()[0].strip(".,"))
     assert 2 <= stopped < 400 and (out / "state" / f"step-{stopped:06d}").is_dir()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker through /proc (Linux)")
+@pytest.mark.parametrize("target", ["launcher", "rank 0"])
+def test_a_stop_while_samples_are_drawn_stops_every_process_after_that_step(
+    run_cli, llm_config, tmp_path, target
+):
+    """Process 0 draws the samples while the other waits for it: a stop then abandons them at once and
+    every process stops after that step with the state saved (process 0 stopping alone went on to save and
+    met the other's barrier out of order: no state, no message)."""
+    config = {
+        **llm_config,
+        "batch_size": 4,
+        "max_train_steps": 400,
+        "seed": 7,
+        "save_steps": 2,
+        "save_state": True,
+        "sample_every_n_steps": 2,  # step 2's samples: 40 questions x 64 tokens, base and LoRA: seconds
+        "sample_prompts": [f"How much is my phone number {i} worth?" for i in range(40)],
+    }
+    out = tmp_path / "out"
+    cfg = write_yaml(tmp_path / "run.yaml", {**config, "output_dir": str(out), "resume": "auto"})
+    log = out / "train.log"
+    run = _start_and_wait_for(
+        cfg, lambda: log.exists() and "Drawing 40 samples at step 2" in log.read_text(encoding="utf-8")
+    )
+    err = _stop_and_wait(run, None if target == "launcher" else 0)
+    assert run.returncode == 130, err
+    assert "Traceback" not in err
+    text = log.read_text(encoding="utf-8")
+    assert "Training interrupted at step 2." in text, text[-2000:]
+    assert not (out / "samples" / "step000002.json").exists()  # abandoned, not finished first
+    assert (out / "state" / "step-000002" / "position.json").is_file()
 
 
 def _two_process_accelerate_config(path: Path) -> Path:

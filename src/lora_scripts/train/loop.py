@@ -7,6 +7,7 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -188,6 +189,8 @@ class Trainer:
                 if pos.batch >= len(batches):
                     pos.epoch, pos.batch = pos.epoch + 1, 0
                     self._after_epoch(pos)
+                    if self._stop_agreed():  # asked during the epoch's samples
+                        raise KeyboardInterrupt
         except KeyboardInterrupt:
             bar.close()
             lora = self.checkpoints.save(pos, self.rng, reason="interrupted")
@@ -311,8 +314,7 @@ class Trainer:
         if self.sampler.due(pos.step) and pos.step < self.total_steps:
             self.sample(pos.step)
         if self.held_out and self.held_out.due(pos.step, epoch_end=False) and pos.step < self.total_steps:
-            with self._interruptible():
-                self.held_out.run(pos.step, pos.losses)
+            self._held_out_score(pos)
 
     def _estimate(self, step: int) -> None:
         """After the first steps: the measured time per step and for the whole run (the first step, with
@@ -337,8 +339,7 @@ class Trainer:
     def _after_epoch(self, pos: Position) -> None:
         self.facts.epoch = pos.epoch
         if self.held_out and self.held_out.due(pos.step, epoch_end=True) and pos.step < self.total_steps:
-            with self._interruptible():
-                self.held_out.run(pos.step, pos.losses)
+            self._held_out_score(pos)
         if self.sampler.due(pos.step, epoch_end=pos.epoch) and pos.step < self.total_steps:
             self.sample(pos.step)
         every = self.cfg.output.save_every_n_epochs
@@ -346,23 +347,39 @@ class Trainer:
             self.checkpoints.save_lora(f"{self.cfg.output.name()}-epoch{pos.epoch:04d}", pos.step)
 
     def sample(self, step: int) -> None:
-        if self.acc.is_main_process:  # one set of samples; the other processes wait for it
-            with self._interruptible():
-                self.sampler.render(self.model, step, self.acc)
-            self.progress.samples(step, self.sampler.folder)
+        """Process 0 draws the samples, the others wait for it; a stop request while they are drawn
+        abandons them and is agreed on at the next step boundary."""
+        if self.acc.is_main_process:
+            log.info("Drawing %d samples at step %d", len(self.sampler.specs), step)
+            if self._abandonable(lambda: self.sampler.render(self.model, step, self.acc)):
+                self.progress.samples(step, self.sampler.folder)
         self.acc.wait_for_everyone()
 
-    @contextlib.contextmanager
-    def _interruptible(self):
-        """Samples and held-out scores run between steps, where the state is whole: a stop request there
-        ends them at once instead of after every image (they can take minutes on a CPU)."""
+    def _held_out_score(self, pos: Position) -> None:
+        """Every process scores the held-out set; the score is kept (and the best LoRA saved, which every
+        process takes part in) only when none of them was asked to stop meanwhile."""
+        measured = []
+        self._abandonable(lambda: measured.append(self.held_out.measure(pos.step, pos.losses)))
+        if self._stop_agreed():
+            raise KeyboardInterrupt
+        self.held_out.record(measured[0])
+
+    def _abandonable(self, work: Callable[[], object]) -> bool:
+        """Work between steps, where the state is whole (samples, held-out scores: minutes on a CPU): a stop
+        request during it abandons it at once instead of after every image. The request is kept, not
+        acted on here: in a multi-process run every process must stop after the same step (one leaving
+        alone would leave the others waiting in a collective). Returns whether the work was done."""
+        if self.stop.requested:
+            return False
         self.between_steps = True
         try:
-            if self.stop.requested:
-                raise KeyboardInterrupt
-            yield
-        finally:
+            work()
+        except KeyboardInterrupt:
             self.between_steps = False
+            self.stop.requested = True
+            return False
+        self.between_steps = False
+        return True
 
     def _nan_error(self, pos: Position) -> TrainingError:
         last = self.checkpoints.last_good or "none yet (no checkpoint was saved before this step)"

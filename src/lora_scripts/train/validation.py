@@ -78,7 +78,9 @@ class Validation:
     alarm_best: Score | None = None  # the best score when the alarm was given
     alarm_step: int = 0  # the step whose score gave it
 
-    def score(self, model, data: DataConfig, train, accelerator, step: int, recent: list[float]) -> Score:
+    def measure(self, model, data: DataConfig, train, accelerator, step: int, recent: list[float]) -> Score:
+        """The held-out score of the model as it is now; kept only once `record`ed (a measurement a stop
+        request abandoned, or that another process did not finish, is not a score of the run)."""
         data = data.for_scoring()
         modules = list(model.adapter_modules().values())
         modes = [m.training for m in modules]
@@ -95,9 +97,7 @@ class Validation:
                 m.train(mode)
         # The median: one step's loss swings 100x with its random timestep, and a mean follows the outliers,
         # so "the training loss kept falling" was a coin toss on small sets.
-        score = Score(step, total / len(self.items), statistics.median(recent) if recent else None)
-        self.scores.append(score)
-        return score
+        return Score(step, total / len(self.items), statistics.median(recent) if recent else None)
 
     @property
     def best(self) -> Score | None:
@@ -152,11 +152,20 @@ class HeldOutWatch:
         return (epoch_end and not every) or (bool(every) and not epoch_end and step % every == 0)
 
     def run(self, step: int, losses: list[float]) -> Score:
+        return self.record(self.measure(step, losses))
+
+    def measure(self, step: int, losses: list[float]) -> Score:
         """Score the held-out set; `losses` are the run's training losses so far, of which the last
         validation interval's (at least 20) tell the training trend."""
         t = self.trainer
         recent = losses[-max(20, t.cfg.train.validation_steps or 0) :]
-        score = self.validation.score(t.model, t.cfg.data_section, t.cfg.train, t.acc, step, recent)
+        return self.validation.measure(t.model, t.cfg.data_section, t.cfg.train, t.acc, step, recent)
+
+    def record(self, score: Score) -> Score:
+        """Keep a measured score: logged, the best weights saved (every process takes part in the save)
+        and the overfitting alarm checked."""
+        t, step = self.trainer, score.step
+        self.validation.scores.append(score)
         t.acc.log({"val_loss": score.loss}, step=step)
         t.facts.validation = {"ss_validation_loss": f"{score.loss:.6f}", "ss_validation_step": str(step)}
         log.info("step %d held-out loss %.5f", step, score.loss)
