@@ -175,6 +175,7 @@ def test_cli_report_in_chinese_for_the_chinese_page(defect_folder, cli, tmp_path
     assert re.search(r"\d+ 个词元", _card(parser, "img_02.png")["text"])
     assert re.search(r"杂乱度 [\d.]+（(很乱|干净|有些细节)）", text)
     assert "（没有描述）" in text and "(no caption)" not in text
+    assert "（描述是空的）" in _card(parser, "img_03.png")["text"]  # the empty caption's placeholder
     assert "tokens" not in text and "clutter" not in text and "Must fix" not in text
     assert {"smaller than resolution", "extreme aspect ratio"} <= {f["check"] for f in findings}
     assert "短边小于 64（训练尺寸）" in text and "长边超过短边的 2.5 倍" in text  # their numbers, explained

@@ -93,10 +93,10 @@ class _Text:
     def score(self, score: str) -> str:
         return score_zh(score) if self.zh else score
 
-    def caption(self, caption: str) -> str:
-        if self.zh and caption in ("(no caption)", "(empty caption)"):
-            return REPORT_ZH[caption.strip("()")]
-        return caption
+    def caption(self, report: DoctorReport, image: Path) -> str:
+        """The caption in quotes, or in this language what stands for a missing or empty one."""
+        missing = report.caption_missing(image)
+        return self(missing) if missing else report.caption_text(image)
 
 
 def write_report(report: DoctorReport, path: Path, lang: str = "en") -> Path:
@@ -166,8 +166,8 @@ def _card(report: DoctorReport, finding: Finding, image: Path, thumbs: dict[Path
     if image not in thumbs:
         thumbs[image] = _thumbnail(image, text)
     name = escape(image.relative_to(report.folder).as_posix())
-    caption = report.caption_text(image)
-    none = " none" if caption.startswith("(") else ""
+    none = " none" if report.caption_missing(image) else ""
+    caption = escape(text.caption(report, image))
     scores = "".join(
         f"<span class='score' title='{escape(_meaning(score, finding, text))}'>"
         f"{escape(text.score(score))}</span>"
@@ -175,7 +175,7 @@ def _card(report: DoctorReport, finding: Finding, image: Path, thumbs: dict[Path
     )
     return (
         f"<figure class='card'>{thumbs[image]}<figcaption><b>{name}</b>"
-        f"<span class='caption{none}'>{escape(text.caption(caption))}</span>{scores}</figcaption></figure>"
+        f"<span class='caption{none}'>{caption}</span>{scores}</figcaption></figure>"
     )
 
 

@@ -92,15 +92,22 @@ class DoctorReport(HasFindings):
                 flagged.setdefault(image, []).append(finding.check)
         return flagged
 
+    def caption_missing(self, image: Path) -> str | None:
+        """Why ``image`` has no caption to show: "no caption" (none found), "empty caption", or None."""
+        if image not in self.captions:
+            return "no caption"
+        return None if self.captions[image].strip() else "empty caption"
+
     def caption_text(self, image: Path, limit: int | None = None) -> str:
         """The caption in quotes (cut at ``limit`` characters), or what stands for it: (no caption),
         (empty caption)."""
-        if image not in self.captions:
-            return "(no caption)"
+        missing = self.caption_missing(image)
+        if missing:
+            return f"({missing})"
         text = self.captions[image]
         if limit is not None and len(text) > limit:
             text = text[:limit].rstrip() + "..."
-        return f'"{text}"' if text.strip() else "(empty caption)"
+        return f'"{text}"'
 
     def scores(self, image: Path, finding: Finding, clutter: bool = False) -> list[str]:
         """The numbers shown for ``image``: the finding's own, and with ``clutter`` its clutter score in words
