@@ -97,6 +97,7 @@ def write_job(spec: dict, out: Path) -> Path:
         "seed": 1,
         **{k: spec[k] for k in ("width", "height", "steps", "cfg", "sampler", "batch_size")},
         "output_dir": "out",
+        **({"compile": True} if spec.get("compile") else {}),
     }
     (out / "job.yaml").write_text(yaml.safe_dump(job), encoding="utf-8")
     return out / "job.yaml"
@@ -112,7 +113,11 @@ def job_side(spec: dict, folder: Path) -> dict:
     events = read_progress(folder / "out" / "progress.jsonl")
     start = next(e["time"] for e in events if e["event"] == "start")
     end = next(e["time"] for e in events if e["event"] == "end")
-    return {"images": events[0]["total"], "seconds": end - start}
+    result = {"images": events[0]["total"], "seconds": end - start}
+    ticks = [e for e in events if e["event"] == "batch"]
+    if len(ticks) > 1:  # after the first batch (which holds torch.compile's compiling): the steady rate
+        result["steady_images_per_s"] = (ticks[-1]["done"] - ticks[0]["done"]) / (end - ticks[0]["time"])
+    return result
 
 
 def bare_side(spec: dict, folder: Path) -> dict:
@@ -243,6 +248,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--compile", action="store_true", help="The job with compile: true (its steady rate is printed too)."
+    )
     args = parser.parse_args(argv)
     if args.child:
         return child(json.loads(args.child))
@@ -263,21 +271,27 @@ def main(argv: list[str] | None = None) -> None:
         "sampler": "Euler a",
         "batch_size": args.batch_size,
         "device": "cuda" if gpu else "cpu",
+        "compile": args.compile,
     }
     print(
         f"{spec['items'] * spec['per_item']} images of {size}x{size}, {args.steps} steps, on {spec['device']}"
     )
     work = CACHE / ("gen-runs-tiny" if args.tiny else "gen-runs")
+    shutil.rmtree(work, ignore_errors=True)  # an interrupted earlier run's outputs are not a job's
     runs, check = rounds(spec, args.rounds, work)
     summary = summarise(runs)
     summary["job_vs_bare_mean_abs_pixel_diff"] = check
-    path = save_results("generation", args.tiny, {"spec": spec, "runs": runs, "summary": summary})
+    name = "generation-compile" if args.compile else "generation"
+    path = save_results(name, args.tiny, {"spec": spec, "runs": runs, "summary": summary})
     shutil.rmtree(work, ignore_errors=True)
     print(table(["", "images/s"], [[a, f"{v:.3f}"] for a, v in summary["images_per_s"].items()]))
     print(
         f"job / bare: {summary['speedup']:.2f}x (A/A noise floor +-{summary['noise_floor']:.1%}: "
         f"{summary['verdict']}); job vs bare images differ by {check:.2f}/255 on average"
     )
+    steady = [r["steady_images_per_s"] for r in runs if "steady_images_per_s" in r]
+    if steady:
+        print(f"job after its first batch: {median(steady):.3f} images/s (median of {len(steady)} runs)")
     print(f"Results: {path}")
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
+from torch._dynamo.utils import counters
 
 from lora_scripts.batch.config import load_job
 from lora_scripts.batch.engine import Engine
@@ -73,3 +75,25 @@ def test_sdxl_job_matches_generate(make_job, tmp_path_factory, batch_loras):
     reference = generate_reference(job, [w.spec for w in plan.works], batch_loras)
     for ours, theirs in zip(images, reference, strict=True):
         assert np.abs(np.round(ours * 255) / 255 - theirs).max() <= 2 / 255
+
+
+@pytest.mark.slow
+def test_compile_compiles_the_unet_once_and_keeps_the_images(make_job):
+    """`compile: true` (for GPUs; a minute of compiling here): the UNet runs as one compiled graph for every
+    batch (one batch size, dynamic=False: no recompile), and the images are the eager pipeline's."""
+    job = load_job(make_job(images_per_item=4, batch_size=4, compile=True))
+    plan = plan_job(job)
+    assert [len(b) for b in plan.batches] == [4, 4, 4]
+    torch._dynamo.reset()
+    counters.clear()
+    engine = Engine(job, plan.library, template_mixes(job), "cpu", torch.float32)
+    compiled = [image for batch in plan.batches for image in engine.render(batch)]
+    assert counters["stats"]["unique_graphs"] >= 1  # dynamo traced the UNet
+    frames = counters["frames"]["ok"]
+    engine.render(plan.batches[0])
+    assert counters["frames"]["ok"] == frames  # no recompiling for a further batch
+    eager_job = job.model_copy(update={"compile": False})
+    eager = Engine(eager_job, plan.library, template_mixes(eager_job), "cpu", torch.float32)
+    expected = [image for batch in plan.batches for image in eager.render(batch)]
+    for ours, theirs in zip(compiled, expected, strict=True):
+        assert np.abs(ours - theirs).max() <= 1 / 255

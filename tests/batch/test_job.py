@@ -114,6 +114,10 @@ def test_changed_job_is_refused_and_new_rows_are_added(cli, make_job, tmp_path, 
     make_job(images_per_item=1, steps=4)
     refused = cli("batch", job)
     assert refused.returncode == 2 and "The job changed" in refused.stderr and "(steps)" in refused.stderr
+    make_job(images_per_item=1, compile=True)  # compiled kernels may round differently
+    refused = cli("batch", job)
+    assert refused.returncode == 2 and "(compile)" in refused.stderr
+    assert "compile" not in json.loads((out / "job.json").read_text(encoding="utf-8"))  # off: absent
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == before
 
     extra = {"id": "HW-P60", "brand": "Huawei", "model": "P60", "category": "phone", "colour": "white"}

@@ -60,6 +60,11 @@ class JobConfig(Section):
     )
     device: str = Field("auto", description="auto, cpu, cuda (each process of a sharded run: its own GPU).")
     precision: Literal["auto", "fp32", "fp16", "bf16"] = Field("auto", description="auto: fp16 on GPU.")
+    compile: bool = Field(
+        False,
+        description="torch.compile the UNet: each process first compiles for a minute or more, then every "
+        "batch is faster on a GPU (on a CPU it rarely pays back). Part of job.json when on.",
+    )
     prediction_type: Literal["auto", "epsilon", "v_prediction"] = Field("auto", description="As training.")
 
 

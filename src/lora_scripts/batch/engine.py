@@ -42,6 +42,9 @@ class Engine:
         self.pipe = model.pipeline().to(device, dtype)
         if device.startswith("cuda"):
             self.pipe.unet.to(memory_format=torch.channels_last)
+        if job.compile:  # shapes are fixed per job: dynamic=False compiles once per batch size
+            log.info("Compiling the UNet (torch.compile): the first batch takes a minute or more")
+            self.pipe.unet = torch.compile(self.pipe.unet, dynamic=False)
         self.pipe.set_progress_bar_config(disable=True)
         self.device, self.sdxl = device, "text_encoder_2" in self.pipe.components
         self.cache: OrderedDict = OrderedDict()

@@ -42,6 +42,8 @@ def facts(job: JobConfig, lora_files: dict[str, Path], dtype: str) -> dict:
             },
         ),
         "dtype": dtype,
+        **({"compile": True} if job.compile else {}),  # compiled kernels may round differently; absent
+        # when off, so the job.json of a job started before the key existed still matches
     }
 
 
