@@ -3,6 +3,7 @@ time from the prompt text) up to float noise; each prompt goes through the text 
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -78,6 +79,7 @@ def test_sdxl_job_matches_generate(make_job, tmp_path_factory, batch_loras):
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("g++"), reason="torch.compile on a CPU builds C++ kernels with g++")
 def test_compile_compiles_the_unet_once_and_keeps_the_images(make_job):
     """`compile: true` (for GPUs; a minute of compiling here): the UNet runs as one compiled graph for every
     batch (one batch size, dynamic=False: no recompile), and the images are the eager pipeline's."""
