@@ -18,7 +18,8 @@
 # env: OUT (results; default /tmp/gpu-figures), BUDGET_S (default 300: each part gets what is left, at least
 #      30 s; the speed part starts a second round only if it fits), PY (default python3),
 #      BENCH_OUT (model, photos, results; default /tmp/lora-bench), SITE (default /tmp/site),
-#      PARTS (default "model 8gb speed"; e.g. PARTS="model speed" for the trainer-vs-bare row alone)
+#      PARTS (default "model 8gb speed"; e.g. PARTS="model speed" for the trainer-vs-bare row alone;
+#      "compile": the catalogue job with torch.compile, bench/generation.py --compile, about 4 minutes)
 set -u -o pipefail
 cd "$(dirname "$0")/.."
 TINY=""
@@ -110,7 +111,8 @@ PY
 # 1. the model, once (the other parts would build it too)
 wanted() { [[ " $PARTS " == *" $1 "* ]]; }
 results="$BENCH_OUT/results/$([ -n "$TINY" ] && echo tiny || echo real)"
-rm -f "$results"/sdxl_8gb.json "$results"/sdxl_speed.json # an earlier run's never pass for this one's
+rm -f "$results"/sdxl_8gb.json "$results"/sdxl_speed.json "$results"/generation-compile.json # an earlier
+# run's never pass for this one's
 wanted model && part model "$(limit 240)" "$PY" -m bench.sdxl_model $TINY
 # 2. the 8 GB recipe
 wanted 8gb && part 8gb "$(limit 200)" "$PY" -m bench.sdxl_8gb "${EIGHT[@]}"
@@ -120,7 +122,11 @@ if wanted speed; then
     part speed "$left" "$PY" -m bench.sdxl_speed "${SPEED[@]}" --rounds 2 --budget-s $((left - 20))
 fi
 
-cp "$results"/sdxl_8gb.json "$results"/sdxl_speed.json "$OUT"/ 2>/dev/null
+# 4. the catalogue job with compile: true against the bare diffusers loop; it prints the job's steady rate
+# after its first (compiling) batch, to set against the uncompiled job's 2.46 images/s (docs/catalogue.md)
+wanted compile && part compile "$(limit 300)" "$PY" -m bench.generation --rounds 1 --items 12 --compile $TINY
+
+cp "$results"/sdxl_8gb.json "$results"/sdxl_speed.json "$results"/generation-compile.json "$OUT"/ 2>/dev/null
 say "== summary (${FAILED:-nothing failed}); results in $OUT: $(ls "$OUT" | tr '\n' ' ')"
 "$PY" -m bench.gpu_summary $TINY
 say "done"
