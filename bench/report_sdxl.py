@@ -34,9 +34,10 @@ METHOD = """\
   filled and the warm-up steps), and of loading + caches + warm-up separately."""
 
 PENDING = """\
-**GPU figures pending: {what}.** `bash bench/gpu_figures.sh` on a GPU machine (`PARTS="model speed"` or
-`PARTS="model 8gb"` for one part) writes `sdxl_speed.json` and `sdxl_8gb.json`; copied into
-`bench/results/real/`, `python -m bench.report` puts the real-size figures (1024x1024, bf16,
+**GPU figures pending: {what}.** `PARTS="model 8gb speed compile" bash bench/gpu_figures.sh` on a GPU
+machine takes them in one run (`PARTS="model speed"` or `PARTS="model 8gb"` for one part) and writes
+`sdxl_speed.json`, `sdxl_8gb.json` and (the catalogue job with `torch.compile`) `generation-compile.json`;
+copied into `bench/results/real/`, `python -m bench.report` puts the real-size figures (1024x1024, bf16,
 `torch.cuda.max_memory_allocated`) here in place of the tiny CPU ones, which check the harness and say
 nothing about SDXL's speed or memory."""
 
@@ -75,6 +76,8 @@ def sdxl_section() -> str | None:
     pending = [
         name for name, r in (("trainer vs bare", speed), ("the 8 GB recipe", eight)) if not r or r["tiny"]
     ]
+    if eight and not eight["tiny"] and eight["measured"].get("gpu_peak_before_timed_mb", 0) > 8 * 1024:
+        pending.append("the 8 GB recipe's loading and caching phase (over 8 GiB when last measured)")
     if pending:
         parts += [PENDING.format(what=" and ".join(pending)), ""]
     if speed and speed["tiny"]:
