@@ -55,6 +55,10 @@ def test_processes_beyond_the_gpus_or_below_one_are_one_sentence(run_cli, llm_co
     assert "--processes is 0" in done.stderr and "Traceback" not in done.stdout + done.stderr
 
 
+# a run long enough to be stopped mid-way, with a training state every 2 steps
+STOPPABLE = {"batch_size": 4, "max_train_steps": 400, "seed": 7, "save_steps": 2, "save_state": True}
+
+
 def _children(pid: int) -> list[int]:
     path = Path(f"/proc/{pid}/task/{pid}/children")
     return [int(p) for p in path.read_text().split()] if path.exists() else []
@@ -142,14 +146,7 @@ def test_a_stop_signal_stops_every_process_at_one_step_and_saves(run_cli, llm_co
     """The web UI's Stop (SIGTERM to the command) or a signal that reaches one process only: all processes
     stop after the same step (a process stopping alone would leave the other waiting in its next
     all-reduce), the state is saved and the run resumes to the end."""
-    config = {
-        **llm_config,
-        "batch_size": 4,
-        "max_train_steps": 400,
-        "seed": 7,
-        "save_steps": 2,
-        "save_state": True,
-    }
+    config = {**llm_config, **STOPPABLE}
     out = tmp_path / "out"
     cfg = write_yaml(tmp_path / "run.yaml", {**config, "output_dir": str(out), "resume": "auto"})
     run = _start_and_wait_for_state(cfg, out)
@@ -172,11 +169,7 @@ def test_a_stop_while_samples_are_drawn_stops_every_process_after_that_step(
     met the other's barrier out of order: no state, no message)."""
     config = {
         **llm_config,
-        "batch_size": 4,
-        "max_train_steps": 400,
-        "seed": 7,
-        "save_steps": 2,
-        "save_state": True,
+        **STOPPABLE,
         "sample_every_n_steps": 2,  # step 2's samples: 40 questions x 64 tokens, base and LoRA: seconds
         "sample_prompts": [f"How much is my phone number {i} worth?" for i in range(40)],
     }
