@@ -129,7 +129,9 @@ def _model(kind: str):
             torch.save({"state_dict": load_file(real)}, target)
         elif kind == "text":
             target.write_text("not a model")
-        return {**cfg, "base_model": str(target)}, target.name
+        # an SGM file is read as SDXL: its sentence says so (the others: the file named is enough)
+        needle = "incomplete or not an SDXL model" if kind == "sdxl" else target.name
+        return {**cfg, "base_model": str(target)}, needle
 
     return make
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +72,7 @@ def load_components(cfg: ModelConfig, family: str | None = None) -> Components:
 def _from_single_file(path: str, family: str) -> dict[str, Any]:
     sd = read_checkpoint(path)
     groups = ldm_configs.norm_groups(path)
-    try:
+    with single_file_errors(path, "an SD 1.x/2.x model", groups):
         unet_cfg = ldm_configs.unet_config(family, sd, groups)
         with init_empty_weights():  # skip random init: the file provides every weight
             unet = UNet2DConditionModel(**unet_cfg)
@@ -79,10 +81,18 @@ def _from_single_file(path: str, family: str) -> dict[str, Any]:
             vae = AutoencoderKL(**ldm_configs.vae_config(sd, groups))
         _load(vae, convert_ldm_vae_checkpoint(sd, vae.config), "VAE", path)
         text_encoder = text_encoder_from(family, sd, path)
+    tokenizer = clip_tokenizer("<|endoftext|>" if family == "sd1" else "!")
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "family": family}
+
+
+@contextmanager
+def single_file_errors(path: str, kind: str, groups: int) -> Iterator[None]:
+    """A single file's missing weight or GroupNorm-incompatible widths as one sentence (any family)."""
+    try:
+        yield
     except KeyError as exc:
         raise ModelError(
-            f"'{path}' is missing the weight {exc.args[0]}; "
-            "the file is incomplete or not an SD 1.x/2.x model",
+            f"'{path}' is missing the weight {exc.args[0]}; the file is incomplete or not {kind}",
             "Download the checkpoint again",
         ) from exc
     except ValueError as exc:
@@ -93,8 +103,6 @@ def _from_single_file(path: str, family: str) -> dict[str, Any]:
             f"A small custom model must name its group count in the safetensors header "
             f"({ldm_configs.NORM_GROUPS_KEY}), as assets/demo-base/demo-base.safetensors does",
         ) from exc
-    tokenizer = clip_tokenizer("<|endoftext|>" if family == "sd1" else "!")
-    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "family": family}
 
 
 def text_encoder_from(

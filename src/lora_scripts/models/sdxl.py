@@ -42,7 +42,7 @@ from . import ldm_configs
 from .detect import ModelSource, read_checkpoint
 from .family import FamilyInfo
 from .ldm_configs import SCALED_LINEAR
-from .loader import _load, text_encoder_from
+from .loader import _load, single_file_errors, text_encoder_from
 from .long_prompts import chunked_ids, joined_states
 from .sd import StableDiffusion
 from .targets import text_targets, unet_targets
@@ -101,7 +101,7 @@ def load_sdxl_single_file(path: str, cfg: ModelConfig) -> SDXLParts:
     log.info("Loading base model %s (SDXL single file)", path)
     sd = read_checkpoint(path)
     groups = ldm_configs.norm_groups(path)
-    try:
+    with single_file_errors(path, "an SDXL model", groups):
         with init_empty_weights():
             unet = UNet2DConditionModel(**ldm_configs.sdxl_unet_config(sd, groups))
         _load(unet, convert_ldm_unet_checkpoint(sd, unet.config), "UNet", path)
@@ -110,11 +110,6 @@ def load_sdxl_single_file(path: str, cfg: ModelConfig) -> SDXLParts:
         _load(vae, convert_ldm_vae_checkpoint(sd, vae.config), "VAE", path)
         first = text_encoder_from("sd1", sd, path, CLIP_L)
         second = text_encoder_from("sd2", sd, path, OPEN_CLIP_G, with_projection=True)
-    except KeyError as exc:
-        raise ModelError(
-            f"'{path}' is missing the weight {exc.args[0]}; the file is incomplete or not an SDXL model",
-            "Download the checkpoint again",
-        ) from exc
     prediction = cfg.prediction_type if cfg.prediction_type != "auto" else "epsilon"
     log.info("Model family sdxl, prediction type %s", prediction)
     return SDXLParts(
