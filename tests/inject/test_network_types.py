@@ -68,25 +68,31 @@ def test_the_file_implies_the_delta_the_peft_layer_applies(
         assert (implied - applied).abs().max() < 1e-6 * max(1.0, applied.abs().max()), path
 
 
-def test_metadata_names_the_lycoris_algo(base_config, tmp_path, train_kept):
-    result, _ = train_kept(base_config, tmp_path, network_type="loha", conv_rank=2)
+@pytest.mark.parametrize("network", ["loha", "lokr"])
+def test_metadata_names_the_lycoris_algo(base_config, tmp_path, train_kept, network):
+    result, _ = train_kept(base_config, tmp_path, network_type=network, conv_rank=2)
     from safetensors import safe_open
 
     with safe_open(str(result.lora_path), framework="pt") as f:
         meta = f.metadata()
     assert meta["ss_network_module"] == "lycoris.kohya"
-    # the ranks of the trained factors, linear layers and 3x3 convs apart
+    # the ranks of the trained factors, linear layers and 3x3 convs apart; the tiny model's many LoKr layers
+    # of full factors (no rank of their own) do not outvote lora_rank
     assert (meta["ss_network_dim"], meta["ss_network_alpha"]) == ("4", "2")
-    assert json.loads(meta["ss_network_args"]) == {"algo": "loha", "conv_dim": "2", "conv_alpha": "1"}
+    assert json.loads(meta["ss_network_args"]) == {"algo": network, "conv_dim": "2", "conv_alpha": "1"}
 
 
-def test_generate_inspect_and_init_lora_read_a_loha_file(
-    base_config, tmp_path, cli, train_kept, draws_and_continues
+@pytest.mark.parametrize("network, name", [("loha", "LoHa"), ("lokr", "LoKr")])
+def test_generate_inspect_and_init_lora_read_a_lycoris_file(
+    base_config, tmp_path, cli, train_kept, draws_and_continues, network, name
 ):
-    result, _ = train_kept(base_config, tmp_path, network_type="loha", conv_rank=2)
+    result, _ = train_kept(base_config, tmp_path, network_type=network, conv_rank=2)
     report = json.loads(cli("lora", "inspect", str(result.lora_path), "--json").stdout)
-    assert report["network_types"] == {"LoHa": report["modules"]} and report["family"] == "sd1"
-    draws_and_continues(base_config, tmp_path, result.lora_path, network_type="loha", conv_rank=2)
+    assert report["network_types"] == {name: report["modules"]} and report["family"] == "sd1"
+    ranks = " ".join(group["ranks"] for group in report["groups"])
+    # the tiny model's LoKr layers of full factors are called that, not given the layer's width as a rank
+    assert ("full (x" in ranks) == (network == "lokr") and "64" not in ranks
+    draws_and_continues(base_config, tmp_path, result.lora_path, network_type=network, conv_rank=2)
 
 
 def test_tools_that_need_plain_lora_refuse_a_lokr_file(base_config, tmp_path, cli, train_kept):

@@ -56,7 +56,7 @@ def test_family_from_shapes_and_prefixes(loras):
 
 def test_report_of_loha_and_lokr_modules(tmp_path):
     """Rank, kind and the family's width of LoHa/LoKr modules come from their factors: a LoHa of dim 8 on
-    SD1's cross-attention (768 wide), a LoKr of full factors on a 3x3 conv_in (rank min(out, in) = 4)."""
+    SD1's cross-attention (768 wide), a LoKr of full factors on a 3x3 conv_in (no rank of its own: "full")."""
     gen = torch.Generator().manual_seed(0)
     loha = {
         f"hada_w{i}_{ab}": torch.randn(s, generator=gen)
@@ -73,7 +73,7 @@ def test_report_of_loha_and_lokr_modules(tmp_path):
     report = describe(path)
     assert (report["family"], report["family_from"]) == ("sd1", "cross-attention context width 768")
     groups = {g["group"]: g["ranks"] for g in report["groups"]}
-    assert groups == {"UNet down": "8", "other": "4"}
+    assert groups == {"UNet down": "8", "other": "full"}
     assert report["kinds"] == {"attention": 1, "resnet/conv (LoCon)": 1}
     assert report["network_types"] == {"LoHa": 1, "LoKr": 1}
 

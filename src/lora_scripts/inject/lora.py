@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -52,6 +54,20 @@ def network_kind(w: LoraWeights | LycoWeights) -> str:
     if isinstance(w, LycoWeights):
         return w.kind
     return "dora" if w.dora_scale is not None else "lora"
+
+
+def rank_counts(weights: Iterable[LoraWeights | LycoWeights]) -> tuple[Counter, Counter]:
+    """How many modules have each (rank, alpha): linear (and 1x1 conv) modules, then 3x3 convs. A LoKr of
+    full factors has no rank of its own (its size is the layer's, whatever lora_rank was), so it is counted
+    only when no module has a low-rank pair."""
+    weights = list(weights)
+    stated = [w for w in weights if not isinstance(w, LycoWeights) or w.dim is not None]
+    linear: Counter = Counter()
+    conv: Counter = Counter()
+    for w in stated or weights:
+        spatial = w.kernel not in ((), (1, 1))
+        (conv if spatial else linear)[(w.rank, w.alpha)] += 1
+    return linear, conv
 
 
 def lora_config(

@@ -114,9 +114,13 @@ def read_lyco(layer: nn.Module, adapter: str) -> LycoWeights:
 
 @torch.no_grad()
 def write_lyco(layer: nn.Module, adapter: str, w: LycoWeights) -> None:
-    for name, value in w.tensors.items():
+    scaling, tensors = w.scale, dict(w.tensors)
+    if w.dim is None and w.alpha:  # read_lyco's fold undone, so the file's alpha survives a read back
+        scaling = w.alpha / layer.r[adapter]
+        tensors["lokr_w2"] = tensors["lokr_w2"] / scaling
+    for name, value in tensors.items():
         getattr(layer, name)[adapter].copy_(value)
-    layer.scaling[adapter] = w.scale
+    layer.scaling[adapter] = scaling
 
 
 def lyco_shape(w: LycoWeights) -> tuple[int, ...]:

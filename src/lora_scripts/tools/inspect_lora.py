@@ -87,7 +87,8 @@ def _groups(lora: LoraFile) -> list[dict]:
     for name, w in lora.modules.items():
         row = rows.setdefault(group_of(name), {"modules": 0, "ranks": Counter(), "alphas": Counter()})
         row["modules"] += 1
-        row["ranks"][w.rank] += 1
+        full = isinstance(w, LycoWeights) and w.dim is None  # a LoKr of full factors: no rank of its own
+        row["ranks"]["full" if full else w.rank] += 1
         row["alphas"][_num(w.alpha)] += 1
     order = {g: i for i, g in enumerate(GROUP_ORDER)}
     return [

@@ -4,7 +4,6 @@ or a PEFT adapter folder (LLM route); the family's adapter format says which."""
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from pathlib import Path
 
 from torch import nn
@@ -12,7 +11,7 @@ from torch import nn
 from ..config import NetworkConfig
 from ..errors import ConfigError, FormatError
 from ..inject.dora import check_trainable
-from ..inject.lora import KIND_NAMES, LoraWeights, inject, network_kind, write_weights
+from ..inject.lora import KIND_NAMES, LoraWeights, inject, network_kind, rank_counts, write_weights
 from ..inject.lyco import LycoWeights, lyco_kind
 from ..save.kohya import module_weights, read_lora_file
 from ..save.kohya_keys import group_modules
@@ -29,8 +28,8 @@ def check_init_lora(net: NetworkConfig, adapter_format: str = "kohya") -> int:
     weights = _RANK_READERS[adapter_format](net.init_lora)
     check_trainable(net.init_lora, weights)  # a per-row DoRA: its own sentence before the kind check
     _check_kind(net, {network_kind(w) for w in weights})
-    ranks = Counter(w.rank for w in weights)
-    file_rank = ranks.most_common(1)[0][0]
+    linear, conv = rank_counts(weights)  # linear layers carry lora_rank; 3x3 convs conv_rank
+    file_rank = (linear or conv).most_common(1)[0][0][0]
     if "lora_rank" in net.model_fields_set and net.lora_rank != file_rank:
         raise ConfigError(
             f"lora_rank is {net.lora_rank} but init_lora '{net.init_lora}' has rank {file_rank}",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +16,7 @@ from torch import nn
 
 from ..config import NetworkConfig, TrainConfig
 from ..errors import ConfigError
-from ..inject.lora import inject_network, lora_parameters, read_weights
+from ..inject.lora import inject_network, lora_parameters, rank_counts, read_weights
 from ..models.family import TrainableModel
 from ..models.lr_blocks import side_weights
 from ..save.metadata import NetworkFacts
@@ -155,12 +154,7 @@ def _block_lists(model: TrainableModel, train: TrainConfig) -> dict[str, list[fl
 
 def network_facts(modules: dict[str, nn.Module]) -> NetworkFacts | None:
     """The rank/alpha most layers have (kohya's ss_network_dim/alpha), conv 3x3 layers separately."""
-    linear: Counter = Counter()
-    conv: Counter = Counter()
-    for module in modules.values():
-        for w in read_weights(module).values():
-            spatial = w.kernel not in ((), (1, 1))
-            (conv if spatial else linear)[(w.rank, w.alpha)] += 1
+    linear, conv = rank_counts(w for module in modules.values() for w in read_weights(module).values())
     if not linear and not conv:
         return None
     dim, alpha = (linear or conv).most_common(1)[0][0]
