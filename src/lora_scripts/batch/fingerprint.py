@@ -3,6 +3,7 @@ into the old images (new rows in `items` are fine: they are simply made)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,6 +14,30 @@ from .config import JobConfig
 FILE = "job.json"
 # What a previous run leaves in output_dir; --new moves these aside, nothing is deleted
 OUTPUTS = ("images", "parts", "index.csv", "failed.csv", "index.html", FILE, "progress.jsonl")
+WEIGHTS = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")  # the files of a diffusers folder that are sampled
+SAMPLE = 1 << 20
+# Facts added after jobs were started without them: such a job.json is completed, not refused (its other
+# facts, the model's path and size among them, still have to match)
+LATER = ("base_model_sampled_sha256",)
+
+
+def sampled_sha256(model: Path) -> str | None:
+    """sha256 of each weight file's size and 1 MiB at its start, middle, end: sampled, not 2-7 GB per run."""
+    if model.is_file():
+        files = [model]
+    else:  # a diffusers folder's weight files, sorted by path; a hub id has none on this disk
+        files = sorted((p for p in model.rglob("*") if p.suffix in WEIGHTS), key=str)
+    if not files:
+        return None
+    digest = hashlib.sha256()
+    for path in files:
+        size = path.stat().st_size
+        digest.update(f"{path.relative_to(model).as_posix()}\0{size}\0".encode())
+        with open(path, "rb") as handle:
+            for offset in (0, max(size - SAMPLE, 0) // 2, max(size - SAMPLE, 0)):
+                handle.seek(offset)
+                digest.update(handle.read(SAMPLE))
+    return digest.hexdigest()
 
 
 def facts(job: JobConfig, lora_files: dict[str, Path], dtype: str) -> dict:
@@ -20,6 +45,7 @@ def facts(job: JobConfig, lora_files: dict[str, Path], dtype: str) -> dict:
     return {
         "base_model": job.base_model,
         "base_model_bytes": model.stat().st_size if model.is_file() else None,
+        "base_model_sampled_sha256": sampled_sha256(model),  # a fine-tune has the same size
         "lora_files": {name: short_hash(path) for name, path in sorted(lora_files.items())},
         **job.model_dump(
             mode="json",
@@ -55,7 +81,17 @@ def check_or_start(out, now: dict, new: bool) -> None:
     before = out.read_text(FILE)
     if before is not None:
         before = json.loads(before)
-        changed = [k for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+        added = {k: now[k] for k in LATER if k not in before and now.get(k) is not None}
+        changed = [
+            k for k in sorted(set(before) | set(now)) if k not in added and before.get(k) != now.get(k)
+        ]
+        if changed == ["base_model_sampled_sha256"]:
+            raise ConfigError(
+                f"The base model '{now['base_model']}' is not the one '{out}' was started with (same path "
+                "and size, other weights: a fine-tune?), so its images would not match the ones already made",
+                "Put the first model back, run with --new (the old results are moved to a replaced-<time> "
+                "folder) or set a new output_dir",
+            )
         if changed:
             raise ConfigError(
                 f"The job changed since '{out}' was started ({', '.join(changed)}), so its images would not "
@@ -63,6 +99,8 @@ def check_or_start(out, now: dict, new: bool) -> None:
                 "Run with --new (the old results are moved to a replaced-<time> folder) "
                 "or set a new output_dir",
             )
+        if added:  # started before these facts existed: from now on they are checked too
+            _write(out, {**before, **added})
         return
     theirs = [name for name in OUTPUTS if out.exists(name)]
     if theirs:  # not made by a job (no job.json): never write over someone's files
@@ -71,4 +109,8 @@ def check_or_start(out, now: dict, new: bool) -> None:
             "Choose an empty or new output_dir",
         )
     out.start()
-    out.write_text(FILE, json.dumps(now, indent=1, ensure_ascii=False, sort_keys=True))
+    _write(out, now)
+
+
+def _write(out, facts: dict) -> None:
+    out.write_text(FILE, json.dumps(facts, indent=1, ensure_ascii=False, sort_keys=True))
