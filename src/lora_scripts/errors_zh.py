@@ -31,7 +31,7 @@ HINTS_ZH: tuple[tuple[str, str], ...] = (
         "检查文件夹路径，换成里面有 jpg/png/webp 图片的文件夹",
     ),
     (r"cannot be read \(it is damaged or incomplete", "重新导出为 PNG/JPG，或删掉这张图"),
-    (r"opens a quote \(\"\) that is never closed", "在那一行描述末尾补上 `\"`"),
+    (r"opens a quote \(\"\) that is never closed", '在那一行描述末尾补上 `"`'),
     (
         r"has only its header line and no rows",
         "每张图加一行标注（可用 `lora-scripts label`），或删掉该文件",
@@ -72,6 +72,31 @@ HINTS_ZH: tuple[tuple[str, str], ...] = (
     ),
     (r"leaving none to train on", "留出验证的图片太多，调小 `validation_split`"),
     (r"^lora_rank is \d+ but init_lora", "删掉 `lora_rank`（会从文件里读取）"),
+    # the batch job (`lora-scripts batch`): a started output_dir is never mixed with other images
+    (
+        r"^The base model '.*' is not the one '.*' was started with",
+        "底模换了（路径和大小相同，权重不同）：换回原来的底模，或加 `--new` 重新开始"
+        "（旧结果移到 replaced-时间 文件夹），或换个 `output_dir`",
+    ),
+    (
+        r"^The job changed since '",
+        "任务设置和开始时不一样：改回去，或加 `--new` 重新开始（旧结果移到 replaced-时间 文件夹），"
+        "或换个 `output_dir`",
+    ),
+    (
+        r"^The item '.*' changed since its images were made",
+        "这一行的内容变了：给它一个新的 id，或加 `--new` 重新开始，或换个 `output_dir`",
+    ),
+    # the batch job on a Ray cluster
+    (
+        r"^A Ray worker died \d+ times",
+        "某个 Ray 进程反复崩溃（多半是内存或显存不够）：调小 `batch_size` 或图片尺寸，再运行同样的命令接着做",
+    ),
+    (
+        r"^A Ray worker could not start",
+        "集群的每台机器都要在相同路径读到任务文件、目录表、底模和 LoRA 文件夹（放在共享文件夹里）",
+    ),
+    (r"^--ray needs an address", "写 `--ray local`（在本机启动集群）、`--ray auto` 或集群地址"),
     # LoRA files and the tools
     (r"is not a weight", "写成 `文件:权重`，例如 `style.safetensors:0.7`"),
     (r"^No LoRA named '", "用列出来的名字之一"),
