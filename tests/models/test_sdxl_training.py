@@ -273,3 +273,36 @@ def test_cached_inputs_park_what_made_them_and_samples_still_draw(
     kept_on = [n for n in ("vae", "text_encoder", "text_encoder_2") if n not in parked]
     assert _devices(model, kept_on) == {name: {torch.device(device).type} for name in kept_on}
     assert sorted(result.samples) == [1, 2]
+
+
+def test_the_vae_computes_in_float32_under_mixed_precision(sdxl_folder, sample_data, tmp_path):
+    """bf16 autocast on the CPU stands in for a GPU's fp16 (where SDXL's VAE overflows to NaN): every VAE conv
+    computes in float32, encoding the training images (no latent cache) and decoding the samples, while the
+    UNet's convs do run in bf16 (autocast was on)."""
+    seen: list[tuple[int, torch.dtype]] = []
+
+    def record(module, _args, output):
+        if isinstance(module, torch.nn.Conv2d):
+            seen.append((id(module), output.dtype))
+
+    handle = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        result, kept = _train(
+            sdxl_folder,
+            sample_data,
+            tmp_path,
+            mixed_precision="bf16",
+            cache_latents="no",
+            sample_prompts=["neon phone"],
+            sample_every_n_steps=2,
+            sample_steps=2,
+        )
+    finally:
+        handle.remove()
+    model = kept["model"]
+    vae = {id(m): name.split(".")[0] for name, m in model.vae.named_modules()}
+    dtypes = {part: {d for i, d in seen if vae.get(i) == part} for part in ("encoder", "decoder")}
+    assert dtypes == {"encoder": {torch.float32}, "decoder": {torch.float32}}
+    unet = {id(m) for m in model.unet.modules()}
+    assert torch.bfloat16 in {d for i, d in seen if i in unet}
+    assert sorted(result.samples) == [2]

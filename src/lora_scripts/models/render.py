@@ -51,7 +51,7 @@ def render_one(pipe, request: RenderRequest, on_step: Callable[[], None] | None 
 
     extra = {"clip_skip": request.clip_skip - 1} if request.clip_skip > 1 else {}  # diffusers counts from 0
     try:
-        with text_model_alias(pipe.text_encoder if extra else None):
+        with text_model_alias(pipe.text_encoder if extra else None), vae_without_autocast(pipe.vae):
             out = pipe(
                 **extra,
                 prompt=request.prompt,
@@ -66,6 +66,24 @@ def render_one(pipe, request: RenderRequest, on_step: Callable[[], None] | None 
     finally:
         pipe.scheduler = original
     return out.images[0]
+
+
+@contextmanager
+def vae_without_autocast(vae) -> Iterator[None]:
+    """The pipeline's VAE decode with autocast off, for the call only: samples are drawn under the trainer's
+    mixed precision, whose fp16 convs overflow SDXL's VAE to NaN (black samples) even with float32 weights.
+    (diffusers upcasts a float16 VAE itself, but has no switch for autocast around the decode.)"""
+    decode = vae.decode
+
+    def decode_in_own_dtype(latents, *args, **kwargs):
+        with torch.autocast(latents.device.type, enabled=False):
+            return decode(latents.to(vae.dtype), *args, **kwargs)
+
+    vae.decode = decode_in_own_dtype  # an instance attribute over the method; removed below
+    try:
+        yield
+    finally:
+        del vae.decode
 
 
 @contextmanager

@@ -236,7 +236,11 @@ class StableDiffusionXL(StableDiffusion):
 
     @torch.no_grad()
     def encode_image(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        latents = self.vae.encode(pixels.to(self.vae.device, torch.float32)).latent_dist.sample(generator)
+        # float32 weights are not enough: under the trainer's autocast the convs would still run in fp16,
+        # where SDXL's VAE overflows to NaN (the fp16-fix VAE is the other way out)
+        with torch.autocast(self.vae.device.type, enabled=False):
+            pixels = pixels.to(self.vae.device, torch.float32)
+            latents = self.vae.encode(pixels).latent_dist.sample(generator)
         return latents * self.vae.config.scaling_factor
 
     def predict(
