@@ -58,6 +58,10 @@ def write_report() -> Path:
 
     if (section := sdxl_section()) is not None:
         parts.append(section)
+    from .report_generation import generation_section
+
+    if (section := generation_section()) is not None:
+        parts.append(section)
     parts.append(GPU_NOTE)
     DOC.write_text("\n\n".join(parts) + "\n", encoding="utf-8")
     return DOC
