@@ -404,10 +404,12 @@ the A/B + A/A rounds per point, which on this CPU takes hours."""
 
 GPU_NOTE = """## GPU figures
 
-No GPU was lent to this task; GPU figures (512 px, fp16/bf16, `torch.cuda.max_memory_allocated`) are
-pending. The harness picks the GPU and 512 px by itself when `torch.cuda.is_available()`; run the same
-commands on one. On a GPU a step at 512 px takes a fraction of a second, so the decode share of section 2
-weighs far more there than on this CPU."""
+Sections 1–3 (the SD1 trainer vs the bare loop, decoding, caches) were measured on this CPU only: their
+GPU figures (512 px, fp16/bf16, `torch.cuda.max_memory_allocated`) are pending. The harness picks the GPU
+and 512 px by itself when `torch.cuda.is_available()`; run the same commands on one. On a GPU a step at
+512 px takes a fraction of a second, so the decode share of section 2 weighs far more there than on this
+CPU. The GPU figures taken so far (an H200) are in the SDXL and catalogue-job sections above, each with
+what is still pending."""
 
 
 def _learning_section(m: dict) -> str:
