@@ -217,7 +217,7 @@ def test_form_lists_every_image_route_key_with_labels_in_the_language(client):
     )
     assert by_name["lora_rank"]["min"] == 1 and by_name["lr_scheduler"]["group"] == "advanced"
     assert "dataset" not in by_name  # the chat route's keys are not on the image form
-    assert [p["name"] for p in form["presets"]] == ["style", "product", "character", "small_gpu"]
+    assert [p["name"] for p in form["presets"]] == ["style", "product", "character", "small_gpu", "sdxl_8gb"]
     assert form["presets"][3]["label"].startswith("小显存")
 
 

@@ -25,6 +25,8 @@ from .workspace import Workspace, WorkspaceError
 HIDDEN_ROUTE = "llm"
 # The page's own default: an empty output folder means loras/<LoRA name> (the library), see form_values.
 UI_DEFAULTS = {"output_dir": {"default": ""}}
+# The data keys whose default depends on the base model's family (train/family_defaults.py).
+FAMILY_KEYS = ("resolution", "max_bucket_reso")
 
 
 class TrainRequest(BaseModel):
@@ -61,10 +63,33 @@ def check_form(ws: Workspace, req: TrainRequest, lang: str) -> tuple[dict[str, A
     text = ""
     if not errors:
         from ..config import build_config
-        from ..config.show import resolved_yaml
 
-        text = resolved_yaml(build_config(dict(values), source=forms.FORM_SOURCE))
+        text = job_yaml(ws, build_config(dict(values), source=forms.FORM_SOURCE))
     return values, errors, text
+
+
+def job_yaml(ws: Workspace, cfg) -> str:
+    """The YAML a job runs, as `train --dry-run` shows it: every default filled in, those of the base
+    model's family too (SDXL trains at 1024 px, SD 1.5 at 512; train/family_defaults.py), since a key the
+    file names wins over the family. A base that cannot be read yet leaves those keys to the run."""
+    from ..config.show import resolved_yaml
+    from ..errors import LoraScriptsError
+    from ..train.family_defaults import with_family_defaults
+
+    if cfg.data is None:  # the chat route has no image sizes
+        return resolved_yaml(cfg)
+    try:
+        base = ws.resolve(str(cfg.model.base_model))  # jobs run in the workspace; this process may not
+        if base.exists():
+            probe = cfg.model_copy(update={"model": cfg.model.model_copy(update={"base_model": str(base)})})
+            return resolved_yaml(cfg.model_copy(update={"data": with_family_defaults(probe).data}))
+    except (WorkspaceError, LoraScriptsError):  # not a model: the job says so when it loads it
+        pass
+    given = cfg.data.model_fields_set
+    left = [key for key in FAMILY_KEYS if key not in given]
+    lines = [line for line in resolved_yaml(cfg).splitlines() if line.partition(":")[0] not in left]
+    note = [f"# {key}: from the base model (SD 1.5: 512, SDXL: 1024)" for key in left if key == "resolution"]
+    return "\n".join(lines + note)
 
 
 def flat_values(text: str) -> dict[str, Any]:

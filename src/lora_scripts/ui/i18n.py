@@ -88,8 +88,12 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "preset.character": {"en": "Character (a person or mascot)", "zh": "角色（人物或吉祥物）"},
     "preset.small_gpu": {
-        "en": "Small GPU (8 GB): slower, fits in less memory",
-        "zh": "小显存（8 GB）：速度慢一些，但显存够用",
+        "en": "Small GPU (8 GB, SD 1.5 models): slower, fits in less memory",
+        "zh": "小显存（8 GB，SD 1.5 模型）：速度慢一些，但显存够用",
+    },
+    "preset.sdxl_8gb": {
+        "en": "SDXL on an 8 GB graphics card: slower, but it fits",
+        "zh": "SDXL 模型 + 8 GB 显卡：速度慢一些，但显存够用",
     },
 }
 
