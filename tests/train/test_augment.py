@@ -114,6 +114,43 @@ def test_the_loss_encodes_each_image_with_its_own_draw(base_config, tmp_path):
     assert sum(not torch.equal(b, centred) for b in seen) == len(seen)
 
 
+def test_flip_aug_mirrors_half_the_images_the_loss_encodes(base_config, tmp_path):
+    """flip_aug draws a mirror for about half the images, and what the VAE encodes is then the picture
+    mirrored left to right (compared with torch.flip of the unflipped pixels), never anything else."""
+    rng = random.Random(0)
+    draws = [draw_augment(_data(flip_aug=True), rng).flip for _ in range(4000)]
+    assert sum(draws) == pytest.approx(2000, rel=0.06)
+    folder = tmp_path / "asym"
+    folder.mkdir()
+    pixels = np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / "0.png")
+    (folder / "0.txt").write_text("a photo")
+    cfg = build_config({**base_config, "train_data_dir": str(folder), "flip_aug": True, "batch_size": 1})
+    model = StableDiffusion(load_components(cfg.model))
+    seen = []
+    real = model.encode_image
+
+    def spy(pixels, generator=None):
+        seen.append(pixels.clone())
+        return real(pixels, generator)
+
+    model.encode_image = spy
+    items = scan_dataset(cfg.data).items
+    trainer_rng = random.Random(2)
+    with torch.no_grad():
+        for _ in range(12):
+            model.loss(items, cfg.data, cfg.train, trainer_rng, torch.Generator().manual_seed(0))
+    plain = torch.from_numpy(pixels).permute(2, 0, 1).float() / 127.5 - 1
+    kinds = []
+    for batch in seen:
+        image = batch[0].float()
+        if torch.allclose(image, plain, atol=1e-2):
+            kinds.append("plain")
+        elif torch.allclose(image, plain.flip(-1), atol=1e-2):
+            kinds.append("mirrored")
+    assert len(kinds) == len(seen) and set(kinds) == {"plain", "mirrored"}
+
+
 def test_cache_latents_says_the_augmentation_is_off(base_config, tmp_path, caplog):
     cfg = build_config({**base_config, "cache_latents": "memory", "color_aug": True, "random_crop": True})
     model = StableDiffusion(load_components(cfg.model))
