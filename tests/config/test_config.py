@@ -110,3 +110,25 @@ def test_resolved_yaml_loads_back_as_the_same_config():
         cfg = build_config(raw)
         again = build_config(yaml.safe_load(resolved_yaml(cfg)))
         assert again == cfg
+
+
+def test_our_keys_take_kohyas_spellings_of_their_values():
+    """kohya and its GUI write some of our keys' values their own way: read as what they mean, or refused."""
+    base = {"base_model": "m.safetensors", "train_data_dir": "d"}
+    cfg = build_config(
+        {
+            **base,
+            "resolution": "1024,1024",
+            "max_token_length": "75",
+            "min_snr_gamma": 0,
+            "loraplus_lr_ratio": 0,
+            "optimizer_args": '"d0=1e-5" d_coef=1.0',
+            "sample_sampler": "k_euler_a",
+        }
+    )
+    assert (cfg.data.resolution, cfg.train.max_token_length) == (1024, None)
+    assert (cfg.train.min_snr_gamma, cfg.train.loraplus_lr_ratio) == (None, None)
+    assert (cfg.train.optimizer_args, cfg.sample.sample_sampler) == (["d0=1e-5", "d_coef=1.0"], "Euler a")
+    assert build_config({**base, "resolution": [768, 768]}).data.resolution == 768
+    with pytest.raises(ConfigError, match=r"'resolution'.*'1024,768'.*side of a square"):
+        build_config({**base, "resolution": "1024,768"})

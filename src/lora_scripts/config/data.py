@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .base import Section
 
@@ -24,7 +24,12 @@ class DataConfig(Section):
     )
     caption_extension: str = Field(".txt", description="Extension of sidecar caption files.")
     resolution: int = Field(
-        512, ge=64, le=4096, multiple_of=8, description="Training resolution in pixels (area of resolution²)."
+        512,
+        ge=64,
+        le=4096,
+        multiple_of=8,
+        description='Training resolution in pixels (area of resolution²). kohya\'s `"1024,1024"` is read as '
+        "1024; a width and height that differ are refused (buckets take their area from one side here).",
     )
     enable_bucket: bool = Field(
         True, description="Group images by aspect ratio into buckets instead of cropping everything square."
@@ -100,6 +105,21 @@ class DataConfig(Section):
         description="A separate folder of held-out images (with captions like the training folder) instead "
         "of, or besides, validation_split.",
     )
+
+    @field_validator("resolution", mode="before")
+    @classmethod
+    def _kohya_resolution(cls, v):
+        """kohya's "1024,1024" (or [1024, 1024]): one side of a square; a rectangle cannot be honoured."""
+        sides = v.split(",") if isinstance(v, str) and "," in v else v
+        if not isinstance(sides, (list, tuple)):
+            return v
+        sides = [str(s).strip() for s in sides]
+        if len(sides) != 2 or sides[0] != sides[1]:
+            raise ValueError(
+                f"one number, the side of a square ({','.join(sides)} is not square: buckets here take their "
+                "area from one side; write the larger side to keep the area, or the smaller one)"
+            )
+        return sides[0]
 
     def for_scoring(self) -> DataConfig:
         """The settings held-out losses are computed with: captions as written, no flips."""

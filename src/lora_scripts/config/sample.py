@@ -36,6 +36,8 @@ SAMPLERS: dict[str, tuple[SchedulerClass, dict]] = {  # WebUI name -> (scheduler
     "DDIM": (SchedulerClass("DDIMScheduler"), {"set_alpha_to_one": False}),
     "UniPC": (SchedulerClass("UniPCMultistepScheduler"), {}),
 }
+# kohya's sample_sampler names for the same schedulers (its dpmsolver++ is DPMSolverMultistep's default)
+KOHYA_SAMPLERS = {"k_euler": "Euler", "k_euler_a": "Euler a", "dpmsolver++": "DPM++ 2M"}
 _LORA_TAG = re.compile(r"<\s*(lora|lyco)\s*:", re.IGNORECASE)
 
 
@@ -50,8 +52,10 @@ def _unknown_sampler(name: str) -> str:
 
 
 def canonical_sampler(name: str) -> str | None:
-    """The canonical WebUI spelling of `name` ("euler_a", "Euler A" -> "Euler a"), None when unknown."""
-    return {_key(n): n for n in SAMPLERS}.get(_key(name))
+    """The canonical WebUI spelling of `name` ("euler_a", "Euler A", kohya's "k_euler_a" -> "Euler a"), None
+    when unknown."""
+    names = {_key(n): n for n in SAMPLERS} | {_key(k): n for k, n in KOHYA_SAMPLERS.items()}
+    return names.get(_key(name))
 
 
 def sampler_name(name: str) -> str:
@@ -79,7 +83,12 @@ class SampleConfig(Section):
     sample_negative_prompt: str = Field("", description="Negative prompt for the samples.")
     sample_steps: int = Field(20, ge=1, le=150, description="Denoising steps per sample image.")
     sample_sampler: str = Field(
-        "Euler a", description="Sampler: " + ", ".join(SAMPLERS) + " (case and _ do not matter)."
+        "Euler a",
+        description="Sampler: "
+        + ", ".join(SAMPLERS)
+        + " (case and _ do not matter; kohya's "
+        + ", ".join(KOHYA_SAMPLERS)
+        + " too).",
     )
     sample_cfg_scale: float = Field(7.0, ge=0.0, le=30.0, description="CFG scale of the samples.")
     sample_seed: int = Field(1, description="Seed of the first sample prompt (the next ones count up).")

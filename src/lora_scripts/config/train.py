@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shlex
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -96,8 +97,8 @@ class TrainConfig(Section):
     optimizer_args: list[str] = Field(
         default_factory=list,
         description="Extra settings for the optimiser, as kohya writes them: a list of `key=value` with "
-        'Python values (`["betas=0.9,0.99", "d_coef=2"]`), or a `key: value` mapping. The optimiser '
-        "refuses what it does not know.",
+        'Python values (`["betas=0.9,0.99", "d_coef=2"]`), one text of them separated by spaces (the '
+        "kohya_ss GUI's), or a `key: value` mapping. The optimiser refuses what it does not know.",
     )
     weight_decay: float = Field(1e-2, ge=0.0, description="Weight decay (AdamW, Lion, Prodigy, Adafactor).")
     max_grad_norm: float = Field(
@@ -152,7 +153,7 @@ class TrainConfig(Section):
         le=100.0,
         description="Min-SNR loss weighting (Hang et al.): each image's loss is weighted by "
         "min(SNR, gamma) / SNR of its timestep (min(SNR, gamma) / (SNR + 1) for v-prediction). 5 is usual; "
-        "empty: off.",
+        "empty or 0: off.",
     )
     debiased_estimation_loss: bool = Field(
         False,
@@ -195,7 +196,8 @@ class TrainConfig(Section):
     max_token_length: Literal[150, 225] | None = Field(
         None,
         description="Read captions up to this many tokens (kohya's max_token_length) in chunks of 75, as "
-        "WebUI reads long prompts. Empty: 75, the rest cut off. SD 1.x/2.x; samples use the first 75.",
+        "WebUI reads long prompts. Empty (or 75): 75, the rest cut off. SD 1.x/2.x; samples use the first "
+        "75.",
     )
     min_timestep: int | None = Field(
         None,
@@ -219,7 +221,7 @@ class TrainConfig(Section):
         gt=0.0,
         le=1000.0,
         description="LoRA+ (Hayou et al.): the LoRA up (B) matrices learn this many times faster than the "
-        "down (A) matrices. 16 is the paper's value; empty: off.",
+        "down (A) matrices. 16 is the paper's value; empty or 0: off.",
     )
     down_lr_weight: list[float] | str | None = Field(
         None,
@@ -303,7 +305,7 @@ class TrainConfig(Section):
             return []
         if isinstance(v, dict):  # YAML's own form: {d_coef: 2, betas: [0.9, 0.99]}
             return [f"{k}={val!r}" for k, val in v.items()]
-        return [v] if isinstance(v, str) else v
+        return shlex.split(v) if isinstance(v, str) else v  # the kohya_ss GUI's "d0=1e-5 d_coef=1.0"
 
     @field_validator("optimizer_args")
     @classmethod
@@ -313,6 +315,16 @@ class TrainConfig(Section):
             if not sep or not key.strip().isidentifier():
                 raise ValueError("a list of key=value entries such as betas=0.9,0.99")
         return v
+
+    @field_validator("min_snr_gamma", "loraplus_lr_ratio", mode="before")
+    @classmethod
+    def _zero_is_off(cls, v):
+        return None if v in (0, "0", "0.0") else v  # kohya's and its GUI's "off"
+
+    @field_validator("max_token_length", mode="before")
+    @classmethod
+    def _kohya_75(cls, v):
+        return None if v in (75, "75") else v  # kohya's GUI writes its default, 75
 
     @field_validator("down_lr_weight", "up_lr_weight", mode="before")
     @classmethod
