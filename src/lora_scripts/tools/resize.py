@@ -8,7 +8,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..inject.lora import LoraWeights
 from .lora_io import auto_precision, check_output, kohya_tensors, read_lora, write_lora
-from .lowrank import Kept, resize
+from .lowrank import Kept, rank_of, resize
 from .report import overall, progress
 
 
@@ -36,6 +36,15 @@ def resize_modules(
     return out, kept
 
 
+def one_alpha(modules: dict[str, LoraWeights]) -> dict[str, LoraWeights]:
+    """The same deltas with one alpha, the largest rank (up scaled by old alpha / alpha). diffusers' kohya
+    loader takes a model's most common alpha and drops its per-module alpha keys for attention and text
+    encoder layers: ranks that differ by module (--energy, --conv-rank, a module of lower true rank) with
+    alpha = rank loaded at wrong scales there. A1111 and ComfyUI read each module's alpha either way."""
+    alpha = float(max(rank_of(w) for w in modules.values()))
+    return {n: LoraWeights(down=w.down, up=w.up * (w.alpha / alpha), alpha=alpha) for n, w in modules.items()}
+
+
 def resized_metadata(
     metadata: dict[str, str],
     kept: dict[str, Kept],
@@ -46,6 +55,7 @@ def resized_metadata(
     """The input's metadata with the new dims, and a comment saying what was kept; `conv`: 3x3 modules."""
     rank, energy = target
     dim = str(rank) if rank is not None else "Dynamic"
+    alpha = str(max(k.rank_out for k in kept.values()))  # one_alpha's
     before = sorted({k.rank_in for k in kept.values()})
     after = sorted({k.rank_out for k in kept.values()})
     how = f"rank {rank}" if rank is not None else f"energy {energy:g}"
@@ -55,11 +65,11 @@ def resized_metadata(
     )
     if metadata.get("ss_training_comment"):
         comment += f"; {metadata['ss_training_comment']}"
-    meta = {**metadata, "ss_network_dim": dim, "ss_network_alpha": dim, "ss_training_comment": comment}
+    meta = {**metadata, "ss_network_dim": dim, "ss_network_alpha": alpha, "ss_training_comment": comment}
     args = _json(metadata.get("ss_network_args"))
     if "conv_dim" in args:
         conv_ranks = [k.rank_out for n, k in kept.items() if n in conv]
-        args["conv_dim"] = args["conv_alpha"] = str(max(conv_ranks)) if conv_ranks else dim
+        args["conv_dim"], args["conv_alpha"] = str(max(conv_ranks)) if conv_ranks else dim, alpha
         meta["ss_network_args"] = json.dumps(args)
     return meta
 
@@ -77,6 +87,7 @@ def run_resize(
     check_output(out, overwrite)
     lora = read_lora(source)
     modules, kept = resize_modules(lora.modules, rank, energy, conv_rank)
+    modules = one_alpha(modules)
     conv = {n for n, w in lora.modules.items() if is_conv3x3(w)}
     meta = resized_metadata(lora.metadata, kept, conv, (rank, energy), source.name)
     write_lora(kohya_tensors(modules, auto_precision([lora], precision)), out, meta)
