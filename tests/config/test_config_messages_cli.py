@@ -56,6 +56,18 @@ def test_huge_whole_number_is_a_plain_sentence(tmp_path, run_cli):
     assert "Unable to parse" not in error and "Input should" not in error, error
 
 
+def test_a_kohya_toml_key_that_cannot_be_honoured_is_one_line(tmp_path, run_cli):
+    path = tmp_path / "kohya.toml"
+    path.write_text(
+        '[model_arguments]\npretrained_model_name_or_path = "m.safetensors"\n'
+        '[additional_network_arguments]\nnetwork_module = "networks.lora"\n'
+        'network_args = ["conv_dim=4", "rank_dropout=0.1"]\n[dataset_arguments]\ntrain_data_dir = "d"\n',
+        encoding="utf-8",
+    )
+    error = _one_error(run_cli("train", "--config", str(path), "--dry-run"))
+    assert "Key 'network_args' in " in error and "kohya.toml has rank_dropout=0.1" in error, error
+
+
 # --- the same rules, in-process, for the shapes that do not need a process each ---
 
 

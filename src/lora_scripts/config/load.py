@@ -1,8 +1,10 @@
-"""YAML (and `key=value` overrides) -> Config, with errors a non-expert can act on."""
+"""A config file (YAML; kohya's TOML; the kohya_ss GUI's JSON) and `key=value` overrides -> Config, with
+errors a non-expert can act on."""
 
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,13 +14,19 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ConfigError
-from .root import ALIASES, SECTIONS, VALUE_ALIASES, Config, key_to_section
+from .kohya import rule_for
+from .kohya_rules import Refused
+from .read import read_config_file, read_yaml
+from .root import ALIASES, SECTIONS, Config, key_to_section
 from .route import IMAGE_ONLY, IMAGE_SECTIONS, LLM, LLM_ONLY, LLM_SECTIONS, route_of
+
+__all__ = ["build_config", "load_config", "read_config_file", "read_yaml"]
+log = logging.getLogger(__name__)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
-    """Read a YAML config file, apply `key=value` overrides and validate it."""
-    raw = read_yaml(Path(path))
+    """Read a config file, apply `key=value` overrides and validate it."""
+    raw = read_config_file(Path(path))
     typed: dict[str, str] = {}  # key -> the override as typed, so errors name it instead of the file
     for item in overrides or []:
         key, sep, value = item.partition("=")
@@ -29,7 +37,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         key = key.strip()
         _forget(raw, ALIASES.get(key, key))  # an override replaces the key wherever the YAML set it
         raw[key] = _override_value(item, value)
-        typed[ALIASES.get(key, key)] = item
+        typed[ALIASES.get(key, key)] = typed[key] = item
     return build_config(raw, source=str(path), overrides=typed)
 
 
@@ -54,65 +62,6 @@ def _forget(raw: dict[str, Any], key: str) -> None:
                 del section[name]
 
 
-def read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise ConfigError(f"Config file '{path}' does not exist", "Check the path, or copy one from configs/")
-    try:  # strict: replacement characters would silently garble a Chinese output_name or prompt
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"Config file '{path}' is not UTF-8 text (byte {exc.start + 1} cannot be read)",
-            "Save it as UTF-8 (in Notepad: Save as, Encoding: UTF-8)",
-        ) from exc
-    try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except _DuplicateKey as dup:
-        raise ConfigError(
-            f"Key '{dup.key}' is set twice in {path} (lines {dup.first} and {dup.second}); "
-            "only one value can count",
-            "Delete one of the two lines",
-        ) from None
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        tab = " (YAML does not allow tab characters for indentation; use spaces)" if "\t" in text else ""
-        raise ConfigError(
-            f"Config file '{path}' is not valid YAML{line}{tab}", "Fix that line; every entry is `key: value`"
-        ) from exc
-    if data is None:
-        raise ConfigError(f"Config file '{path}' is empty", "Copy an example from configs/ and edit it")
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"Config file '{path}' must be a list of `key: value` lines, not a {type(data).__name__}"
-        )
-    return data
-
-
-class _DuplicateKey(Exception):
-    def __init__(self, key: Any, first: int, second: int):
-        self.key, self.first, self.second = key, first, second
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys without a word; a config must not (which one was meant?)."""
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden
-                    continue
-                key = self.construct_object(key_node, deep=deep)
-                line = key_node.start_mark.line + 1
-                try:
-                    if key in seen:
-                        raise _DuplicateKey(key, seen[key], line)
-                    seen[key] = line
-                except TypeError:  # an unhashable key: SafeLoader's own error says so
-                    break
-        return super().construct_mapping(node, deep=deep)
-
-
 @dataclass(frozen=True)
 class _Where:
     """Names the place a key came from in messages: the YAML file, or the command-line override."""
@@ -135,7 +84,7 @@ class _Where:
     def section(self, section: str) -> str:
         """The file, plus the overrides that set keys of ``section`` (for checks across keys)."""
         owners = key_to_section()
-        typed = [item for key, item in self.overrides.items() if owners.get(key) == section]
+        typed = list(dict.fromkeys(i for k, i in self.overrides.items() if owners.get(k) == section))
         if not typed:
             return self.source
         return f"{self.source} with the command-line override {', '.join(repr(t) for t in typed)}"
@@ -144,18 +93,25 @@ class _Where:
 def build_config(
     raw: dict[str, Any], source: str = "config", overrides: dict[str, str] | None = None
 ) -> Config:
-    """Place flat keys into their sections (sectioned YAML works too) and validate. ``overrides`` maps
-    keys set on the command line to the `key=value` text typed, so errors name that instead of ``source``."""
+    """Place flat keys into their sections (sectioned YAML works too), read kohya's keys (config/kohya.py)
+    and validate. ``overrides`` maps keys set on the command line to the `key=value` text typed, so errors
+    name that instead of ``source``. What kohya's keys became, or why they do nothing, is logged once the
+    config is valid."""
     where = _Where(source, overrides or {})
     owners = key_to_section()
     nested: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
-    for key, value in raw.items():
-        key = str(key)
-        if key in SECTIONS:
-            for sub_key, sub_value in _section_items(key, value, source):
-                _place(nested, owners, str(sub_key), sub_value, source, section_hint=key)
-        else:
-            _place(nested, owners, key, value, source, where=where)
+    written = _written(raw, source)
+    given = {key: value for key, value, _ in written}
+    notes: list[str] = []
+    placed = []  # (our key, value, the key as written, its section if it was written as ours, typed?)
+    for key, value, section in written:
+        translated = _translated(key, value, given, where, notes)
+        plain = translated == [(ALIASES.get(key, key), value)]
+        placed += [(k, v, key, section if plain else None, key in where.overrides) for k, v in translated]
+    typed = {ours for ours, *_, by_override in placed if by_override}
+    for ours, value, key, section, by_override in placed:
+        if by_override or ours not in typed:  # what an override sets wins over what the file's keys make
+            _place(nested, owners, ours, value, key, where, section_hint=section)
     values = {name: {k: v for k, (_, v) in keys.items()} for name, keys in nested.items()}
     model = values["model"]
     llm_keys = bool(values["llm"]) or any(k in LLM_ONLY for keys in values.values() for k in keys)
@@ -164,11 +120,25 @@ def build_config(
     data_section = "llm" if route == LLM else "data"
     _require(values, where, data_section)
     try:
-        return Config(
+        cfg = Config(
             **{name: keys for name, keys in values.items() if keys or name in ("model", data_section)}
         )
     except ValidationError as exc:
         raise ConfigError(_explain(exc.errors(), where)) from exc
+    for note in notes:
+        log.info("%s", note)
+    return cfg
+
+
+def _written(raw: dict[str, Any], source: str) -> list[tuple[str, Any, str | None]]:
+    """(key, value, the section it was written under or None) for every key, as written."""
+    found: list[tuple[str, Any, str | None]] = []
+    for key, value in raw.items():
+        if str(key) in SECTIONS:
+            found += [(str(k), v, str(key)) for k, v in _section_items(str(key), value, source)]
+        else:
+            found.append((str(key), value, None))
+    return found
 
 
 def _section_items(section: str, value: Any, source: str):
@@ -182,32 +152,38 @@ def _section_items(section: str, value: Any, source: str):
     return list(value.items())
 
 
-def _place(nested, owners, key, value, source, section_hint=None, where: _Where | None = None):
-    written, key = key, ALIASES.get(key, key)
-    if written in VALUE_ALIASES:
-        try:
-            value = VALUE_ALIASES[written](value)
-        except ValueError as exc:
-            inside = where.of(key) if where else source
-            raise ConfigError(
-                f"Key '{written}' in {inside} has value {_shown(value)}, but it must be {exc}"
-            ) from None
-        if value is None:
-            return
+def _translated(key: str, value: Any, given: dict[str, Any], where: _Where, notes: list[str]):
+    """[(our key, value)] for a key as written: ours, a rename (root.ALIASES) or kohya's (config/kohya)."""
+    rule = rule_for(key)
+    if rule is None:
+        return [(ALIASES.get(key, key), value)]
+    if key in where.overrides and key in key_to_section():
+        given = {key: value}  # our key typed on the command line means just that, whatever the file says
+    try:
+        values, note = rule.apply(value, given)
+    except Refused as no:
+        raise ConfigError(f"{where.key(no.key or key)} {no.what}", no.hint) from None
+    except ValueError as exc:
+        raise ConfigError(f"{where.key(key)} has value {_shown(value)}, but it must be {exc}") from None
+    if note:
+        notes.append(f"{key} (kohya's): {note}")
+    return list(values.items())
+
+
+def _place(nested, owners, key, value, written, where: _Where, section_hint=None):
     section = owners.get(key)
     if section is None:
-        inside = where.of(key) if where else source
-        raise ConfigError(f"Unknown key '{key}' in {inside}", _did_you_mean(key, owners))
+        raise ConfigError(f"Unknown key '{key}' in {where.of(key)}", _did_you_mean(key, owners))
     if section_hint and section != section_hint:
         raise ConfigError(
-            f"Key '{key}' in {source} is under section '{section_hint}' but belongs to '{section}'",
+            f"Key '{key}' in {where.source} is under section '{section_hint}' but belongs to '{section}'",
             f"Move it under `{section}:`, or write it flat without a section",
         )
     if key in nested[section]:  # flat and under its section, or as ours and as kohya's name
         first = nested[section][key][0]
         names = f" (as '{first}' and as '{written}')" if first != written else ""
         raise ConfigError(
-            f"Key '{key}' is set twice in {source}{names}; only one value can count",
+            f"Key '{key}' is set twice in {where.source}{names}; only one value can count",
             "Delete one of the two lines",
         )
     nested[section][key] = (written, value)

@@ -22,33 +22,21 @@ SECTIONS: dict[str, type[BaseModel]] = {
     "llm": LLMConfig,
 }
 
-# kohya sd-scripts names people paste from their old configs -> our key.
+# kohya sd-scripts names people paste from their old configs -> our key, where only the name differs. Keys
+# whose value or meaning needs reading too (network_module, network_args, cache_latents_to_disk, ...) are
+# config/kohya.py's table; both are listed in docs/config.md.
 ALIASES: dict[str, str] = {
     "pretrained_model_name_or_path": "base_model",
     "network_dim": "lora_rank",
     "network_alpha": "lora_alpha",
     "train_batch_size": "batch_size",
-    "max_train_epochs": "epochs",
-    "unet_lr": "learning_rate",
-    "lr_warmup": "lr_warmup_steps",
+    "max_train_epochs": "epochs",  # 0 (the GUI's unset) is read by config/kohya.py
+    "unet_lr": "learning_rate",  # 0 (UNet not trained) is refused by config/kohya.py
     "optimizer_type": "optimizer",
+    "save_every_n_steps": "save_steps",
+    "caption_extention": "caption_extension",  # kohya still reads its old misspelling
     "eval_steps": "validation_steps",  # the LLM trainers' (transformers, TRL) name
-    "v_parameterization": "prediction_type",  # its true/false is translated by VALUE_ALIASES
 }
-
-
-def _v_parameterization(value):
-    """kohya's `v_parameterization: true` is our v_prediction; false leaves `auto` (which detects SD2-v)."""
-    if value is True:
-        return "v_prediction"
-    if value is False or value is None:
-        return None
-    raise ValueError("true or false")
-
-
-# kohya names whose value is written differently too: name -> our value (None: leave the key unset);
-# a ValueError's text says what the value must be
-VALUE_ALIASES = {"v_parameterization": _v_parameterization}
 
 
 class Config(BaseModel):

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import yaml
 
+from .kohya import KOHYA, OURS_THE_KOHYA_WAY
+from .kohya_gui import FAMILY_SWITCHES, GUI_KEYS, OTHER_FAMILY_KEYS
+from .kohya_network import NET_ARGS, READ_WITH_MODULE
 from .root import ALIASES, SECTIONS, Config
 from .route import IMAGE_ONLY, LLM_ONLY
 
@@ -51,6 +54,10 @@ def reference_markdown() -> str:
         "",
         "Keys may be written flat (`lora_rank: 8`) or under their section (`network: {lora_rank: 8}`).",
         "",
+        "A config file is YAML (`.yaml`), kohya sd-scripts' TOML (`.toml`, its `--config_file`; its "
+        "`[tables]` only group keys) or the kohya_ss GUI's saved JSON (`.json`, where an empty string means "
+        "not set). kohya's key names are read as the tables at the end say.",
+        "",
     ]
     for name, cls in SECTIONS.items():
         out += [f"## {name}", "", "| key | default | meaning |", "|---|---|---|"]
@@ -62,6 +69,57 @@ def reference_markdown() -> str:
             )
             out.append(f"| `{key}` | {default} | {(field.description or '').replace('|', '/')} |")
         out.append("")
-    out += ["## Accepted kohya names", "", "| kohya key | our key |", "|---|---|"]
-    out += [f"| `{k}` | `{v}` |" for k, v in ALIASES.items()]
-    return "\n".join(out) + "\n"
+    return "\n".join(out + _kohya_markdown()) + "\n"
+
+
+_KOHYA_INTRO = [
+    "## Accepted kohya names",
+    "",
+    "Keys of kohya sd-scripts' train_network.py and of the kohya_ss GUI. Each is *translated* (it means "
+    "the same as the key of ours shown), a *no-op* (this trainer already does what it asks; a set one is "
+    "logged with the reason), or *refused* with a sentence naming our equivalent (it cannot be honoured "
+    "here; its off value, kohya's default, asks for nothing and is accepted). What each translated, and why "
+    "each no-op does nothing, is logged when the config is read.",
+    "",
+]
+
+
+def _kohya_markdown() -> list[str]:
+    rules = {**{k: None for k in ALIASES}, **KOHYA, **GUI_KEYS}
+    rules = {k: r for k, r in rules.items() if k not in OTHER_FAMILY_KEYS}  # named in one paragraph below
+    out = [*_KOHYA_INTRO, "| kohya key | here | how |", "|---|---|---|"]
+    for key in sorted(rules, key=str.lower):
+        rule = rules[key]
+        kind, doc = ("translated", f"`{ALIASES[key]}`") if rule is None else (rule.kind, rule.doc)
+        out.append(f"| `{key}` | {kind} | {_cell(doc)} |")
+    switches = ", ".join(f"`{s}`" for s in FAMILY_SWITCHES)
+    out += [
+        "",
+        f"The GUI's switches for other model families ({switches}) are refused when on. Its fields "
+        "for those families, kept in every saved JSON, are ignored in a GUI JSON and refused elsewhere "
+        "(where they mean that family's training): those prefixed `flux1_`, `sd3_`, `hunyuan_`, `anima_` or "
+        "`lumina_`, and " + ", ".join(f"`{k}`" for k in sorted(OTHER_FAMILY_KEYS)) + ".",
+        "",
+        "### Keys of ours that kohya writes differently",
+        "",
+        "| key | read as |",
+        "|---|---|",
+        *(f"| `{k}` | {_cell(r.doc)} |" for k, r in sorted(OURS_THE_KOHYA_WAY.items())),
+        "",
+        "### network_args entries",
+        "",
+        'kohya\'s `network_args` is a list of `"key=value"` texts (or one text of them, or a mapping); with '
+        "`network_module` it becomes:",
+        "",
+        "| entry | here | how |",
+        "|---|---|---|",
+        *(f"| `{k}` | translated | {_cell(doc)} |" for k, doc in READ_WITH_MODULE.items()),
+        *(f"| `{k}` | {r.kind} | {_cell(r.doc)} |" for k, r in sorted(NET_ARGS.items())),
+        "",
+        "Any other entry is refused in one sentence that names it.",
+    ]
+    return out
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "/")
