@@ -345,6 +345,11 @@ def test_what_kohya_leaves_out_means_kohyas_default(caplog):
     )  # networks/lora.py's default
 
 
+def test_a_misspelt_kohya_key_suggests_kohyas_name():
+    with pytest.raises(ConfigError, match="Unknown key 'network_modul'.*Did you mean 'network_module'"):
+        build_config({"base_model": "m.safetensors", "train_data_dir": "d", "network_modul": "networks.lora"})
+
+
 def test_lycoris_dora_and_presets():
     base = {"base_model": "m.safetensors", "train_data_dir": "d", "network_module": "lycoris.kohya"}
     dora = build_config({**base, "network_dim": 8, "network_args": ["algo=locon", "dora_wd=True"]}).network

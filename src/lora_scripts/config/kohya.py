@@ -356,6 +356,11 @@ OURS_THE_KOHYA_WAY: dict[str, Rule] = {
 }
 
 
+def kohya_names() -> list[str]:
+    """Every kohya key name the table reads (not our own keys), for did-you-mean."""
+    return [*KOHYA, *GUI_KEYS]
+
+
 def rule_for(written: str) -> Rule | None:
     """How the key as written is read: None for our own keys and the simple renames (root.ALIASES)."""
     for table in (KOHYA, GUI_KEYS, OURS_THE_KOHYA_WAY):

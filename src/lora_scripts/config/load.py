@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from ..errors import ConfigError
-from .kohya import rule_for
+from .kohya import kohya_names, rule_for
 from .kohya_rules import Refused
 from .read import read_config_file, read_yaml
 from .root import ALIASES, SECTIONS, Config, key_to_section
@@ -226,7 +226,8 @@ def _require(nested, where: _Where, data_section: str = "data"):
 
 
 def _did_you_mean(key: str, owners: dict[str, str]) -> str:
-    close = difflib.get_close_matches(key, list(owners) + list(ALIASES), n=1, cutoff=0.6)
+    names = [*owners, *ALIASES, *kohya_names()]  # kohya's own names are suggested as they are
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     if close:
         return f"Did you mean '{ALIASES.get(close[0], close[0])}'?"
     return "See docs/config.md for every valid key"
