@@ -39,8 +39,8 @@ def resize_modules(
 def one_alpha(modules: dict[str, LoraWeights]) -> dict[str, LoraWeights]:
     """The same deltas with one alpha, the largest rank (up scaled by old alpha / alpha). diffusers' kohya
     loader takes a model's most common alpha and drops its per-module alpha keys for attention and text
-    encoder layers: ranks that differ by module (--energy, --conv-rank, a module of lower true rank) with
-    alpha = rank loaded at wrong scales there. A1111 and ComfyUI read each module's alpha either way."""
+    encoder layers: with alpha = rank, ranks that differ there (--energy, or a module whose true rank is
+    below --rank) loaded at wrong scales. A1111 and ComfyUI read each module's alpha either way."""
     alpha = float(max(rank_of(w) for w in modules.values()))
     return {n: LoraWeights(down=w.down, up=w.up * (w.alpha / alpha), alpha=alpha) for n, w in modules.items()}
 
