@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from ..errors import ConfigError
 from .kohya import kohya_names, rule_for
 from .kohya_rules import Refused
-from .read import read_config_file, read_yaml
+from .read import load_yaml_text, read_config_file, read_yaml
 from .root import ALIASES, SECTIONS, Config, key_to_section
 from .route import IMAGE_ONLY, IMAGE_SECTIONS, LLM, LLM_ONLY, LLM_SECTIONS, route_of
 
@@ -45,7 +45,7 @@ def _override_value(item: str, value: str) -> Any:
     if not value.strip():
         return None
     try:
-        return yaml.safe_load(value)
+        return load_yaml_text(value)
     except yaml.YAMLError as exc:  # the parser's own words ("expected the node content") help nobody
         raise ConfigError(
             f"The command-line override '{item}' has a value that cannot be read",

@@ -4,6 +4,7 @@ GUI's saved JSON. What the keys mean is config/kohya.py's; this only reads, and 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,27 @@ class _DuplicateKey(Exception):
         self.key, self.first, self.second = key, first, second
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class YamlLoader(yaml.SafeLoader):
+    """YAML 1.2's booleans: only true/false. PyYAML follows YAML 1.1, where `doctor: off` and
+    `mixed_precision: no` read as False and were refused as "False is not one of error, warn or off"; as
+    text they reach the field, and a yes/no/on/off for a true/false field is read by pydantic as it was."""
+
+
+YamlLoader.yaml_implicit_resolvers = {
+    first: [r for r in resolvers if r[0] != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml_text(text: str) -> Any:
+    """A YAML value or document read with YamlLoader (command-line overrides, the web UI's form text)."""
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+class _UniqueKeyLoader(YamlLoader):
     """PyYAML keeps the last of two equal keys without a word; a config must not (which one was meant?)."""
 
     def construct_mapping(self, node, deep=False):

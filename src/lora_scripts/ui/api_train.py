@@ -12,6 +12,7 @@ import yaml
 from fastapi import FastAPI, File, Request, UploadFile
 from pydantic import BaseModel
 
+from ..config.read import load_yaml_text
 from ..progress import FILE_NAME as PROGRESS_FILE
 from ..progress import read_progress
 from . import forms, job_progress, presets
@@ -96,7 +97,7 @@ def flat_values(text: str) -> dict[str, Any]:
     """A config YAML (flat or with sections) as flat form values."""
     from ..config.root import SECTIONS
 
-    data = yaml.safe_load(text) or {}
+    data = load_yaml_text(text) or {}
     if not isinstance(data, dict):
         raise ValueError("not a mapping")
     flat: dict[str, Any] = {}
