@@ -21,9 +21,10 @@ class ModelConfig(Section):
         description="`auto`: the route follows base_model (a causal language model folder trains a chat "
         "LoRA, anything else an image LoRA); `llm` or `image` forces it (e.g. for a hub id).",
     )
-    model_family: Literal["auto", "sd1", "sd2"] = Field(
+    model_family: Literal["auto", "sd1", "sd2", "sdxl"] = Field(
         "auto",
-        description="Model family. `auto` reads it from the checkpoint; set it only if detection is wrong.",
+        description="Model family. `auto` reads it from the checkpoint; set it only if detection is wrong "
+        "(or for a hub id, which is not read before it loads).",
     )
     allow_pickle: bool = Field(
         False,

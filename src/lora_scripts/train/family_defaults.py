@@ -8,7 +8,7 @@ import logging
 
 from ..config import Config
 from ..models.detect import locate
-from ..models.registry import detect_family
+from ..models.registry import model_family
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 def with_family_defaults(cfg: Config) -> Config:
     if cfg.data is None:  # the LLM route has no image sizes
         return cfg
-    info = detect_family(locate(cfg.model.base_model, cfg.model.allow_pickle)).info
+    info = model_family(locate(cfg.model.base_model, cfg.model.allow_pickle), cfg.model).info
     if cfg.network.train_text_encoder and info.text_encoder_hint:
         log.warning("%s", info.text_encoder_hint)
     data, given = cfg.data, cfg.data.model_fields_set
