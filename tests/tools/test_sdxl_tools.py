@@ -256,11 +256,6 @@ def test_init_lora_of_another_family_is_refused_before_training(
         assert not list(out.rglob("*.safetensors")) and not (out / FILE_NAME).exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the family of init_lora is checked when the adapters are injected, after run_training made "
-    "output_dir (train.log, logs/): check_inputs runs check_init_lora without the base model's family",
-)
 def test_init_lora_of_another_family_leaves_no_output_folder(xl, loras, tmp_path, cli):
     """As a rank conflict (tests/train/test_run_faults.py): nothing written before the refusal."""
     base, images, _ = xl

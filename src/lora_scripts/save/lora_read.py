@@ -45,10 +45,7 @@ def load_lora(path: Path, models: dict[str, nn.Module], family: str) -> Parts:
     tensors, meta = read_lora_file(str(path))
     _refuse_unsupported(path, tensors)
     theirs = detect_lora_family(lora_widths(tensors), meta)[0]
-    two_encoders = any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for k in tensors)
-    if two_encoders != ("te2" in models) and any(k.startswith(("lora_te", "text_encoder")) for k in tensors):
-        detail = "it has SDXL's two text encoders" if two_encoders else "it has one text encoder"
-        _refuse_family(path, "sdxl" if two_encoders else theirs, family, detail)
+    _refuse_other_encoders(path, tensors, theirs, family, "te2" in models)
     modules = {c: target_modules(m) for c, m in models.items()}
     unet_names = family_info(family).unet_names
     if any(k.startswith(("lora_unet_", "lora_te")) for k in tensors):  # kohya: LoRA, LoCon, LoHa, LoKr
@@ -70,6 +67,22 @@ def load_lora(path: Path, models: dict[str, nn.Module], family: str) -> Parts:
     for note in dora_notes(path, [w for weights in out.values() for w in weights.values()]):
         log.warning(note)
     return out
+
+
+def refuse_other_family(path: Path, tensors: dict[str, torch.Tensor], meta: dict, family: str) -> None:
+    """Before a model loads (init_lora's pre-flight): a LoRA whose text encoders or layer widths say another
+    family than the base model's is one sentence (metadata alone is not trusted for this)."""
+    theirs, how = detect_lora_family(lora_widths(tensors), meta)
+    _refuse_other_encoders(path, tensors, theirs, family, family == "sdxl")
+    if theirs and theirs != family and not how.startswith("metadata"):
+        _refuse_family(path, theirs, family, how)
+
+
+def _refuse_other_encoders(path: Path, tensors, theirs: str | None, family: str, two_here: bool) -> None:
+    two_encoders = any(k.startswith(("lora_te1_", "lora_te2_", "text_encoder_2.")) for k in tensors)
+    if two_encoders != two_here and any(k.startswith(("lora_te", "text_encoder")) for k in tensors):
+        detail = "it has SDXL's two text encoders" if two_encoders else "it has one text encoder"
+        _refuse_family(path, "sdxl" if two_encoders else theirs, family, detail)
 
 
 def not_a_lora(path: Path, tensors: dict[str, torch.Tensor]) -> FormatError:

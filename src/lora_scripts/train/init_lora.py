@@ -16,16 +16,19 @@ from ..inject.lyco import LycoWeights, lyco_kind
 from ..save.kohya import module_weights, read_lora_file
 from ..save.kohya_keys import group_modules
 from ..save.lora_family import lora_downs
-from ..save.lora_read import load_lora, not_a_lora
+from ..save.lora_read import load_lora, not_a_lora, refuse_other_family
 from ..save.peft_adapter import adapter_weights
 
 log = logging.getLogger(__name__)
 
 
-def check_init_lora(net: NetworkConfig, adapter_format: str = "kohya") -> int:
-    """Before anything is written: the file (or PEFT folder) reads, holds LoRA modules, and its rank fits
-    the config's."""
+def check_init_lora(net: NetworkConfig, adapter_format: str = "kohya", base_family: str | None = None) -> int:
+    """Before anything is written: the file (or PEFT folder) reads, holds LoRA modules, is of the base
+    model's family (when given), and its rank fits the config's."""
     weights = _RANK_READERS[adapter_format](net.init_lora)
+    if base_family is not None and adapter_format == "kohya":
+        tensors, meta = read_lora_file(net.init_lora, what="init_lora")
+        refuse_other_family(Path(net.init_lora), tensors, meta, base_family)
     check_trainable(net.init_lora, weights)  # a per-row DoRA: its own sentence before the kind check
     _check_kind(net, {network_kind(w) for w in weights})
     linear, conv = rank_counts(weights)  # linear layers carry lora_rank; 3x3 convs conv_rank

@@ -41,13 +41,13 @@ MIN_FREE_BYTES = 512 * 2**20  # a few LoRA files + training states of a rank-128
 def check_inputs(cfg: Config) -> DatasetIndex:
     """Every check that can fail on user input, run before output_dir is touched."""
     # cheap existence check first; loading the model proves the rest before anything is written
-    detect_family(locate(cfg.model.base_model, cfg.model.allow_pickle))  # header only: SDXL, LoRA files...
+    family = detect_family(locate(cfg.model.base_model, cfg.model.allow_pickle))  # header only
     index = scan_dataset(cfg.data)
     check_dataset(cfg.data)
     if (line := chinese_prompt_warning(cfg.sample.sample_prompts)) is not None:
         log.warning("%s", line)
     if cfg.network.init_lora:
-        check_init_lora(cfg.network)
+        check_init_lora(cfg.network, base_family=family.info.name)
     check_output_outside_data(cfg.output.output_dir, cfg.data.train_data_dir)
     if cfg.train.resume and cfg.train.resume != "auto":
         find_state(cfg.train.resume, cfg.output.output_dir)
