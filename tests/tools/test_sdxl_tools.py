@@ -194,6 +194,14 @@ def test_merge_loras_of_two_sdxl_loras(xl, tmp_path, cli):
     assert done.returncode == 0, done.stderr[-2000:]
     assert max(_check_sdxl_layout(svd, files["a"]).values()) == 3
     _check_diffusers_applies(base["diffusers"], svd, _deltas(svd))
+    # a LoRA with text encoders + a UNet-only one: rank 4 on the encoders, 6 on the UNet; diffusers takes
+    # one alpha for the encoders' attention, so the file must not need per-module alphas there
+    partial = tmp_path / "partial.safetensors"
+    b_unet = _unet_only(files["b"], tmp_path / "b_unet.safetensors", only="attn1")
+    done = cli("lora", "merge-loras", f"{files['a']}:0.7", f"{b_unet}:-0.5", "-o", str(partial))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert set(_check_sdxl_layout(partial, files["a"]).values()) == {2, 4, 6}
+    _check_diffusers_applies(base["diffusers"], partial, _deltas(partial))
 
 
 def _one_sentence(done) -> str:
@@ -217,10 +225,11 @@ def test_merging_an_sdxl_and_an_sd1_lora_is_refused(xl, loras, tmp_path, cli):
         assert not out.exists()
 
 
-def _unet_only(source: Path, out: Path) -> Path:
-    """The file without its text-encoder modules (header kept): family told by UNet names alone."""
+def _unet_only(source: Path, out: Path, only: str = "") -> Path:
+    """The file without its text-encoder modules (header kept): family told by UNet names alone; `only`:
+    just the modules whose names hold it."""
     with safe_open(str(source), framework="pt") as f:
-        tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith("lora_unet_")}
+        tensors = {k: f.get_tensor(k) for k in f.keys() if k.startswith("lora_unet_") and only in k}
         save_file(tensors, str(out), f.metadata())
     return out
 

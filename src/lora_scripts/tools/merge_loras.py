@@ -11,7 +11,7 @@ from ..save.lora_family import check_same_family
 from .lora_io import LoraFile, auto_precision, check_output, kohya_tensors, read_lora, write_lora
 from .lowrank import Kept, concat, rank_of, resize, weight_shape
 from .report import overall, progress
-from .resize import check_target, is_conv3x3
+from .resize import check_target, is_conv3x3, one_alpha
 
 SHARED_FACTS = ("ss_base_model_version", "ss_v2", "ss_sd_model_name", "modelspec.architecture")
 MERGED_KEY = "lora_scripts.merged_from"
@@ -92,8 +92,8 @@ def merged_metadata(
         if len(values) == 1 and None not in values:
             meta[key] = values.pop()
     conv = [rank_of(w) for w in modules.values() if is_conv3x3(w)]
-    if conv:
-        meta["ss_network_args"] = json.dumps({"conv_dim": str(max(conv)), "conv_alpha": str(max(conv))})
+    if conv:  # every module's alpha is one_alpha's, the largest rank
+        meta["ss_network_args"] = json.dumps({"conv_dim": str(max(conv)), "conv_alpha": str(max(ranks))})
     return meta
 
 
@@ -129,6 +129,7 @@ def run_merge_loras(
     loras = [(read_lora(path), weight) for path, weight in parsed]
     check_families([lora for lora, _ in loras])
     modules, kept = combine(loras, rank, energy)
+    modules = one_alpha(modules)  # ranks differ where the LoRAs overlap partly: diffusers needs one alpha
     tensors = kohya_tensors(modules, auto_precision([lora for lora, _ in loras], precision))
     write_lora(tensors, out, merged_metadata(loras, modules, kept, out))
     return kept
