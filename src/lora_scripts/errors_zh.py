@@ -94,7 +94,8 @@ HINTS_ZH: tuple[tuple[str, str], ...] = (
     ),
     (
         r"^A Ray worker could not start",
-        "集群的每台机器都要在相同路径读到任务文件、目录表、底模和 LoRA 文件夹（放在共享文件夹里）",
+        "集群的每台机器都要装好 lora-scripts，"
+        "并在相同路径读到任务文件、目录表、底模和 LoRA 文件夹（放在共享文件夹里）",
     ),
     (r"^--ray needs an address", "写 `--ray local`（在本机启动集群）、`--ray auto` 或集群地址"),
     # LoRA files and the tools

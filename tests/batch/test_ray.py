@@ -1,16 +1,33 @@
 """--ray on a local Ray cluster of 2 CPUs: a worker killed mid-run is restarted by Ray and its batch retried;
 the images equal a one-process run's and every (id, n) is in index.csv once, in a local folder and in a
-bucket of a real S3 server (moto's) that the workers write to directly."""
+bucket of a real S3 server (moto's) that the workers write to directly. Through the real CLI: a driver
+killed with SIGKILL leaves no Ray process behind and its job resumes, and a worker that keeps dying stops the
+job with one sentence after Ray's RESTARTS."""
 
 from __future__ import annotations
 
+import csv
+import os
+import shutil
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
-from batch_helpers import assert_same_images, download, index_rows, recorded, recorded_at
+from batch_helpers import (
+    assert_same_images,
+    catalogue,
+    download,
+    index_rows,
+    recorded,
+    recorded_at,
+    wait_for,
+)
 
 ray = pytest.importorskip("ray")
 
@@ -33,7 +50,7 @@ def _run_killing_a_worker(job, recorded_now) -> tuple[list[int], dict]:
 
     killed: list[int] = []
     killer = threading.Thread(target=kill_a_worker_after, args=(recorded_now, 2, killed))
-    ray.init(num_cpus=2, log_to_driver=False, include_dashboard=False)
+    ray.init(num_cpus=2, num_gpus=0, log_to_driver=False, include_dashboard=False)  # the reference: CPU
     try:
         killer.start()
         counts = run_on_ray(job, None)
@@ -45,7 +62,6 @@ def _run_killing_a_worker(job, recorded_now) -> tuple[list[int], dict]:
 
 @pytest.mark.slow
 def test_ray_job_survives_a_killed_worker(crash_job, cli, tmp_path):
-
     job, out = crash_job
     killed, counts = _run_killing_a_worker(job, lambda: recorded(out))
     assert killed and recorded(out) == 0  # a worker died mid-run; the parts are merged at the end
@@ -59,8 +75,7 @@ def test_ray_job_survives_a_killed_worker(crash_job, cli, tmp_path):
 
 @pytest.mark.slow
 def test_ray_job_to_s3_survives_a_killed_worker(crash_job, make_job, bucket, tmp_path):
-    from batch_helpers import KEYS, catalogue
-
+    from batch_helpers import KEYS
 
     fs, name, options = bucket
     job = make_job(
@@ -69,3 +84,147 @@ def test_ray_job_to_s3_survives_a_killed_worker(crash_job, make_job, bucket, tmp
     killed, counts = _run_killing_a_worker(job, lambda: recorded_at(fs, f"{name}/run"))
     assert killed and counts["index"] == 24
     assert_same_images(download(fs, f"{name}/run", tmp_path / "got"), tmp_path / "reference", 24)
+
+
+# Through the real CLI (`--ray local`): a cluster of 2 CPUs and no GPU, its files in the test's own folder
+SMALL = {"images_per_item": 2, "batch_size": 2, "steps": 2, "width": 64, "height": 64}
+
+
+@pytest.fixture()
+def small_job(cli, make_job, tmp_path) -> tuple[Path, Path]:
+    """(job file, its output_dir) for 16 items x 2 images, 2 steps; an unbroken run's: tmp_path/reference."""
+    rows = catalogue(16)
+    assert cli("batch", make_job(rows=rows, output_dir="reference", name="ref.yaml", **SMALL)).returncode == 0
+    return make_job(rows=rows, **SMALL), tmp_path / "out"
+
+
+@pytest.fixture()
+def ray_env():
+    """The environment of a `--ray local` CLI: 2 CPUs, no GPU, Ray's session files in a folder of its own (a
+    short path: Ray's sockets live there). Every process of that cluster inherits RAY_TMPDIR, which finds them
+    (ray_processes); any still running at the end is killed, so a failed test leaks none to CI."""
+    folder = tempfile.mkdtemp(prefix="ray-", dir="/tmp")
+    yield {
+        **os.environ,
+        "RAY_OVERRIDE_RESOURCES": '{"CPU": 2, "GPU": 0}',
+        "RAY_TMPDIR": folder,
+        "COLUMNS": "200",
+    }
+    for proc in ray_processes(folder):
+        proc.kill()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def start_on_ray(job: Path, env: dict) -> subprocess.Popen:
+    command = [sys.executable, "-m", "lora_scripts.cli", "batch", str(job), "--ray", "local"]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def ray_processes(folder: str, agents: bool = True) -> list[psutil.Process]:
+    """The running processes of the cluster whose RAY_TMPDIR is `folder` (zombies are not running)."""
+    found = []
+    for proc in psutil.process_iter(["status", "cmdline"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE or proc.environ().get("RAY_TMPDIR") != folder:
+                continue
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+        if agents or not " ".join(proc.info["cmdline"] or []).endswith("Agent"):
+            found.append(proc)
+    return found
+
+
+def assert_cluster_ends(folder: str, timeout: float = 30) -> None:
+    """The cluster of a driver that is gone ends with it: GCS, raylet, workers. Ray's dashboard and
+    runtime-env agents end only after GCS's reconnect timeout (about a minute): the fixture ends those."""
+    deadline = time.time() + timeout
+    while (left := ray_processes(folder, agents=False)) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not left, [" ".join(p.cmdline()) for p in left]
+
+
+def workers_of(env: dict) -> list[psutil.Process]:
+    """The job's Ray actors (Ray titles them ray::BatchMaker...)."""
+    return [p for p in ray_processes(env["RAY_TMPDIR"]) if "BatchMaker" in " ".join(p.info["cmdline"] or [])]
+
+
+@pytest.mark.slow
+def test_a_killed_driver_leaves_no_ray_process_and_its_job_resumes(small_job, ray_env, tmp_path):
+    job, out = small_job
+    proc = start_on_ray(job, ray_env)
+    wait_for(lambda: recorded(out) >= 4, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert_cluster_ends(ray_env["RAY_TMPDIR"])
+    finished = {p: p.stat().st_mtime_ns for p in (out / "images").rglob("*.png")}
+    made = {(r["id"], r["n"]) for part in (out / "parts").glob("index-*.csv") for r in _rows(part)}
+    assert 4 <= len(made) < 32, "killed after the end: nothing to resume"
+
+    again = start_on_ray(job, ray_env)
+    _, stderr = again.communicate(timeout=600)
+    assert again.returncode == 0, stderr
+    assert_same_images(out, tmp_path / "reference", 32)  # every (id, n) once, as an unbroken run's
+    recorded_files = {r["file"] for r in index_rows(out) if (r["id"], r["n"]) in made}
+    assert all(finished[out / f] == (out / f).stat().st_mtime_ns for f in recorded_files)  # not made again
+    assert not list((out / "parts").glob("*.csv")) and not list(out.rglob("*.tmp*"))
+
+
+def _rows(part: Path) -> list[dict]:
+    """The whole rows of an index part (a line cut off by the kill is not recorded)."""
+    lines = part.read_text(encoding="utf-8").splitlines(keepends=True)
+    return list(csv.DictReader(line for line in lines if line.endswith("\n")))
+
+
+@pytest.mark.slow
+def test_a_worker_that_keeps_dying_stops_the_job_in_one_sentence(small_job, ray_env, cli, tmp_path):
+    from lora_scripts.batch.ray_run import RESTARTS
+
+    job, out = small_job
+    proc = start_on_ray(job, {**ray_env, "LORA_SCRIPTS_LANG": "zh"})
+    wait_for(lambda: recorded(out) >= 2, proc)
+    deaths, deadline = set(), time.time() + 300
+    while proc.poll() is None and time.time() < deadline:  # each worker killed once it is up: OOM each time
+        for worker in workers_of(ray_env):
+            worker.kill()
+            deaths.add(worker.pid)
+        time.sleep(0.05)
+    proc.kill()  # when Ray restarts workers without end
+    _, stderr = proc.communicate(timeout=60)
+    assert_cluster_ends(ray_env["RAY_TMPDIR"])
+    assert proc.returncode == 2 and "Traceback" not in stderr, stderr
+    made = len(index_rows(out))
+    sentence = f"A Ray worker died {RESTARTS + 1} times (Ray restarted it {RESTARTS} times), so the job"
+    assert sentence in stderr and f"with {made} of 32 images made and recorded in index.csv" in stderr
+    assert "怎么办：某个 Ray 进程反复崩溃" in stderr
+    assert len(deaths) >= RESTARTS + 1 and 2 <= made < 32
+
+    kept = {out / r["file"]: (out / r["file"]).stat().st_mtime_ns for r in index_rows(out)}
+    assert cli("batch", job).returncode == 0  # the rest, here in one process
+    assert_same_images(out, tmp_path / "reference", 32)
+    assert all(path.stat().st_mtime_ns == mtime for path, mtime in kept.items())  # not made again
+
+
+def test_the_sentence_of_a_worker_that_could_not_start():
+    """An error in a worker's start (a node that cannot read a path the driver can): its own last line."""
+    from ray.exceptions import ActorDiedError, RayTaskError
+
+    from lora_scripts.batch.ray_run import worker_died
+    from lora_scripts.errors import ConfigError
+
+    cause = ConfigError("The items file '/data/items.csv' does not exist", "Check `items:` in the job file")
+    trace = f"Traceback (most recent call last):\n  ...\nlora_scripts.errors.ConfigError: {cause}"
+    task = RayTaskError("BatchMaker.__init__", trace, cause, proctitle="ray::x", pid=1, ip="10.0.0.2")
+    err = worker_died(ActorDiedError(task), 0, 32)
+    assert str(err).startswith(
+        "A Ray worker could not start: The items file '/data/items.csv' does not exist. Check `items:` in "
+        "the job file. Every node needs lora-scripts installed and must read the job file, items, base model"
+    )
+
+
+@pytest.mark.slow
+def test_ray_needs_an_address_on_the_command_line(run_cli, make_job):
+    job = make_job()
+    bare = run_cli("batch", str(job), "--ray")
+    assert bare.returncode == 2 and "'--ray' requires an argument" in bare.stderr
+    eaten = run_cli("batch", str(job), "--ray", "--new")  # click takes --new as the address
+    assert eaten.returncode == 2 and "--ray needs an address, not '--new'" in eaten.stderr, eaten.stderr

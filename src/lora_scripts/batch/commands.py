@@ -13,7 +13,8 @@ EXAMPLES = """
 Examples:\n
   lora-scripts batch configs/batch_catalogue.yaml               (one GPU or the CPU; run again to resume)\n
   lora-scripts batch configs/batch_catalogue.yaml --processes 4 (4 GPUs of one machine, items by rank)\n
-  accelerate launch --multi_gpu --num_processes 4 -m lora_scripts batch configs/batch_catalogue.yaml
+  accelerate launch --multi_gpu --num_processes 4 -m lora_scripts batch configs/batch_catalogue.yaml\n
+  lora-scripts batch configs/batch_catalogue.yaml --ray auto    (a running Ray cluster; local: start one here)
 """
 
 
@@ -33,7 +34,12 @@ def batch(
         show_default=False,
     ),
     ray: str = typer.Option(
-        None, "--ray", help="Run on Ray: 'local' (start one here), 'auto' or a cluster address (ray://...)."
+        None,
+        "--ray",
+        metavar="ADDRESS",
+        help="Run on Ray: 'local' (start a cluster here), 'auto' (the running one) or an address "
+        "(ray://head:10001). The value is required.",
+        show_default=False,
     ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and library logs."),
 ) -> None:
@@ -41,6 +47,13 @@ def batch(
     setup_logging(debug)
 
     def action():
+        if ray is not None and (not ray or ray.startswith("-")):  # `--ray --new`: click takes --new as it
+            from ..errors import ConfigError
+
+            raise ConfigError(
+                f"--ray needs an address, not '{ray}'",
+                "Write --ray local (a cluster on this machine), --ray auto or --ray ray://HEAD:10001",
+            )
         if ray and processes is not None:
             from ..errors import ConfigError
 
