@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import secrets
 from functools import lru_cache
 from pathlib import Path
 
@@ -40,15 +41,20 @@ def write_tokenizer_files(folder: Path) -> Path:
     tokens = alphabet + [t + "</w>" for t in alphabet] + ["".join(m.split()) for m in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {tok: i for i, tok in enumerate(tokens)}
-    tmp = folder / "vocab.json.tmp"
-    tmp.write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    (folder / "tokenizer_config.json").write_text(
-        json.dumps({"model_max_length": 77, "tokenizer_class": "CLIPTokenizer", "do_lower_case": True}),
-        "utf-8",
-    )
-    tmp.replace(folder / "vocab.json")
+    config = {"model_max_length": 77, "tokenizer_class": "CLIPTokenizer", "do_lower_case": True}
+    # vocab.json last: its presence says the folder is complete. Every file goes through its own temp name,
+    # so processes building the cache at once (--processes N, Ray workers on a fresh node) never read a half
+    # file or rename each other's temp away; they write the same bytes.
+    _write_atomic(folder / "merges.txt", "#version: 0.2\n" + "\n".join(merges) + "\n")
+    _write_atomic(folder / "tokenizer_config.json", json.dumps(config))
+    _write_atomic(folder / "vocab.json", json.dumps(vocab, ensure_ascii=False))
     return folder
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 @lru_cache(maxsize=4)
