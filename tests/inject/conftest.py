@@ -57,3 +57,31 @@ def draws_and_continues(cli, tiny_model, train_kept):
         assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
     return check
+
+
+@pytest.fixture(scope="session")
+def a1111_delta():
+    """a1111_delta(tensors of one module without its name, weight shape) -> the weight change A1111 applies.
+    Written from A1111's extensions-builtin/Lora (network_hada.py, network_lokr.py, network.py calc_scale),
+    independently of lora_scripts: LoHa (w1a @ w1b) * (w2a @ w2b); LoKr kron(w1, w2) with w1/w2 full or a @ b,
+    a 4-d w2 taking w1 as [.., .., 1, 1]; reshaped to the layer's weight; scaled by alpha / dim, dim the first
+    size of hada_w1_b, or of lokr_w1_b / lokr_w2_b (w2 wins), and 1 without one."""
+
+    def delta(t: dict[str, torch.Tensor], weight_shape: tuple[int, ...]) -> torch.Tensor:
+        t = {k: v.double() for k, v in t.items()}
+        if "hada_w1_a" in t:
+            w1 = t["hada_w1_a"].flatten(1) @ t["hada_w1_b"].flatten(1)
+            w2 = t["hada_w2_a"].flatten(1) @ t["hada_w2_b"].flatten(1)
+            updown, dim = w1 * w2, t["hada_w1_b"].shape[0]
+        else:
+            w1 = t["lokr_w1"] if "lokr_w1" in t else t["lokr_w1_a"] @ t["lokr_w1_b"]
+            w2 = t["lokr_w2"] if "lokr_w2" in t else t["lokr_w2_a"] @ t["lokr_w2_b"]
+            dim = t["lokr_w1_b"].shape[0] if "lokr_w1_b" in t else None
+            dim = t["lokr_w2_b"].shape[0] if "lokr_w2_b" in t else dim
+            if w2.dim() == 4:
+                w1 = w1.unsqueeze(2).unsqueeze(2)
+            updown = torch.kron(w1, w2.contiguous())
+        scale = float(t["alpha"]) / dim if dim else 1.0
+        return updown.reshape(weight_shape) * scale
+
+    return delta

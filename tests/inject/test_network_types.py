@@ -2,10 +2,8 @@
 weight change each file implies under the clients' own rule equals what the trained peft layer applies, for
 linear and 3x3 conv layers; generate, init_lora and `lora inspect` read the files back.
 
-The client rule is written here from A1111's extensions-builtin/Lora (network_hada.py, network_lokr.py,
-network.py calc_scale), independently of lora_scripts: LoHa (w1a @ w1b) * (w2a @ w2b); LoKr kron(w1, w2) with
-w1/w2 either full or a @ b, a 4-d w2 taking w1 as [.., .., 1, 1]; reshaped to the layer's weight; scaled by
-alpha / dim, dim the first size of hada_w1_b, or of lokr_w1_b / lokr_w2_b (w2 wins), and 1 without one.
+The client rule is the a1111_delta fixture (tests/inject/conftest.py), written from A1111's
+extensions-builtin/Lora independently of lora_scripts.
 """
 
 from __future__ import annotations
@@ -22,34 +20,12 @@ LINEAR = "down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k"
 CONV = "down_blocks.0.resnets.0.conv1"
 
 
-def a1111_delta(t: dict[str, torch.Tensor], weight_shape: tuple[int, ...]) -> torch.Tensor:
-    t = {k: v.double() for k, v in t.items()}
-    if "hada_w1_a" in t:
-        w1 = t["hada_w1_a"].reshape(t["hada_w1_a"].shape[0], -1) @ t["hada_w1_b"].reshape(
-            t["hada_w1_b"].shape[0], -1
-        )
-        w2 = t["hada_w2_a"].reshape(t["hada_w2_a"].shape[0], -1) @ t["hada_w2_b"].reshape(
-            t["hada_w2_b"].shape[0], -1
-        )
-        updown, dim = w1 * w2, t["hada_w1_b"].shape[0]
-    else:
-        w1 = t["lokr_w1"] if "lokr_w1" in t else t["lokr_w1_a"] @ t["lokr_w1_b"]
-        w2 = t["lokr_w2"] if "lokr_w2" in t else t["lokr_w2_a"] @ t["lokr_w2_b"]
-        dim = t["lokr_w1_b"].shape[0] if "lokr_w1_b" in t else None
-        dim = t["lokr_w2_b"].shape[0] if "lokr_w2_b" in t else dim
-        if w2.dim() == 4:
-            w1 = w1.unsqueeze(2).unsqueeze(2)
-        updown = torch.kron(w1, w2.contiguous())
-    scale = float(t["alpha"]) / dim if dim else 1.0
-    return updown.reshape(weight_shape) * scale
-
-
 @pytest.mark.parametrize(
     "network, rank, conv_rank",
     [("loha", 4, 2), ("lokr", 4, 2), ("lokr", 64, 64)],  # lokr rank 64: full factors, no low-rank pair
 )
 def test_the_file_implies_the_delta_the_peft_layer_applies(
-    base_config, tmp_path, train_kept, network, rank, conv_rank
+    base_config, tmp_path, train_kept, a1111_delta, network, rank, conv_rank
 ):
     result, unet = train_kept(
         base_config, tmp_path, network_type=network, lora_rank=rank, conv_rank=conv_rank
@@ -105,7 +81,9 @@ def test_tools_that_need_plain_lora_refuse_a_lokr_file(base_config, tmp_path, cl
 
 
 @pytest.mark.parametrize("network", ["loha", "lokr"])
-def test_generate_applies_the_client_delta(base_config, tmp_path, tiny_model, train_kept, network):
+def test_generate_applies_the_client_delta(
+    base_config, tmp_path, tiny_model, train_kept, a1111_delta, network
+):
     """generate's LoRA stack adds exactly weight * (the A1111 delta) to a linear and a 3x3 conv layer."""
     import torch.nn.functional as F
 

@@ -3,11 +3,8 @@
 change it implies under A1111's rule equals what the trained peft layer applies, for a linear and a 3x3 conv
 UNet layer and a te2 attention projection; `generate` draws with it, `lora inspect` and init_lora read it.
 
-The client rule is written here from A1111's extensions-builtin/Lora (network_hada.py, network_lokr.py,
-network.py calc_scale), independently of lora_scripts, as in test_network_types.py: LoHa (w1a @ w1b) *
-(w2a @ w2b); LoKr kron(w1, w2) with w1/w2 full or a @ b, a 4-d w2 taking w1 as [.., .., 1, 1]; reshaped to
-the layer's weight; scaled by alpha / dim, dim the first size of hada_w1_b, or of lokr_w1_b / lokr_w2_b (w2
-wins), and 1 without one.
+The client rule is the a1111_delta fixture (tests/inject/conftest.py), written from A1111's
+extensions-builtin/Lora independently of lora_scripts, as test_network_types.py uses it.
 """
 
 from __future__ import annotations
@@ -42,24 +39,6 @@ LAYERS = {  # (component, diffusers module path) -> its name in a kohya SDXL fil
 PREFIX = {"loha": "hada_", "lokr": "lokr_"}
 KIND = {"loha": "LoHa", "lokr": "LoKr"}
 NETWORK = {"lora_rank": 4, "lora_alpha": 2, "conv_rank": 2, "conv_alpha": 1, "train_text_encoder": True}
-
-
-def a1111_delta(t: dict[str, torch.Tensor], weight_shape: tuple[int, ...]) -> torch.Tensor:
-    t = {k: v.double() for k, v in t.items()}
-    if "hada_w1_a" in t:
-        w1 = t["hada_w1_a"].flatten(1) @ t["hada_w1_b"].flatten(1)
-        w2 = t["hada_w2_a"].flatten(1) @ t["hada_w2_b"].flatten(1)
-        updown, dim = w1 * w2, t["hada_w1_b"].shape[0]
-    else:
-        w1 = t["lokr_w1"] if "lokr_w1" in t else t["lokr_w1_a"] @ t["lokr_w1_b"]
-        w2 = t["lokr_w2"] if "lokr_w2" in t else t["lokr_w2_a"] @ t["lokr_w2_b"]
-        dim = t["lokr_w1_b"].shape[0] if "lokr_w1_b" in t else None
-        dim = t["lokr_w2_b"].shape[0] if "lokr_w2_b" in t else dim
-        if w2.dim() == 4:
-            w1 = w1.unsqueeze(2).unsqueeze(2)
-        updown = torch.kron(w1, w2.contiguous())
-    scale = float(t["alpha"]) / dim if dim else 1.0
-    return updown.reshape(weight_shape) * scale
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +116,7 @@ def test_the_file_is_in_kohya_sdxl_layout_with_lycoris_tensors(trained, cli):
     assert report["family"] == "sdxl" and report["network_types"] == {KIND[network]: report["modules"]}
 
 
-def test_the_file_implies_the_delta_the_peft_layer_applies(trained):
+def test_the_file_implies_the_delta_the_peft_layer_applies(trained, a1111_delta):
     _, path, kept = trained
     tensors = load_file(str(path))
     for (component, module), name in LAYERS.items():

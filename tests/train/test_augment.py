@@ -82,6 +82,24 @@ def test_scoring_settings_turn_augmentation_off():
     assert not (scoring.color_aug or scoring.random_crop or scoring.flip_aug)
 
 
+def _encoded(cfg, items, trainer_rng: random.Random, steps: int) -> list[torch.Tensor]:
+    """The pixel batches the real loss hands the VAE over `steps` loss calls (the encoder is watched, not
+    replaced: it still encodes)."""
+    model = StableDiffusion(load_components(cfg.model))
+    seen = []
+    real = model.encode_image
+
+    def spy(pixels, generator=None):
+        seen.append(pixels.clone())
+        return real(pixels, generator)
+
+    model.encode_image = spy
+    with torch.no_grad():
+        for _ in range(steps):
+            model.loss(items, cfg.data, cfg.train, trainer_rng, torch.Generator().manual_seed(0))
+    return seen
+
+
 def test_the_loss_encodes_each_image_with_its_own_draw(base_config, tmp_path):
     """Wide images in square buckets: random_crop and color_aug must reach the pixels the VAE encodes."""
     folder = tmp_path / "wide"
@@ -92,20 +110,8 @@ def test_the_loss_encodes_each_image_with_its_own_draw(base_config, tmp_path):
         (folder / f"{i}.txt").write_text("a photo")
     over = {"train_data_dir": str(folder), "enable_bucket": False, "random_crop": True, "color_aug": True}
     cfg = build_config({**base_config, **over})
-    model = StableDiffusion(load_components(cfg.model))
-    seen = []
-    real = model.encode_image
-
-    def spy(pixels, generator=None):
-        seen.append(pixels.clone())
-        return real(pixels, generator)
-
-    model.encode_image = spy
     items = scan_dataset(cfg.data).items
-    trainer_rng = random.Random(5)
-    with torch.no_grad():
-        for _ in range(6):
-            model.loss(items, cfg.data, cfg.train, trainer_rng, torch.Generator().manual_seed(0))
+    seen = _encoded(cfg, items, random.Random(5), steps=6)
     replay = random.Random(5)
     for batch in seen:
         want = torch.stack([load_pixels(i, aug=draw_augment(cfg.data, replay)) for i in items])
@@ -126,20 +132,7 @@ def test_flip_aug_mirrors_half_the_images_the_loss_encodes(base_config, tmp_path
     Image.fromarray(pixels).save(folder / "0.png")
     (folder / "0.txt").write_text("a photo")
     cfg = build_config({**base_config, "train_data_dir": str(folder), "flip_aug": True, "batch_size": 1})
-    model = StableDiffusion(load_components(cfg.model))
-    seen = []
-    real = model.encode_image
-
-    def spy(pixels, generator=None):
-        seen.append(pixels.clone())
-        return real(pixels, generator)
-
-    model.encode_image = spy
-    items = scan_dataset(cfg.data).items
-    trainer_rng = random.Random(2)
-    with torch.no_grad():
-        for _ in range(12):
-            model.loss(items, cfg.data, cfg.train, trainer_rng, torch.Generator().manual_seed(0))
+    seen = _encoded(cfg, scan_dataset(cfg.data).items, random.Random(2), steps=12)
     plain = torch.from_numpy(pixels).permute(2, 0, 1).float() / 127.5 - 1
     kinds = []
     for batch in seen:
