@@ -228,3 +228,29 @@ def test_ray_needs_an_address_on_the_command_line(run_cli, make_job):
     assert bare.returncode == 2 and "'--ray' requires an argument" in bare.stderr
     eaten = run_cli("batch", str(job), "--ray", "--new")  # click takes --new as the address
     assert eaten.returncode == 2 and "--ray needs an address, not '--new'" in eaten.stderr, eaten.stderr
+
+
+def test_an_error_raised_in_a_batch_is_its_own_sentence_after_the_batches_before_it():
+    """A batch whose make() raises (the actor lives on) stops the job like a dead worker: no batch starts
+    after it, and the driver then raises the batch's own error, one of ours printing its sentence as a
+    one-process run would, instead of Ray's RayTaskError as an 'Unexpected error'."""
+    from lora_scripts.batch.ray_run import _make_all, worker_failed
+    from lora_scripts.errors import ConfigError
+
+    class Failing:  # stands in for BatchMaker (not under test): batch 1 raises one of our errors
+        def make(self, index):
+            if index == 1:
+                raise ConfigError("The LoRA file 'metal.safetensors' went missing", "Put it back")
+            return 2
+
+    ray.init(num_cpus=2, num_gpus=0, log_to_driver=False, include_dashboard=False)
+    try:
+        actor = ray.remote(num_cpus=1)(Failing).remote()  # one actor: batches in order
+        made, died = _make_all(ray, [actor], [0, 1, 2, 3])
+    finally:
+        ray.shutdown()
+    assert made == 2  # batch 0 only: 2 and 3 were not started
+    err = worker_failed(died, made, 8)
+    assert isinstance(err, ConfigError) and str(err).startswith(
+        "The LoRA file 'metal.safetensors' went missing"
+    )

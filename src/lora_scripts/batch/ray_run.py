@@ -79,14 +79,14 @@ def run_on_ray(job_path: Path, address: str | None, new: bool = False) -> dict:
             ray.kill(actor)
     index, failed = finish_job(s, f"{job_path.stem}: {s.out.name}")  # what was made, also when stopped
     if died is not None:
-        raise worker_died(died, index, len(s.plan.works)) from died
+        raise worker_failed(died, index, len(s.plan.works))
     return {"made": made, "index": index, "failed": failed}
 
 
 def _make_all(ray, actors: list, todo: list[int]) -> tuple[int, Exception | None]:
     """Each batch of `todo` on the next free actor: (images made, the error of an actor Ray gave up on). After
     such an error no batch is started, and the ones running on other actors are finished and recorded."""
-    from ray.exceptions import OutOfMemoryError, RayActorError
+    from ray.exceptions import OutOfMemoryError, RayActorError, RayTaskError
 
     queue, idle, running = list(todo), list(actors), {}
     made, died = 0, None
@@ -101,9 +101,23 @@ def _make_all(ray, actors: list, todo: list[int]) -> tuple[int, Exception | None
         except (RayActorError, OutOfMemoryError) as exc:  # the actor's restarts are used up
             died = died or exc
             continue
+        except RayTaskError as exc:  # make() raised (the actor lives): stop the same way, its error after
+            died = died or exc
+            continue
         idle.append(actor)
         log.info("Ray: %d image(s) made", made)
     return made, died
+
+
+def worker_failed(err: Exception, index: int, total: int) -> Exception:
+    """What the driver raises once the recorded images are merged: a batch's own error as the worker raised
+    it (one of ours prints its sentence, as in a one-process run), or worker_died's sentence."""
+    from ray.exceptions import RayActorError, RayTaskError
+
+    if isinstance(err, RayTaskError) and not isinstance(err, RayActorError):
+        cause = getattr(err, "cause", None)
+        return cause if isinstance(cause, Exception) else err
+    return worker_died(err, index, total)
 
 
 def worker_died(err: Exception, index: int, total: int) -> LoraScriptsError:
