@@ -278,10 +278,12 @@ def test_the_whole_route_in_english(tmp_path, style_images, browser, ui_process)
     page.shot("library")
     page.tab("jobs")
     assert len(page.all("#jobs tbody tr")) == 6  # label, doctor, train, resume, generate, batch
-    bars = [(b.get_attribute("data-done"), b.get_attribute("data-total")) for b in page.all("#jobs .bar")]
-    stopped = (str(stopped_at), "60")  # the stopped run's bar ends where it stopped
-    assert bars == [("3", "3"), ("2", "2"), ("60", "60"), stopped, ("4", "4"), ("3", "3")]  # newest first
-    assert "3 of 3" in page.el("#jobs tbody tr .bar").text
+    stopped = [str(stopped_at), "60"]  # the stopped run's bar ends where it stopped
+    want = [["3", "3"], ["2", "2"], ["60", "60"], stopped, ["4", "4"], ["3", "3"]]  # newest first
+    # read in one script: the table is redrawn as it polls, so elements found a moment earlier can be gone
+    script = "return [...document.querySelectorAll('#jobs .bar')].map(b => [b.dataset.done, b.dataset.total])"
+    page.wait(lambda: page.d.execute_script(script) == want, 30, "every job's bar")
+    page.wait(lambda: "3 of 3" in page.el("#jobs tbody tr .bar").text, 20, "the newest job's bar text")
     page.shot("jobs")
 
 
