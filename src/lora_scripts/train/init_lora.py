@@ -25,10 +25,7 @@ log = logging.getLogger(__name__)
 def check_init_lora(net: NetworkConfig, adapter_format: str = "kohya", base_family: str | None = None) -> int:
     """Before anything is written: the file (or PEFT folder) reads, holds LoRA modules, is of the base
     model's family (when given), and its rank fits the config's."""
-    weights = _RANK_READERS[adapter_format](net.init_lora)
-    if base_family is not None and adapter_format == "kohya":
-        tensors, meta = read_lora_file(net.init_lora, what="init_lora")
-        refuse_other_family(Path(net.init_lora), tensors, meta, base_family)
+    weights = _RANK_READERS[adapter_format](net.init_lora, base_family)
     check_trainable(net.init_lora, weights)  # a per-row DoRA: its own sentence before the kind check
     _check_kind(net, {network_kind(w) for w in weights})
     linear, conv = rank_counts(weights)  # linear layers carry lora_rank; 3x3 convs conv_rank
@@ -52,9 +49,12 @@ def _check_kind(net: NetworkConfig, kinds: set[str]) -> None:
         )
 
 
-def _kohya_downs(path: str) -> list[LoraWeights | LycoWeights]:
-    """Each module's weights (a kohya file: LoRA, DoRA, LoHa, LoKr), or its down weight (PEFT/diffusers)."""
-    tensors, _meta = read_lora_file(path, what="init_lora")
+def _kohya_downs(path: str, base_family: str | None) -> list[LoraWeights | LycoWeights]:
+    """Each module's weights (a kohya file: LoRA, DoRA, LoHa, LoKr), or its down weight (PEFT/diffusers);
+    a file of another family than `base_family` (when given) is refused first."""
+    tensors, meta = read_lora_file(path, what="init_lora")
+    if base_family is not None:
+        refuse_other_family(Path(path), tensors, meta, base_family)
     groups, _other = group_modules(tensors)
     try:
         downs = [module_weights(n, g) for n, g in groups.items() if "down" in g or lyco_kind(g)]
@@ -66,7 +66,7 @@ def _kohya_downs(path: str) -> list[LoraWeights | LycoWeights]:
     return downs
 
 
-def _peft_downs(path: str) -> list[LoraWeights]:
+def _peft_downs(path: str, _base_family: str | None) -> list[LoraWeights]:
     return list(adapter_weights(Path(path).expanduser())[0].values())
 
 
