@@ -33,6 +33,7 @@ def rslora_adapter(tmp_path_factory, tiny_llm):
         "learning_rate": 1e-2,
         "device": "cpu",
         "save_precision": "float",
+        "training_comment": "tone of the support desk",
     }
     return run_training(build_config(config)).lora_path
 
@@ -49,8 +50,10 @@ def test_inspect_describes_an_adapter_folder(cli, rslora_adapter, tiny_llm):
     assert report["kind"] == "PEFT LORA adapter (CAUSAL_LM)" and report["base_model"] == str(tiny_llm)
     assert report["r"] == 16 and report["lora_alpha"] == 8 and report["use_rslora"] is True
     assert report["modules"] == 14 and report["per_target"]["q_proj"] == 2 and not report["other_tensors"]
+    assert report["comment"] == "tone of the support desk"  # training_comment, in the weights' metadata
     text = cli("lora", "inspect", str(rslora_adapter)).stdout
     assert "rsLoRA: llama.cpp ignores it; use `lora export` first" in " ".join(text.split())
+    assert "tone of the support desk" in text
 
 
 def test_merge_writes_a_model_with_the_adapter_baked_in(cli, rslora_adapter, tiny_llm, tmp_path):

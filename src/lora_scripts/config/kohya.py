@@ -173,7 +173,6 @@ KOHYA: dict[str, Rule] = {
     "base_weights_multiplier": refused(
         "LoRAs are not merged into the base model before training here", REMOVE
     ),
-    "training_comment": refused("kohya's ss_training_comment is not written here", REMOVE),
     "no_metadata": refused("the metadata WebUI and ComfyUI read is always written here", REMOVE),
     "unet_lr": Rule("translated", "`learning_rate` (0, UNet not trained: refused)", _unet_lr),
     "max_train_epochs": to("epochs", skip_off=True),

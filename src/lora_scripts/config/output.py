@@ -38,6 +38,12 @@ class OutputConfig(Section):
     overwrite: bool = Field(
         False, description="Allow replacing an existing final LoRA file of the same name in output_dir."
     )
+    training_comment: str | None = Field(
+        None,
+        description="A note stored in the LoRA file's metadata as `ss_training_comment` (kohya's key: "
+        "A1111 and ComfyUI show it; `lora-scripts lora inspect` lists it as comment), e.g. a trigger word "
+        "or the licence. Empty: none written.",
+    )
 
     def name(self) -> str:
         return self.output_name or self.output_dir.resolve().name or "lora"

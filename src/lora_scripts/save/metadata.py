@@ -95,6 +95,7 @@ def build_metadata(cfg: Config, facts: RunFacts) -> dict[str, str]:
     }
     meta.update(_kohya_options(tr, data))
     meta.update(_modelspec(cfg, facts))
+    meta.update(comment_facts(cfg))
     meta.update(facts.lineage)
     meta.update(facts.validation)
     return meta
@@ -134,6 +135,12 @@ def _kohya_options(tr, data) -> dict[str, str]:
         "ss_prior_loss_weight": data.prior_loss_weight,
     }
     return {k: _num(v) if isinstance(v, float) else str(v) for k, v in values.items()}
+
+
+def comment_facts(cfg: Config) -> dict[str, str]:
+    """The config's training_comment under kohya's key (A1111/ComfyUI show it), when one is given."""
+    comment = cfg.output.training_comment
+    return {"ss_training_comment": comment} if comment else {}
 
 
 def lineage_facts(parent: str) -> dict[str, str]:

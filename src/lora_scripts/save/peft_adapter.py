@@ -61,8 +61,8 @@ def _plain(value: float) -> float | int:
 def save_peft_adapter(
     weights: dict[str, LoraWeights], folder: Path, cfg: Config, lineage: dict[str, str] | None = None
 ) -> Path:
-    """`lineage` (the adapter a re-training continued from) goes into the weights file's metadata, which
-    peft and the servers ignore and `lora inspect` shows."""
+    """`lineage` (the adapter a re-training continued from, the training comment) goes into the weights
+    file's metadata, which peft and the servers ignore and `lora inspect` shows."""
     dtype = DTYPES[cfg.output.save_precision]
     tensors = {}
     for name, w in sorted(weights.items()):

@@ -10,7 +10,7 @@ from ..inject.lora import LoraWeights
 from ..models.registry import family_info
 from .atomic import atomic_save_safetensors
 from .kohya import to_kohya
-from .metadata import RunFacts, add_hashes, build_metadata
+from .metadata import RunFacts, add_hashes, build_metadata, comment_facts
 from .peft_adapter import save_peft_adapter
 
 SUFFIX = {"kohya": ".safetensors", "peft": ""}  # what the family's adapter_format adds to a run's names
@@ -26,7 +26,8 @@ def save_adapter(
     if adapter_format == "peft":
         if len(parts) != 1:
             raise ValueError(f"a PEFT adapter folder holds one model's layers, got {sorted(parts)}")
-        return save_peft_adapter(next(iter(parts.values())), path, cfg, facts.lineage)
+        meta = {**facts.lineage, **comment_facts(cfg)}  # peft ignores them; `lora inspect` shows them
+        return save_peft_adapter(next(iter(parts.values())), path, cfg, meta)
     return save_lora(parts, path, cfg, facts)
 
 

@@ -47,6 +47,7 @@ def describe_adapter(folder: Path) -> dict:
         "size": human_size(size),
         "modules_to_save": conf.get("modules_to_save"),
         "continued_from": meta.get("ss_lineage") or meta.get("ss_parent_lora"),
+        "comment": meta.get("ss_training_comment"),
     }
 
 
@@ -61,6 +62,8 @@ def render_adapter(report: dict) -> Group:
     table.add_row("modules", f"{report['modules']} ({per})")
     if report["continued_from"]:
         table.add_row("continued from", report["continued_from"])
+    if report["comment"]:
+        table.add_row("comment", report["comment"])
     notes = []
     if report["use_dora"]:
         notes.append("DoRA: vLLM and llama.cpp cannot load it; `lora merge` bakes it into a model they load")

@@ -101,6 +101,10 @@ FIELD_ZH: dict[str, tuple[str, str]] = {
     "save_state": ("保存训练存档", "另存版本时同时保存训练存档，中断后能原样接着练。"),
     "keep_last_n": ("保留几个存档", "只保留最近的几个训练存档，旧的自动删除。"),
     "overwrite": ("允许覆盖", "允许覆盖保存位置里同名的 LoRA 文件。"),
+    "training_comment": (
+        "备注",
+        "写进 LoRA 文件里的一句备注（如触发词、使用说明），WebUI 和 ComfyUI 能看到。",
+    ),
     "sample_every_n_steps": ("每隔几步出预览图", "每隔多少步用预览描述词画一次图；0 表示不画。"),
     "sample_every_n_epochs": ("每隔几轮出预览图", "每隔多少轮画一次预览图；0 表示不画。"),
     "sample_negative_prompt": ("预览图反向描述词", "画预览图时不想要的内容。"),
