@@ -3,7 +3,9 @@ the layers: one JSON line per event in `<output_dir>/progress.jsonl`, so the web
 facts (step, loss, lr, ETA, sample files, state) instead of parsing log text.
 
 Events: {"event": "start", "step", "total"}, {"event": "step", "step", "total", "loss", "lr", "epoch",
-"eta_s"}, {"event": "samples", "step", "files"}, {"event": "end", "step", "state": "done"|"stopped"}.
+"eta_s"; with scale_weight_norms also kohya's "max_norm/keys_scaled", "norm/avg_key_norm",
+"max_norm/max_key_norm"}, {"event": "samples", "step", "files"},
+{"event": "end", "step", "state": "done"|"stopped"}.
 Each line is written and flushed whole; a resumed run appends to the same file.
 
 The other long stages (label, doctor, generate, the LoRA tools) write the same kind of file through
@@ -41,7 +43,7 @@ class ProgressLog:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
 
-    def step(self, step: int, total: int, loss: float, lr: float, epoch: int) -> None:
+    def step(self, step: int, total: int, loss: float, lr: float, epoch: int, **extra: float) -> None:
         now = time.time()
         if self._first is None:
             self._first = (now, step)
@@ -56,6 +58,7 @@ class ProgressLog:
             lr=lr,
             epoch=epoch,
             eta_s=None if eta is None else round(eta, 1),
+            **extra,
         )
 
     def samples(self, step: int, folder: Path) -> None:

@@ -90,6 +90,25 @@ def test_rslora_adapter_keeps_its_scaling_in_peft(llm_config, tmp_path, tiny_llm
         assert torch.allclose(got, trained(input_ids=ids).logits, atol=1e-5)
 
 
+def test_scale_weight_norms_holds_every_adapter_module_under_the_max(llm_config, tmp_path):
+    """kohya's max-norm on the chat route too, at the scale peft applies (rsLoRA: alpha/sqrt(r))."""
+    from lora_scripts.save.peft_adapter import adapter_weights
+
+    def norms(name, **extra):
+        config = {
+            **llm_config,
+            "output_dir": str(tmp_path / name),
+            "use_rslora": True,
+            "save_precision": "float",
+        }
+        result = run_training(build_config({**config, "learning_rate": 5e-2, **extra}))
+        weights, _ = adapter_weights(result.lora_path)
+        return [(w.up @ w.down * (w.alpha / w.rank)).norm().item() for w in weights.values()]
+
+    assert max(norms("free")) > 0.1
+    assert max(norms("held", scale_weight_norms=0.05)) <= 0.05 * (1 + 1e-4)
+
+
 def test_resume_from_a_saved_state_is_bit_exact(llm_config, tmp_path):
     config = {
         **llm_config,

@@ -92,6 +92,8 @@ def test_sharded_modes_refuse_what_they_cannot_do(
         check_sharding(_config(tmp_path, llm_config, save_steps=2), cpu=False)  # save_state: true by default
     with pytest.raises(ConfigError, match="sample_prompts cannot be used"):
         check_sharding(_config(tmp_path, llm_config, sample_prompts=["hi"]), cpu=False)
+    with pytest.raises(ConfigError, match="scale_weight_norms cannot be used"):
+        check_sharding(_config(tmp_path, llm_config, scale_weight_norms=1), cpu=False)
     images = load_config(write_yaml(tmp_path / "i.yaml", base_config))
     with pytest.raises(ConfigError, match="is for the chat-LLM route"):
         check_sharding(images, cpu=False)

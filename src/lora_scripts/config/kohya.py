@@ -168,7 +168,6 @@ KOHYA: dict[str, Rule] = {
     "network_dropout": refused(DROPOUT, "Remove it, or write lora_dropout: ... for input dropout"),
     "network_weights": to("init_lora", skip_off=True),
     "dim_from_weights": noop("init_lora reads rank and alpha from the file"),
-    "scale_weight_norms": refused("max-norm regularisation is not implemented here", REMOVE),
     "base_weights": refused("LoRAs are not merged into the base model before training here", REMOVE),
     "base_weights_multiplier": refused(
         "LoRAs are not merged into the base model before training here", REMOVE

@@ -56,6 +56,15 @@ class NetworkConfig(Section):
         description="DoRA (weight-decomposed LoRA, peft's): also learns a magnitude per output row; often a "
         "little better at the same rank, slower per step. peft, transformers and TGI load it; vLLM does not.",
     )
+    scale_weight_norms: float = Field(
+        0.0,
+        ge=0,
+        description="kohya's max-norm regularisation against exploding weights: after each optimiser step, "
+        "a LoRA module whose update (up @ down x alpha/rank) has a norm above this is scaled back to it "
+        "(up and down each by the square root of the ratio, as kohya). kohya suggests 1 to start; the "
+        "steps log how many modules were scaled and their mean norm. 0: off. LoRA and LoCon only (kohya's "
+        "networks.lora), not LoHa, LoKr or DoRA.",
+    )
     init_lora: str | None = Field(
         None,
         description="Start from an existing LoRA file (kohya or PEFT format, ours or another trainer's) "
@@ -95,4 +104,15 @@ class NetworkConfig(Section):
             )
         # the config is frozen once validated, not before: the one place the type is settled
         object.__setattr__(self, "network_type", "dora")
+        return self
+
+    @model_validator(mode="after")
+    def _max_norm_needs_lora(self):
+        """kohya's max-norm is defined on a LoRA's up/down pair (its networks.lora only)."""
+        kind = "dora (use_dora)" if self.use_dora else self.network_type
+        if self.scale_weight_norms and (self.use_dora or self.network_type not in ("lora", "locon")):
+            raise ValueError(
+                f"scale_weight_norms works with network_type lora or locon only (kohya's max-norm scales a "
+                f"LoRA's up/down pair), not {kind}: remove scale_weight_norms, or train a lora or locon"
+            )
         return self

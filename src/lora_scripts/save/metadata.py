@@ -59,6 +59,7 @@ def build_metadata(cfg: Config, facts: RunFacts) -> dict[str, str]:
         "ss_network_alpha": _num(shape.alpha),
         "ss_network_args": json.dumps({**lycoris, **args}),
         "ss_network_dropout": _num(net.lora_dropout),
+        "ss_scale_weight_norms": _num(net.scale_weight_norms) if net.scale_weight_norms else "None",
         "ss_output_name": cfg.output.name(),
         "ss_sd_model_name": str(cfg.model.base_model).replace("\\", "/").rsplit("/", 1)[-1],
         "ss_training_started_at": str(facts.started_at),

@@ -47,6 +47,7 @@ ROUTE_KEYS = {
 # Training options added later (kohya's noise/loss/learning-rate options, augmentation): recorded only when
 # set away from their default, so the states of runs that never used them keep their fingerprint
 OPTION_KEYS = {
+    "network": ("scale_weight_norms",),
     "train": (
         "optimizer_args",
         "lr_scheduler_num_cycles",

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from ..config import Config
 from ..data import DatasetIndex, ImageItem
 from ..errors import TrainingError
+from ..inject.max_norm import NormStats, apply_max_norm
 from ..models.family import TrainableModel
 from ..progress import ProgressLog
 from ..save.metadata import RunFacts, lineage_facts
@@ -118,6 +119,7 @@ class Trainer:
         self.sampler = Sampler(cfg.sample, resolution, self.out_dir / "samples", system)
         self.held_out = HeldOutWatch(self, held_out) if held_out else None
         self.progress = ProgressLog(self.out_dir, accelerator.is_main_process)  # for the web UI
+        self.norms: NormStats | None = None  # scale_weight_norms: what the last step's max-norm did
 
     @property
     def batch_size(self) -> int:
@@ -244,6 +246,9 @@ class Trainer:
         self.optimizer.step()
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
+        max_norm, modules = self.cfg.network.scale_weight_norms, self.model.adapter_modules()
+        if max_norm:  # kohya's max-norm, on the weights just stepped (inject/max_norm.py)
+            self.norms = apply_max_norm([modules[c] for c in self.trained], max_norm)
         return total / len(window)
 
     def _backward_my_part(self, batch: list[ImageItem], window: int) -> torch.Tensor:
@@ -302,11 +307,15 @@ class Trainer:
         lr = self.lr_scheduler.get_last_lr()[0]
         recent = pos.losses[-20:]
         bar.update(1)
+        norms = self.norms.logs() if self.norms else {}
         bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}", lr=f"{lr:.2e}", epoch=pos.epoch + 1)
-        self.acc.log({"loss": pos.losses[-1], "lr": lr}, step=pos.step)
-        self.progress.step(pos.step, self.total_steps, pos.losses[-1], lr, pos.epoch + 1)
+        self.acc.log({"loss": pos.losses[-1], "lr": lr, **norms}, step=pos.step)
+        self.progress.step(pos.step, self.total_steps, pos.losses[-1], lr, pos.epoch + 1, **norms)
         if pos.step % 10 == 0 or pos.step == 1:
-            log.info("step %d epoch %d loss %.5f lr %.3e", pos.step, pos.epoch + 1, pos.losses[-1], lr)
+            scaled = self.norms.sentence() if self.norms else ""
+            log.info(
+                "step %d epoch %d loss %.5f lr %.3e%s", pos.step, pos.epoch + 1, pos.losses[-1], lr, scaled
+            )
         self._estimate(pos.step)
         save_steps = self.cfg.output.save_steps
         if save_steps and pos.step % save_steps == 0 and pos.step < self.total_steps:

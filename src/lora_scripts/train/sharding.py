@@ -64,6 +64,12 @@ def check_sharding(cfg: Config, cpu: bool) -> None:
             "Set save_state: false and no resume (LoRA checkpoints with save_steps still work), or "
             "train with `lora-scripts train --processes N`",
         )
+    if cfg.network.scale_weight_norms:
+        raise ConfigError(
+            f"scale_weight_norms cannot be used with {mode}: each process holds only a part of each LoRA "
+            "module, whose whole update the max-norm measures",
+            "Remove scale_weight_norms, or train with `lora-scripts train --processes N`",
+        )
     if cfg.sample.sample_prompts:
         raise ConfigError(
             f"sample_prompts cannot be used with {mode}: process 0 alone writes the sample replies, and a "

@@ -40,6 +40,10 @@ FIELD_ZH: dict[str, tuple[str, str]] = {
     "network_type": ("LoRA 种类", "lora 最常用；locon 连卷积层一起学，细节更多；其他种类按需选择。"),
     "conv_rank": ("卷积层容量", "同时训练卷积层（LoCon）时的容量；不填就只训练常规层。"),
     "conv_alpha": ("卷积层强度", "卷积层的 alpha；不填就等于卷积层容量。"),
+    "scale_weight_norms": (
+        "限制 LoRA 强度",
+        "每一步后把改动过大的层缩小到这个上限，防止学崩；常用 1，0 表示关闭（只适用于 lora、locon）。",
+    ),
     "lora_dropout": ("随机丢弃", "训练时随机丢掉一部分 LoRA 信号，防止学过头；一般为 0。"),
     "train_text_encoder": ("同时训练文本编码器", "让模型也学习新词（如触发词）；新词很多时建议打开。"),
     "init_lora": ("从已有 LoRA 继续", "在已有的 LoRA 基础上继续训练；原文件不会被覆盖，会保存为新版本。"),
