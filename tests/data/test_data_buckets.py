@@ -71,3 +71,25 @@ def test_resize_to_bucket_centre_crops():
     out = resize_to_bucket(img, (64, 64))
     assert out.getpixel((32, 32)) == (255, 255, 255)
     assert out.getpixel((2, 32))[0] > 200 and out.getpixel((61, 32))[0] > 200
+
+
+def test_bucket_no_upscale_keeps_a_small_image_at_its_own_size(data_config, make_image, tmp_path):
+    """kohya's bucket_no_upscale (BucketManager.select_bucket): an image within resolution² gets a bucket of
+    its own size rounded down to the step, and its pixels are never enlarged; a large image's bucket is the
+    one it gets without the option."""
+    from lora_scripts.data import bucket_crop, load_pixels, scan_dataset
+
+    small = make_image(tmp_path / "img" / "small.png", (100, 70))  # area 7000 <= 128²
+    large = make_image(tmp_path / "img" / "large.png", (600, 300))
+    plain = {i.path: i for i in scan_dataset(data_config(tmp_path / "img")).items}
+    kept = {i.path: i for i in scan_dataset(data_config(tmp_path / "img", bucket_no_upscale=True)).items}
+    w, h = kept[small].bucket
+    assert (w, h) == (96, 64) and w % 32 == 0 and h % 32 == 0  # bucket_reso_steps 32
+    assert w <= 100 and h <= 70 and abs(w / h - 100 / 70) < 0.1  # within the image, its shape kept
+    assert plain[small].bucket[0] * plain[small].bucket[1] > 100 * 70  # without it: scaled up to 128² area
+    crop = bucket_crop(kept[small].size, kept[small].bucket)
+    assert crop.resized[0] <= 100 and crop.resized[1] <= 70  # the pixels are only made smaller, never larger
+    assert tuple(load_pixels(kept[small]).shape) == (3, 64, 96)
+    assert kept[large].bucket == plain[large].bucket == (160, 96)
+    off = scan_dataset(data_config(tmp_path / "img", bucket_no_upscale=True, enable_bucket=False)).items
+    assert {i.bucket for i in off} == {(128, 128)}  # kohya: no buckets, no effect

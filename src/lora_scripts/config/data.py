@@ -37,6 +37,14 @@ class DataConfig(Section):
     min_bucket_reso: int = Field(256, ge=32, description="Smallest bucket side in pixels.")
     max_bucket_reso: int = Field(1024, ge=64, description="Largest bucket side in pixels.")
     bucket_reso_steps: int = Field(64, ge=8, multiple_of=8, description="Bucket sides are multiples of this.")
+    bucket_no_upscale: bool = Field(
+        False,
+        description="Never scale a small image up (kohya's): an image whose area is at most resolution² "
+        "gets a bucket of its own size, each side rounded down to bucket_reso_steps (a side below one step "
+        "takes one step), so it trains at its own resolution, trimmed to the bucket, never enlarged. "
+        "Larger images take the usual buckets (kohya then fits a bucket to each one's own shape, "
+        "ignoring min/max_bucket_reso; here those still hold). With enable_bucket only.",
+    )
     shuffle_caption: bool = Field(False, description="Shuffle comma-separated caption tags every step.")
     keep_tokens: int = Field(
         0,

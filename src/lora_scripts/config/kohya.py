@@ -275,9 +275,6 @@ KOHYA: dict[str, Rule] = {
     "face_crop_aug_range": refused("face-crop augmentation is not implemented here", REMOVE),
     "token_warmup_min": refused("caption token warm-up is not implemented here", REMOVE, also_off=(1,)),
     "token_warmup_step": refused("caption token warm-up is not implemented here", REMOVE),
-    "bucket_no_upscale": refused(
-        "every image is scaled to cover its bucket here, small ones too", "Remove it (or set it to false)"
-    ),
     "resize_interpolation": refused("images are resized with Lanczos here", REMOVE, also_off=("lanczos",)),
     "debug_dataset": refused("`lora-scripts doctor` checks a dataset", "Remove it; run lora-scripts doctor"),
     "vae": refused("the base model's own VAE is used here", "Remove it, or use a checkpoint with that VAE"),

@@ -47,6 +47,18 @@ def assign_bucket(size: tuple[int, int], buckets: list[tuple[int, int]]) -> tupl
     return min(buckets, key=distance)
 
 
+def bucket_for(size: tuple[int, int], buckets: list[tuple[int, int]], cfg: DataConfig) -> tuple[int, int]:
+    """The bucket of an image of `size` (w, h): the closest in aspect ratio among `buckets` (what
+    `buckets_for` made). With bucket_no_upscale, an image whose area is at most resolution² keeps its own
+    size, as kohya's BucketManager.select_bucket: each side rounded down to bucket_reso_steps (at least one
+    step), so `bucket_crop` only trims it (scale <= 1) to the bucket; larger images take `buckets`."""
+    width, height = size
+    if not (cfg.enable_bucket and cfg.bucket_no_upscale) or width * height > cfg.resolution**2:
+        return assign_bucket(size, buckets)
+    step = cfg.bucket_reso_steps
+    return max(step, width - width % step), max(step, height - height % step)
+
+
 @dataclass(frozen=True)
 class Crop:
     """How an image meets its bucket: scaled to `resized` (w, h) so it covers the bucket, then cut at

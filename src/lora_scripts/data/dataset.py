@@ -16,7 +16,7 @@ from PIL import Image
 from ..config.data import DataConfig
 from ..errors import DataError
 from .augment import Augment, apply_color
-from .buckets import assign_bucket, bucket_crop, buckets_for, resize_to_bucket
+from .buckets import bucket_crop, bucket_for, buckets_for, resize_to_bucket
 from .captions import metadata_folder_error, repeats_from_folder, split_tags
 from .images import image_size, list_images, open_image
 from .matching import csv_captions, image_caption
@@ -183,7 +183,7 @@ def scan_dataset(cfg: DataConfig) -> DatasetIndex:
         if not caption:
             missing.append(path)
         repeats = _repeats(path, root, cfg.num_repeats)
-        bucket = assign_bucket(sizes[path], buckets)
+        bucket = bucket_for(sizes[path], buckets, cfg)
         items.append(ImageItem(path, caption or "", repeats, sizes[path], bucket))
     index = DatasetIndex(items, missing, root)
     notes.log()

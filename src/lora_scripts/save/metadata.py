@@ -134,6 +134,7 @@ def _kohya_options(tr, data) -> dict[str, str]:
         "ss_random_crop": data.random_crop,
         "ss_caption_tag_dropout_rate": data.caption_tag_dropout_rate,
         "ss_prior_loss_weight": data.prior_loss_weight,
+        "ss_bucket_no_upscale": data.bucket_no_upscale,
     }
     return {k: _num(v) if isinstance(v, float) else str(v) for k, v in values.items()}
 

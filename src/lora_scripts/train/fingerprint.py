@@ -64,6 +64,7 @@ OPTION_KEYS = {
         "prior_loss_weight",
         "caption_tag_dropout_rate",
         "keep_tokens_separator",
+        "bucket_no_upscale",
     ),
 }
 
