@@ -77,17 +77,6 @@ def _number(value) -> float | None:
         return None
 
 
-def _no_half_vae(value, given: Given) -> Outcome:
-    precision = str(given.get("mixed_precision") or "no").strip().lower()
-    if off(value) or precision == "no":
-        return {}, "" if off(value) else "without mixed_precision every VAE computes in float32 here"
-    raise Refused(
-        f"is true, but only an SDXL VAE stays float32 under mixed_precision here (an SD 1.x/2.x VAE computes "
-        f"in {precision})",
-        "Remove it (SDXL: its VAE is float32 already), or set mixed_precision: no",
-    )
-
-
 def _sample_prompts(value, given: Given) -> Outcome:
     """Ours is the prompts; kohya's is a prompt file (one prompt per line): a .txt path is read here."""
     if not isinstance(value, str):
@@ -184,12 +173,6 @@ KOHYA: dict[str, Rule] = {
     "cache_text_encoder_outputs_to_disk": noop(
         "text-encoder outputs are cached in memory whenever that cannot change the result "
         "(cache_text_encoder_outputs)"
-    ),
-    "no_half_vae": Rule(
-        "refused",
-        "under fp16/bf16 refused: an SDXL VAE is float32 here already (remove the line), an SD 1.x/2.x VAE "
-        "computes in the mixed precision; without mixed_precision a no-op (every VAE is float32)",
-        _no_half_vae,
     ),
     "xformers": noop(ATTENTION),
     "sdpa": noop(ATTENTION),

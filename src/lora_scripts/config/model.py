@@ -31,6 +31,12 @@ class ModelConfig(Section):
         description="Allow a pickle .ckpt base model (loaded tensors-only with weights_only=True). "
         "Pickle files can hide code: prefer .safetensors.",
     )
+    no_half_vae: bool = Field(
+        False,
+        description="Keep the SD 1.x/2.x VAE in float32 under mixed_precision fp16/bf16 (kohya's "
+        "no_half_vae): it encodes the training images and decodes the samples in float32, for VAEs that "
+        "give NaN or black images in half precision. An SDXL VAE is always float32 here.",
+    )
     prediction_type: Literal["auto", "epsilon", "v_prediction"] = Field(
         "auto",
         description="What the UNet predicts. `auto`: epsilon for SD1, v_prediction for SD2 single files "

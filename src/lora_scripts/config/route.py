@@ -40,6 +40,7 @@ IMAGE_ONLY = {
     "model_family",
     "allow_pickle",
     "prediction_type",
+    "no_half_vae",
     "conv_rank",
     "conv_alpha",
     "train_text_encoder",

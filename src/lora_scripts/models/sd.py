@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
@@ -53,7 +54,7 @@ class StableDiffusionFamily:
         ) == self.info.name
 
     def load(self, source: ModelSource, cfg: ModelConfig) -> StableDiffusion:
-        return StableDiffusion(load_components(cfg, family=self.info.name))
+        return StableDiffusion(load_components(cfg, family=self.info.name), vae_float32=cfg.no_half_vae)
 
 
 SD1 = StableDiffusionFamily(SD1_INFO, SD1_TE_PREFIX)
@@ -66,9 +67,11 @@ class StableDiffusion:
     TEXT_ENCODERS = ("te",)  # its text-encoder components (SDXL: te1, te2)
     COMPONENTS = {"unet": "unet", "te": "text_encoder"}  # component -> attribute holding its module
     READS_CLIP_SKIP = True  # SDXL reads fixed layers of its encoders
+    vae_float32 = False  # the VAE kept and run in float32 under mixed precision (no_half_vae; SDXL's always)
 
-    def __init__(self, parts: Components):
+    def __init__(self, parts: Components, vae_float32: bool = False):
         self.parts = parts
+        self.vae_float32 = vae_float32
         self.unet = parts.unet
         self.vae = parts.vae
         self.text_encoder = parts.text_encoder
@@ -101,7 +104,9 @@ class StableDiffusion:
         return unet_block(param_name, self.info.lr_blocks[1])
 
     def frozen_modules(self) -> list[nn.Module]:
-        return [self.unet, self.text_encoder, self.vae]
+        """Cast to the compute dtype by the trainer; a float32 VAE is not among them (prepare_inputs)."""
+        modules = [getattr(self, attr) for attr in self.COMPONENTS.values()]
+        return modules if self.vae_float32 else [*modules, self.vae]
 
     def replace_module(self, component: str, module: nn.Module) -> None:
         setattr(self, self.COMPONENTS[component], module)
@@ -125,6 +130,8 @@ class StableDiffusion:
     def prepare_inputs(
         self, index: DatasetIndex, data: DataConfig, train: TrainConfig, trained: list[str], cache_dir: Path
     ) -> None:
+        if self.vae_float32:  # it comes to the device when it encodes
+            self.vae.to(dtype=torch.float32).requires_grad_(False)
         if train.zero_terminal_snr:
             self.use_zero_terminal_snr()
         self.clip_skip = train.clip_skip or 1  # both before the text cache is filled
@@ -256,8 +263,13 @@ class StableDiffusion:
 
     @torch.no_grad()
     def encode_image(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        pixels = pixels.to(self.vae.device, self.vae.dtype)
-        latents = self.vae.encode(pixels).latent_dist.sample(generator=generator)
+        # a float32 VAE with autocast off: under the trainer's autocast its convs would still run in fp16,
+        # where SDXL's VAE overflows to NaN (the fp16-fix VAE is the other way out); samples decode the same
+        # way (render.vae_without_autocast)
+        own_dtype = torch.autocast(self.vae.device.type, enabled=False) if self.vae_float32 else None
+        with own_dtype or contextlib.nullcontext():
+            pixels = pixels.to(self.vae.device, self.vae.dtype)
+            latents = self.vae.encode(pixels).latent_dist.sample(generator=generator)
         return latents * self.vae.config.scaling_factor
 
     def predict(

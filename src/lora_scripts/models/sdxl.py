@@ -33,7 +33,6 @@ from diffusers.loaders.single_file_utils import (
     convert_ldm_unet_checkpoint,
     convert_ldm_vae_checkpoint,
 )
-from torch import nn
 from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 from ..config import ModelConfig, NetworkConfig
@@ -166,6 +165,7 @@ class StableDiffusionXL(StableDiffusion):
     TEXT_ENCODERS = ("te1", "te2")
     COMPONENTS = COMPONENTS
     READS_CLIP_SKIP = False
+    vae_float32 = True  # SDXL's VAE overflows to NaN in fp16 (with or without no_half_vae)
 
     def __init__(self, parts: SDXLParts):  # noqa: D107 - StableDiffusion's fields, two encoders
         self.parts = parts
@@ -195,18 +195,11 @@ class StableDiffusionXL(StableDiffusion):
             targets = {n: k for n, k in targets.items() if last not in n}
         return targets
 
-    def frozen_modules(self) -> list[nn.Module]:
-        return [self.unet, self.text_encoder, self.text_encoder_2]  # the VAE stays float32: prepare_inputs
-
     def enable_gradient_checkpointing(self, component: str) -> None:
         if component == "unet":
             self.unet.enable_gradient_checkpointing()
         else:
             getattr(self, COMPONENTS[component]).gradient_checkpointing_enable()
-
-    def prepare_inputs(self, index, data, train, trained, cache_dir: Path) -> None:
-        self.vae.to(dtype=torch.float32).requires_grad_(False)  # it comes to the device when it encodes
-        super().prepare_inputs(index, data, train, trained, cache_dir)
 
     def _te_trainable(self) -> bool:
         encoders = (self.text_encoder, self.text_encoder_2)
@@ -233,15 +226,6 @@ class StableDiffusionXL(StableDiffusion):
         pooled = second.text_embeds.reshape(batch, chunks, -1)[:, 0]
         pooled = F.pad(pooled, (0, hidden.shape[-1] - self._pooled)).to(hidden.dtype)
         return torch.cat([hidden, pooled[:, None, :]], dim=1)
-
-    @torch.no_grad()
-    def encode_image(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        # float32 weights are not enough: under the trainer's autocast the convs would still run in fp16,
-        # where SDXL's VAE overflows to NaN (the fp16-fix VAE is the other way out)
-        with torch.autocast(self.vae.device.type, enabled=False):
-            pixels = pixels.to(self.vae.device, torch.float32)
-            latents = self.vae.encode(pixels).latent_dist.sample(generator)
-        return latents * self.vae.config.scaling_factor
 
     def predict(
         self, noisy: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor, sizes: torch.Tensor

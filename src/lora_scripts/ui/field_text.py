@@ -12,6 +12,10 @@ FIELD_ZH: dict[str, tuple[str, str]] = {
         "允许 .ckpt 底模",
         "允许使用 .ckpt 格式的底模。这种文件可能藏有恶意代码，尽量用 .safetensors。",
     ),
+    "no_half_vae": (
+        "VAE 用全精度",
+        "用 fp16/bf16 训练时让 SD 1.x/2.x 的 VAE 保持 float32，避免出现黑图或 NaN；SDXL 本来就是。",
+    ),
     "prediction_type": ("预测方式", "auto 即可：SD1 用 epsilon，SD2 的 768-v 模型用 v_prediction。"),
     "metadata_path": (
         "描述文件",
