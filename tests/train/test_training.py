@@ -84,8 +84,10 @@ def test_run_with_many_features_does_what_each_one_says(base_config, monkeypatch
     blind = {
         f"lora_unet_mid_block_attentions_0_transformer_blocks_0_attn1_to_{x}.lora_up.weight" for x in "qk"
     }
-    zero = {k for k in ups if not final[k].any()}
-    assert zero == blind, sorted(zero ^ blind)[:3]
+    # (blind B's move by float noise only: an exact 0 or a few 1e-6 by library version, where the rest move
+    # by more than 1e-3; Adam's eps keeps a noise gradient's step far below the learning rate)
+    assert not [k for k in set(ups) - blind if not final[k].any()]
+    assert all(final[k].abs().max() < 1e-4 for k in blind), {k: final[k].abs().max().item() for k in blind}
     for before, after in ((saved[2], saved[4]), (saved[4], final)):  # training went on between saves
         assert before.keys() == final.keys()
         assert all(not torch.equal(before[k], after[k]) for k in set(ups) - blind)
