@@ -22,7 +22,7 @@ from ..data import DatasetIndex, scan_dataset
 from ..doctor.language import chinese_prompt_warning
 from ..errors import ConfigError, OutputError
 from ..models.detect import locate
-from ..models.registry import detect_family, load_model
+from ..models.registry import load_model, model_family
 from ..save.atomic import nearest_existing, probe_writable
 from .family_defaults import with_family_defaults
 from .init_lora import check_init_lora
@@ -41,7 +41,9 @@ MIN_FREE_BYTES = 512 * 2**20  # a few LoRA files + training states of a rank-128
 def check_inputs(cfg: Config) -> DatasetIndex:
     """Every check that can fail on user input, run before output_dir is touched."""
     # cheap existence check first; loading the model proves the rest before anything is written
-    family = detect_family(locate(cfg.model.base_model, cfg.model.allow_pickle))  # header only
+    # the family the run trains (model_family when forced, else detected from the header only), as
+    # with_family_defaults reads it: init_lora is checked against that one
+    family = model_family(locate(cfg.model.base_model, cfg.model.allow_pickle), cfg.model)
     index = scan_dataset(cfg.data)
     check_dataset(cfg.data)
     if (line := chinese_prompt_warning(cfg.sample.sample_prompts)) is not None:
