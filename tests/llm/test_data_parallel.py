@@ -7,12 +7,11 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from launch_helpers import rank_pid, start_and_wait_for, start_and_wait_for_state
 from llm_files import write_yaml
 from safetensors.torch import load_file
 
@@ -59,43 +58,9 @@ def test_processes_beyond_the_gpus_or_below_one_are_one_sentence(run_cli, llm_co
 STOPPABLE = {"batch_size": 4, "max_train_steps": 400, "seed": 7, "save_steps": 2, "save_state": True}
 
 
-def _children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
-
-
-def _rank_pid(launcher: int, rank: int) -> int | None:
-    """The worker process of `rank` under the launcher (its environment says RANK=...)."""
-    for pid in _children(launcher):
-        try:
-            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if f"RANK={rank}".encode() in env:
-            return pid
-    return None
-
-
-def _start_and_wait_for_state(cfg, out, step: int = 2) -> subprocess.Popen:
-    """A 2-process training started in the background, once its training state of `step` is written."""
-    state = out / "state" / f"step-{step:06d}" / "position.json"
-    return _start_and_wait_for(cfg, state.exists)
-
-
-def _start_and_wait_for(cfg, ready) -> subprocess.Popen:
-    """A 2-process training started in the background, once `ready()` says so."""
-    command = [sys.executable, "-m", "lora_scripts.cli", "train", "-c", str(cfg), "--processes", "2"]
-    run = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while not ready() and run.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    assert ready(), run.stderr.read() if run.poll() is not None else "not ready in 300 s"
-    return run
-
-
 def _stop_and_wait(run: subprocess.Popen, rank: int | None) -> str:
     """SIGTERM to the launcher (rank None: the web UI's Stop) or to one process; its stderr once it ended."""
-    ranks = [_rank_pid(run.pid, r) for r in (0, 1)]
+    ranks = [rank_pid(run.pid, r) for r in (0, 1)]
     os.kill(run.pid if rank is None else ranks[rank], signal.SIGTERM)
     try:
         return run.communicate(timeout=240)[1]
@@ -123,8 +88,8 @@ def test_a_worker_killed_mid_run_resumes_to_the_unbroken_runs_lora(run_cli, llm_
     assert done.returncode == 0, done.stdout + done.stderr
     out = tmp_path / "out"
     cfg = write_yaml(tmp_path / "run.yaml", {**config, "output_dir": str(out), "resume": "auto"})
-    run = _start_and_wait_for_state(cfg, out, step=4)
-    worker = _rank_pid(run.pid, 1)
+    run = start_and_wait_for_state(cfg, out, step=4)
+    worker = rank_pid(run.pid, 1)
     assert worker is not None, "no rank 1 under the launcher"
     os.kill(worker, signal.SIGKILL)  # process 1 dies mid-run: the launcher stops process 0
     _, err = run.communicate(timeout=300)
@@ -149,7 +114,7 @@ def test_a_stop_signal_stops_every_process_at_one_step_and_saves(run_cli, llm_co
     config = {**llm_config, **STOPPABLE}
     out = tmp_path / "out"
     cfg = write_yaml(tmp_path / "run.yaml", {**config, "output_dir": str(out), "resume": "auto"})
-    run = _start_and_wait_for_state(cfg, out)
+    run = start_and_wait_for_state(cfg, out)
     err = _stop_and_wait(run, None if target == "launcher" else 1)
     assert run.returncode == 130, err
     assert "Traceback" not in err
@@ -176,7 +141,7 @@ def test_a_stop_while_samples_are_drawn_stops_every_process_after_that_step(
     out = tmp_path / "out"
     cfg = write_yaml(tmp_path / "run.yaml", {**config, "output_dir": str(out), "resume": "auto"})
     log = out / "train.log"
-    run = _start_and_wait_for(
+    run = start_and_wait_for(
         cfg, lambda: log.exists() and "Drawing 40 samples at step 2" in log.read_text(encoding="utf-8")
     )
     err = _stop_and_wait(run, None if target == "launcher" else 0)
