@@ -40,21 +40,7 @@ def read_toml(path: Path) -> dict[str, Any]:
     """kohya's TOML: its tables ([model_arguments], [training_arguments], ...) only group, so their keys count
     as written at the top, as sd-scripts' read_config_from_file reads them; tables named after our sections
     stay sections."""
-    text = _text(path)
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib
-        except ModuleNotFoundError:
-            raise ConfigError(
-                f"Reading the TOML file '{path}' needs Python 3.11 or the tomli package",
-                "pip install tomli, or write the config as YAML",
-            ) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"Config file '{path}' is not valid TOML ({exc})", "Fix that line") from exc
+    data = read_toml_tables(path)
     flat: dict[str, Any] = {}
     where: dict[str, str] = {}
     for name, value in data.items():
@@ -71,6 +57,25 @@ def read_toml(path: Path) -> dict[str, Any]:
     if not flat:
         raise ConfigError(f"Config file '{path}' is empty", "Copy an example from configs/ and edit it")
     return flat
+
+
+def read_toml_tables(path: Path, what: str = "Config file") -> dict[str, Any]:
+    """A TOML file's tables as they are (kohya's dataset TOML keeps them); ``what`` names it in errors."""
+    text = _text(path)
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise ConfigError(
+                f"Reading the TOML file '{path}' needs Python 3.11 or the tomli package",
+                "pip install tomli, or write the config as YAML",
+            ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} '{path}' is not valid TOML ({exc})", "Fix that line") from exc
 
 
 def read_json(path: Path) -> dict[str, Any]:
