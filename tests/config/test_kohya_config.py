@@ -306,7 +306,7 @@ def test_unknown_network_args_are_named_in_one_sentence(tmp_path):
         ({"LoRA_type": "LyCORIS/LoKr", "lr_warmup": 5}, ["'lr_warmup'", "lr_warmup_steps: N"]),
         ({"LoRA_type": "Kohya DyLoRA"}, ["'LoRA_type'", "Kohya DyLoRA", "network_type"]),
         ({"log_with": "wandb"}, ["'log_with'", "'wandb'", "TensorBoard only"]),
-        ({"dataset_config": "dataset.toml"}, ["'dataset_config'", "train_data_dir"]),
+        ({"dataset_config": "no_such_dataset.toml"}, ["'dataset_config'", "no such file"]),
         ({"sample_prompts": "a cat --n blurry --w 512"}, ["per-prompt options", "sample_negative_prompt"]),
         ({"t5xxl": "t5.safetensors"}, ["'t5xxl'", "FLUX/SD3"]),
     ],

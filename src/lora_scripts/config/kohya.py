@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from .kohya_dataset import DOC as DATASET_DOC
 from .kohya_gui import GUI_KEYS, GUI_OURS, family_field
 from .kohya_network import DROPOUT, network_args_rule, network_module_rule
 from .kohya_rules import Given, Outcome, Refused, Rule, gui_config, noop, off, on, refused, shown, to
@@ -235,10 +236,7 @@ KOHYA: dict[str, Rule] = {
     },
     "output_config": refused("`lora-scripts train --dry-run` prints the resolved config", REMOVE),
     "config_file": refused("a config cannot name another config file here", "Merge its keys into this file"),
-    "dataset_config": refused(
-        "kohya's dataset TOML is not read here",
-        "Give train_data_dir (N_name folders repeat N times), resolution and the other data keys instead",
-    ),
+    "dataset_config": Rule("translated", DATASET_DOC, lambda _value, _given: ({}, "")),  # load.py reads it
     "in_json": refused("kohya's fine-tuning metadata JSON is not read here", "Give metadata_path (a CSV)"),
     "dataset_class": refused("custom dataset classes are not loaded here", REMOVE),
     "conditioning_data_dir": refused("ControlNet training is not implemented here", REMOVE),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from ..errors import ConfigError
 from .kohya import kohya_names, rule_for
-from .kohya_rules import Refused
+from .kohya_dataset import DatasetToml, read_dataset_config
+from .kohya_rules import Refused, off, shown
 from .read import load_yaml_text, read_config_file, read_yaml
 from .root import ALIASES, SECTIONS, Config, key_to_section
 from .route import IMAGE_ONLY, IMAGE_SECTIONS, LLM, LLM_ONLY, LLM_SECTIONS, route_of
@@ -38,7 +39,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
         _forget(raw, ALIASES.get(key, key))  # an override replaces the key wherever the YAML set it
         raw[key] = _override_value(item, value)
         typed[ALIASES.get(key, key)] = typed[key] = item
-    return build_config(raw, source=str(path), overrides=typed)
+    return build_config(raw, source=str(path), overrides=typed, config_dir=Path(path).parent)
 
 
 def _override_value(item: str, value: str) -> Any:
@@ -68,18 +69,19 @@ class _Where:
 
     source: str
     overrides: dict[str, str]
+    origins: dict[str, str] = field(default_factory=dict)  # our key -> the dataset TOML that set it
 
     def key(self, key: str, detail: str = "") -> str:
         """ "Key 'k' in cfg.yaml" or "The command-line override 'k=v'" (a sentence's subject)."""
         typed = self.overrides.get(key)
         if typed:
             return f"The command-line override '{typed}'{detail}"
-        return f"Key '{key}'{detail} in {self.source}"
+        return f"Key '{key}'{detail} in {self.origins.get(key, self.source)}"
 
     def of(self, key: str) -> str:
         """ "cfg.yaml" or "the command-line override 'k=v'" (after "in")."""
         typed = self.overrides.get(key)
-        return f"the command-line override '{typed}'" if typed else self.source
+        return f"the command-line override '{typed}'" if typed else self.origins.get(key, self.source)
 
     def section(self, section: str) -> str:
         """The file, plus the overrides that set keys of ``section`` (for checks across keys)."""
@@ -91,27 +93,41 @@ class _Where:
 
 
 def build_config(
-    raw: dict[str, Any], source: str = "config", overrides: dict[str, str] | None = None
+    raw: dict[str, Any],
+    source: str = "config",
+    overrides: dict[str, str] | None = None,
+    config_dir: Path | None = None,
 ) -> Config:
     """Place flat keys into their sections (sectioned YAML works too), read kohya's keys (config/kohya.py)
     and validate. ``overrides`` maps keys set on the command line to the `key=value` text typed, so errors
-    name that instead of ``source``. What kohya's keys became, or why they do nothing, is logged once the
-    config is valid."""
+    name that instead of ``source``. A kohya dataset_config is read (from the current folder, else from
+    ``config_dir``) and its keys win over the file's, as in kohya; an override wins over both. What kohya's
+    keys became, or why they do nothing, is logged once the config is valid."""
     where = _Where(source, overrides or {})
     owners = key_to_section()
     nested: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     written = _written(raw, source)
     given = {key: value for key, value, _ in written}
+    toml = _dataset_toml(given, where, config_dir)
     notes: list[str] = []
-    placed = []  # (our key, value, the key as written, its section if it was written as ours, typed?)
+    placed = []  # (our key, value, the key as written, its section if it was written as ours, rank)
+    if toml is not None:
+        given = {**given, **toml.keys}  # kohya's defaults (network_module) then leave its keys alone
+        placed += _from_toml(toml, given, notes)
+        where = replace(where, origins={ours: toml.source for ours, *_ in placed})
     for key, value, section in written:
         translated = _translated(key, value, given, where, notes)
         plain = translated == [(ALIASES.get(key, key), value)]
-        placed += [(k, v, key, section if plain else None, key in where.overrides) for k, v in translated]
-    typed = {ours for ours, *_, by_override in placed if by_override}
-    for ours, value, key, section, by_override in placed:
-        if by_override or ours not in typed:  # what an override sets wins over what the file's keys make
+        rank = _TYPED if key in where.overrides else _FILE
+        placed += [(k, v, key, section if plain else None, rank) for k, v in translated]
+    top: dict[str, int] = {}
+    for ours, *_, rank in placed:
+        top[ours] = max(top.get(ours, rank), rank)
+    for ours, value, key, section, rank in placed:  # an override wins, then the dataset TOML, then the file
+        if rank == top[ours]:
             _place(nested, owners, ours, value, key, where, section_hint=section)
+        elif rank == _FILE and top[ours] == _TOML:
+            notes += _overridden(ours, value, key, nested, where.source, toml.source if toml else "")
     values = {name: {k: v for k, (_, v) in keys.items()} for name, keys in nested.items()}
     model = values["model"]
     llm_keys = bool(values["llm"]) or any(k in LLM_ONLY for keys in values.values() for k in keys)
@@ -128,6 +144,40 @@ def build_config(
     for note in notes:
         log.info("%s", note)
     return cfg
+
+
+# who wins when several set one key: the command line, then the dataset TOML, then the file
+_FILE, _TOML, _TYPED = 0, 1, 2
+
+
+def _dataset_toml(given: dict[str, Any], where: _Where, config_dir: Path | None) -> DatasetToml | None:
+    if off(given.get("dataset_config")):
+        return None
+    try:
+        return read_dataset_config(given["dataset_config"], given, config_dir)
+    except Refused as no:
+        raise ConfigError(f"{where.key('dataset_config')} {no.what}", no.hint) from None
+
+
+def _from_toml(toml: DatasetToml, given: dict[str, Any], notes: list[str]) -> list[tuple]:
+    """The dataset TOML's keys, read by the kohya table as a training config's are, placed at its rank."""
+    from_toml = _Where(toml.source, {})
+    placed = []
+    for key, value in toml.keys.items():
+        placed += [(k, v, key, None, _TOML) for k, v in _translated(key, value, given, from_toml, notes)]
+    notes.append(f"dataset_config (kohya's): {toml.note}")
+    return placed
+
+
+def _overridden(ours: str, value: Any, key: str, nested, source: str, toml: str) -> list[str]:
+    """The note for a file's key the dataset TOML sets otherwise (kohya overrides the training config's)."""
+    won = nested[key_to_section()[ours]][ours][1]
+    if won == value or str(won) == str(value):
+        return []
+    return [
+        f"{key}: {shown(value)} in {source} gives way to {shown(won)} from {toml}, as kohya reads a "
+        "dataset_config's data over the training config's"
+    ]
 
 
 def _written(raw: dict[str, Any], source: str) -> list[tuple[str, Any, str | None]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from .kohya import KOHYA, OURS_THE_KOHYA_WAY
+from .kohya_dataset import TOML_DOC
 from .kohya_gui import FAMILY_SWITCHES, GUI_KEYS, OTHER_FAMILY_KEYS
 from .kohya_network import NET_ARGS, READ_WITH_MODULE
 from .root import ALIASES, SECTIONS, Config
@@ -105,6 +106,17 @@ def _kohya_markdown() -> list[str]:
         "| key | read as |",
         "|---|---|",
         *(f"| `{k}` | {_cell(r.doc)} |" for k, r in sorted(OURS_THE_KOHYA_WAY.items())),
+        "",
+        "### dataset_config (kohya's dataset TOML)",
+        "",
+        "Its [general], one [[datasets]] and that dataset's [[datasets.subsets]]: a subset's value wins over "
+        "its dataset's, which wins over [general], as in kohya. Keys the TOML sets win over the training "
+        "config's (kohya's order too; a logged note names each one), and a command-line override wins over "
+        "both.",
+        "",
+        "| TOML key | here |",
+        "|---|---|",
+        *(f"| {k} | {_cell(doc)} |" for k, doc in TOML_DOC.items()),
         "",
         "### network_args entries",
         "",
