@@ -24,6 +24,10 @@ HINTS_ZH: tuple[tuple[str, str], ...] = (
     (r"^Key '.*' is missing in", "配置里缺少这一项：按英文提示补上"),
     (r"^Config file .* is not UTF-8 text", "用记事本「另存为」，编码选 UTF-8"),
     (r"^Config file .* is not valid YAML", "用空格缩进，每行一个 `项: 值`"),
+    (  # kohya's dataset TOML (dataset_config) holds what our keys cannot say
+        r"\[\[datasets\]\]|subsets? in |(training|regularisation) subset",
+        "按英文提示改 dataset_config 指向的数据集 TOML，或删掉它，直接写 train_data_dir 等数据项",
+    ),
     # the training images and their captions
     (r"found in reg_data_dir", "把 `reg_data_dir` 指向放正则化图片的文件夹，不用正则化图片就删掉这一项"),
     (
