@@ -120,3 +120,29 @@ def test_unwritable_report_is_a_sentence(clean_folder):
     report = run_doctor(clean_folder, resolution=64)
     with pytest.raises(OutputError, match="--no-report"):
         report.write_html(clean_folder / "ok_0.png" / "report.html")
+
+
+def test_bucket_no_upscale_images_are_not_called_upscaled(tmp_path, painter, caplog):
+    """bucket_no_upscale gives a small image a bucket of its own size: training never enlarges it, so the
+    doctor (and training's doctor) does not warn; a huge strip still meets a bucket taller than itself."""
+    from lora_scripts.config.data import DataConfig
+    from lora_scripts.train.run import check_dataset
+
+    clean, _ = painter
+    for i, size in enumerate([(96, 96), (100, 80), (80, 112)]):
+        clean(i, size).save(tmp_path / f"small_{i}.png")
+    clean(9, (1200, 40)).save(tmp_path / "strip.png")  # area > 128², its bucket (256x64) is taller than 40
+    buckets = {"resolution": 128, "min_bucket_reso": 64, "max_bucket_reso": 256, "bucket_reso_steps": 32}
+    data = DataConfig(train_data_dir=tmp_path, bucket_no_upscale=True, doctor="warn", **buckets)
+    names = {"small_0.png", "small_1.png", "small_2.png"}
+    assert by_check(run_doctor(tmp_path, 128))["smaller than resolution"] == {*names, "strip.png"}
+    assert by_check(run_doctor(tmp_path, 128, data=data))["smaller than resolution"] == {"strip.png"}
+    for other in ({"bucket_no_upscale": False}, {"enable_bucket": False}):  # then they are enlarged
+        enlarged = data.model_copy(update=other)
+        assert by_check(run_doctor(tmp_path, 128, data=enlarged))["smaller than resolution"] >= names
+    (tmp_path / "strip.png").unlink()
+    with caplog.at_level("WARNING", logger="lora_scripts.train.run"):
+        check_dataset(data)
+        assert "upscaled" not in caplog.text
+        check_dataset(data.model_copy(update={"bucket_no_upscale": False}))
+    assert "3 images will be upscaled" in caplog.text

@@ -9,6 +9,8 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps
 
+from ..config.data import DataConfig
+from ..data.buckets import bucket_crop, bucket_for, buckets_for
 from ..data.images import image_size
 from ..errors import DataError
 from .report import Finding, plural
@@ -56,9 +58,14 @@ def broken_finding(broken: dict[Path, str], root: Path) -> list[Finding]:
     return [Finding("error", "unreadable", message, tuple(paths), params=file_params(paths, root))]
 
 
-def size_findings(sizes: dict[Path, tuple[int, int]], resolution: int, root: Path) -> list[Finding]:
+def size_findings(
+    sizes: dict[Path, tuple[int, int]], resolution: int, root: Path, data: DataConfig | None = None
+) -> list[Finding]:
+    """Images training enlarges, and extreme shapes. With ``data`` (the training's data settings) an image
+    that bucket_no_upscale gives a bucket of its own size is not enlarged, so it is not named."""
     detail = {path: f"{w}x{h}" for path, (w, h) in sizes.items()}
-    small = [path for path, (w, h) in sizes.items() if min(w, h) < resolution]
+    enlarged = _enlarged_by(data)
+    small = [path for path, (w, h) in sizes.items() if min(w, h) < resolution and enlarged((w, h))]
     wide = [path for path, (w, h) in sizes.items() if max(w, h) / max(1, min(w, h)) > MAX_ASPECT]
     findings = []
     if small:
@@ -91,6 +98,20 @@ def size_findings(sizes: dict[Path, tuple[int, int]], resolution: int, root: Pat
             )
         )
     return findings
+
+
+def _enlarged_by(data: DataConfig | None):
+    """size -> whether training scales the image up; data/buckets.py decides under bucket_no_upscale (small
+    images keep their own size, a large one of extreme shape may still meet a bucket larger on one side)."""
+    if data is None or not (data.enable_bucket and data.bucket_no_upscale):
+        return lambda _size: True
+    buckets = buckets_for(data)
+
+    def enlarged(size: tuple[int, int]) -> bool:
+        resized = bucket_crop(size, bucket_for(size, buckets, data)).resized
+        return resized[0] > size[0] or resized[1] > size[1]
+
+    return enlarged
 
 
 def preview(path: Path) -> Image.Image:

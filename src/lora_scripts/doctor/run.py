@@ -8,6 +8,7 @@ from pathlib import Path
 import imagehash
 from tqdm import tqdm
 
+from ..config.data import DataConfig
 from ..data.images import list_images
 from ..errors import DataError
 from ..progress import StageProgress, stage_progress
@@ -33,10 +34,14 @@ def run_doctor(
     metadata_path: Path | None = None,
     caption_extension: str = ".txt",
     trigger: str | None = None,
+    data: DataConfig | None = None,
 ) -> DoctorReport:
-    """Check images and captions the way training will read them (metadata.csv first, else sidecars)."""
+    """Check images and captions the way training will read them (metadata.csv first, else sidecars).
+    ``data``, the training's data settings, lets the size check ask data/buckets.py (bucket_no_upscale)."""
     with stage_progress("doctor") as progress:  # images looked at, for the web UI's bar
-        return _run_doctor(Path(folder), resolution, metadata_path, caption_extension, trigger, progress)
+        return _run_doctor(
+            Path(folder), resolution, metadata_path, caption_extension, trigger, progress, data
+        )
 
 
 def _run_doctor(
@@ -46,6 +51,7 @@ def _run_doctor(
     caption_extension: str,
     trigger: str | None,
     progress: StageProgress,
+    data: DataConfig | None = None,
 ) -> DoctorReport:
     if not folder.is_dir():
         raise DataError(f"Folder '{folder}' does not exist", "Pass the folder with your training images")
@@ -58,7 +64,7 @@ def _run_doctor(
     progress.begin(len(images))
     sizes, broken = read_sizes(images)
     report.findings += broken_finding(broken, folder)
-    report.findings += size_findings(sizes, resolution, folder)
+    report.findings += size_findings(sizes, resolution, folder, data)
     hashes = _look_at_pixels(list(sizes), report, progress)
     progress.advance(len(broken))
     report.findings += duplicate_findings(hashes, folder)

@@ -115,7 +115,12 @@ def check_dataset(data: DataConfig) -> None:
     from ..doctor import run_doctor
 
     report = run_doctor(
-        data.train_data_dir, data.resolution, data.metadata_path, data.caption_extension, data.trigger_word
+        data.train_data_dir,
+        data.resolution,
+        data.metadata_path,
+        data.caption_extension,
+        data.trigger_word,
+        data=data,
     )
     for line in report.errors + report.warnings:
         log.warning("doctor: %s", line)
