@@ -62,6 +62,23 @@ def test_reg_images_join_each_epoch_as_often_as_training_samples(base_config, tm
     assert "regularisation" not in plain.data_id() and plain.data_id() != index.data_id()
 
 
+def test_reg_num_repeats_counts_for_reg_images_outside_n_name_folders(base_config, tmp_path):
+    """kohya repeats each subset by its own num_repeats (dataset TOML: training 10, regularisation 1):
+    reg_num_repeats is the regularisation folder's; an N_name folder still says its own."""
+    reg = _reg_folder(tmp_path, folder="device")  # no N_ in the name: the default repeats count
+    _reg_folder(tmp_path, count=2, folder="2_phone")
+    for path in (reg / "device").glob("*.png"):
+        path.with_suffix(".txt").write_text("a device")
+    base = {**base_config, "reg_data_dir": str(reg), "num_repeats": 3}
+    same = scan_dataset(build_config(base).data)
+    own = scan_dataset(build_config({**base, "reg_num_repeats": 1}).data)
+    by_folder = {(i.path.parent.name, i.repeats) for i in own.reg_items}
+    assert by_folder == {("device", 1), ("2_phone", 2)}
+    assert {(i.path.parent.name, i.repeats) for i in same.reg_items} == {("device", 3), ("2_phone", 2)}
+    assert {i.repeats for i in own.items} == {3} == {i.repeats for i in same.items}  # training: num_repeats
+    assert own.data_id() != same.data_id()  # a resume notices the change
+
+
 def test_prior_loss_weight_scales_the_reg_images_loss(base_config, tmp_path):
     reg = _reg_folder(tmp_path, count=2)
     cfg = build_config({**base_config, "reg_data_dir": str(reg), "prior_loss_weight": 0.25})

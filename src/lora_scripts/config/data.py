@@ -101,6 +101,13 @@ class DataConfig(Section):
     num_repeats: int = Field(
         1, ge=1, description="Times each image is seen per epoch (folders named `N_name` override this)."
     )
+    reg_num_repeats: int | None = Field(
+        None,
+        ge=1,
+        description="Times each regularisation image (reg_data_dir) is seen per epoch, where they are not in "
+        "an `N_name` folder; empty: num_repeats. kohya's dataset TOML sets it from the regularisation "
+        "subset's num_repeats.",
+    )
     validation_split: float = Field(
         0.0,
         ge=0.0,

@@ -86,8 +86,7 @@ TOML_DOC: dict[str, str] = {
     "image_dir": "a subset's folder: the one training subset's is `train_data_dir`, the one regularisation "
     "subset's (is_reg = true) `reg_data_dir`; a second of either is refused (N_name subfolders of one "
     "folder repeat N times here); read from the current folder, as in kohya (subfolders are read too here)",
-    "num_repeats": "`num_repeats`; a regularisation subset's must come out the same as the training "
-    "subset's (here one num_repeats counts for both folders' images outside N_name subfolders)",
+    "num_repeats": "the training subset's is `num_repeats`, the regularisation subset's `reg_num_repeats`",
     "class_tokens": "kohya's caption for a subset's images without a caption file: refused for the "
     "training subset (those train with an empty caption here); for the regularisation subset accepted "
     "when its folder is named `N_<class_tokens>` (those are captioned with that name here), else refused",
@@ -137,7 +136,9 @@ def read_dataset_config(value: Any, given: Given, config_dir: Path | None) -> Da
             f"Key 'custom_attributes' in {name} is read only by kohya's custom code", "Remove it"
         )
     for key in SUBSET_DEFAULTS:
-        if key not in ("class_tokens", "custom_attributes"):
+        if key == "num_repeats" and reg is not None:  # each folder's own: reg_num_repeats for the reg one
+            keys.update(_repeats_of_each(levels, given))
+        elif key not in ("class_tokens", "custom_attributes"):
             keys.update(_same_for_all(key, levels, given, name))
     reg_text = f", reg_data_dir '{reg['image_dir']}'" if reg else ""
     return DatasetToml(name, keys, f"read {name}: train_data_dir '{train['image_dir']}'{reg_text}")
@@ -264,17 +265,20 @@ def _same_for_all(key: str, levels: dict[str, tuple], given: Given, name: str) -
         return {key: next((v for v in values.values() if not off(v)), values["training"])}
     train, reg = values["training"], values["regularisation"]
     hint = f"Give both subsets the same {key}, or set it once in [general]"
-    if key == "num_repeats":
-        hint += (
-            f", or move the regularisation images into a subfolder named '{reg}_<class>' of its image_dir "
-            "(an N_name folder repeats N times)"
-        )
     raise ConfigError(
         f"Key '{key}' in {name} comes out {shown(train)} for the training subset but {shown(reg)} for the "
         "regularisation subset (a subset that leaves it out takes the training config's, else kohya's "
         "default), and one value counts for both here",
         hint,
     )
+
+
+def _repeats_of_each(levels: dict[str, tuple], given: Given) -> dict[str, Any]:
+    """num_repeats of the training subset and reg_num_repeats of the regularisation one (kohya repeats each
+    subset's images by its own num_repeats; a subset that leaves it out takes the training config's)."""
+    found = {kind: _lookup("num_repeats", chain) for kind, chain in levels.items()}
+    train, reg = (_fallback("num_repeats", given) if v is _MISSING else v for v in found.values())
+    return {"num_repeats": train, "reg_num_repeats": reg}
 
 
 def _class_tokens(levels: dict[str, tuple], name: str) -> None:

@@ -203,7 +203,12 @@ def scan_reg_images(cfg: DataConfig) -> list[ImageItem]:
             "Put the regularisation images there, or remove reg_data_dir",
         )
     reg_cfg = cfg.model_copy(
-        update={"train_data_dir": cfg.reg_data_dir, "metadata_path": None, "reg_data_dir": None}
+        update={
+            "train_data_dir": cfg.reg_data_dir,
+            "metadata_path": None,
+            "reg_data_dir": None,
+            "num_repeats": cfg.reg_num_repeats or cfg.num_repeats,
+        }
     )
     reg = scan_dataset(reg_cfg)
     out = []
