@@ -28,6 +28,14 @@ HINTS_ZH: tuple[tuple[str, str], ...] = (
         r"\[\[datasets\]\]|subsets? in |(training|regularisation) subset",
         "按英文提示改 dataset_config 指向的数据集 TOML，或删掉它，直接写 train_data_dir 等数据项",
     ),
+    (
+        r"^(Dataset config|Config file) .* is not valid TOML",
+        "TOML 写法有误：按英文提示改正那一行（文字要加引号）",
+    ),
+    (  # a kohya key (training config or dataset TOML) that is refused here, with the key to use instead
+        r"^Key '[^']*'( of the \w+ subset)? in ",
+        "按英文提示改这一项或删掉它（kohya 选项和本工具写法的对照表见 docs/config.md）",
+    ),
     # the training images and their captions
     (r"found in reg_data_dir", "把 `reg_data_dir` 指向放正则化图片的文件夹，不用正则化图片就删掉这一项"),
     (
