@@ -135,14 +135,21 @@ def main() -> None:
 def honour_stop_signals() -> None:
     """Ctrl-C and `kill` (SIGTERM: a UI's stop button, docker stop) stop every phase with exit 130.
     A shell starts background jobs with SIGINT ignored, and Python then keeps ignoring it: a run started
-    by a script could not be stopped with kill -INT at all."""
+    by a script could not be stopped with kill -INT at all.
+
+    One process of a data-parallel run (accelerate's launcher sets WORLD_SIZE) keeps SIGTERM's default:
+    the launcher sends it when another process has failed, often while this one waits in a collective
+    (init_process_group, a barrier) where no Python handler runs, and it then waited 30 s for its SIGKILL.
+    The training loop's GracefulStop still turns SIGTERM into a stop after the same step."""
+    import os
     import signal
 
     def stop(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, stop)
+    if os.environ.get("WORLD_SIZE", "1") in ("", "1"):
+        signal.signal(signal.SIGTERM, stop)
 
 
 def quiet_exit_on_stop_signals() -> None:

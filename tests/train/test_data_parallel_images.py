@@ -9,6 +9,9 @@ import json
 import os
 import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -97,19 +100,32 @@ def test_two_processes_killed_and_resumed_train_the_same_image_lora_as_one(run_c
     assert samples in (["step000006-00.png"], ["step000003-00.png", "step000006-00.png"]), samples
 
 
-def test_a_process_that_fails_mid_launch_is_its_sentence_not_the_launchers_traceback(
-    run_cli, base_config, tmp_path
-):
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="follows them through /proc (Linux)")
+def test_a_process_that_fails_mid_launch_is_its_sentence_and_the_other_ends_at_once(base_config, tmp_path):
     # the output folder is held by a live training (this test's process): process 0 refuses when it takes
-    # the lock, after the launcher has started both processes
+    # the lock, after the launcher has started both processes; process 1 is then waiting for it in
+    # init_process_group, where no Python signal handler runs: the launcher's SIGTERM must end it there
+    # (with the CLI's handler it waited for the launcher's SIGKILL, 30 s later)
     out = tmp_path / "out"
     out.mkdir()
     lock = {"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}
     (out / ".lora-scripts.lock").write_text(json.dumps(lock), encoding="utf-8")
-    path = tmp_path / "dp.yaml"
-    path.write_text(yaml.safe_dump(base_config), encoding="utf-8")
-    done = run_cli("train", "-c", str(path), "--processes", "2")
-    assert done.returncode == 2
-    assert "Another training" in done.stdout + done.stderr
-    assert "Traceback" not in done.stdout + done.stderr
+    path = write_yaml(tmp_path / "dp.yaml", base_config)
+    command = [sys.executable, "-m", "lora_scripts.cli", "train", "-c", str(path), "--processes", "2"]
+    run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    started = one_left = None
+    while run.poll() is None:
+        ranks = [rank_pid(run.pid, r) for r in (0, 1)]
+        if all(ranks):
+            started = True
+        elif started and one_left is None and any(ranks):
+            one_left = time.monotonic()
+        time.sleep(0.05)
+    ended = time.monotonic()
+    stdout, stderr = run.communicate()
+    assert run.returncode == 2
+    assert "Another training" in stdout + stderr
+    assert "Traceback" not in stdout + stderr
     assert not (out / "test_lora.safetensors").exists()
+    assert started and one_left is not None, "the two processes were not seen"
+    assert ended - one_left < 15, f"the other process lingered {ended - one_left:.0f} s"
