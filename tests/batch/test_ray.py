@@ -155,8 +155,11 @@ def _rows(part: Path) -> list[dict]:
 
 
 def _made(out: Path) -> int:
-    """Images recorded so far: merged into index.csv, or in the index parts of the running job."""
-    return (len(index_rows(out)) if (out / "index.csv").exists() else 0) + recorded(out)
+    """(id, n) recorded so far, merged into index.csv or in the index parts of the running job (a part being
+    merged is in both for a moment: counted once)."""
+    parts = {(r["id"], r["n"]) for part in (out / "parts").glob("index-*.csv") for r in _rows(part)}
+    merged = {(r["id"], r["n"]) for r in _rows(out / "index.csv")} if (out / "index.csv").exists() else set()
+    return len(parts | merged)
 
 
 @pytest.mark.slow
