@@ -246,8 +246,8 @@ class Trainer:
         self.optimizer.step()
         self.lr_scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        max_norm, modules = self.cfg.network.scale_weight_norms, self.model.adapter_modules()
-        if max_norm:  # kohya's max-norm, on the weights just stepped (inject/max_norm.py)
+        if max_norm := self.cfg.network.scale_weight_norms:  # kohya's max-norm, on the weights just stepped
+            modules = self.model.adapter_modules()
             self.norms = apply_max_norm([modules[c] for c in self.trained], max_norm)
         return total / len(window)
 
