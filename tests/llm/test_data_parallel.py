@@ -22,26 +22,6 @@ def _adapter(out) -> dict[str, torch.Tensor]:
     return load_file(out / "cs_tone" / "adapter_model.safetensors")
 
 
-def test_two_processes_train_the_same_lora_as_one(run_cli, llm_config, tmp_path):
-    # 6 conversations of unequal length, batch 4: steps of 4 and 2 rows, split 2+2 and 1+1 between the
-    # processes; the loss is a mean over tokens, so each process's share is weighted by its tokens
-    config = {**llm_config, "batch_size": 4, "max_train_steps": 3, "learning_rate": 5e-3, "seed": 7}
-    runs = {}
-    for processes in (1, 2):
-        out = tmp_path / f"out{processes}"
-        cfg = write_yaml(tmp_path / f"p{processes}.yaml", {**config, "output_dir": str(out)})
-        done = run_cli("train", "-c", str(cfg), "--processes", str(processes))
-        assert done.returncode == 0, done.stdout + done.stderr
-        runs[processes] = _adapter(out)
-    one, two = runs[1], runs[2]
-    assert one.keys() == two.keys()
-    moved = 0.0
-    for name in one:
-        assert torch.allclose(one[name], two[name], atol=2e-5, rtol=1e-4), name
-        moved = max(moved, (one[name].float() - load_first_step_free(name, one)).abs().max().item())
-    assert moved > 1e-3  # the LoRA trained: lora_B starts at zero
-
-
 def load_first_step_free(name: str, weights: dict[str, torch.Tensor]) -> torch.Tensor:
     """lora_B starts at zero (peft's init); lora_A is random, so only B's distance from 0 shows training."""
     return torch.zeros_like(weights[name]).float() if "lora_B" in name else weights[name].float()
@@ -72,7 +52,11 @@ def _stop_and_wait(run: subprocess.Popen, rank: int | None) -> str:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker through /proc (Linux)")
-def test_a_worker_killed_mid_run_resumes_to_the_unbroken_runs_lora(run_cli, llm_config, tmp_path):
+def test_a_worker_killed_mid_run_resumes_to_one_processs_lora(run_cli, llm_config, tmp_path):
+    """Two processes, process 1 killed after step 4's state, resumed by the same command: the LoRA equals
+    one process's at the same effective batch. 6 conversations of unequal length, batch 4: steps of 4 and 2
+    rows, split 2+2 and 1+1 between the processes; the loss is a mean over tokens, so each process's share
+    is weighted by its tokens."""
     config = {
         **llm_config,
         "batch_size": 4,
@@ -84,7 +68,7 @@ def test_a_worker_killed_mid_run_resumes_to_the_unbroken_runs_lora(run_cli, llm_
         "keep_last_n": 30,  # step-000004 must still be there when the test looks for it
     }
     ref_cfg = write_yaml(tmp_path / "ref.yaml", {**config, "output_dir": str(tmp_path / "ref")})
-    done = run_cli("train", "-c", str(ref_cfg), "--processes", "2")
+    done = run_cli("train", "-c", str(ref_cfg))  # one process
     assert done.returncode == 0, done.stdout + done.stderr
     out = tmp_path / "out"
     cfg = write_yaml(tmp_path / "run.yaml", {**config, "output_dir": str(out), "resume": "auto"})
@@ -101,8 +85,14 @@ def test_a_worker_killed_mid_run_resumes_to_the_unbroken_runs_lora(run_cli, llm_
     log = (out / "train.log").read_text(encoding="utf-8").split("=== lora-scripts")[-1]
     assert "Resumed from" in log and "state/step-00000" in log  # continued, not trained again from step 0
     resumed, reference = _adapter(out), _adapter(tmp_path / "ref")
+    assert resumed.keys() == reference.keys()
+    moved = 0.0
     for name in reference:
-        assert torch.allclose(resumed[name], reference[name], atol=1e-6, rtol=0), name
+        # the adapter is saved in float16: float32 sums in another order may round to the next float16
+        assert torch.allclose(resumed[name].float(), reference[name].float(), atol=1e-6, rtol=2**-10), name
+        trained = reference[name].float() - load_first_step_free(name, reference)
+        moved = max(moved, trained.abs().max().item())
+    assert moved > 1e-3  # the LoRA trained: lora_B starts at zero
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker through /proc (Linux)")
