@@ -7,8 +7,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 ROOT = Path(__file__).parents[1]
 sys.path.insert(0, str(ROOT))
@@ -43,10 +45,23 @@ def test_the_lora_learns_the_style_not_generic_denoising(demo_run):
 
 
 def test_the_demo_prints_held_out_loss_and_writes_the_comparison(demo_run):
+    """What `lora-scripts demo` (the README's first command) leaves: the LoRA, the captioned images, and
+    per prompt a base / weight 0.5 / weight 1.0 image, all different, beside the comparison sheet."""
     out, output = demo_run
     assert "held-out" in output.lower()
-    assert (out / "samples" / "base_vs_lora.png").is_file()
-    assert len(list((out / "samples").glob("prompt*_lora*.png"))) == 12
+    assert (out / "lora" / "tech_style_demo.safetensors").is_file()
+    assert (out / "images" / "metadata.csv").is_file()
+    samples = out / "samples"
+    assert len(list(samples.glob("prompt*_lora*.png"))) == 12
+    for prompt in range(4):
+        base, half, full = (
+            np.asarray(Image.open(samples / f"prompt{prompt}_lora{w}.png").convert("RGB"), dtype=np.int16)
+            for w in ("0.0", "0.5", "1.0")
+        )
+        assert base.shape == full.shape == (64, 64, 3)
+        assert np.abs(base - full).max() > 0, "the LoRA changed nothing in the demo image"
+        assert np.abs(half - full).max() > 0, "weights 0.5 and 1.0 drew the same image"
+    assert Image.open(samples / "base_vs_lora.png").size[0] > 3 * 128  # labels + three columns
 
 
 def test_an_over_trained_run_raises_the_overfitting_alarm(tmp_path, run_cli):
