@@ -146,3 +146,12 @@ def cli(monkeypatch):
         return CliResult(result.exit_code, result.stdout, stderr)
 
     return run
+
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest files first (tests/suite_order.py), the rest in collection order."""
+    from suite_order import LONGEST_FIRST
+
+    order = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: order.get(item.nodeid.split("::")[0], len(order)))  # stable: files keep order
