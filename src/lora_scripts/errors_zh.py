@@ -110,6 +110,7 @@ HINTS_ZH: tuple[tuple[str, str], ...] = (
         "并在相同路径读到任务文件、目录表、底模和 LoRA 文件夹（放在共享文件夹里）",
     ),
     (r"^--ray needs an address", "写 `--ray local`（在本机启动集群）、`--ray auto` 或集群地址"),
+    (r"^--resolution \S+ is not valid", "填训练配置里的 resolution：8 的倍数，64 到 4096 之间，例如 512"),
     # LoRA files and the tools
     (r"is not a weight", "写成 `文件:权重`，例如 `style.safetensors:0.7`"),
     (r"^No LoRA named '", "用列出来的名字之一"),

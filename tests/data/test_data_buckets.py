@@ -75,12 +75,13 @@ def test_resize_to_bucket_centre_crops():
 
 def test_bucket_no_upscale_keeps_a_small_image_at_its_own_size(data_config, make_image, tmp_path):
     """kohya's bucket_no_upscale (BucketManager.select_bucket): an image within resolution² gets a bucket of
-    its own size rounded down to the step, and its pixels are never enlarged; a large image's bucket is the
-    one it gets without the option."""
+    its own size rounded down to the step, and its pixels are never enlarged; a larger one is first scaled
+    to resolution² keeping its shape. Expected buckets worked out by hand from kohya's code."""
     from lora_scripts.data import bucket_crop, load_pixels, scan_dataset
 
     small = make_image(tmp_path / "img" / "small.png", (100, 70))  # area 7000 <= 128²
     large = make_image(tmp_path / "img" / "large.png", (600, 300))
+    wide = make_image(tmp_path / "img" / "wide.png", (1000, 700))
     plain = {i.path: i for i in scan_dataset(data_config(tmp_path / "img")).items}
     kept = {i.path: i for i in scan_dataset(data_config(tmp_path / "img", bucket_no_upscale=True)).items}
     w, h = kept[small].bucket
@@ -90,6 +91,12 @@ def test_bucket_no_upscale_keeps_a_small_image_at_its_own_size(data_config, make
     crop = bucket_crop(kept[small].size, kept[small].bucket)
     assert crop.resized[0] <= 100 and crop.resized[1] <= 70  # the pixels are only made smaller, never larger
     assert tuple(load_pixels(kept[small]).shape) == (3, 64, 96)
-    assert kept[large].bucket == plain[large].bucket == (160, 96)
+    # 600x300 scaled to 128² keeping 2:1 is 181.0x90.5; kohya puts the height on the step (64, ratio error
+    # 0 against 0.5 for the width's 160x64) and the width follows: 128x64
+    assert kept[large].bucket == (128, 64) and plain[large].bucket == (160, 96)
+    # 1000x700 -> 153.0x107.1; width on the step: 128x64 (ratio 2.0); height: 96 and 137 (ratio 1.43,
+    # closer to 1.43): resized to 137x96, bucket 128x96, which the image covers
+    assert kept[wide].bucket == (128, 96)
+    assert bucket_crop(kept[wide].size, kept[wide].bucket).resized == (137, 96)
     off = scan_dataset(data_config(tmp_path / "img", bucket_no_upscale=True, enable_bucket=False)).items
     assert {i.bucket for i in off} == {(128, 128)}  # kohya: no buckets, no effect

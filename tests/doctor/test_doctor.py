@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
+from lora_scripts.config.data import DataConfig
 from lora_scripts.doctor import run_doctor
 from lora_scripts.doctor.clutter import CLUTTER_FLAG, clutter_score
 from lora_scripts.errors import DataError
@@ -19,7 +20,7 @@ def by_check(report) -> dict[str, set[str]]:
 
 @pytest.fixture
 def report(defect_folder):
-    return run_doctor(defect_folder, resolution=64, trigger="tchphn")
+    return run_doctor(DataConfig(train_data_dir=defect_folder, resolution=64, trigger_word="tchphn"))
 
 
 def test_planted_image_defects(report):
@@ -66,7 +67,7 @@ def test_summary_and_html_report(report, tmp_path):
 
 
 def test_clean_folder_with_sidecars(clean_folder):
-    report = run_doctor(clean_folder, resolution=64, trigger="tchphn")
+    report = run_doctor(DataConfig(train_data_dir=clean_folder, resolution=64, trigger_word="tchphn"))
     assert report.findings == [] and report.num_captioned == 4
     assert report.caption_source == ".txt files"
     assert "No problems found." in report.summary()
@@ -76,27 +77,27 @@ def test_clean_folder_with_sidecars(clean_folder):
 def test_sidecar_orphans_and_missing(clean_folder):
     (clean_folder / "ok_0.txt").unlink()
     (clean_folder / "lost.txt").write_text("no image here", encoding="utf-8")
-    found = by_check(run_doctor(clean_folder, resolution=64))
+    found = by_check(run_doctor(DataConfig(train_data_dir=clean_folder, resolution=64)))
     assert found["no caption"] == {"ok_0.png"}
     assert "caption without image" in found
 
 
 def test_small_images_use_the_resolution(clean_folder):
-    found = by_check(run_doctor(clean_folder, resolution=512))
+    found = by_check(run_doctor(DataConfig(train_data_dir=clean_folder, resolution=512)))
     assert len(found["smaller than resolution"]) == 4
 
 
 def test_unreadable_metadata_is_an_error_not_a_crash(clean_folder):
     (clean_folder / "metadata.csv").write_text("name,words\na.png,x\n", encoding="utf-8")
-    report = run_doctor(clean_folder, resolution=64)
+    report = run_doctor(DataConfig(train_data_dir=clean_folder, resolution=64))
     assert any("filename,prompt" in e for e in report.errors)
 
 
 def test_no_images_or_no_folder(tmp_path):
     with pytest.raises(DataError, match="No images"):
-        run_doctor(tmp_path, resolution=64)
+        run_doctor(DataConfig(train_data_dir=tmp_path, resolution=64))
     with pytest.raises(DataError, match="does not exist"):
-        run_doctor(tmp_path / "missing", resolution=64)
+        run_doctor(DataConfig(train_data_dir=tmp_path / "missing", resolution=64))
 
 
 def test_clutter_score_orders_plain_below_busy(painter):
@@ -117,32 +118,36 @@ def test_cli_doctor(defect_folder, run_cli):
 def test_unwritable_report_is_a_sentence(clean_folder):
     from lora_scripts.errors import OutputError
 
-    report = run_doctor(clean_folder, resolution=64)
+    report = run_doctor(DataConfig(train_data_dir=clean_folder, resolution=64))
     with pytest.raises(OutputError, match="--no-report"):
         report.write_html(clean_folder / "ok_0.png" / "report.html")
 
 
 def test_bucket_no_upscale_images_are_not_called_upscaled(tmp_path, painter, caplog):
     """bucket_no_upscale gives a small image a bucket of its own size: training never enlarges it, so the
-    doctor (and training's doctor) does not warn; a huge strip still meets a bucket taller than itself."""
+    doctor (and training's doctor) does not warn; a large strip is only made smaller (kohya's rule, which
+    ends in a division by zero there: here its short side is one step); a sliver's side under one step
+    (bucket_reso_steps) is made one step, so that one is enlarged."""
     from lora_scripts.config.data import DataConfig
     from lora_scripts.train.run import check_dataset
 
     clean, _ = painter
     for i, size in enumerate([(96, 96), (100, 80), (80, 112)]):
         clean(i, size).save(tmp_path / f"small_{i}.png")
-    clean(9, (1200, 40)).save(tmp_path / "strip.png")  # area > 128², its bucket (256x64) is taller than 40
+    clean(9, (1200, 40)).save(tmp_path / "strip.png")  # area > 128²: 960x32, made smaller
+    clean(8, (200, 24)).save(tmp_path / "sliver.png")  # 24 < 32: its bucket is 192x32, 1.33 times larger
     buckets = {"resolution": 128, "min_bucket_reso": 64, "max_bucket_reso": 256, "bucket_reso_steps": 32}
     data = DataConfig(train_data_dir=tmp_path, bucket_no_upscale=True, doctor="warn", **buckets)
-    names = {"small_0.png", "small_1.png", "small_2.png"}
-    assert by_check(run_doctor(tmp_path, 128))["smaller than resolution"] == {*names, "strip.png"}
-    assert by_check(run_doctor(tmp_path, 128, data=data))["smaller than resolution"] == {"strip.png"}
+    names = {"small_0.png", "small_1.png", "small_2.png", "strip.png"}
+    plain = DataConfig(train_data_dir=tmp_path, resolution=128)
+    assert by_check(run_doctor(plain))["smaller than resolution"] == {*names, "sliver.png"}
+    assert by_check(run_doctor(data))["smaller than resolution"] == {"sliver.png"}
     for other in ({"bucket_no_upscale": False}, {"enable_bucket": False}):  # then they are enlarged
         enlarged = data.model_copy(update=other)
-        assert by_check(run_doctor(tmp_path, 128, data=enlarged))["smaller than resolution"] >= names
-    (tmp_path / "strip.png").unlink()
+        assert by_check(run_doctor(enlarged))["smaller than resolution"] >= names
+    (tmp_path / "sliver.png").unlink()
     with caplog.at_level("WARNING", logger="lora_scripts.train.run"):
         check_dataset(data)
         assert "upscaled" not in caplog.text
         check_dataset(data.model_copy(update={"bucket_no_upscale": False}))
-    assert "3 images will be upscaled" in caplog.text
+    assert "4 images will be upscaled" in caplog.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lora_scripts.config.data import DataConfig
 from lora_scripts.doctor import run_doctor
 
 
@@ -19,19 +20,19 @@ def test_header_only_metadata_is_an_error(clean_folder: Path, run_cli):
 
 def test_header_only_metadata_with_sidecars_for_every_image_is_fine(clean_folder: Path):
     (clean_folder / "metadata.csv").write_text("filename,prompt\n", encoding="utf-8")
-    report = run_doctor(clean_folder, resolution=64)
+    report = run_doctor(DataConfig(train_data_dir=clean_folder, resolution=64))
     assert report.errors == [] and report.num_captioned == 4
 
 
 def test_gbk_captions_are_read_and_named_in_the_summary(clean_folder: Path):
     for i, txt in enumerate(sorted(clean_folder.glob("*.txt"))):
         txt.write_bytes(f"tchphn, 霓虹 {i}".encode("gbk"))
-    report = run_doctor(clean_folder, resolution=64)
+    report = run_doctor(DataConfig(train_data_dir=clean_folder, resolution=64))
     assert report.errors == [] and report.num_captioned == 4
     assert "Read 4 caption files as GB18030 (Chinese Windows encoding)" in report.summary()
     assert report.tag_frequency["霓虹 0"] == 1
 
 
 def test_metadata_folder_is_named(clean_folder: Path):
-    report = run_doctor(clean_folder, resolution=64, metadata_path=clean_folder)
+    report = run_doctor(DataConfig(train_data_dir=clean_folder, resolution=64, metadata_path=clean_folder))
     assert any("is a folder" in error for error in report.errors), report.errors

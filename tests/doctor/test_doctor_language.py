@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from lora_scripts.config.data import DataConfig
 from lora_scripts.doctor import run_doctor
 from lora_scripts.doctor.captions import tag_frequency
 from lora_scripts.doctor.language import mostly_chinese
@@ -38,7 +39,7 @@ def _chinese_folder(clean_folder: Path) -> Path:
 
 
 def test_doctor_warns_about_chinese_captions_and_says_what_to_do(clean_folder):
-    report = run_doctor(_chinese_folder(clean_folder), resolution=64)
+    report = run_doctor(DataConfig(train_data_dir=_chinese_folder(clean_folder), resolution=64))
     finding = next(f for f in report.findings if f.check == "Chinese caption")
     assert finding.level == "warning" and len(finding.images) == 3
     assert "ok_3.png" not in finding.message and "English" in finding.message

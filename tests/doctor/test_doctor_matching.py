@@ -54,7 +54,7 @@ def test_doctor_counts_what_training_uses(dotted_rows):
     _write_csv(dotted_rows, [(image.relative_to(dotted_rows).as_posix(), "") for image in images[:-1]])
     for image in images[:2]:
         image.with_suffix(".txt").write_text("neon style, sidecar for an empty row", encoding="utf-8")
-    report = run_doctor(dotted_rows, resolution=64)
+    report = run_doctor(DataConfig(train_data_dir=dotted_rows, resolution=64))
     index = scan_dataset(DataConfig(train_data_dir=dotted_rows, resolution=64, min_bucket_reso=32))
     assert len(index.missing_captions) == 3
     flagged = {f.check: set(f.images) for f in report.findings}
@@ -68,7 +68,7 @@ def test_rows_training_refuses_are_doctor_errors_with_the_same_sentence(sample_d
         (sample_data / folder).mkdir()
         shutil.copy(next(sample_data.glob("*.png")), sample_data / folder / "twice.png")
     _write_csv(sample_data, [("../outside.png", "x"), ("twice.png", "y"), ("ghost.png", "z")])
-    report = run_doctor(sample_data, resolution=64)
+    report = run_doctor(DataConfig(train_data_dir=sample_data, resolution=64))
     assert any("outside the training folder" in e for e in report.errors)
     assert any("matches several images ('a/twice.png', 'b/twice.png')" in e for e in report.errors)
     orphan = next(f for f in report.findings if f.check == "caption without image")
@@ -78,7 +78,7 @@ def test_rows_training_refuses_are_doctor_errors_with_the_same_sentence(sample_d
 def test_a_bug_while_drawing_thumbnails_is_not_hidden(defect_folder, tmp_path, monkeypatch):
     from lora_scripts.doctor import html
 
-    report = run_doctor(defect_folder, resolution=64)
+    report = run_doctor(DataConfig(train_data_dir=defect_folder, resolution=64))
 
     def broken(_path):
         raise TypeError("a bug in our code")

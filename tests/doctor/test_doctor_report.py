@@ -3,12 +3,14 @@ thumbnail, and a line on what every number means. The HTML is opened and read ba
 
 from __future__ import annotations
 
+import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
+from lora_scripts.config.data import DataConfig
 from lora_scripts.doctor import run_doctor
 from lora_scripts.doctor.clutter import CLUTTER_FLAG
 
@@ -57,7 +59,7 @@ def written(defect_folder, tmp_path):
     csv_path = defect_folder / "metadata.csv"
     text = csv_path.read_text(encoding="utf-8").replace("tchphn, wide", "tchphn, wide, 宽屏")
     csv_path.write_bytes(text.encode("gbk"))
-    report = run_doctor(defect_folder, resolution=64, trigger="tchphn")
+    report = run_doctor(DataConfig(train_data_dir=defect_folder, resolution=64, trigger_word="tchphn"))
     path = report.write_html(tmp_path / "report.html")
     parser = Cards()
     parser.feed(path.read_text(encoding="utf-8"))
@@ -189,3 +191,34 @@ def test_cli_report_language_typo_is_one_sentence_before_any_work(defect_folder,
     assert done.returncode != 0 and "Traceback" not in done.stderr
     assert "--lang fr is not a report language" in done.stderr and "--lang zh" in done.stderr
     assert not (defect_folder / "doctor_report.html").exists()
+
+
+def test_cli_bucket_no_upscale_and_a_resolution_training_refuses(tmp_path, painter, cli):
+    """`doctor --bucket-no-upscale` checks as a training with that option: the small images are not
+    enlarged, so not named; a resolution a training config may not have is one sentence before any work."""
+    clean, _ = painter
+    for i, size in enumerate([(96, 96), (100, 80)]):
+        clean(i, size).save(tmp_path / f"small_{i}.png")
+    plain = cli("doctor", str(tmp_path), "-r", "128", "--no-report", "--json", str(tmp_path / "a.json"))
+    kept = cli(
+        "doctor",
+        str(tmp_path),
+        "-r",
+        "128",
+        "--no-report",
+        "--json",
+        str(tmp_path / "b.json"),
+        "--bucket-no-upscale",
+    )
+    assert plain.returncode == kept.returncode == 0, plain.stderr + kept.stderr
+    checks = {
+        name: {f["check"] for f in json.loads((tmp_path / name).read_text(encoding="utf-8"))["findings"]}
+        for name in ("a.json", "b.json")
+    }
+    assert "smaller than resolution" in checks["a.json"] and "smaller than resolution" not in checks["b.json"]
+    odd = cli("doctor", str(tmp_path), "-r", "500", "--no-report")
+    assert odd.returncode == 2 and "Traceback" not in odd.stderr + odd.stdout
+    assert "--resolution 500 is not valid: Input should be a multiple of 8" in odd.stderr, odd.stderr
+    from lora_scripts.errors_zh import hint_zh
+
+    assert "8 的倍数" in hint_zh(odd.stderr.removeprefix("Error: "))  # what to do, for a Chinese user

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 
+from lora_scripts.config.data import DataConfig
 from lora_scripts.doctor import run_doctor
 from lora_scripts.doctor.text_zh import FALLBACK_ZH, finding_zh
 
 
 def test_every_finding_of_a_defective_folder_has_its_chinese_sentence(defect_folder, tmp_path):
-    report = run_doctor(defect_folder, resolution=64, trigger="tchphn")
+    report = run_doctor(DataConfig(train_data_dir=defect_folder, resolution=64, trigger_word="tchphn"))
     data = json.loads(report.write_json(tmp_path / "report.json").read_text(encoding="utf-8"))
     codes = {f["code"] for f in data["findings"]}
     assert {"unreadable", "exact duplicate", "near-duplicate", "no caption", "caption without image"} <= codes
@@ -22,7 +23,7 @@ def test_every_finding_of_a_defective_folder_has_its_chinese_sentence(defect_fol
 
 
 def test_the_chinese_sentence_names_the_files_and_the_numbers(defect_folder, tmp_path):
-    report = run_doctor(defect_folder, resolution=64, trigger="tchphn")
+    report = run_doctor(DataConfig(train_data_dir=defect_folder, resolution=64, trigger_word="tchphn"))
     small = next(f for f in report.findings if f.kind == "smaller than resolution")
     assert finding_zh(small.kind, small.params, small.message) == (
         "1 张图片的短边小于训练尺寸 64 像素，训练时会被放大、变模糊：tiny.png。"

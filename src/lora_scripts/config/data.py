@@ -42,8 +42,8 @@ class DataConfig(Section):
         description="Never scale a small image up (kohya's): an image whose area is at most resolution² "
         "gets a bucket of its own size, each side rounded down to bucket_reso_steps (a side below one step "
         "takes one step), so it trains at its own resolution, trimmed to the bucket, never enlarged. "
-        "Larger images take the usual buckets (kohya then fits a bucket to each one's own shape, "
-        "ignoring min/max_bucket_reso; here those still hold). With enable_bucket only.",
+        "A larger image is first scaled down to resolution² keeping its shape, then rounded the same way "
+        "(kohya's buckets exactly; min/max_bucket_reso do not apply). With enable_bucket only.",
     )
     shuffle_caption: bool = Field(False, description="Shuffle comma-separated caption tags every step.")
     keep_tokens: int = Field(

@@ -49,14 +49,36 @@ def assign_bucket(size: tuple[int, int], buckets: list[tuple[int, int]]) -> tupl
 
 def bucket_for(size: tuple[int, int], buckets: list[tuple[int, int]], cfg: DataConfig) -> tuple[int, int]:
     """The bucket of an image of `size` (w, h): the closest in aspect ratio among `buckets` (what
-    `buckets_for` made). With bucket_no_upscale, an image whose area is at most resolution² keeps its own
-    size, as kohya's BucketManager.select_bucket: each side rounded down to bucket_reso_steps (at least one
-    step), so `bucket_crop` only trims it (scale <= 1) to the bucket; larger images take `buckets`."""
-    width, height = size
-    if not (cfg.enable_bucket and cfg.bucket_no_upscale) or width * height > cfg.resolution**2:
+    `buckets_for` made). With bucket_no_upscale, kohya's BucketManager.select_bucket: an image whose area is
+    at most resolution² keeps its own size, a larger one is first scaled down to resolution² keeping its
+    shape (`_shrunk`); each side is then rounded down to bucket_reso_steps (at least one step), so
+    `bucket_crop` only trims the image to its bucket and never enlarges it. min/max_bucket_reso do not
+    apply there, as in kohya."""
+    if not (cfg.enable_bucket and cfg.bucket_no_upscale):
         return assign_bucket(size, buckets)
     step = cfg.bucket_reso_steps
+    width, height = _shrunk(size, cfg.resolution**2, step) if size[0] * size[1] > cfg.resolution**2 else size
     return max(step, width - width % step), max(step, height - height % step)
+
+
+def _shrunk(size: tuple[int, int], max_area: int, step: int) -> tuple[int, int]:
+    """kohya's size for an image over `max_area` under bucket_no_upscale: scaled to that area, then the
+    width or the height put on a multiple of `step` (kohya's round_to_steps: rounded, then floored to the
+    step), whichever keeps the aspect ratio closer; the other side follows the ratio."""
+    ratio = size[0] / size[1]
+    width = math.sqrt(max_area * ratio)
+    height = max_area / width
+
+    def on_step(x: float) -> int:  # at least one step: kohya divides by zero for a side under one step
+        x = int(x + 0.5)
+        return max(step, x - x % step)
+
+    by_width, by_height = on_step(width), on_step(height)
+    width_error = abs(by_width / on_step(by_width / ratio) - ratio)
+    height_error = abs(on_step(by_height * ratio) / by_height - ratio)
+    if width_error < height_error:
+        return by_width, int(by_width / ratio + 0.5)
+    return int(by_height * ratio + 0.5), by_height
 
 
 @dataclass(frozen=True)

@@ -101,8 +101,8 @@ def size_findings(
 
 
 def _enlarged_by(data: DataConfig | None):
-    """size -> whether training scales the image up; data/buckets.py decides under bucket_no_upscale (small
-    images keep their own size, a large one of extreme shape may still meet a bucket larger on one side)."""
+    """size -> whether training scales the image up; data/buckets.py decides under bucket_no_upscale (every
+    image keeps its size or is made smaller; only a side shorter than bucket_reso_steps is made one step)."""
     if data is None or not (data.enable_bucket and data.bucket_no_upscale):
         return lambda _size: True
     buckets = buckets_for(data)

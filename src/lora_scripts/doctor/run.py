@@ -28,31 +28,15 @@ from .report import GROUPS, DoctorReport, Finding, plural
 log = logging.getLogger(__name__)
 
 
-def run_doctor(
-    folder: Path,
-    resolution: int = 512,
-    metadata_path: Path | None = None,
-    caption_extension: str = ".txt",
-    trigger: str | None = None,
-    data: DataConfig | None = None,
-) -> DoctorReport:
-    """Check images and captions the way training will read them (metadata.csv first, else sidecars).
-    ``data``, the training's data settings, lets the size check ask data/buckets.py (bucket_no_upscale)."""
+def run_doctor(data: DataConfig) -> DoctorReport:
+    """Check images and captions the way training will read them (metadata.csv first, else sidecars), with
+    the training's data settings: folder, resolution, captions, trigger word, buckets (bucket_no_upscale)."""
     with stage_progress("doctor") as progress:  # images looked at, for the web UI's bar
-        return _run_doctor(
-            Path(folder), resolution, metadata_path, caption_extension, trigger, progress, data
-        )
+        return _run_doctor(data, progress)
 
 
-def _run_doctor(
-    folder: Path,
-    resolution: int,
-    metadata_path: Path | None,
-    caption_extension: str,
-    trigger: str | None,
-    progress: StageProgress,
-    data: DataConfig | None = None,
-) -> DoctorReport:
+def _run_doctor(data: DataConfig, progress: StageProgress) -> DoctorReport:
+    folder, resolution = Path(data.train_data_dir), data.resolution
     if not folder.is_dir():
         raise DataError(f"Folder '{folder}' does not exist", "Pass the folder with your training images")
     images = list_images(folder)
@@ -69,11 +53,11 @@ def _run_doctor(
     progress.advance(len(broken))
     report.findings += duplicate_findings(hashes, folder)
     report.findings += _clutter_finding(report.clutter, folder)
-    captions = load_captions(folder, images, metadata_path, caption_extension)
+    captions = load_captions(folder, images, data.metadata_path, data.caption_extension)
     report.caption_source = captions.source
     report.captions = {image: captions.by_image[image] for image in images if image in captions.by_image}
     report.num_captioned = len(report.captions)
-    report.findings += caption_findings(captions, images, folder, trigger)
+    report.findings += caption_findings(captions, images, folder, data.trigger_word)
     report.findings += [
         Finding("note", "encoding", line, params={"detail": line}) for line in captions.encodings.lines()
     ]

@@ -86,6 +86,11 @@ def doctor(
     metadata: Path = typer.Option(None, "--metadata", help="metadata.csv (default: FOLDER/metadata.csv)."),
     caption_extension: str = typer.Option(".txt", "--caption-extension", help="Sidecar caption extension."),
     trigger: str = typer.Option(None, "--trigger", help="Word every caption should contain."),
+    bucket_no_upscale: bool = typer.Option(
+        False,
+        "--bucket-no-upscale",
+        help="As training with bucket_no_upscale: small images are not enlarged.",
+    ),
     report: Path = typer.Option(
         None, "--report", help="HTML report to write (default: FOLDER/doctor_report.html)."
     ),
@@ -117,7 +122,15 @@ def doctor(
             console.print(chat.summary(), highlight=False, markup=False)
             chat.raise_for_errors()
             return
-        result = run_doctor(folder, resolution, metadata, caption_extension, trigger)
+        settings = {
+            "train_data_dir": folder,
+            "resolution": resolution,
+            "metadata_path": metadata,
+            "caption_extension": caption_extension,
+            "trigger_word": trigger,
+            "bucket_no_upscale": bucket_no_upscale,
+        }
+        result = run_doctor(_data_settings(settings))
         console.print(result.summary(), highlight=False, markup=False)
         if not no_report:
             path = result.write_html(report or folder / "doctor_report.html", chosen)
@@ -127,6 +140,32 @@ def doctor(
         result.raise_for_errors()
 
     guarded(action, debug)
+
+
+OPTION_OF = {
+    "resolution": "--resolution",
+    "metadata_path": "--metadata",
+    "caption_extension": "--caption-extension",
+}
+
+
+def _data_settings(settings: dict):
+    """The training's data settings (DataConfig) that the doctor checks by; a value training would refuse is
+    one sentence naming the option."""
+    from pydantic import ValidationError
+
+    from ..config.data import DataConfig
+    from ..errors import ConfigError
+
+    try:
+        return DataConfig(**settings)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = str(error["loc"][0])
+        raise ConfigError(
+            f"{OPTION_OF.get(key, key)} {settings.get(key)} is not valid: {error['msg']}",
+            "Give the value your training config has (resolution: a multiple of 8 from 64 to 4096, e.g. 512)",
+        ) from exc
 
 
 def register(app: typer.Typer) -> None:

@@ -114,14 +114,7 @@ def check_dataset(data: DataConfig) -> None:
         return
     from ..doctor import run_doctor
 
-    report = run_doctor(
-        data.train_data_dir,
-        data.resolution,
-        data.metadata_path,
-        data.caption_extension,
-        data.trigger_word,
-        data=data,
-    )
+    report = run_doctor(data)
     for line in report.errors + report.warnings:
         log.warning("doctor: %s", line)
     if data.doctor == "error":
