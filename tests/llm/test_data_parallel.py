@@ -164,13 +164,18 @@ def test_processes_on_the_command_line_win_over_the_accelerate_config(
     run_cli, llm_config, tmp_path, given, processes
 ):
     """As `accelerate launch --num_processes 1 --config_file F`: a given --processes (1 included) is the
-    count, else the file's num_processes."""
+    count, else the file's num_processes. A kohya key's note is said once, by the launching command, not
+    again by each process."""
     out = tmp_path / "out"
-    cfg = write_yaml(tmp_path / "p.yaml", {**llm_config, "output_dir": str(out), "max_train_steps": 2})
+    kohya = {"max_data_loader_n_workers": 2}  # accepted with a note: images are read in-process here
+    cfg = write_yaml(
+        tmp_path / "p.yaml", {**llm_config, **kohya, "output_dir": str(out), "max_train_steps": 2}
+    )
     acc = _two_process_accelerate_config(tmp_path / "ddp.yaml")
     done = run_cli("train", "-c", str(cfg), "--accelerate-config", str(acc), *given)
     assert done.returncode == 0, done.stdout + done.stderr
     log = (out / "train.log").read_text(encoding="utf-8")
     word = "process" if processes == 1 else "processes"
     assert f"mixed precision no, {processes} {word}" in log, log
+    assert (done.stdout + done.stderr).count("max_data_loader_n_workers (kohya's)") == 1, done.stderr
     assert (out / "cs_tone" / "adapter_model.safetensors").is_file()

@@ -5,10 +5,13 @@ launcher (torchrun underneath; gloo on a CPU, NCCL on GPUs), so that it is exact
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from pathlib import Path
 
 from ..errors import ConfigError
+
+LAUNCHED = "LORA_SCRIPTS_LAUNCHED"  # set in the environment of the processes `relaunch` starts
 
 
 def free_port() -> int:
@@ -71,10 +74,13 @@ def relaunch(processes: int | None, args: list[str], config_file: Path | None = 
         )
     launch = launch_command_parser().parse_args(launch_args(processes, args, config_file))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
+    os.environ[LAUNCHED] = "1"  # the processes' config notes: this command has said them once already
     try:
         launch_command(launch)
     except ChildFailedError as exc:  # each process has said what went wrong
         return next((f.exitcode for f in exc.failures.values() if f.exitcode > 0), 1)
     except (KeyboardInterrupt, SignalException):  # Ctrl-C, or SIGTERM (the web UI's Stop): the launcher has
         return 130  # passed it on to every process, which saved and stopped after one same step
+    finally:
+        os.environ.pop(LAUNCHED, None)
     return 0
