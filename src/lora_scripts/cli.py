@@ -46,14 +46,15 @@ def train(
 
     def action():
         from .config import load_config
-        from .train.family_defaults import with_family_defaults
         from .train.launch import LAUNCHED
-        from .train.run import device_note, prepare_data, run_training, will_write
-        from .train.versions import as_new_version
 
         if os.environ.get(LAUNCHED):  # one of --processes N: the launching command said the config's notes
             logging.getLogger("lora_scripts.config.load").setLevel(logging.WARNING)
-        cfg = load_config(config, overrides)
+        cfg = load_config(config, overrides)  # before torch & co.: a config error takes 0.3 s, not 8
+        from .train.family_defaults import with_family_defaults
+        from .train.run import device_note, prepare_data, run_training, will_write
+        from .train.versions import as_new_version
+
         # an explicit --processes (even 1) with a file overrides the file's num_processes; without a file,
         # 1 (or no --processes) trains in this process
         if (processes not in (None, 1) or accelerate_config) and not dry_run:

@@ -60,11 +60,12 @@ def batch(
             raise ConfigError(
                 "--ray and --processes cannot be used together", "Ray starts one worker per GPU"
             )
+        from .config import load_job
+
+        load_job(job)  # a bad job file: one sentence before the model libraries load (8 s), not one per rank
         if processes not in (None, 1):  # 1, given or not: this process
             from ..train.launch import relaunch
-            from .config import load_job
 
-            load_job(job)  # a bad job file: one sentence here, not one per rank
             extra = [*(["--new"] if new else []), *(["--debug"] if debug else [])]
             code = relaunch(processes, ["batch", str(job), *extra])  # accelerate launch -m lora_scripts
             if code:
