@@ -80,10 +80,11 @@ def base_config(tiny_model, sample_data, tmp_path) -> dict:
     }
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
 def run_cli():
     """The real console entry point in a fresh process, as a user runs it. For what only a process shows:
-    signals, the interpreter's own traceback, the exit status the shell sees, entry-point scripts."""
+    signals, the interpreter's own traceback, the exit status the shell sees, entry-point scripts. Session
+    scope (it holds nothing): module fixtures can use it too."""
     return _run_cli
 
 

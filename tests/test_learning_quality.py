@@ -23,11 +23,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    from tests.conftest import _run_cli
-
+def demo_run(tmp_path_factory, run_cli):
+    # (importing tests.conftest here ran it a second time: its caches then pointed at a new folder)
     out = tmp_path_factory.mktemp("learning") / "demo"
-    result = _run_cli("demo", "--out", str(out))
+    result = run_cli("demo", "--out", str(out))
     assert result.returncode == 0, result.stdout + result.stderr
     return out, result.stdout + result.stderr
 
