@@ -46,8 +46,10 @@ def train(
 
     def action():
         from .config import load_config
-        from .train.launch import LAUNCHED
+        from .train.launch import LAUNCHED, check_processes
 
+        if processes is not None:  # --processes 0: one sentence before anything is read or imported
+            check_processes(processes, gpus=0)
         if os.environ.get(LAUNCHED):  # one of --processes N: the launching command said the config's notes
             logging.getLogger("lora_scripts.config.load").setLevel(logging.WARNING)
         cfg = load_config(config, overrides)  # before torch & co.: a config error takes 0.3 s, not 8
