@@ -58,11 +58,10 @@ def broken_finding(broken: dict[Path, str], root: Path) -> list[Finding]:
     return [Finding("error", "unreadable", message, tuple(paths), params=file_params(paths, root))]
 
 
-def size_findings(
-    sizes: dict[Path, tuple[int, int]], resolution: int, root: Path, data: DataConfig | None = None
-) -> list[Finding]:
-    """Images training enlarges, and extreme shapes. With ``data`` (the training's data settings) an image
-    that bucket_no_upscale gives a bucket of its own size is not enlarged, so it is not named."""
+def size_findings(sizes: dict[Path, tuple[int, int]], root: Path, data: DataConfig) -> list[Finding]:
+    """Images training enlarges, and extreme shapes. ``data`` is the training's data settings: an image that
+    bucket_no_upscale gives a bucket of its own size is not enlarged, so it is not named."""
+    resolution = data.resolution
     detail = {path: f"{w}x{h}" for path, (w, h) in sizes.items()}
     enlarged = _enlarged_by(data)
     small = [path for path, (w, h) in sizes.items() if min(w, h) < resolution and enlarged((w, h))]
@@ -100,10 +99,10 @@ def size_findings(
     return findings
 
 
-def _enlarged_by(data: DataConfig | None):
+def _enlarged_by(data: DataConfig):
     """size -> whether training scales the image up; data/buckets.py decides under bucket_no_upscale (every
     image keeps its size or is made smaller; only a side shorter than bucket_reso_steps is made one step)."""
-    if data is None or not (data.enable_bucket and data.bucket_no_upscale):
+    if not (data.enable_bucket and data.bucket_no_upscale):
         return lambda _size: True
     buckets = buckets_for(data)
 

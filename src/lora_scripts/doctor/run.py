@@ -36,7 +36,7 @@ def run_doctor(data: DataConfig) -> DoctorReport:
 
 
 def _run_doctor(data: DataConfig, progress: StageProgress) -> DoctorReport:
-    folder, resolution = Path(data.train_data_dir), data.resolution
+    folder = Path(data.train_data_dir)
     if not folder.is_dir():
         raise DataError(f"Folder '{folder}' does not exist", "Pass the folder with your training images")
     images = list_images(folder)
@@ -44,11 +44,11 @@ def _run_doctor(data: DataConfig, progress: StageProgress) -> DoctorReport:
         raise DataError(
             f"No images (jpg, png, webp, bmp) found in '{folder}'", "Pass the folder that has your images"
         )
-    report = DoctorReport(folder, resolution, num_images=len(images))
+    report = DoctorReport(folder, data.resolution, num_images=len(images))
     progress.begin(len(images))
     sizes, broken = read_sizes(images)
     report.findings += broken_finding(broken, folder)
-    report.findings += size_findings(sizes, resolution, folder, data)
+    report.findings += size_findings(sizes, folder, data)
     hashes = _look_at_pixels(list(sizes), report, progress)
     progress.advance(len(broken))
     report.findings += duplicate_findings(hashes, folder)
