@@ -255,10 +255,9 @@ def _fallback(key: str, given: Given) -> Any:
 def _same_for_all(key: str, levels: dict[str, tuple], given: Given, name: str) -> dict[str, Any]:
     """{key: value} when the subsets that set it (and those that do not) come out the same; kohya names that
     are not ours go on with the first value asked for (their rule refuses it or notes it)."""
-    found = {kind: _lookup(key, chain) for kind, chain in levels.items()}
-    if all(v is _MISSING for v in found.values()):
+    if all(_lookup(key, chain) is _MISSING for chain in levels.values()):
         return {}
-    values = {kind: _fallback(key, given) if v is _MISSING else v for kind, v in found.items()}
+    values = _per_subset(key, levels, given)
     if all(v == values["training"] for v in values.values()):
         return {key: values["training"]}
     if key not in key_to_section():
@@ -276,9 +275,14 @@ def _same_for_all(key: str, levels: dict[str, tuple], given: Given, name: str) -
 def _repeats_of_each(levels: dict[str, tuple], given: Given) -> dict[str, Any]:
     """num_repeats of the training subset and reg_num_repeats of the regularisation one (kohya repeats each
     subset's images by its own num_repeats; a subset that leaves it out takes the training config's)."""
-    found = {kind: _lookup("num_repeats", chain) for kind, chain in levels.items()}
-    train, reg = (_fallback("num_repeats", given) if v is _MISSING else v for v in found.values())
-    return {"num_repeats": train, "reg_num_repeats": reg}
+    values = _per_subset("num_repeats", levels, given)
+    return {"num_repeats": values["training"], "reg_num_repeats": values["regularisation"]}
+
+
+def _per_subset(key: str, levels: dict[str, tuple], given: Given) -> dict[str, Any]:
+    """{subset kind: the value ``key`` comes out with for it}: its own level's, else the fallback."""
+    found = {kind: _lookup(key, chain) for kind, chain in levels.items()}
+    return {kind: _fallback(key, given) if v is _MISSING else v for kind, v in found.items()}
 
 
 def _class_tokens(levels: dict[str, tuple], name: str) -> None:
