@@ -149,7 +149,6 @@ def cli(monkeypatch):
     return run
 
 
-
 def pytest_collection_modifyitems(config, items):
     """The longest files first (tests/suite_order.py), the rest in collection order."""
     from suite_order import LONGEST_FIRST
