@@ -1,6 +1,6 @@
-"""Caption files read as the user has them, through the real `lora-scripts train`: nothing read wrongly
-without a word. A metadata.csv whose quote swallows other rows, or that has only its header, stops the run;
-Chinese-Windows (GBK / GB18030) captions are read and said so once."""
+"""Caption files read as the user has them, through `lora-scripts train` (its Typer app, in this
+process): nothing read wrongly without a word. A metadata.csv whose quote swallows other rows, or that has
+only its header, stops the run; Chinese-Windows (GBK / GB18030) captions are read and said so once."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from lora_scripts.data.captions import read_metadata_csv, read_sidecar
 from lora_scripts.errors import DataError
 
 
-def _train(run_cli, cfg: dict, tmp_path: Path, *extra: str):
+def _train(cli, cfg: dict, tmp_path: Path, *extra: str):
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg, allow_unicode=True), encoding="utf-8")
-    return run_cli("train", "--config", str(path), *extra)
+    return cli("train", "--config", str(path), *extra)
 
 
 def _one_error(done) -> str:
@@ -30,14 +30,12 @@ def _rows(data: Path) -> list[str]:
     return (data / "metadata.csv").read_text(encoding="utf-8").splitlines()
 
 
-def test_unclosed_quote_in_metadata_stops_training_naming_the_line(
-    base_config, sample_data, tmp_path, run_cli
-):
+def test_unclosed_quote_in_metadata_stops_training_naming_the_line(base_config, sample_data, tmp_path, cli):
     lines = _rows(sample_data)
     assert lines[2].endswith('"')
     lines[2] = lines[2][:-1]  # `001_laptop.png,"neon style, laptop, ...` and no closing quote
     (sample_data / "metadata.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    error = _one_error(_train(run_cli, base_config, tmp_path))
+    error = _one_error(_train(cli, base_config, tmp_path))
     assert "line 3" in error and "metadata.csv" in error and "quote" in error, error
     assert not Path(base_config["output_dir"]).exists()
 
@@ -60,26 +58,26 @@ def test_caption_spanning_lines_is_refused(tmp_path):
     assert read_metadata_csv(ok) == {"a.png": 'neon, "chrome", phone', "b.png": '5" screen'}
 
 
-def test_header_only_metadata_stops_training(base_config, sample_data, tmp_path, run_cli):
+def test_header_only_metadata_stops_training(base_config, sample_data, tmp_path, cli):
     (sample_data / "metadata.csv").write_text("filename,prompt\n", encoding="utf-8")
-    error = _one_error(_train(run_cli, base_config, tmp_path))
+    error = _one_error(_train(cli, base_config, tmp_path))
     assert "only its header" in error and "metadata.csv" in error, error
     assert not Path(base_config["output_dir"]).exists()
-    warn = _train(run_cli, {**base_config, "doctor": "warn"}, tmp_path, "--dry-run")
+    warn = _train(cli, {**base_config, "doctor": "warn"}, tmp_path, "--dry-run")
     assert warn.returncode == 0 and "only its header" in warn.stderr, warn.stderr[-3000:]
 
 
-def test_metadata_path_that_is_a_folder(base_config, sample_data, tmp_path, run_cli):
-    error = _one_error(_train(run_cli, {**base_config, "metadata_path": str(sample_data)}, tmp_path))
+def test_metadata_path_that_is_a_folder(base_config, sample_data, tmp_path, cli):
+    error = _one_error(_train(cli, {**base_config, "metadata_path": str(sample_data)}, tmp_path))
     assert "is a folder" in error and "metadata.csv" in error and "does not exist" not in error, error
 
 
-def test_gbk_metadata_and_captions_are_read_and_said_once(base_config, sample_data, tmp_path, run_cli):
+def test_gbk_metadata_and_captions_are_read_and_said_once(base_config, sample_data, tmp_path, cli):
     gbk_csv = sample_data / "metadata.csv"  # Excel on Chinese Windows: "CSV (comma delimited)" is GBK
     names = sorted(p.name for p in sample_data.glob("*.png"))
     rows = [f"{name},霓虹风格，{i} 号设备" for i, name in enumerate(names)]
     gbk_csv.write_bytes(("filename,prompt\r\n" + "\r\n".join(rows) + "\r\n").encode("gbk"))
-    dry = _train(run_cli, base_config, tmp_path, "--dry-run")
+    dry = _train(cli, base_config, tmp_path, "--dry-run")
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert "6 images, 6 captioned" in dry.stderr, dry.stderr[-3000:]
     assert dry.stderr.count("Read 'metadata.csv' as GB18030 (Chinese Windows encoding)") == 1, dry.stderr
@@ -88,7 +86,7 @@ def test_gbk_metadata_and_captions_are_read_and_said_once(base_config, sample_da
     gbk_csv.unlink()  # kohya style: one .txt per image, saved by Notepad on Chinese Windows
     for i, name in enumerate(names):
         (sample_data / name).with_suffix(".txt").write_bytes(f"霓虹风格，{i} 号设备".encode("gb18030"))
-    dry = _train(run_cli, base_config, tmp_path, "--dry-run")
+    dry = _train(cli, base_config, tmp_path, "--dry-run")
     assert dry.returncode == 0 and "6 images, 6 captioned" in dry.stderr, dry.stderr[-3000:]
     assert dry.stderr.count("Read 6 caption files as GB18030 (Chinese Windows encoding)") == 1, dry.stderr
 

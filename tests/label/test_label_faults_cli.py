@@ -12,14 +12,14 @@ from lora_scripts.data.captions import read_metadata_csv
 OPEN_QUOTE = 'filename,prompt\nimg_00.png,"neon style, phone\n'
 
 
-def _label(run_cli, images: Path, model: Path):
-    return run_cli("label", "--input", str(images), "--model", str(model))
+def _label(cli, images: Path, model: Path):
+    return cli("label", "--input", str(images), "--model", str(model))
 
 
-def test_open_quote_at_the_end_is_refused_and_nothing_is_written(images, tiny_classifier, run_cli):
+def test_open_quote_at_the_end_is_refused_and_nothing_is_written(images, tiny_classifier, cli):
     csv_path = images / "metadata.csv"
     csv_path.write_text(OPEN_QUOTE, encoding="utf-8")
-    done = _label(run_cli, images, tiny_classifier)
+    done = _label(cli, images, tiny_classifier)
     lines = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
     assert done.returncode == 2, done.stderr[-3000:]
     assert len(lines) == 1 and "line 2" in lines[0] and "quote" in lines[0], done.stderr[-3000:]
@@ -38,12 +38,12 @@ def test_open_quote_without_a_final_newline_is_refused_before_any_model_work(ima
     assert csv_path.read_bytes() == OPEN_QUOTE.rstrip("\n").encode()
 
 
-def test_gbk_metadata_is_converted_to_utf8_and_the_original_kept(images, tiny_classifier, run_cli):
+def test_gbk_metadata_is_converted_to_utf8_and_the_original_kept(images, tiny_classifier, cli):
     csv_path = images / "metadata.csv"
     original = "filename,prompt\r\nimg_00.png,霓虹风格，手机\r\n".encode("gbk")
     csv_path.write_bytes(original)
     (images / "metadata.csv.bak").write_bytes(b"an older backup the user made")
-    done = _label(run_cli, images, tiny_classifier)
+    done = _label(cli, images, tiny_classifier)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 new, 1 kept" in done.stderr
     assert "metadata.csv.bak1" in done.stderr and "GB18030" in done.stderr, done.stderr
@@ -52,7 +52,7 @@ def test_gbk_metadata_is_converted_to_utf8_and_the_original_kept(images, tiny_cl
     text = csv_path.read_bytes().decode("utf-8")  # strict: the new file is UTF-8 through and through
     assert text.startswith("filename,prompt\r\nimg_00.png,霓虹风格，手机\r\n")
     assert sorted(read_metadata_csv(csv_path)) == ["img_00.png", "img_01.png", "img_02.png"]
-    again = _label(run_cli, images, tiny_classifier)  # now UTF-8: nothing new, no second backup
+    again = _label(cli, images, tiny_classifier)  # now UTF-8: nothing new, no second backup
     assert again.returncode == 0 and "already have captions" in again.stderr, again.stderr[-3000:]
     assert not (images / "metadata.csv.bak2").exists()
 

@@ -1,5 +1,6 @@
-"""Faults around a run, through the real CLI: two runs on one folder, a full disk, kill -9 leftovers, output
-inside the images, file modes others can read, checks that must come before anything is written."""
+"""Faults around a run, through the CLI (a real process where a signal or a second process is the point):
+two runs on one folder, a full disk, kill -9 leftovers, output inside the images, file modes others can read,
+checks that must come before anything is written."""
 
 from __future__ import annotations
 
@@ -41,15 +42,13 @@ def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
 
 
 @pytest.mark.slow
-def test_second_run_on_the_same_folder_refuses_and_a_stale_lock_is_taken_over(base_config, tmp_path, run_cli):
+def test_second_run_on_the_same_folder_refuses_and_a_stale_lock_is_taken_over(base_config, tmp_path, cli):
     out = tmp_path / "out"
     long_run = _write({**base_config, "max_train_steps": 2000, "doctor": "off"}, tmp_path / "long.yaml")
     first = _start(long_run)
     try:
         _wait_for(out / ".lora-scripts.lock", first)
-        second = run_cli(
-            "train", "--config", str(_write({**base_config, "doctor": "off"}, tmp_path / "b.yaml"))
-        )
+        second = cli("train", "--config", str(_write({**base_config, "doctor": "off"}, tmp_path / "b.yaml")))
         assert second.returncode == 2, second.stderr
         assert f"process {first.pid}" in second.stderr and "Another training" in second.stderr
         assert "Traceback" not in second.stderr
@@ -61,27 +60,27 @@ def test_second_run_on_the_same_folder_refuses_and_a_stale_lock_is_taken_over(ba
     leftovers = [out / ".test_lora.safetensors.k1ll3d.tmp", out / "state" / ".tmp-k1ll3d"]
     leftovers[0].write_bytes(b"half a file")
     leftovers[1].mkdir(parents=True)
-    third = run_cli("train", "--config", str(_write({**base_config, "doctor": "off"}, tmp_path / "c.yaml")))
+    third = cli("train", "--config", str(_write({**base_config, "doctor": "off"}, tmp_path / "c.yaml")))
     assert third.returncode == 0, third.stderr
     assert "stale lock" in third.stderr
     assert not any(p.exists() for p in leftovers)
     assert not (out / ".lora-scripts.lock").exists()  # released at the end
 
 
-def test_output_inside_the_training_images_is_refused(base_config, run_cli, tmp_path):
+def test_output_inside_the_training_images_is_refused(base_config, cli, tmp_path):
     inside = Path(base_config["train_data_dir"]) / "lora_out"
-    proc = run_cli(
+    proc = cli(
         "train", "--config", str(_write({**base_config, "output_dir": str(inside)}, tmp_path / "c.yaml"))
     )
     assert proc.returncode == 2 and "inside train_data_dir" in proc.stderr
     assert not inside.exists()
 
 
-def test_init_lora_rank_conflict_writes_nothing(base_config, tmp_path, run_cli):
+def test_init_lora_rank_conflict_writes_nothing(base_config, tmp_path, cli):
     first = run_training(build_config({**base_config, "max_train_steps": 1, "doctor": "off"}))
     out = tmp_path / "v2"
     cfg = {**base_config, "init_lora": str(first.lora_path), "lora_rank": 8, "output_dir": str(out)}
-    proc = run_cli("train", "--config", str(_write(cfg, tmp_path / "c.yaml")))
+    proc = cli("train", "--config", str(_write(cfg, tmp_path / "c.yaml")))
     assert proc.returncode == 2 and "has rank 4" in proc.stderr
     assert not out.exists()  # no train.log, no logs/ before the check
 

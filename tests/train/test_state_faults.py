@@ -58,10 +58,10 @@ def out(finished_run, tmp_path) -> tuple[dict, Path]:
     return {**finished_run, "output_dir": str(out), "resume": "auto"}, out
 
 
-def _train(cfg: dict, tmp_path: Path, run_cli):
+def _train(cfg: dict, tmp_path: Path, cli):
     path = tmp_path / "resume.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    return run_cli("train", "--config", str(path))
+    return cli("train", "--config", str(path))
 
 
 def _error_line(done) -> str:
@@ -78,10 +78,10 @@ def _cut_in_half(file: Path) -> None:
 
 
 @pytest.mark.slow
-def test_cut_newest_state_falls_back_to_the_previous_one(out, tmp_path, run_cli):
+def test_cut_newest_state_falls_back_to_the_previous_one(out, tmp_path, cli):
     cfg, folder = out
     _cut_in_half(folder / "state" / "step-000004" / "training_state.pt")
-    done = _train(cfg, tmp_path, run_cli)
+    done = _train(cfg, tmp_path, cli)
     assert done.returncode == 0, done.stderr[-3000:]
     # read in train.log: the console folds long paths at its width, mid-name when a path is longer than a line
     log = (folder / "train.log").read_text(encoding="utf-8").split("=== lora-scripts")[-1]
@@ -94,42 +94,42 @@ def test_cut_newest_state_falls_back_to_the_previous_one(out, tmp_path, run_cli)
 
 
 @pytest.mark.slow
-def test_no_usable_state_left_is_one_sentence(out, tmp_path, run_cli):
+def test_no_usable_state_left_is_one_sentence(out, tmp_path, cli):
     cfg, folder = out
     for state in (folder / "state").glob("step-*"):
         _cut_in_half(state / "training_state.pt")
-    line = _error_line(_train(cfg, tmp_path, run_cli))
+    line = _error_line(_train(cfg, tmp_path, cli))
     assert "No usable training state" in line and "cut short or damaged" in line and "start fresh" in line
     assert "PytorchStreamReader failed" in line  # the reason, inside the sentence
     assert "and the 1 older one cannot be used either" in line
 
 
 @pytest.mark.slow
-def test_changed_lora_rank_names_both_ranks(out, tmp_path, run_cli):
+def test_changed_lora_rank_names_both_ranks(out, tmp_path, cli):
     cfg, folder = out  # named explicitly: resume: auto already refuses another rank by fingerprint
     state = str(folder / "state" / "step-000004")
-    line = _error_line(_train({**cfg, "lora_rank": 8, "resume": state}, tmp_path, run_cli))
+    line = _error_line(_train({**cfg, "lora_rank": 8, "resume": state}, tmp_path, cli))
     assert "step-000004" in line and "made with LoRA rank 4" in line and "has lora_rank 8" in line
     assert "Resume with lora_rank 4, or start fresh" in line and "size mismatch" not in line
 
 
 @pytest.mark.slow
-def test_changed_optimizer_is_one_sentence(out, tmp_path, run_cli):
+def test_changed_optimizer_is_one_sentence(out, tmp_path, cli):
     cfg, folder = out
     state = str(folder / "state" / "step-000004")
-    line = _error_line(_train({**cfg, "optimizer": "sgd", "resume": state}, tmp_path, run_cli))
+    line = _error_line(_train({**cfg, "optimizer": "sgd", "resume": state}, tmp_path, cli))
     assert "another optimizer" in line and "momentum" in line
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("drop", ["rng", "lora"])
-def test_state_without_a_part_names_what_is_missing(out, tmp_path, run_cli, drop):
+def test_state_without_a_part_names_what_is_missing(out, tmp_path, cli, drop):
     cfg, folder = out
     state = folder / "state" / "step-000004"
     payload = torch.load(state / "training_state.pt", weights_only=True)
     del payload[drop]
     torch.save(payload, state / "training_state.pt")
-    line = _error_line(_train({**cfg, "resume": str(state)}, tmp_path, run_cli))
+    line = _error_line(_train({**cfg, "resume": str(state)}, tmp_path, cli))
     assert "incomplete" in line and f"'{drop}'" in line and "KeyError" not in line
 
 
@@ -145,7 +145,7 @@ class _PlantedCode:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("resume", ["auto", "folder"])
-def test_planted_pickle_never_runs(base_config, tmp_path, run_cli, resume):
+def test_planted_pickle_never_runs(base_config, tmp_path, cli, resume):
     out = Path(base_config["output_dir"])
     state = out / "state" / "step-000002"
     state.mkdir(parents=True)
@@ -153,7 +153,7 @@ def test_planted_pickle_never_runs(base_config, tmp_path, run_cli, resume):
     torch.save({"lora": _PlantedCode(marker), "rng": {}}, state / "training_state.pt")
     (state / "position.json").write_text(json.dumps({"step": 2, "epoch": 0, "batch": 2, "losses": []}))
     cfg = {**base_config, "resume": "auto" if resume == "auto" else str(state)}
-    line = _error_line(_train(cfg, tmp_path, run_cli))
+    line = _error_line(_train(cfg, tmp_path, cli))
     assert not marker.exists()
     if resume == "auto":  # refused before the file is opened: no fingerprint, so not this run's state
         assert "not made by this run" in line
