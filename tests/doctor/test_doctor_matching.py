@@ -36,13 +36,13 @@ def dotted_rows(sample_data: Path) -> Path:
     return sample_data
 
 
-def test_dotted_and_subfolder_rows_pass_doctor_and_dry_run(dotted_rows, base_config, tmp_path, run_cli):
-    doctor = run_cli("doctor", str(dotted_rows), "--resolution", "64", "--no-report")
+def test_dotted_and_subfolder_rows_pass_doctor_and_dry_run(dotted_rows, base_config, tmp_path, cli):
+    doctor = cli("doctor", str(dotted_rows), "--resolution", "64", "--no-report")
     assert doctor.returncode == 0, doctor.stderr[-2000:]
     assert "6 images, 6 captioned" in doctor.stderr and "ERROR" not in doctor.stderr
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(base_config), encoding="utf-8")
-    dry = run_cli("train", "--config", str(config), "--dry-run")
+    dry = cli("train", "--config", str(config), "--dry-run")
     assert dry.returncode == 0, dry.stderr[-2000:]
     assert "6 images, 6 captioned" in dry.stderr
 

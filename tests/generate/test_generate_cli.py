@@ -11,7 +11,7 @@ from lora_scripts.cli import app
 FAST = ["-W", "64", "-H", "64", "--steps", "2", "--device", "cpu"]
 
 
-def test_batch_writes_images_with_parameters_and_a_grid(run_cli, tiny_model, lora_dir, tmp_path):
+def test_batch_writes_images_with_parameters_and_a_grid(cli, tiny_model, lora_dir, tmp_path):
     prompts = tmp_path / "prompts.csv"
     prompts.write_text(
         'prompt,negative_prompt\n"<lora:metal:-0.4> futuristic smartphone, glowing edges",blurry\nlaptop,\n',
@@ -19,7 +19,7 @@ def test_batch_writes_images_with_parameters_and_a_grid(run_cli, tiny_model, lor
     )
     out = tmp_path / "out"
     args = ["-m", str(tiny_model["single_file"]), "-l", str(lora_dir), "-p", str(prompts), "-o", str(out)]
-    result = run_cli("generate", *args, "--lora", "tech_phone", "--weights", "0,1.5", "--seeds", "3", *FAST)
+    result = cli("generate", *args, "--lora", "tech_phone", "--weights", "0,1.5", "--seeds", "3", *FAST)
     assert result.returncode == 0, result.stderr
     images = sorted(out.glob("0*.png"))
     assert [p.name for p in images] == ["00000-3.png", "00001-3.png", "00002-3.png", "00003-3.png"]

@@ -159,7 +159,7 @@ def test_render_is_seeded(case, tmp_path):
     assert np.array_equal(np.asarray(a), np.asarray(b)) and not np.array_equal(np.asarray(a), np.asarray(c))
 
 
-def test_an_incomplete_sdxl_folder_is_one_sentence(run_cli, sample_data, tmp_path):
+def test_an_incomplete_sdxl_folder_is_one_sentence(cli, sample_data, tmp_path):
     """An SDXL diffusers folder is taken for SDXL (not SD1, whose text_encoder/ it also has); one without
     weights stops in one sentence when it is loaded, before anything is written."""
     folder = tmp_path / "sdxl-base"
@@ -174,7 +174,7 @@ def test_an_incomplete_sdxl_folder_is_one_sentence(run_cli, sample_data, tmp_pat
         'resolution: 64\ndoctor: "off"\n',
         encoding="utf-8",
     )
-    proc = run_cli("train", "--config", str(config))
+    proc = cli("train", "--config", str(config))
     assert proc.returncode == 2, proc.stderr
     assert "Could not load the SDXL diffusers folder" in " ".join(proc.stderr.split())
     assert "Unexpected" not in proc.stderr and "Traceback" not in proc.stderr

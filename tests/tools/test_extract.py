@@ -39,10 +39,10 @@ def tuned(tiny_model, tmp_path_factory):
     return save_tiny_single_file(pipe, tmp_path_factory.mktemp("tuned") / "tuned.safetensors"), deltas
 
 
-def test_extract_recovers_the_known_change(tiny_model, tuned, tmp_path, run_cli):
+def test_extract_recovers_the_known_change(tiny_model, tuned, tmp_path, cli):
     path, deltas = tuned
     out = tmp_path / "extracted.safetensors"
-    result = run_cli(
+    result = cli(
         "lora",
         "extract",
         str(path),

@@ -100,9 +100,9 @@ def test_other_trainers_files_and_non_lora_files(tmp_path):
         describe(tmp_path / "text.safetensors")
 
 
-def test_cli_inspect_prints_tables(loras, tmp_path, run_cli):
+def test_cli_inspect_prints_tables(loras, tmp_path, cli):
     path = loras.save(loras.parts(rank=4, every=3), tmp_path / "neon.safetensors")
-    result = run_cli("lora", "inspect", str(path))
+    result = cli("lora", "inspect", str(path))
     assert result.returncode == 0, result.stderr
     for text in ("sd1", "UNet down", "neon style", "learning rate", "Top 3 tags", "KB"):
         assert text in result.stdout, text

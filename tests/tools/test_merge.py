@@ -127,10 +127,10 @@ def _bad(case, tiny_model, loras, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["other_family", "not_a_lora", "unwritable_folder"])
-def test_bad_input_is_one_sentence_exit_2_nothing_written(case, tiny_model, loras, tmp_path, run_cli):
+def test_bad_input_is_one_sentence_exit_2_nothing_written(case, tiny_model, loras, tmp_path, cli):
     specs, out, words = _bad(case, tiny_model, loras, tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
-    result = run_cli("lora", "merge", str(tiny_model["single_file"]), *specs, "-o", str(out))
+    result = cli("lora", "merge", str(tiny_model["single_file"]), *specs, "-o", str(out))
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and words in errors[0] and "Traceback" not in result.stderr, result.stderr

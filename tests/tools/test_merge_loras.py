@@ -96,10 +96,10 @@ def test_weight_syntax():
         parse_weighted("a.safetensors:strong")
 
 
-def test_cli_merge_loras(two, tmp_path, run_cli):
+def test_cli_merge_loras(two, tmp_path, cli):
     _, _, path_a, path_b = two
     out = tmp_path / "svd.safetensors"
-    result = run_cli("lora", "merge-loras", f"{path_a}:0.5", str(path_b), "-o", str(out), "--energy", "0.9")
+    result = cli("lora", "merge-loras", f"{path_a}:0.5", str(path_b), "-o", str(out), "--energy", "0.9")
     assert result.returncode == 0, result.stderr
     assert "energy kept" in result.stdout and "Merged LoRA saved" in result.stdout
     assert read_lora(out).dtypes == {"float32"}

@@ -60,13 +60,13 @@ def test_energy_mode_picks_per_module_ranks(loras, tmp_path):
     assert {rank_of(w) for w in result.modules.values()} == {2}
 
 
-def test_cli_resize_reports_what_was_kept(loras, tmp_path, run_cli):
+def test_cli_resize_reports_what_was_kept(loras, tmp_path, cli):
     parts = loras.parts(rank=4, every=4)
     src = loras.save(
         parts, tmp_path / "in.safetensors", {**loras.meta, "ss_network_args": '{"conv_dim": "4"}'}
     )
     out = tmp_path / "out" / "r2.safetensors"
-    result = run_cli("lora", "resize", str(src), "-o", str(out), "--rank", "2", "--conv-rank", "1")
+    result = cli("lora", "resize", str(src), "-o", str(out), "--rank", "2", "--conv-rank", "1")
     assert result.returncode == 0, result.stderr
     assert "energy kept" in result.stdout and "UNet down" in result.stdout and "TE" in result.stdout
     lora = read_lora(out)

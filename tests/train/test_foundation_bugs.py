@@ -103,12 +103,12 @@ def test_train_log_holds_what_the_preflight_said(base_config):
     assert text.index("doctor:") < text.index("Training on")
 
 
-def test_cuda_without_gpu_writes_nothing(base_config, run_cli, tmp_path):
+def test_cuda_without_gpu_writes_nothing(base_config, cli, tmp_path):
     import yaml
 
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({**base_config, "device": "cuda"}), encoding="utf-8")
-    proc = run_cli("train", "--config", str(config))
+    proc = cli("train", "--config", str(config))
     assert proc.returncode == 2 and "no CUDA GPU" in proc.stderr
     assert not (tmp_path / "out").exists()
 

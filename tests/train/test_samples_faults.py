@@ -17,7 +17,7 @@ from lora_scripts.config import SampleConfig
 from lora_scripts.train.samples import Sampler, _log_to_tensorboard
 
 
-def test_unwritable_samples_folder_skips_samples_and_saves_the_lora(base_config, tmp_path, run_cli):
+def test_unwritable_samples_folder_skips_samples_and_saves_the_lora(base_config, tmp_path, cli):
     out = Path(base_config["output_dir"])
     out.mkdir(parents=True)
     (out / "samples").write_text("a file where the samples folder would go", encoding="utf-8")
@@ -29,7 +29,7 @@ def test_unwritable_samples_folder_skips_samples_and_saves_the_lora(base_config,
     }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
-    done = run_cli("train", "--config", str(path))
+    done = cli("train", "--config", str(path))
     assert done.returncode == 0, done.stderr[-3000:]
     assert (out / "test_lora.safetensors").is_file()
     assert "Samples at step 2 were skipped (FileExistsError" in done.stderr
