@@ -53,6 +53,9 @@ def train(
         if os.environ.get(LAUNCHED):  # one of --processes N: the launching command said the config's notes
             logging.getLogger("lora_scripts.config.load").setLevel(logging.WARNING)
         cfg = load_config(config, overrides)  # before torch & co.: a config error takes 0.3 s, not 8
+        from .models.detect import locate
+
+        locate(cfg.model.base_model, cfg.model.allow_pickle)  # a wrong base_model too, before the imports
         from .train.family_defaults import with_family_defaults
         from .train.run import device_note, prepare_data, run_training, will_write
         from .train.versions import as_new_version

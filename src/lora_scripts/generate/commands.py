@@ -60,10 +60,14 @@ def generate(
     setup_logging(debug)
 
     def action():
+        from ..models.detect import locate
+
+        config = _model_config(model, prediction_type)
+        locate(config.base_model, config.allow_pickle)  # a wrong -m path: a sentence before torch is imported
         from .run import GenerateOptions, run_generate
 
         opts = GenerateOptions(
-            model=_model_config(model, prediction_type),
+            model=config,
             prompts=list(prompts or []),
             prompts_file=prompts_file,
             lora_dir=lora_dir,

@@ -6,8 +6,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from safetensors.torch import load_file
-
 from ..config.route import causal_lm_architecture
 from ..errors import ModelError
 
@@ -58,6 +56,8 @@ def read_checkpoint(path: str) -> dict:
     when it cannot be read. Which family it is was decided before, by models/registry.detect_family."""
     if Path(path).suffix.lower() in PICKLE_SUFFIXES:
         return _read_pickle(path)
+    from safetensors.torch import load_file  # here: locate() is used before torch is imported
+
     try:
         return load_file(path)
     except Exception as exc:  # safetensors raises several types for truncated/foreign files

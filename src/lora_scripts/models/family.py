@@ -117,7 +117,6 @@ class TrainableModel(Protocol):
         """Family facts for the file's metadata (kohya ss_* base version, modelspec architecture...)."""
 
 
-
 # Optional hooks. A family defines them only when it has something to say; the trainer asks with getattr and
 # falls back to the default (Protocol members would make every family define them):
 #   loss_weight(items) -> int   how many terms loss() averages (an LLM's trained tokens); default len(items).

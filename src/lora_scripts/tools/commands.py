@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 
 from ..console import guarded, setup_logging
+from ..models.detect import locate
+from .weighted import parse_weighted
 
 lora_app = typer.Typer(
     no_args_is_help=True, help="LoRA tools: inspect, merge into a checkpoint, merge LoRAs, resize, extract."
@@ -28,6 +30,7 @@ LORA_PRECISION = typer.Option(
     "auto", "--precision", help="auto (as the input), fp16, bf16 or float.", case_sensitive=False
 )
 PRECISIONS = ("auto", "fp16", "bf16", "float")
+MERGE_PRECISIONS = ("keep", "fp16", "bf16", "float")
 
 
 def register(app: typer.Typer) -> None:
@@ -103,10 +106,11 @@ def resize(
 
     @_as_stage("resize")
     def action():
+        chosen = _precision(precision)  # before torch is imported
         from .report import kept_table
         from .resize import run_resize
 
-        kept = run_resize(file, out, rank, energy, conv_rank, _precision(precision), overwrite)
+        kept = run_resize(file, out, rank, energy, conv_rank, chosen, overwrite)
         out_console.print(kept_table(kept, f"Resized {file.name}"))
         _wrote(out, "Resized LoRA saved")
 
@@ -130,10 +134,13 @@ def merge_loras(
 
     @_as_stage("merge-loras")
     def action():
+        chosen = _precision(precision)  # argument mistakes before torch is imported: a sentence at once
+        for spec in loras:
+            parse_weighted(spec)
         from .merge_loras import run_merge_loras
         from .report import kept_table
 
-        kept = run_merge_loras(loras, out, rank, energy, _precision(precision), overwrite)
+        kept = run_merge_loras(loras, out, rank, energy, chosen, overwrite)
         if kept:
             out_console.print(kept_table(kept, "SVD of the merged LoRA"))
         _wrote(out, "Merged LoRA saved")
@@ -164,6 +171,11 @@ def merge(
 
     @_as_stage("merge")
     def action():
+        if not (len(loras) == 1 and Path(loras[0]).is_dir()):  # LoRA files, not an LLM's adapter folder:
+            _precision(precision, MERGE_PRECISIONS)  # argument mistakes and a missing base are a sentence
+            for spec in loras:  # before torch is imported
+                parse_weighted(spec)
+            locate(base)
         from .llm_adapter import is_adapter_folder, run_merge_adapter
         from .merge import run_merge
 
@@ -171,7 +183,7 @@ def merge(
             run_merge_adapter(Path(loras[0]), base, out, overwrite)
             _wrote(out, "Merged model saved (transformers folder)")
             return
-        chosen = _precision(precision, ("keep", "fp16", "bf16", "float"))
+        chosen = _precision(precision, MERGE_PRECISIONS)
         layout = run_merge(base, loras, out, None if chosen == "keep" else chosen, overwrite)
         _wrote(out, f"Merged checkpoint saved ({layout.replace('_', '-')})")
 
@@ -195,10 +207,12 @@ def extract(
 
     @_as_stage("extract")
     def action():
+        chosen = _precision(precision, ("fp16", "bf16", "float"))  # these before torch is imported
+        locate(tuned)
+        locate(base)
         from .extract import run_extract
         from .report import kept_table
 
-        chosen = _precision(precision, ("fp16", "bf16", "float"))
         kept = run_extract(tuned, base, out, rank, conv_rank, chosen, overwrite, min_diff)
         out_console.print(kept_table(kept, "Extracted LoRA"))
         _wrote(out, "Extracted LoRA saved")

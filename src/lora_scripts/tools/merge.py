@@ -30,8 +30,8 @@ from ..save.kohya_keys import name_table
 from ..save.lora_family import check_same_family
 from .lora_io import LoraFile, check_output, read_lora
 from .lowrank import delta, rank_of, weight_shape
-from .merge_loras import parse_weighted
 from .report import progress
+from .weighted import parse_weighted
 
 log = logging.getLogger(__name__)
 MERGED_KEY = "lora_scripts.merged_loras"

@@ -12,23 +12,10 @@ from .lora_io import LoraFile, auto_precision, check_output, kohya_tensors, read
 from .lowrank import Kept, concat, rank_of, resize, weight_shape
 from .report import overall, progress
 from .resize import check_target, is_conv3x3, one_alpha
+from .weighted import parse_weighted
 
 SHARED_FACTS = ("ss_base_model_version", "ss_v2", "ss_sd_model_name", "modelspec.architecture")
 MERGED_KEY = "lora_scripts.merged_from"
-
-
-def parse_weighted(spec: str) -> tuple[Path, float]:
-    """'style.safetensors:0.7' -> (path, 0.7); no ':weight' means 1.0 (drive letters are not weights)."""
-    head, sep, tail = spec.rpartition(":")
-    if sep and head and not tail.startswith(("\\", "/")):
-        try:
-            return Path(head), float(tail)
-        except ValueError as exc:
-            raise ConfigError(
-                f"'{tail}' in '{spec}' is not a weight",
-                "Write FILE or FILE:WEIGHT, e.g. style.safetensors:0.7",
-            ) from exc
-    return Path(spec), 1.0
 
 
 def check_families(loras: list[LoraFile]) -> str | None:
