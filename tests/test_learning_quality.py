@@ -63,7 +63,7 @@ def test_the_demo_prints_held_out_loss_and_writes_the_comparison(demo_run):
     assert Image.open(samples / "base_vs_lora.png").size[0] > 3 * 128  # labels + three columns
 
 
-def test_an_over_trained_run_raises_the_overfitting_alarm(tmp_path, run_cli):
+def test_an_over_trained_run_raises_the_overfitting_alarm(tmp_path, cli):
     """Two images, a high learning rate, many epochs: the held-out style loss turns up while the training
     loss keeps falling, and the log says so."""
     write_style_images(tmp_path / "two", ("phone",), 2, seed=3)
@@ -88,7 +88,7 @@ def test_an_over_trained_run_raises_the_overfitting_alarm(tmp_path, run_cli):
         "device": "cpu",
     }
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    result = run_cli("train", "--config", str(tmp_path / "c.yaml"))
+    result = cli("train", "--config", str(tmp_path / "c.yaml"))  # in-process: the log is the point
     assert result.returncode == 0, result.stdout + result.stderr
     log = (tmp_path / "out" / "train.log").read_text(encoding="utf-8")
     assert "overfitting" in log.lower(), log[-3000:]

@@ -52,7 +52,7 @@ def _stop_and_wait(run: subprocess.Popen, rank: int | None) -> str:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker through /proc (Linux)")
-def test_a_worker_killed_mid_run_resumes_to_one_processs_lora(run_cli, llm_config, tmp_path):
+def test_a_worker_killed_mid_run_resumes_to_one_processs_lora(run_cli, cli, llm_config, tmp_path):
     """Two processes, process 1 killed after step 4's state, resumed by the same command: the LoRA equals
     one process's at the same effective batch. 6 conversations of unequal length, batch 4: steps of 4 and 2
     rows, split 2+2 and 1+1 between the processes; the loss is a mean over tokens, so each process's share
@@ -68,7 +68,7 @@ def test_a_worker_killed_mid_run_resumes_to_one_processs_lora(run_cli, llm_confi
         "keep_last_n": 30,  # step-000004 must still be there when the test looks for it
     }
     ref_cfg = write_yaml(tmp_path / "ref.yaml", {**config, "output_dir": str(tmp_path / "ref")})
-    done = run_cli("train", "-c", str(ref_cfg))  # one process
+    done = cli("train", "-c", str(ref_cfg))  # one process: this one
     assert done.returncode == 0, done.stdout + done.stderr
     out = tmp_path / "out"
     cfg = write_yaml(tmp_path / "run.yaml", {**config, "output_dir": str(out), "resume": "auto"})

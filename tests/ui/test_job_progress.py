@@ -72,7 +72,8 @@ def test_jobs_show_a_bar_and_a_failed_label_job_says_why_in_chinese(client, work
     )
     assert en["failure"] == sentence
     assert zh["failure"] == (
-        "素材（图片、描述或描述表）有问题，请按提示修改后再试。英文原因：" + sentence
+        "素材（图片、描述或描述表）有问题，请按提示修改后再试。英文原因："
+        + sentence
         + " 怎么办：检查文件夹路径，换成里面有 jpg/png/webp 图片的文件夹"  # the README table's hint
     )
     listed = {j["id"]: j for j in client.get("/api/jobs", params={"lang": "zh"}).json()["jobs"]}
