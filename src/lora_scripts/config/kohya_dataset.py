@@ -11,12 +11,12 @@ What our keys cannot say is refused in one sentence that names the file and the 
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .kohya_folders import repeats_from_folder
 from .kohya_rules import Given, Refused, off, shown
 from .read import read_json, read_toml_tables
 from .root import key_to_section
@@ -71,9 +71,6 @@ _ARGPARSE_NAMES = {
     "caption_extension": ("caption_extention",),
 }
 _MISSING = object()
-_REPEATS_FOLDER = re.compile(
-    r"^(\d+)_(.+)$"
-)  # data/captions.py's kohya folder name, which config cannot import
 
 DOC = (
     "kohya's dataset TOML ([general], one [[datasets]], its [[datasets.subsets]]) is read: the path as "
@@ -292,8 +289,8 @@ def _class_tokens(levels: dict[str, tuple], name: str) -> None:
         tokens = _lookup("class_tokens", chain)
         if tokens is _MISSING:
             continue
-        named = _REPEATS_FOLDER.match(Path(chain[0]["image_dir"]).name)
-        if kind == "regularisation" and named and int(named.group(1)) >= 1 and named.group(2) == tokens:
+        named = repeats_from_folder(Path(chain[0]["image_dir"]).name)
+        if kind == "regularisation" and named and named[1] == tokens:
             continue
         instead = (
             "those train with an empty caption here"

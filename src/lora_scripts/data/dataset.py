@@ -14,10 +14,11 @@ import torch
 from PIL import Image
 
 from ..config.data import DataConfig
+from ..config.kohya_folders import repeats_from_folder
 from ..errors import DataError
 from .augment import Augment, apply_color
 from .buckets import bucket_crop, bucket_for, buckets_for, resize_to_bucket
-from .captions import metadata_folder_error, repeats_from_folder, split_tags
+from .captions import metadata_folder_error, split_tags
 from .images import image_size, list_images, open_image
 from .matching import csv_captions, image_caption
 from .textfile import EncodingNotes
