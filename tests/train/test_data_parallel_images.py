@@ -31,7 +31,9 @@ def write_yaml(path: Path, config: dict) -> Path:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker through /proc (Linux)")
-def test_two_processes_killed_and_resumed_train_the_same_image_lora_as_one(run_cli, base_config, tmp_path):
+def test_two_processes_killed_and_resumed_train_the_same_image_lora_as_one(
+    run_cli, cli, base_config, tmp_path
+):
     config = {
         **base_config,
         # 128 px, not the suite's usual 64: at 64 px the tiny UNet's last down block and mid block run on 1x1
@@ -59,7 +61,7 @@ def test_two_processes_killed_and_resumed_train_the_same_image_lora_as_one(run_c
     }
     one_out, out = tmp_path / "out1", tmp_path / "out2"
     one_cfg = write_yaml(tmp_path / "dp1.yaml", {**config, "output_dir": str(one_out)})
-    done = run_cli("train", "-c", str(one_cfg), "--processes", "1")
+    done = cli("train", "-c", str(one_cfg), "--processes", "1")  # one process: this one
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     # two processes, process 1 killed (SIGKILL) once the state of step 3 is saved: the launcher stops

@@ -75,7 +75,7 @@ def unbroken(base_config, tmp_path) -> Path:
 
 
 @pytest.mark.slow
-def test_sigkill_at_a_seeded_step_then_resume_is_bit_exact(base_config, tmp_path, unbroken):
+def test_sigkill_at_a_seeded_step_then_resume_is_bit_exact(base_config, tmp_path, unbroken, cli):
     out = tmp_path / "killed"
     cfg = _cfg(base_config, out)
     kill_after = random.Random(KILL_SEED).choice([3, 6, 9, 12, 15])
@@ -86,10 +86,9 @@ def test_sigkill_at_a_seeded_step_then_resume_is_bit_exact(base_config, tmp_path
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "test_lora.safetensors").exists(), where
-    resumed = _start(cfg, tmp_path, "killed")
-    _, err = resumed.communicate(timeout=300)
-    assert resumed.returncode == 0, f"{where}: {err[-2000:]}"
-    assert "Resumed from" in err, where
+    resumed = cli("train", "--config", str(tmp_path / "killed.yaml"))  # the resume: in this process
+    assert resumed.returncode == 0, f"{where}: {resumed.stderr[-2000:]}"
+    assert "Resumed from" in resumed.stderr, where
     _assert_same_lora(unbroken, out / "test_lora.safetensors", where)
     assert len(list((out / "state").glob("step-*"))) <= 2, where  # keep_last_n, no half-pruned folder left
 
@@ -122,7 +121,7 @@ def test_a_kill_while_pruning_leaves_no_half_deleted_state(tmp_path, monkeypatch
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_lora_and_state_then_resume_is_bit_exact(base_config, tmp_path, unbroken):
+def test_ctrl_c_saves_lora_and_state_then_resume_is_bit_exact(base_config, tmp_path, unbroken, cli):
     out = tmp_path / "interrupted"
     cfg = _cfg(base_config, out)
     proc = _start(cfg, tmp_path, "interrupted")
@@ -133,8 +132,8 @@ def test_ctrl_c_saves_lora_and_state_then_resume_is_bit_exact(base_config, tmp_p
     assert "resume: auto" in err
     step = max(int(p.name.split("-")[1]) for p in (out / "state").glob("step-*"))
     assert (out / f"test_lora-step{step:06d}.safetensors").is_file()
-    resumed = _start(cfg, tmp_path, "interrupted")
-    assert resumed.wait(timeout=300) == 0
+    resumed = cli("train", "--config", str(tmp_path / "interrupted.yaml"))  # the resume: in this process
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
     _assert_same_lora(unbroken, out / "test_lora.safetensors")
 
 
