@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+
+DEMO_BASE = Path(__file__).parents[1] / "assets" / "demo-base" / "demo-base.safetensors"  # shipped
 
 PROBE = """
 import sys
@@ -45,6 +48,10 @@ CASES = {
     "generate: missing -m": (
         lambda t: ["generate", "-m", f"{t}/nope.safetensors", "phone"],
         "does not exist",
+    ),
+    "generate: malformed <lora> tag": (
+        lambda t: ["generate", "-m", str(DEMO_BASE), "<lora:fire:abc> phone"],
+        "'<lora:fire:abc>' has the weight 'abc', which is not a number",
     ),
     "merge-loras: a weight that is no number": (
         lambda t: ["lora", "merge-loras", "a.safetensors:abc", "b.safetensors", "-o", f"{t}/x.safetensors"],

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from .console import console, guarded, setup_logging
 
@@ -79,8 +80,8 @@ def train(
             console.print(device_note(cfg.train), highlight=False, markup=False)
             return
         result = run_training(cfg)
-        console.print(f"[bold green]LoRA saved:[/] {result.lora_path}")
-        console.print(f"Run log: {cfg.output.output_dir / 'train.log'}")
+        console.print(f"[bold green]LoRA saved:[/] {escape(str(result.lora_path))}")
+        console.print(f"Run log: {cfg.output.output_dir / 'train.log'}", markup=False)
 
     guarded(action, debug)
 
@@ -116,7 +117,7 @@ def config_docs(out: Path = typer.Option(Path("docs/config.md"), "--out")) -> No
 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(reference_markdown(), encoding="utf-8")
-    console.print(f"Wrote {out}")
+    console.print(f"Wrote {out}", markup=False)
 
 
 def _register_packages() -> None:

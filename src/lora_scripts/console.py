@@ -15,7 +15,7 @@ from rich.markup import escape
 
 from .errors import LoraScriptsError
 
-console = Console(stderr=True)
+console = Console(stderr=True, emoji=False)  # `<lora:fire:0.7>` is a tag, not the :fire: emoji
 T = TypeVar("T")
 # Libraries whose warnings are about their own internals (deprecations, optional backends): hidden unless
 # --debug. Warnings from anywhere else, the user's own code included, still show.

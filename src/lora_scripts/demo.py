@@ -119,12 +119,15 @@ def run_demo(out: Path, steps: int) -> dict[str, Path]:
     started = time.time()
     console.rule("1/4 The demo base model (assets/demo-base: SD1.5 layout, 64 px, draws plain devices)")
     base = demo_base_files()
-    console.print(f"single file:      {base['single_file']}\ndiffusers folder: {base['diffusers']}")
+    console.print(
+        f"single file:      {base['single_file']}\ndiffusers folder: {base['diffusers']}", markup=False
+    )
     console.rule("2/4 Style images the base cannot draw: neon edges on dark metal (metadata.csv)")
     csv_path = write_style_images(out / "images", STYLE_OBJECTS, 8, seed=0)
     write_style_images(out / "held_out", HELD_OUT_OBJECTS, 4, seed=1)
     console.print(
-        f"{csv_path} (phones, laptops); held out for validation: {out / 'held_out'} (tablets, watches)"
+        f"{csv_path} (phones, laptops); held out for validation: {out / 'held_out'} (tablets, watches)",
+        markup=False,
     )
     console.rule("3/4 Training the LoRA from the single-file checkpoint")
     raw = demo_config(out, base["single_file"], steps)
@@ -134,8 +137,12 @@ def run_demo(out: Path, steps: int) -> dict[str, Path]:
     grid = generate_comparison(base["diffusers"], result.lora_path, out / "samples")
     console.print(f"[bold green]Demo finished in {time.time() - started:.0f} s[/]")
     report = result.lora_path.parent / "report.html"
-    console.print(f"LoRA:    {result.lora_path}\nRun log: {result.lora_path.parent / 'train.log'}")
-    console.print(f"Report:  {report}  (loss curves, samples per checkpoint, config)\nImages:  {grid}")
+    console.print(
+        f"LoRA:    {result.lora_path}\nRun log: {result.lora_path.parent / 'train.log'}", markup=False
+    )
+    console.print(
+        f"Report:  {report}  (loss curves, samples per checkpoint, config)\nImages:  {grid}", markup=False
+    )
     return {"lora": result.lora_path, "grid": grid, **base}
 
 

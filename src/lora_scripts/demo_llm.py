@@ -96,7 +96,7 @@ def run_llm_demo(out: Path, steps: int = 200) -> dict:
     rows = dialogues()
     console.rule("1/4 A tiny chat model built offline (Qwen2 layout, random weights, ChatML template)")
     base = save_tiny_llm(out / "models" / "tiny-chat", arch="qwen2", corpus=[q + a for q, a in rows])
-    console.print(f"model folder: {base}")
+    console.print(f"model folder: {base}", markup=False)
     console.rule(f"2/4 {len(rows)} customer-service dialogues (OpenAI messages JSONL)")
     data = write_dialogues(out / "data" / "cs_dialogues.jsonl", rows)
     console.print(f"{data}; e.g. {rows[0][0]} -> {rows[0][1]}", highlight=False, markup=False)
@@ -124,7 +124,9 @@ def run_llm_demo(out: Path, steps: int = 200) -> dict:
     )
     console.print(f"[bold green]LLM demo finished in {time.time() - started:.0f} s[/]")
     console.print(
-        f'Adapter: {result.lora_path}\nChat:    lora-scripts chat -l {result.lora_path} --compare -t 0 "你好"'
+        f"Adapter: {result.lora_path}\n"
+        f'Chat:    lora-scripts chat -l {result.lora_path} --compare -t 0 "你好"',
+        markup=False,
     )
     return {
         "adapter": result.lora_path,

@@ -41,9 +41,10 @@ def test_seed_style_generate_py_rejects_a_malformed_tag(tmp_path, tiny_model):
     root = Path(__file__).resolve().parents[2]
     out = tmp_path / "out"
     args = [sys.executable, str(root / "generate.py"), "-m", str(tiny_model["single_file"]), "-o", str(out)]
-    result = subprocess.run([*args, "<lora:x:abc> phone"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run([*args, "<lora:fire:abc> phone"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "weight 'abc', which is not a number" in result.stderr and "Traceback" not in result.stderr
+    assert "'<lora:fire:abc>'" in result.stderr  # the tag as written: `:fire:` is not turned into an emoji
     assert not out.exists()
 
 

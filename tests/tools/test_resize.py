@@ -65,9 +65,10 @@ def test_cli_resize_reports_what_was_kept(loras, tmp_path, cli):
     src = loras.save(
         parts, tmp_path / "in.safetensors", {**loras.meta, "ss_network_args": '{"conv_dim": "4"}'}
     )
-    out = tmp_path / "out" / "r2.safetensors"
+    out = tmp_path / "[v2]out" / "r2.safetensors"  # brackets: a folder name, not rich markup
     result = cli("lora", "resize", str(src), "-o", str(out), "--rank", "2", "--conv-rank", "1")
     assert result.returncode == 0, result.stderr
+    assert f"ResizedLoRAsaved:{out}" in "".join(result.stdout.split())  # (rich may wrap a long path)
     assert "energy kept" in result.stdout and "UNet down" in result.stdout and "TE" in result.stdout
     lora = read_lora(out)
     conv = [w for w in lora.modules.values() if w.down.ndim == 4 and w.down.shape[2] == 3]

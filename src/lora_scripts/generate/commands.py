@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from ..console import console, guarded, setup_logging
 
@@ -64,6 +65,10 @@ def generate(
 
         config = _model_config(model, prediction_type)
         locate(config.base_model, config.allow_pickle)  # a wrong -m path: a sentence before torch is imported
+        from .prompts import parse_prompt
+
+        for text in prompts or []:  # so is a malformed <lora:...> tag
+            parse_prompt(text)
         from .run import GenerateOptions, run_generate
 
         opts = GenerateOptions(
@@ -88,9 +93,9 @@ def generate(
             precision=precision,
         )
         images, grid_path = run_generate(opts)
-        console.print(f"[bold green]{len(images)} image(s) saved[/] in {out}")
+        console.print(f"[bold green]{len(images)} image(s) saved[/] in {escape(str(out))}")
         if grid_path:
-            console.print(f"Grid: {grid_path}")
+            console.print(f"Grid: {grid_path}", markup=False)
 
     guarded(action, debug)
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
-from ..models.render import RenderRequest
+
+if TYPE_CHECKING:  # models/render imports torch: prompts are parsed (and their mistakes said) without it
+    from ..models.render import RenderRequest
 
 # WebUI's extra-network syntax `<kind:args>`; LyCORIS' `<lyco:...>` tags name LoRA files too.
 TAG = re.compile(r"<\s*(lora|lyco)\s*:([^<>]*)>", re.IGNORECASE)
@@ -53,6 +56,8 @@ class PromptSpec:
 
     def request(self) -> RenderRequest:
         """The settings of this image for models/render (the LoRA tags are applied by generate's stack)."""
+        from ..models.render import RenderRequest
+
         return RenderRequest(
             self.prompt,
             self.negative_prompt,

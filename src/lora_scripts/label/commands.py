@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 DEBUG = typer.Option(False, "--debug", help="Show full tracebacks and library logs.")
 
@@ -75,7 +76,9 @@ def label(
         result = label_folder(opts)
         for path in result.written[:1]:
             more = f" and {len(result.written) - 1} more files" if len(result.written) > 1 else ""
-            console.print(f"[bold green]Wrote[/] {path}{more}: {result.labelled} new, {result.kept} kept")
+            console.print(
+                f"[bold green]Wrote[/] {escape(str(path))}{more}: {result.labelled} new, {result.kept} kept"
+            )
 
     guarded(action, debug)
 
@@ -134,7 +137,7 @@ def doctor(
         console.print(result.summary(), highlight=False, markup=False)
         if not no_report:
             path = result.write_html(report or folder / "doctor_report.html", chosen)
-            console.print(f"Report with thumbnails: {path}")
+            console.print(f"Report with thumbnails: {path}", markup=False)
         if json_out:
             result.write_json(json_out)
         result.raise_for_errors()

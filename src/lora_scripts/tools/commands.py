@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..console import guarded, setup_logging
 from ..models.detect import locate
@@ -21,7 +22,7 @@ from .weighted import parse_weighted
 lora_app = typer.Typer(
     no_args_is_help=True, help="LoRA tools: inspect, merge into a checkpoint, merge LoRAs, resize, extract."
 )
-out_console = Console()  # results go to stdout (pipeable); logs and errors to stderr
+out_console = Console(emoji=False)  # results go to stdout (pipeable); logs and errors to stderr
 
 DEBUG = typer.Option(False, "--debug", help="Show full tracebacks and library logs.")
 OVERWRITE = typer.Option(False, "--overwrite", help="Replace the output if it exists.")
@@ -59,7 +60,7 @@ def _as_stage(tool: str) -> Iterator[None]:
 
 
 def _wrote(path: Path, what: str) -> None:
-    out_console.print(f"[bold green]{what}:[/] {path}")
+    out_console.print(f"[bold green]{what}:[/] {escape(str(path))}")
 
 
 @lora_app.command()
@@ -111,7 +112,7 @@ def resize(
         from .resize import run_resize
 
         kept = run_resize(file, out, rank, energy, conv_rank, chosen, overwrite)
-        out_console.print(kept_table(kept, f"Resized {file.name}"))
+        out_console.print(kept_table(kept, f"Resized {escape(file.name)}"))
         _wrote(out, "Resized LoRA saved")
 
     guarded(action, debug)

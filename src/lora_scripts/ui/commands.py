@@ -103,7 +103,11 @@ def serve(ws, host: str, port: int, lang: str, credentials, console) -> None:
             ) from exc
     app = create_app(UiSettings(ws, lang, credentials))
     shown = "127.0.0.1" if host == "127.0.0.1" else socket.gethostname()
-    console.print(f"Web UI: http://{shown}:{port}/  (workspace: {ws.root}; Ctrl-C to stop)", highlight=False)
+    console.print(
+        f"Web UI: http://{shown}:{port}/  (workspace: {ws.root}; Ctrl-C to stop)",
+        highlight=False,
+        markup=False,
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
 
