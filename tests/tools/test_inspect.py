@@ -101,9 +101,12 @@ def test_other_trainers_files_and_non_lora_files(tmp_path):
 
 
 def test_cli_inspect_prints_tables(loras, tmp_path, cli):
-    path = loras.save(loras.parts(rank=4, every=3), tmp_path / "neon.safetensors")
+    tags = json.dumps({"10_neon": {"neon style": 3, "[blurry]": 2, "laptop": 1}})  # [..]: A1111's syntax
+    meta = {**loras.meta, "ss_tag_frequency": tags}
+    path = loras.save(loras.parts(rank=4, every=3), tmp_path / "[v2]neon.safetensors", meta)
     result = cli("lora", "inspect", str(path))
     assert result.returncode == 0, result.stderr
-    for text in ("sd1", "UNet down", "neon style", "learning rate", "Top 3 tags", "KB"):
+    for text in ("sd1", "UNet down", "neon style", "learning rate", "Top 3 tags", "KB", "[blurry]"):
         assert text in result.stdout, text
+    assert f"LoRA{path}" in "".join(result.stdout.split())  # the name as it is, not read as rich markup
     assert json.loads(json.dumps(describe(path)))["trigger_words"] == ["neon style"]  # what --json prints

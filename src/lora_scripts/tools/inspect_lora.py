@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 
 from ..inject.lora import KIND_NAMES, LoraWeights, network_kind
@@ -152,7 +153,9 @@ def _image_count(metadata: dict[str, str]) -> int:
 
 def render(report: dict) -> Group:
     """Rich tables for the terminal."""
-    head = Table(show_header=False, box=None, title=f"LoRA {report['file']}", title_justify="left")
+    head = Table(
+        show_header=False, box=None, title=f"LoRA {escape(str(report['file']))}", title_justify="left"
+    )
     head.add_row("base family", f"{report['family'] or 'unknown'} ({report['family_from']})")
     head.add_row("size", f"{report['size']}, {', '.join(report['dtypes'])}, {report['parameters']:,} params")
     touched = ", ".join(f"{k} {n}" for k, n in report["kinds"].items())
@@ -160,7 +163,7 @@ def render(report: dict) -> Group:
     head.add_row("network type", ", ".join(f"{k} {n}" for k, n in report["network_types"].items()))
     if report["other_tensors"]:
         head.add_row("other tensors", f"{report['other_tensors']} (not LoRA/LoHa/LoKr: DoRA?)")
-    head.add_row("trigger words", ", ".join(report["trigger_words"]) or "-")
+    head.add_row("trigger words", escape(", ".join(report["trigger_words"])) or "-")  # [tags] are text
     groups = Table("group", "modules", "rank", "alpha", title="Rank / alpha per module group")
     for row in report["groups"]:
         groups.add_row(row["group"], str(row["modules"]), row["ranks"], row["alphas"])
@@ -168,12 +171,12 @@ def render(report: dict) -> Group:
     if report["facts"]:
         facts = Table("training fact", "value", title="Metadata")
         for label, value in report["facts"].items():
-            facts.add_row(label, value)
+            facts.add_row(label, escape(str(value)))
         parts.append(facts)
     if report["top_tags"]:
         tags = Table("tag", "count", title=f"Top {len(report['top_tags'])} tags")
         for tag, n in report["top_tags"]:
-            tags.add_row(tag, str(n))
+            tags.add_row(escape(tag), str(n))
         parts.append(tags)
     return Group(*parts)
 

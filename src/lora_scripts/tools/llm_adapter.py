@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
 from safetensors import safe_open
 
@@ -52,18 +53,20 @@ def describe_adapter(folder: Path) -> dict:
 
 
 def render_adapter(report: dict) -> Group:
-    table = Table(show_header=False, box=None, title=f"Adapter {report['folder']}", title_justify="left")
+    table = Table(
+        show_header=False, box=None, title=f"Adapter {escape(str(report['folder']))}", title_justify="left"
+    )
     table.add_row("kind", report["kind"])
-    table.add_row("base model", report["base_model"] or "-")
+    table.add_row("base model", escape(report["base_model"] or "-"))
     scaling = "alpha/sqrt(r), rsLoRA" if report["use_rslora"] else "alpha/r"
     table.add_row("rank / alpha", f"{report['r']} / {report['lora_alpha']} (scaling {scaling})")
     table.add_row("size", f"{report['size']}, {', '.join(report['dtypes'])}, {report['parameters']:,} params")
     per = ", ".join(f"{k} {n}" for k, n in sorted(report["per_target"].items()))
     table.add_row("modules", f"{report['modules']} ({per})")
     if report["continued_from"]:
-        table.add_row("continued from", report["continued_from"])
+        table.add_row("continued from", escape(str(report["continued_from"])))
     if report["comment"]:
-        table.add_row("comment", report["comment"])
+        table.add_row("comment", escape(str(report["comment"])))
     notes = []
     if report["use_dora"]:
         notes.append("DoRA: vLLM and llama.cpp cannot load it; `lora merge` bakes it into a model they load")
