@@ -77,6 +77,7 @@ train_data_dir: {folders["train"]}
 reg_data_dir: {folders["reg"]}
 num_repeats: 10
 reg_num_repeats: 1
+reg_class_tokens: person
 resolution: 768
 batch_size: 2
 enable_bucket: true
@@ -143,10 +144,6 @@ REFUSED = [
         ["Key 'class_tokens' of the training subset", "'sks dog'", "empty caption", "caption file"],
     ),
     (
-        _one_dataset(TRAIN + REG + 'class_tokens = "dog"\n'),
-        ["Key 'class_tokens' of the regularisation subset", "'dog'", "'1_dog'"],
-    ),
-    (
         _one_dataset('[[datasets.subsets]]\nimage_dir = "img"\nmetadata_file = "meta.json"\n'),
         ["Key 'metadata_file'", "fine-tuning JSON", "metadata.csv"],
     ),
@@ -163,6 +160,12 @@ REFUSED = [
     (_one_dataset("min_bucket_reso = 16\n" + TRAIN), ["Key 'min_bucket_reso' in ", ">= 32"]),
     ("[[datasets]]\nresolution = = 512\n", ["is not valid TOML", "line 2"]),
 ]
+
+
+def test_the_regularisation_subsets_class_tokens_become_reg_class_tokens(tmp_path):
+    """Before, these were accepted only for a folder named `N_<class_tokens>`."""
+    cfg = load_config(_write(tmp_path, _one_dataset(TRAIN + REG + 'class_tokens = "sks dog"\n')))
+    assert cfg.data.reg_data_dir == Path("reg") and cfg.data.reg_class_tokens == "sks dog"
 
 
 @pytest.mark.parametrize("dataset, words", REFUSED)

@@ -62,6 +62,15 @@ def test_reg_images_join_each_epoch_as_often_as_training_samples(base_config, tm
     assert "regularisation" not in plain.data_id() and plain.data_id() != index.data_id()
 
 
+def test_reg_class_tokens_caption_the_reg_images_without_a_caption_file(base_config, tmp_path):
+    """kohya's class_tokens of the regularisation subset (reg_class_tokens here) wins over the folder's name
+    for images without a caption file; a caption file still wins over both."""
+    reg = _reg_folder(tmp_path, folder="1_device")
+    cfg = build_config({**base_config, "reg_data_dir": str(reg), "reg_class_tokens": "sks gadget"})
+    captions = {i.path.name: i.caption for i in scan_dataset(cfg.data).reg_items}
+    assert captions == {"r0.png": "a captioned device", "r1.png": "sks gadget", "r2.png": "sks gadget"}
+
+
 def test_reg_num_repeats_counts_for_reg_images_outside_n_name_folders(base_config, tmp_path):
     """kohya repeats each subset by its own num_repeats (dataset TOML: training 10, regularisation 1):
     reg_num_repeats is the regularisation folder's; an N_name folder still says its own."""

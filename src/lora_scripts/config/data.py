@@ -86,6 +86,11 @@ class DataConfig(Section):
         "an image without a caption file is captioned with the folder's class name. Each epoch mixes in as "
         "many of them as training samples; their loss is weighted by prior_loss_weight.",
     )
+    reg_class_tokens: str | None = Field(
+        None,
+        description="Caption of a regularisation image without a caption file (kohya's class_tokens of the "
+        "regularisation subset); empty: the class name of its `N_class` folder.",
+    )
     prior_loss_weight: float = Field(
         1.0, ge=0.0, le=100.0, description="Loss weight of the regularisation images (reg_data_dir)."
     )

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .kohya_folders import repeats_from_folder
 from .kohya_rules import Given, Refused, off, shown
 from .read import read_json, read_toml_tables
 from .root import key_to_section
@@ -84,9 +83,9 @@ TOML_DOC: dict[str, str] = {
     "subset's (is_reg = true) `reg_data_dir`; a second of either is refused (N_name subfolders of one "
     "folder repeat N times here); read from the current folder, as in kohya (subfolders are read too here)",
     "num_repeats": "the training subset's is `num_repeats`, the regularisation subset's `reg_num_repeats`",
-    "class_tokens": "kohya's caption for a subset's images without a caption file: refused for the "
-    "training subset (those train with an empty caption here); for the regularisation subset accepted "
-    "when its folder is named `N_<class_tokens>` (those are captioned with that name here), else refused",
+    "class_tokens": "kohya's caption for a subset's images without a caption file: the regularisation "
+    "subset's is `reg_class_tokens`; refused for the training subset (those train with an empty caption "
+    "here)",
     "metadata_file": "refused: kohya's fine-tuning JSON is not read here; write a metadata.csv in image_dir",
     "resolution, batch_size, enable_bucket, min/max_bucket_reso, bucket_reso_steps, bucket_no_upscale, "
     "validation_split": "our keys of the same names (resolution: one number or a square [w, h])",
@@ -127,7 +126,7 @@ def read_dataset_config(value: Any, given: Given, config_dir: Path | None) -> Da
         if found is not _MISSING:
             keys[key] = found
     _network_multiplier(keys.pop("network_multiplier", 1.0), name)
-    _class_tokens(levels, name)
+    keys.update(_class_tokens(levels, name))
     if any(_lookup("custom_attributes", chain) is not _MISSING for chain in levels.values()):
         raise ConfigError(
             f"Key 'custom_attributes' in {name} is read only by kohya's custom code", "Remove it"
@@ -282,29 +281,24 @@ def _per_subset(key: str, levels: dict[str, tuple], given: Given) -> dict[str, A
     return {kind: _fallback(key, given) if v is _MISSING else v for kind, v in found.items()}
 
 
-def _class_tokens(levels: dict[str, tuple], name: str) -> None:
-    """kohya captions a subset's images without a caption file with class_tokens. Here a training image
-    without one trains with an empty caption, and a regularisation image takes its N_name folder's name."""
+def _class_tokens(levels: dict[str, tuple], name: str) -> dict[str, Any]:
+    """kohya captions a subset's images without a caption file with class_tokens: the regularisation
+    subset's becomes reg_class_tokens. A training image without one trains with an empty caption here (and
+    the doctor says so), so the training subset's is refused."""
+    keys = {}
     for kind, chain in levels.items():
         tokens = _lookup("class_tokens", chain)
-        if tokens is _MISSING:
+        if tokens is _MISSING or tokens is None:
             continue
-        named = repeats_from_folder(Path(chain[0]["image_dir"]).name)
-        if kind == "regularisation" and named and named[1] == tokens:
-            continue
-        instead = (
-            "those train with an empty caption here"
-            if kind == "training"
-            else "here those are captioned with the name of their N_name folder"
-        )
-        fix = "Write it into a caption file beside each image that has none, then remove class_tokens"
         if kind == "regularisation":
-            fix = f"Name the folder '1_{tokens}' (any N_), or w{fix[1:]}"
+            keys["reg_class_tokens"] = tokens
+            continue
         raise ConfigError(
-            f"Key 'class_tokens' of the {kind} subset in {name} is {shown(tokens)}, the caption kohya gives "
-            f"its images without a caption file, but {instead}",
-            fix,
+            f"Key 'class_tokens' of the training subset in {name} is {shown(tokens)}, the caption kohya "
+            "gives its images without a caption file, but those train with an empty caption here",
+            "Write it into a caption file beside each image that has none, then remove class_tokens",
         )
+    return keys
 
 
 def _network_multiplier(value: Any, name: str) -> None:

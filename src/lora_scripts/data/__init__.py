@@ -1,9 +1,8 @@
 """Training data: images, captions, aspect-ratio buckets and per-epoch batches."""
 
-from ..config.kohya_folders import repeats_from_folder
 from .augment import Augment, draw_augment
 from .buckets import Crop, assign_bucket, bucket_crop, buckets_for, make_buckets, resize_to_bucket
-from .captions import make_caption, read_metadata_csv, read_sidecar
+from .captions import make_caption, read_metadata_csv, read_sidecar, repeats_from_folder
 from .dataset import DatasetIndex, ImageItem, epoch_batches, load_pixels, scan_dataset, size_conditioning
 from .images import IMAGE_EXTENSIONS, image_size, list_images, open_image
 

@@ -1,5 +1,4 @@
-"""Reading captions: metadata.csv (`filename,prompt`) and sidecar .txt files (kohya's `N_name` folders:
-config/kohya_folders.py)."""
+"""Reading captions: metadata.csv (`filename,prompt`), sidecar .txt files, kohya `N_name` folders."""
 
 from __future__ import annotations
 
@@ -18,6 +17,7 @@ log = logging.getLogger(__name__)
 
 FILENAME_COLUMNS = ("filename", "file_name")
 PROMPT_COLUMNS = ("prompt", "caption", "text")
+_REPEATS_FOLDER = re.compile(r"^(\d+)_(.+)$")
 _TAG_SEPARATORS = re.compile(r"[,，、]")  # the comma, and the Chinese full-width comma and enumeration comma
 
 
@@ -171,6 +171,14 @@ def read_sidecar(image: Path, extension: str, notes: EncodingNotes | None = None
     if notes is not None:
         notes.add("caption file", sidecar, decoded)
     return " ".join(line.strip() for line in decoded.text.splitlines() if line.strip())
+
+
+def repeats_from_folder(folder_name: str) -> tuple[int, str] | None:
+    """Kohya folder convention: ``10_tech phone`` -> (10, "tech phone"); None for other names."""
+    match = _REPEATS_FOLDER.match(folder_name)
+    if match is None or int(match.group(1)) < 1:
+        return None
+    return int(match.group(1)), match.group(2)
 
 
 def make_caption(caption: str, cfg: DataConfig, rng: random.Random) -> str:

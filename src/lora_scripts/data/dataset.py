@@ -14,11 +14,10 @@ import torch
 from PIL import Image
 
 from ..config.data import DataConfig
-from ..config.kohya_folders import repeats_from_folder
 from ..errors import DataError
 from .augment import Augment, apply_color
 from .buckets import bucket_crop, bucket_for, buckets_for, resize_to_bucket
-from .captions import metadata_folder_error, split_tags
+from .captions import metadata_folder_error, repeats_from_folder, split_tags
 from .images import image_size, list_images, open_image
 from .matching import csv_captions, image_caption
 from .textfile import EncodingNotes
@@ -196,8 +195,8 @@ def scan_dataset(cfg: DataConfig) -> DatasetIndex:
 
 def scan_reg_images(cfg: DataConfig) -> list[ImageItem]:
     """The regularisation images of reg_data_dir, read like a training folder (`N_name` folders repeat);
-    an image without a caption is captioned with its folder's class name (`1_woman` -> "woman"), as kohya
-    does, and weighs prior_loss_weight in the loss."""
+    an image without a caption is captioned with reg_class_tokens, else its folder's class name (`1_woman`
+    -> "woman"), as kohya does, and weighs prior_loss_weight in the loss."""
     if not list_images(cfg.reg_data_dir):
         raise DataError(
             f"No images (jpg, png, webp) found in reg_data_dir '{cfg.reg_data_dir}'",
@@ -214,7 +213,7 @@ def scan_reg_images(cfg: DataConfig) -> list[ImageItem]:
     reg = scan_dataset(reg_cfg)
     out = []
     for item in reg.items:
-        caption = item.caption
+        caption = item.caption or cfg.reg_class_tokens
         if not caption:
             named = repeats_from_folder(item.path.parent.name)
             caption = named[1] if named else ""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..config.kohya_folders import repeats_from_folder
+from ..data.captions import repeats_from_folder
 
 _CAMERA = re.compile(
     r"^(img|dsc[nf]?|dcim|pxl|mvimg|gopr|pict|imag|sam|mmexport|wp|screenshot|wechatimg|微信图片)\d*$",
