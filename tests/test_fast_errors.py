@@ -45,6 +45,16 @@ CASES = {
         ],
         "does not exist",
     ),
+    "train: missing --accelerate-config": (
+        lambda t: [
+            "train",
+            "--config",
+            _config(t, "base_model: x\n"),
+            "--accelerate-config",
+            f"{t}/nope.yaml",
+        ],
+        "is not a file",
+    ),
     "generate: missing -m": (
         lambda t: ["generate", "-m", f"{t}/nope.safetensors", "phone"],
         "does not exist",

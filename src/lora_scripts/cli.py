@@ -47,10 +47,11 @@ def train(
 
     def action():
         from .config import load_config
-        from .train.launch import LAUNCHED, check_processes
+        from .train.launch import LAUNCHED, check_accelerate_config, check_processes
 
         if processes is not None:  # --processes 0: one sentence before anything is read or imported
             check_processes(processes, gpus=0)
+        check_accelerate_config(accelerate_config)  # so is a missing --accelerate-config file
         if os.environ.get(LAUNCHED):  # one of --processes N: the launching command said the config's notes
             logging.getLogger("lora_scripts.config.load").setLevel(logging.WARNING)
         cfg = load_config(config, overrides)  # before torch & co.: a config error takes 0.3 s, not 8

@@ -31,6 +31,14 @@ def check_processes(processes: int, gpus: int) -> None:
         )
 
 
+def check_accelerate_config(config_file: Path | None) -> None:
+    if config_file is not None and not Path(config_file).is_file():
+        raise ConfigError(
+            f"--accelerate-config '{config_file}' is not a file",
+            "Give the YAML that `accelerate config` writes (e.g. an FSDP or DeepSpeed config)",
+        )
+
+
 def launch_args(processes: int | None, args: list[str], config_file: Path | None = None) -> list[str]:
     """accelerate launch's arguments for -m lora_scripts <args>. --multi_gpu is accelerate's switch for
     data-parallel on one machine; without a GPU it runs the processes on the CPU with the gloo backend. An
@@ -67,11 +75,7 @@ def relaunch(processes: int | None, args: list[str], config_file: Path | None = 
 
     if processes is not None:
         check_processes(processes, torch.cuda.device_count())
-    if config_file is not None and not Path(config_file).is_file():
-        raise ConfigError(
-            f"--accelerate-config '{config_file}' is not a file",
-            "Give the YAML that `accelerate config` writes (e.g. an FSDP or DeepSpeed config)",
-        )
+    check_accelerate_config(config_file)
     launch = launch_command_parser().parse_args(launch_args(processes, args, config_file))
     logging.getLogger("torch.distributed.elastic").setLevel(logging.CRITICAL)
     os.environ[LAUNCHED] = "1"  # the processes' config notes: this command has said them once already
