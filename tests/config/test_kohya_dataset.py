@@ -140,10 +140,6 @@ REFUSED = [
         ["Key 'flip_aug'", "true for the training subset but false for the regularisation subset"],
     ),
     (
-        _one_dataset(TRAIN + 'class_tokens = "sks dog"\n'),
-        ["Key 'class_tokens' of the training subset", "'sks dog'", "empty caption", "caption file"],
-    ),
-    (
         _one_dataset('[[datasets.subsets]]\nimage_dir = "img"\nmetadata_file = "meta.json"\n'),
         ["Key 'metadata_file'", "fine-tuning JSON", "metadata.csv"],
     ),
@@ -166,6 +162,17 @@ def test_the_regularisation_subsets_class_tokens_become_reg_class_tokens(tmp_pat
     """Before, these were accepted only for a folder named `N_<class_tokens>`."""
     cfg = load_config(_write(tmp_path, _one_dataset(TRAIN + REG + 'class_tokens = "sks dog"\n')))
     assert cfg.data.reg_data_dir == Path("reg") and cfg.data.reg_class_tokens == "sks dog"
+
+
+def test_each_subsets_class_tokens_become_its_own_key(tmp_path):
+    """The training subset's class_tokens was refused before; a [general] one is every subset's (kohya)."""
+    both = TRAIN + 'class_tokens = "sks gadget"\n' + REG + 'class_tokens = "gadget"\n'
+    cfg = load_config(_write(tmp_path / "both", _one_dataset(both)))
+    assert (cfg.data.class_tokens, cfg.data.reg_class_tokens) == ("sks gadget", "gadget")
+    general = load_config(
+        _write(tmp_path / "general", _one_dataset(TRAIN + REG, '[general]\nclass_tokens = "phone"\n'))
+    )
+    assert (general.data.class_tokens, general.data.reg_class_tokens) == ("phone", "phone")
 
 
 @pytest.mark.parametrize("dataset, words", REFUSED)

@@ -124,15 +124,35 @@ def test_undecodable_image_fails_scan_naming_file(dataset_dir, data_config):
 
 def test_summary_mentions_missing_captions(dataset_dir, data_config, make_image):
     for n in range(12):
-        make_image(dataset_dir / "3_more" / f"m{n:02d}.png", (32, 32))
+        make_image(dataset_dir / "more" / f"m{n:02d}.png", (32, 32))
     text = scan_dataset(data_config(dataset_dir)).summary()
-    assert "17 images, 2 captioned" in text
+    assert "17 images, 3 captioned" in text
     assert "10_tech phone: 2 images x 10 repeats" in text
-    assert "3_more: 12 images x 3 repeats" in text
+    assert "more: 12 images x 1 repeats" in text
     assert "128x128" in text
-    assert "15 images have no caption" in text
-    assert "10_tech phone/wide.png" in text and "3_more/m08.png" in text and "and 5 more" in text
-    assert "bare.png" not in text  # only the first 10 are listed
+    assert "Images without a caption, training with an empty caption (14):" in text
+    assert "bare.png" in text and "more/m06.png" in text and "and 4 more" in text
+    assert "more/m08.png" not in text  # only the first 10 are listed
+    assert "Images without a caption, training with their class" in text
+    assert "10_tech phone/wide.png: 'tech phone'" in text
+
+
+def test_images_without_a_caption_train_with_their_class_as_in_kohya(dataset_dir, data_config):
+    """kohya's DreamBooth-style folders: an image with no caption at all trains with its subset's
+    class_tokens, else the class name of its `N_name` folder; an image outside such a folder with none
+    trains with an empty caption, and a written caption always wins."""
+    (dataset_dir / "10_tech phone" / "blank.txt").write_text("")  # an empty caption file is a caption
+    (dataset_dir / "10_tech phone" / "blank.png").write_bytes((dataset_dir / "bare.png").read_bytes())
+    index = scan_dataset(data_config(dataset_dir))
+    captions = {item.path.relative_to(dataset_dir).as_posix(): item.caption for item in index.items}
+    assert captions["10_tech phone/wide.png"] == "tech phone"
+    assert captions["10_tech phone/square.jpg"] == "sidecar loses to csv"
+    assert captions["10_tech phone/blank.png"] == "" and captions["bare.png"] == ""
+    assert [p.name for p in index.class_captioned] == ["wide.png"]
+    given = scan_dataset(data_config(dataset_dir, class_tokens="sks gadget"))
+    captions = {item.path.name: item.caption for item in given.items}
+    assert captions["wide.png"] == captions["bare.png"] == captions["loose.png"] == "sks gadget"
+    assert captions["side.webp"] == "from sidecar" and captions["blank.png"] == ""
 
 
 def test_epoch_batches_deterministic_single_bucket_complete(dataset_dir, data_config):

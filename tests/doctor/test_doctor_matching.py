@@ -86,3 +86,34 @@ def test_a_bug_while_drawing_thumbnails_is_not_hidden(defect_folder, tmp_path, m
     monkeypatch.setattr(html, "preview", broken)
     with pytest.raises(TypeError, match="a bug in our code"):
         report.write_html(tmp_path / "report.html")
+
+
+def test_doctor_and_training_agree_on_images_captioned_by_their_class(sample_data, tmp_path, cli):
+    """kohya's DreamBooth folders: uncaptioned images in `10_sks gadget` train as "sks gadget". The doctor
+    lists them as a note with that caption, does not call them uncaptioned nor warn that their captions are
+    identical, and class_tokens (config or --class-tokens) wins over the folder name, in both."""
+    (sample_data / "metadata.csv").unlink()
+    images = sorted(sample_data.glob("*.png"))
+    folder = sample_data / "10_sks gadget"
+    folder.mkdir()
+    for image in images[:4]:
+        shutil.move(image, folder / image.name)
+    (folder / images[0].with_suffix(".txt").name).write_text("neon style, written", encoding="utf-8")
+    in_class = {folder / image.name for image in images[1:4]}
+    for tokens, expected in ((None, "sks gadget"), ("tech phone", "tech phone")):
+        data = DataConfig(train_data_dir=sample_data, resolution=64, min_bucket_reso=32, class_tokens=tokens)
+        report, index = run_doctor(data), scan_dataset(data)
+        flagged = {f.check: set(f.images) for f in report.findings}
+        by_class = in_class if tokens is None else in_class | set(images[4:])
+        assert flagged["class caption"] == set(index.class_captioned) == by_class
+        trained = {item.path: item.caption for item in index.items}
+        assert {report.captions[image] for image in by_class} == {trained[i] for i in by_class} == {expected}
+        assert "identical caption" not in flagged
+        uncaptioned = set(images[4:]) if tokens is None else set()
+        assert flagged.get("no caption", set()) == uncaptioned == set(index.missing_captions)
+    report = tmp_path / "report.html"
+    args = ("doctor", str(sample_data), "-r", "64", "--report", str(report), "--lang", "zh")
+    done = cli(*args, "--class-tokens", "tech phone")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "5 images without a caption train with the caption of their class 'tech phone'" in done.stderr
+    assert "5 张图片没有描述，训练时用它们的类别词“tech phone”当描述" in report.read_text(encoding="utf-8")

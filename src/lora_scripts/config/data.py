@@ -80,6 +80,12 @@ class DataConfig(Section):
         description="Crop an image that does not fit its bucket's shape at a random place instead of the "
         "centre. No effect with cache_latents.",
     )
+    class_tokens: str | None = Field(
+        None,
+        description="Caption of a training image that has no caption at all (kohya's class_tokens, e.g. "
+        "`sks gadget`); empty: the class name of its `N_name` folder (`10_sks gadget` -> `sks gadget`, as "
+        "kohya), else an empty caption.",
+    )
     reg_data_dir: Path | None = Field(
         None,
         description="Folder of regularisation (class) images, as kohya's: `N_class` subfolders repeat, and "

@@ -83,9 +83,8 @@ TOML_DOC: dict[str, str] = {
     "subset's (is_reg = true) `reg_data_dir`; a second of either is refused (N_name subfolders of one "
     "folder repeat N times here); read from the current folder, as in kohya (subfolders are read too here)",
     "num_repeats": "the training subset's is `num_repeats`, the regularisation subset's `reg_num_repeats`",
-    "class_tokens": "kohya's caption for a subset's images without a caption file: the regularisation "
-    "subset's is `reg_class_tokens`; refused for the training subset (those train with an empty caption "
-    "here)",
+    "class_tokens": "kohya's caption for a subset's images without a caption file: the training "
+    "subset's is `class_tokens`, the regularisation subset's `reg_class_tokens`",
     "metadata_file": "refused: kohya's fine-tuning JSON is not read here; write a metadata.csv in image_dir",
     "resolution, batch_size, enable_bucket, min/max_bucket_reso, bucket_reso_steps, bucket_no_upscale, "
     "validation_split": "our keys of the same names (resolution: one number or a square [w, h])",
@@ -282,22 +281,13 @@ def _per_subset(key: str, levels: dict[str, tuple], given: Given) -> dict[str, A
 
 
 def _class_tokens(levels: dict[str, tuple], name: str) -> dict[str, Any]:
-    """kohya captions a subset's images without a caption file with class_tokens: the regularisation
-    subset's becomes reg_class_tokens. A training image without one trains with an empty caption here (and
-    the doctor says so), so the training subset's is refused."""
+    """kohya captions a subset's images without a caption file with its class_tokens: the training
+    subset's becomes class_tokens, the regularisation subset's reg_class_tokens."""
     keys = {}
     for kind, chain in levels.items():
         tokens = _lookup("class_tokens", chain)
-        if tokens is _MISSING or tokens is None:
-            continue
-        if kind == "regularisation":
-            keys["reg_class_tokens"] = tokens
-            continue
-        raise ConfigError(
-            f"Key 'class_tokens' of the training subset in {name} is {shown(tokens)}, the caption kohya "
-            "gives its images without a caption file, but those train with an empty caption here",
-            "Write it into a caption file beside each image that has none, then remove class_tokens",
-        )
+        if tokens is not _MISSING and tokens is not None:
+            keys["reg_class_tokens" if kind == "regularisation" else "class_tokens"] = tokens
     return keys
 
 

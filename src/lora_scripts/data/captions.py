@@ -181,6 +181,24 @@ def repeats_from_folder(folder_name: str) -> tuple[int, str] | None:
     return int(match.group(1)), match.group(2)
 
 
+def class_folder(image: Path, root: Path) -> tuple[int, str] | None:
+    """The closest kohya `N_name` folder between ``root`` and ``image``: (repeats, class name), or None."""
+    for folder in reversed(image.parent.relative_to(root).parts):
+        parsed = repeats_from_folder(folder)
+        if parsed is not None:
+            return parsed
+    return None
+
+
+def class_caption(image: Path, root: Path, class_tokens: str | None) -> str:
+    """kohya's caption for an image that has no caption at all: ``class_tokens`` (a subset's class_tokens),
+    else the class name of its `N_name` folder (`10_sks dog` -> "sks dog"), else ""."""
+    if class_tokens:
+        return class_tokens
+    named = class_folder(image, root)
+    return named[1] if named else ""
+
+
 def make_caption(caption: str, cfg: DataConfig, rng: random.Random) -> str:
     """The caption for one training step: maybe dropped, maybe with its tags shuffled."""
     if cfg.caption_dropout_rate > 0 and rng.random() < cfg.caption_dropout_rate:

@@ -17,7 +17,7 @@ from ..config.data import DataConfig
 from ..errors import DataError
 from .augment import Augment, apply_color
 from .buckets import bucket_crop, bucket_for, buckets_for, resize_to_bucket
-from .captions import metadata_folder_error, repeats_from_folder, split_tags
+from .captions import class_caption, class_folder, metadata_folder_error, split_tags
 from .images import image_size, list_images, open_image
 from .matching import csv_captions, image_caption
 from .textfile import EncodingNotes
@@ -42,6 +42,8 @@ class DatasetIndex:
     items: list[ImageItem]
     missing_captions: list[Path]
     root: Path
+    # images without any caption that train with class_tokens or their `N_name` folder's class (kohya)
+    class_captioned: list[Path] = field(default_factory=list)
     # regularisation images (reg_data_dir): mixed into every epoch as often as training samples (kohya)
     reg_items: list[ImageItem] = field(default_factory=list)
     reg_root: Path | None = None
@@ -137,13 +139,24 @@ class DatasetIndex:
         ]
 
     def _missing_lines(self) -> list[str]:
-        missing = self.missing_captions
-        if not missing:
+        return self._listed(
+            self.missing_captions, "Images without a caption, training with an empty caption"
+        ) + self._listed(
+            self.class_captioned,
+            "Images without a caption, training with their class (class_tokens, else the `N_name` "
+            "folder's name, as kohya)",
+        )
+
+    def _listed(self, paths: list[Path], what: str) -> list[str]:
+        if not paths:
             return []
-        lines = [f"{len(missing)} images have no caption and will train with an empty caption:"]
-        lines += [f"  {path.relative_to(self.root).as_posix()}" for path in missing[:_LISTED]]
-        if len(missing) > _LISTED:
-            lines.append(f"  and {len(missing) - _LISTED} more")
+        captions = {item.path: item.caption for item in self.items}
+        lines = [f"{what} ({len(paths)}):"]
+        for path in paths[:_LISTED]:
+            shown = f": '{captions[path]}'" if captions[path] else ""
+            lines.append(f"  {path.relative_to(self.root).as_posix()}{shown}")
+        if len(paths) > _LISTED:
+            lines.append(f"  and {len(paths) - _LISTED} more")
         return lines
 
 
@@ -177,15 +190,17 @@ def scan_dataset(cfg: DataConfig) -> DatasetIndex:
     if not images:
         raise DataError(f"None of the images in '{root}' can be read", "Re-export them as PNG or JPG")
     buckets = buckets_for(cfg)
-    items, missing = [], []
+    items, missing, by_class = [], [], []
     for path in images:
         caption = image_caption(path, captions, cfg.caption_extension, notes)
+        if caption is None and (caption := class_caption(path, root, cfg.class_tokens)):
+            by_class.append(path)
         if not caption:
             missing.append(path)
         repeats = _repeats(path, root, cfg.num_repeats)
         bucket = bucket_for(sizes[path], buckets, cfg)
         items.append(ImageItem(path, caption or "", repeats, sizes[path], bucket))
-    index = DatasetIndex(items, missing, root)
+    index = DatasetIndex(items, missing, root, class_captioned=by_class)
     notes.log()
     _log_scan(index, csv_path)
     if cfg.reg_data_dir is not None:
@@ -208,17 +223,11 @@ def scan_reg_images(cfg: DataConfig) -> list[ImageItem]:
             "metadata_path": None,
             "reg_data_dir": None,
             "num_repeats": cfg.reg_num_repeats or cfg.num_repeats,
+            "class_tokens": cfg.reg_class_tokens,
         }
     )
     reg = scan_dataset(reg_cfg)
-    out = []
-    for item in reg.items:
-        caption = item.caption or cfg.reg_class_tokens
-        if not caption:
-            named = repeats_from_folder(item.path.parent.name)
-            caption = named[1] if named else ""
-        out.append(replace(item, caption=caption, loss_weight=cfg.prior_loss_weight))
-    return out
+    return [replace(item, loss_weight=cfg.prior_loss_weight) for item in reg.items]
 
 
 def reg_samples(reg_items: list[ImageItem], train_samples: int) -> list[ImageItem]:
@@ -280,11 +289,8 @@ def _read_sizes(images: list[Path], skip_bad: bool = False) -> dict[Path, tuple[
 
 def _repeats(path: Path, root: Path, default: int) -> int:
     """Repeats from the closest `N_name` folder between ``root`` and the image, else ``default``."""
-    for folder in reversed(path.parent.relative_to(root).parts):
-        parsed = repeats_from_folder(folder)
-        if parsed is not None:
-            return parsed[0]
-    return default
+    named = class_folder(path, root)
+    return named[0] if named else default
 
 
 def _log_scan(index: DatasetIndex, csv_path: Path | None) -> None:
@@ -295,6 +301,15 @@ def _log_scan(index: DatasetIndex, csv_path: Path | None) -> None:
         index.num_samples,
         source,
     )
+    if index.class_captioned:
+        first = index.class_captioned[0]
+        caption = next(item.caption for item in index.items if item.path == first)
+        log.info(
+            "%d images have no caption and train with their class, as in kohya (first: %s: %r)",
+            len(index.class_captioned),
+            first,
+            caption,
+        )
     if index.missing_captions:
         log.warning(
             "%d images have no caption and will train with an empty caption (first: %s)",

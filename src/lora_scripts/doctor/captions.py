@@ -7,7 +7,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.captions import read_metadata_csv, split_tags
+from ..data.captions import class_caption, read_metadata_csv, split_tags
 from ..data.matching import image_caption, match_csv
 from ..data.textfile import EncodingNotes
 from ..errors import DataError
@@ -33,11 +33,15 @@ class Captions:
     refused: list[str] = field(default_factory=list)  # csv rows training refuses (outside the folder...)
     header_only: Path | None = None  # the metadata.csv that has a header but no rows
     encodings: EncodingNotes = field(default_factory=EncodingNotes)  # files read as GB18030
+    by_class: list[Path] = field(default_factory=list)  # no caption: class_tokens or `N_name` folder's name
 
 
-def load_captions(root: Path, images: list[Path], metadata: Path | None, extension: str) -> Captions:
-    """Captions the trainer would use: metadata.csv rows matched by data/'s own matcher, and for images
-    without a (non-empty) row, ``<stem><extension>`` files."""
+def load_captions(
+    root: Path, images: list[Path], metadata: Path | None, extension: str, class_tokens: str | None = None
+) -> Captions:
+    """Captions the trainer would use: metadata.csv rows matched by data/'s own matcher, for images
+    without a (non-empty) row ``<stem><extension>`` files, and for images with neither data/'s class caption
+    (``class_tokens``, else the `N_name` folder's class)."""
     extension = extension if extension.startswith(".") else "." + extension
     csv_path = metadata or root / "metadata.csv"
     with_csv = metadata is not None or csv_path.is_file()
@@ -58,11 +62,14 @@ def load_captions(root: Path, images: list[Path], metadata: Path | None, extensi
     try:
         for image in images:
             text = image_caption(image, from_csv, extension, notes)
+            if text is None and (text := class_caption(image, root, class_tokens) or None):
+                captions.by_class.append(image)
             if text is not None:
                 captions.by_image[image] = text
     except DataError as err:
         captions.problem = Finding("error", "caption file", err.message, params={"detail": err.message})
-    if with_csv and any(text != from_csv.get(image) for image, text in captions.by_image.items()):
+    from_files = {image: text for image, text in captions.by_image.items() if image not in captions.by_class}
+    if with_csv and any(text != from_csv.get(image) for image, text in from_files.items()):
         captions.source += f" and {extension} files"
     return captions
 
@@ -132,12 +139,35 @@ def caption_findings(
                 },
             )
         )
+    findings += _class_finding(captions, root)
     texts = {image: text for image, text in captions.by_image.items() if image in set(images)}
-    findings += _text_findings(texts, root, trigger)
+    findings += _text_findings(texts, root, trigger, set(captions.by_class))
     return findings
 
 
-def _text_findings(texts: dict[Path, str], root: Path, trigger: str | None) -> list[Finding]:
+def _class_finding(captions: Captions, root: Path) -> list[Finding]:
+    """Images without any caption that train with their class, as kohya's DreamBooth-style folders do."""
+    if not captions.by_class:
+        return []
+    classes = sorted({captions.by_image[image] for image in captions.by_class})
+    shown = ", ".join(f"'{text}'" for text in classes[:3]) + (" ..." if len(classes) > 3 else "")
+    images = captions.by_class
+    return [
+        Finding(
+            "note",
+            "class caption",
+            f"{plural(len(images), 'image')} without a caption train with the caption of their class {shown} "
+            f"(class_tokens, else the `N_name` folder's name, as kohya): {names(images, root)}; write "
+            "captions if the LoRA should learn more than that word",
+            tuple(images),
+            params={**file_params(images, root), "classes": "、".join(classes[:3])},
+        )
+    ]
+
+
+def _text_findings(
+    texts: dict[Path, str], root: Path, trigger: str | None, by_class: set[Path]
+) -> list[Finding]:
     findings = []
     empty = [image for image, text in texts.items() if not text.strip()]
     if empty:
@@ -148,9 +178,11 @@ def _text_findings(texts: dict[Path, str], root: Path, trigger: str | None) -> l
             Finding("warning", "empty caption", message, tuple(empty), params=file_params(empty, root))
         )
     findings += chinese_caption_findings(texts, root)
-    shared = [(text, n) for text, n in Counter(t for t in texts.values() if t.strip()).most_common() if n > 1]
+    written = {image: text for image, text in texts.items() if image not in by_class}  # a class: meant alike
+    counts = Counter(text for text in written.values() if text.strip())
+    shared = [(text, n) for text, n in counts.most_common() if n > 1]
     if shared:
-        same = tuple(image for image, text in texts.items() if text in dict(shared))
+        same = tuple(image for image, text in written.items() if text in dict(shared))
         examples = "; ".join(f"'{text}' ({n} images)" for text, n in shared[:3])
         findings.append(
             Finding(

@@ -53,7 +53,7 @@ def _run_doctor(data: DataConfig, progress: StageProgress) -> DoctorReport:
     progress.advance(len(broken))
     report.findings += duplicate_findings(hashes, folder)
     report.findings += _clutter_finding(report.clutter, folder)
-    captions = load_captions(folder, images, data.metadata_path, data.caption_extension)
+    captions = load_captions(folder, images, data.metadata_path, data.caption_extension, data.class_tokens)
     report.caption_source = captions.source
     report.captions = {image: captions.by_image[image] for image in images if image in captions.by_image}
     report.num_captioned = len(report.captions)

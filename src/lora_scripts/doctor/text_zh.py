@@ -33,6 +33,10 @@ FINDINGS_ZH: dict[str, str] = {
         "请每张图写一行（“自动写描述”可以生成），或删掉这个文件，改用 .txt 描述文件。"
     ),
     "no caption": "{n} 张图片没有描述（会用空描述训练）：{files}。请用“自动写描述”生成，或手动填写。",
+    "class caption": (
+        "{n} 张图片没有描述，训练时用它们的类别词“{classes}”当描述（来自 class_tokens，或“数字_名字”"
+        "文件夹的名字，和 kohya 一样）：{files}。如果想让 LoRA 学到更多细节，请给它们写上描述。"
+    ),
     "caption without image": "有 {n} 条描述找不到对应的图片：{files}。请改正文件名，或删掉这些描述。",
     "empty caption": "{n} 张图片的描述是空的：{files}。请给每张图写上描述。",
     "identical caption": "{n} 张图片的描述一模一样（例如“{example}”）：{files}。请写上每张图不同的地方。",
@@ -73,6 +77,7 @@ CHECK_ZH: dict[str, str] = {
     "extreme aspect ratio": "图片太扁或太长",
     "identical caption": "描述一模一样",
     "no caption": "没有描述",
+    "class caption": "用类别词当描述",
     "smaller than resolution": "图片比训练尺寸小",
 }
 

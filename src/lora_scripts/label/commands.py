@@ -89,6 +89,12 @@ def doctor(
     metadata: Path = typer.Option(None, "--metadata", help="metadata.csv (default: FOLDER/metadata.csv)."),
     caption_extension: str = typer.Option(".txt", "--caption-extension", help="Sidecar caption extension."),
     trigger: str = typer.Option(None, "--trigger", help="Word every caption should contain."),
+    class_tokens: str = typer.Option(
+        None,
+        "--class-tokens",
+        help="As training with class_tokens: the caption of images that have none (else their N_name "
+        "folder's name).",
+    ),
     bucket_no_upscale: bool = typer.Option(
         False,
         "--bucket-no-upscale",
@@ -131,6 +137,7 @@ def doctor(
             "metadata_path": metadata,
             "caption_extension": caption_extension,
             "trigger_word": trigger,
+            "class_tokens": class_tokens,
             "bucket_no_upscale": bucket_no_upscale,
         }
         result = run_doctor(_data_settings(settings))
