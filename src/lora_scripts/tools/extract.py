@@ -14,7 +14,9 @@ from torch import nn
 from ..config import ModelConfig, NetworkConfig
 from ..errors import ConfigError, ModelError
 from ..inject.lora import LoraWeights
-from ..models.registry import load_model
+from ..models.detect import locate
+from ..models.family import FamilyInfo
+from ..models.registry import detect_family, load_model
 from ..save.kohya import to_kohya
 from ..save.kohya_keys import kohya_name
 from .lora_io import check_output, write_lora
@@ -123,6 +125,21 @@ def extracted_metadata(
     }
 
 
+def _family_before_loading(model: str) -> FamilyInfo | None:
+    """A file's or folder's family from its tensor names or configs alone (models/registry's detector, no
+    weights read); None for a hub id, which cannot be looked into offline before loading."""
+    source = locate(model)
+    return None if source.kind == "hub" else detect_family(source).info
+
+
+def _same_family(tuned: str, t: FamilyInfo | None, base: str, b: FamilyInfo | None) -> None:
+    if t is not None and b is not None and t != b:
+        raise ModelError(
+            f"'{tuned}' is {t.display_name} but the base '{base}' is {b.display_name}",
+            "Give the base it was fine-tuned from",
+        )
+
+
 def run_extract(
     tuned: str,
     base: str,
@@ -137,13 +154,10 @@ def run_extract(
         if value is not None and value < 1:
             raise ConfigError(f"{option} must be at least 1, not {value}", "e.g. --rank 16")
     check_output(out, overwrite)
+    _same_family(tuned, _family_before_loading(tuned), base, _family_before_loading(base))
     t = load_model(ModelConfig(base_model=tuned))
     b = load_model(ModelConfig(base_model=base))
-    if t.info != b.info:
-        raise ModelError(
-            f"'{tuned}' is {t.info.display_name} but the base '{base}' is {b.info.display_name}",
-            "Give the base it was fine-tuned from",
-        )
+    _same_family(tuned, t.info, base, b.info)  # a hub id is known only once loaded
     ranks = (rank, conv_rank)
     net = NetworkConfig(lora_rank=rank, conv_rank=conv_rank, train_text_encoder=True)
     tuned_modules, base_modules = t.adapter_modules(), b.adapter_modules()
