@@ -21,6 +21,9 @@ from launch_helpers import rank_pid, start_and_wait_for_state
 from safetensors.torch import load_file
 
 from lora_scripts.progress import read_progress
+from lora_scripts.train.launch import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
@@ -31,9 +34,7 @@ def write_yaml(path: Path, config: dict) -> Path:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the worker through /proc (Linux)")
-def test_two_processes_killed_and_resumed_train_the_same_image_lora_as_one(
-    run_cli, cli, base_config, tmp_path
-):
+def test_two_processes_killed_and_resumed_train_the_same_image_lora_as_one(cli, base_config, tmp_path):
     config = {
         **base_config,
         # 128 px, not the suite's usual 64: at 64 px the tiny UNet's last down block and mid block run on 1x1
@@ -75,8 +76,14 @@ def test_two_processes_killed_and_resumed_train_the_same_image_lora_as_one(
     assert run.returncode != 0, "the run ended before the kill"
     assert "Traceback" not in err
     assert not (out / "test_lora.safetensors").exists()
-    again = run_cli("train", "-c", str(cfg), "--processes", "2")
+    # resumed as kohya users start it: `accelerate launch train.py --config ...`, the launcher's own command
+    # line running the seed-compatible script on each process (the killed run went through --processes 2)
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1"]
+    launch += ["--num_processes", "2", "--main_process_port", str(free_port()), "--mixed_precision", "no"]
+    launch += ["--dynamo_backend", "no", str(ROOT / "train.py"), "--config", str(cfg)]
+    again = subprocess.run(launch, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "Traceback" not in again.stderr
     log = (out / "train.log").read_text(encoding="utf-8")
     assert log.count("=== lora-scripts") == 2  # one process writes the run log, once per run
     assert "Resumed from" in log.split("=== lora-scripts")[-1]  # continued, not trained again from step 0
