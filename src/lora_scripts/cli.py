@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from .console import console, guarded, setup_logging
+from .errors import ModelError
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Train LoRA adapters for Stable Diffusion."
@@ -58,6 +59,11 @@ def train(
         from .models.detect import locate
 
         locate(cfg.model.base_model, cfg.model.allow_pickle)  # a wrong base_model too, before the imports
+        if cfg.model.vae and not Path(cfg.model.vae).exists():  # and a wrong vae
+            raise ModelError(
+                f"VAE '{cfg.model.vae}' does not exist",
+                "Fix the path in vae, or remove vae to use the base's",
+            )
         from .train.family_defaults import with_family_defaults
         from .train.run import device_note, prepare_data, run_training, will_write
         from .train.versions import as_new_version

@@ -258,7 +258,7 @@ KOHYA: dict[str, Rule] = {
     "token_warmup_step": refused("caption token warm-up is not implemented here", REMOVE),
     "resize_interpolation": refused("images are resized with Lanczos here", REMOVE, also_off=("lanczos",)),
     "debug_dataset": refused("`lora-scripts doctor` checks a dataset", "Remove it; run lora-scripts doctor"),
-    "vae": refused("the base model's own VAE is used here", "Remove it, or use a checkpoint with that VAE"),
+    "vae": to("vae", skip_off=True),
     "masked_loss": refused("masked loss is not implemented here", REMOVE),
     "alpha_mask": refused("masked loss is not implemented here", REMOVE),
     "weighted_captions": refused("(word:1.2) weights in captions are not read here", REMOVE),

@@ -31,6 +31,13 @@ class ModelConfig(Section):
         description="Allow a pickle .ckpt base model (loaded tensors-only with weights_only=True). "
         "Pickle files can hide code: prefer .safetensors.",
     )
+    vae: str | None = Field(
+        None,
+        description="A VAE to use instead of the base model's (kohya's vae): a .safetensors file as "
+        "WebUI's models/VAE folder has them (e.g. vae-ft-mse-840000-ema-pruned, sdxl-vae-fp16-fix) or a "
+        "diffusers VAE folder, made for the base model's family. It encodes the training images and "
+        "decodes the samples; the LoRA's metadata names it (ss_vae_name).",
+    )
     no_half_vae: bool = Field(
         False,
         description="Keep the SD 1.x/2.x VAE in float32 under mixed_precision fp16/bf16 (kohya's "

@@ -41,6 +41,7 @@ IMAGE_ONLY = {
     "allow_pickle",
     "prediction_type",
     "no_half_vae",
+    "vae",
     "conv_rank",
     "conv_alpha",
     "train_text_encoder",

@@ -23,9 +23,10 @@ Entry = tuple[torch.Tensor, torch.Tensor]  # latent [c, h, w], size facts [6] (i
 
 
 class LatentCache:
-    def __init__(self, encode, folder: Path | None):
+    def __init__(self, encode, folder: Path | None, encoder: str = ""):
         self.encode = encode
         self.folder = folder
+        self.encoder = encoder  # what encodes (models/vae.encoder_id): another VAE's entries are not read
         self.memory: dict[Path, Entry] = {}
 
     def fill(self, index: DatasetIndex) -> None:
@@ -60,6 +61,7 @@ class LatentCache:
             return None
         stat = item.path.stat()
         key = f"{item.path.resolve()}|{stat.st_mtime_ns}|{stat.st_size}|{item.bucket}"
+        key += f"|{self.encoder}" if self.encoder else ""
         return self.folder / (hashlib.sha1(key.encode()).hexdigest()[:20] + ".safetensors")
 
 

@@ -27,6 +27,7 @@ from .lr_blocks import unet_block
 from .offload import PARKED, brought_back, hold
 from .render import RenderRequest, render_one
 from .targets import text_targets, unet_targets
+from .vae import encoder_id, with_vae
 
 log = logging.getLogger(__name__)
 SD1_INFO = FamilyInfo("sd1", "SD 1.x", lora_width=768, lr_blocks=(12, 1))
@@ -54,7 +55,8 @@ class StableDiffusionFamily:
         ) == self.info.name
 
     def load(self, source: ModelSource, cfg: ModelConfig) -> StableDiffusion:
-        return StableDiffusion(load_components(cfg, family=self.info.name), vae_float32=cfg.no_half_vae)
+        parts = with_vae(load_components(cfg, family=self.info.name), cfg.vae, cfg.allow_pickle)
+        return StableDiffusion(parts, vae_float32=cfg.no_half_vae)
 
 
 SD1 = StableDiffusionFamily(SD1_INFO, SD1_TE_PREFIX)
@@ -151,7 +153,7 @@ class StableDiffusion:
                 if getattr(data, key):
                     log.warning("cache_latents is on, so %s has no effect (latents are cached once)", key)
             folder = cache_dir if train.cache_latents == "disk" else None
-            self.latent_cache = LatentCache(self.encode_image, folder)
+            self.latent_cache = LatentCache(self.encode_image, folder, encoder_id(self.vae))
             self._hold(["vae"])
             self.latent_cache.fill(index)
         blocker = text_cache_blocker(

@@ -46,6 +46,7 @@ from .long_prompts import chunked_ids, joined_states
 from .sd import StableDiffusion
 from .targets import text_targets, unet_targets
 from .tokenizer import clip_tokenizer
+from .vae import with_vae
 
 log = logging.getLogger(__name__)
 SDXL_INFO = FamilyInfo(
@@ -87,8 +88,10 @@ class SDXLFamily:
 
     def load(self, source: ModelSource, cfg: ModelConfig) -> StableDiffusionXL:
         if source.kind == "single_file":
-            return StableDiffusionXL(load_sdxl_single_file(source.location, cfg))
-        return StableDiffusionXL(load_sdxl_folder(source.location, cfg))
+            parts = load_sdxl_single_file(source.location, cfg)
+        else:
+            parts = load_sdxl_folder(source.location, cfg)
+        return StableDiffusionXL(with_vae(parts, cfg.vae, cfg.allow_pickle))
 
 
 SDXL = SDXLFamily()

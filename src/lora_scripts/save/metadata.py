@@ -94,6 +94,8 @@ def build_metadata(cfg: Config, facts: RunFacts) -> dict[str, str]:
             {str(data.train_data_dir.name): {"n_repeats": data.num_repeats, "img_count": facts.num_images}}
         ),
     }
+    if cfg.model.vae:  # kohya names the VAE file (ss_vae_name), without its folder
+        meta["ss_vae_name"] = str(cfg.model.vae).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
     meta.update(_kohya_options(tr, data))
     meta.update(_modelspec(cfg, facts))
     meta.update(comment_facts(cfg))

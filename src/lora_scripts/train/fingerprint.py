@@ -77,6 +77,8 @@ def run_fingerprint(cfg: Config, index) -> dict[str, str]:
         index.ID_NAME: index.data_id(),
         "init_lora": _file_id(Path(cfg.network.init_lora)) if cfg.network.init_lora else "none",
     }
+    if cfg.model.vae:  # only then: states of runs without one keep their fingerprint
+        out["vae"] = _file_id(Path(cfg.model.vae))
     sections = [(cfg.network, NETWORK_KEYS), (cfg.train, TRAIN_KEYS)]
     for route, parts in ROUTE_KEYS.items():
         sections += [(getattr(cfg, name), keys) for name, keys in parts if getattr(cfg, route) is not None]

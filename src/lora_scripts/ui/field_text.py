@@ -12,6 +12,11 @@ FIELD_ZH: dict[str, tuple[str, str]] = {
         "允许 .ckpt 底模",
         "允许使用 .ckpt 格式的底模。这种文件可能藏有恶意代码，尽量用 .safetensors。",
     ),
+    "vae": (
+        "替换 VAE",
+        "用另一个 VAE 代替底模自带的（和 kohya 的 vae 一样），例如 WebUI 的 models/VAE 文件夹里的 "
+        "vae-ft-mse-840000-ema-pruned 或 sdxl-vae-fp16-fix；要和底模是同一类（SD1.x/2.x 或 SDXL）。",
+    ),
     "no_half_vae": (
         "VAE 用全精度",
         "用 fp16/bf16 训练时让 SD 1.x/2.x 的 VAE 保持 float32，避免出现黑图或 NaN；SDXL 本来就是。",
