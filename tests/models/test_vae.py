@@ -4,9 +4,11 @@ training images, is named in the LoRA (ss_vae_name), and keys the disk latent ca
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -111,3 +113,20 @@ def test_kohyas_vae_key_is_read(tmp_path):
             encoding="utf-8",
         )
         assert load_config(path).model.vae == expected
+
+
+def test_generate_decodes_with_the_given_vae_and_names_it(tiny_model, other_vae, tmp_path, cli):
+    _, folder = other_vae
+    fast = ["-m", str(tiny_model["single_file"]), "-W", "64", "-H", "64", "--steps", "2", "--seeds", "3"]
+    made = {}
+    for name, extra in (("base", []), ("other", ["--vae", str(folder / "webui-vae.safetensors")])):
+        done = cli("generate", "neon phone", *fast, "--device", "cpu", "-o", str(tmp_path / name), *extra)
+        assert done.returncode == 0, done.stderr[-2000:]
+        (made[name],) = (tmp_path / name).glob("0*.png")
+    base, other = (Image.open(made[k]) for k in ("base", "other"))
+    assert (
+        np.abs(np.asarray(base, dtype=int) - np.asarray(other, dtype=int)).max() > 8
+    )  # same latents, other decoder
+    assert "VAE: webui-vae.safetensors" in other.text["parameters"] and "VAE" not in base.text["parameters"]
+    missing = cli("generate", "neon phone", *fast, "--vae", str(tmp_path / "nowhere.safetensors"))
+    assert missing.returncode == 2 and "VAE '" in missing.stderr and "does not exist" in missing.stderr

@@ -38,7 +38,13 @@ def plan_batch(
 
 
 def run_batch(
-    pipe, batch: Batch, loras: LoraStack | None, out: Path, model_name: str | None = None, grid: bool = True
+    pipe,
+    batch: Batch,
+    loras: LoraStack | None,
+    out: Path,
+    model_name: str | None = None,
+    grid: bool = True,
+    vae_name: str | None = None,
 ) -> tuple[list[Path], Path | None]:
     """Generate and save every image as it is made (`00012-<seed>.png`), then the grid if asked."""
     out.mkdir(parents=True, exist_ok=True)
@@ -48,7 +54,7 @@ def run_batch(
     def save(spec: PromptSpec, image: Image.Image) -> None:
         hashes = loras.hashes(tuple(r for r in spec.loras if r.weight != 0)) if loras else None
         path = out / f"{start + len(paths):05d}-{spec.seed}.png"
-        paths.append(save_png(image, path, parameters_text(spec, model_name, hashes)))
+        paths.append(save_png(image, path, parameters_text(spec, model_name, hashes, vae_name)))
 
     images = generate_images(pipe, batch.specs, loras, on_image=save)
     if not grid or len(images) < 2:

@@ -55,16 +55,22 @@ def generate(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     precision: str = typer.Option("auto", "--precision", help="auto (fp16 on GPU), fp32, fp16, bf16."),
     prediction_type: str = typer.Option("auto", "--prediction-type", help="auto, epsilon or v_prediction."),
+    vae: str = typer.Option(
+        None, "--vae", help="A VAE instead of the base model's: a WebUI VAE file or diffusers VAE folder."
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show full tracebacks and library logs."),
 ) -> None:
     """Make images from a base model and LoRAs, with WebUI prompts like "<lora:tech_phone:0.7> phone"."""
     setup_logging(debug)
 
     def action():
+        from ..errors import ModelError
         from ..models.detect import locate
 
-        config = _model_config(model, prediction_type)
+        config = _model_config(model, prediction_type, vae)
         locate(config.base_model, config.allow_pickle)  # a wrong -m path: a sentence before torch is imported
+        if vae and not Path(vae).exists():  # so is a wrong --vae
+            raise ModelError(f"VAE '{vae}' does not exist", "Fix the --vae path, or leave it out")
         from .prompts import parse_prompt
 
         for text in prompts or []:  # so is a malformed <lora:...> tag
@@ -100,14 +106,14 @@ def generate(
     guarded(action, debug)
 
 
-def _model_config(base_model: str, prediction_type: str):
+def _model_config(base_model: str, prediction_type: str, vae: str | None = None):
     from pydantic import ValidationError
 
     from ..config import ModelConfig
     from ..errors import ConfigError
 
     try:
-        return ModelConfig(base_model=base_model, prediction_type=prediction_type)
+        return ModelConfig(base_model=base_model, prediction_type=prediction_type, vae=vae)
     except ValidationError as exc:
         raise ConfigError(
             f"--prediction-type '{prediction_type}' is not valid", "Use auto, epsilon or v_prediction"

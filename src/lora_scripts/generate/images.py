@@ -83,10 +83,13 @@ def _one(pipe, spec: PromptSpec, loras: LoraStack | None, bar: tqdm | None) -> I
 
 
 def parameters_text(
-    spec: PromptSpec, model: str | None = None, lora_hashes: dict[str, str] | None = None
+    spec: PromptSpec,
+    model: str | None = None,
+    lora_hashes: dict[str, str] | None = None,
+    vae: str | None = None,
 ) -> str:
     """WebUI's PNG `parameters` text for a spec: its prompt with the LoRA tags, then the settings."""
-    return png.parameters_text(spec.request(), spec.text, model, lora_hashes)
+    return png.parameters_text(spec.request(), spec.text, model, lora_hashes, vae)
 
 
 def check_writable(folder: Path) -> None:

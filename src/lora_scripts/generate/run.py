@@ -85,7 +85,8 @@ def _run_generate(opts: GenerateOptions, progress: StageProgress) -> tuple[list[
     log.info("Generating %d image(s) on %s into %s", len(batch.specs), device, opts.out)
     try:
         counted = _Counted(pipe, progress)
-        return run_batch(counted, batch, stack, opts.out, Path(model.parts.source).stem, opts.grid)
+        vae = Path(opts.model.vae).name if opts.model.vae else None
+        return run_batch(counted, batch, stack, opts.out, Path(model.parts.source).stem, opts.grid, vae)
     finally:
         stack.close()
 

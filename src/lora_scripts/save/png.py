@@ -13,7 +13,11 @@ from .atomic import replacing
 
 
 def parameters_text(
-    request: RenderRequest, text: str | None = None, model: str | None = None, lora_hashes: dict | None = None
+    request: RenderRequest,
+    text: str | None = None,
+    model: str | None = None,
+    lora_hashes: dict | None = None,
+    vae: str | None = None,
 ) -> str:
     """Prompt (as written, with its tags), negative prompt, then WebUI's `Key: value` settings line."""
     lines = [text if text is not None else request.prompt]
@@ -28,6 +32,8 @@ def parameters_text(
     }
     if model:
         fields["Model"] = model
+    if vae:  # WebUI names a VAE chosen instead of the checkpoint's
+        fields["VAE"] = vae
     if lora_hashes:
         fields["Lora hashes"] = '"' + ", ".join(f"{n}: {h}" for n, h in lora_hashes.items()) + '"'
     lines.append(", ".join(f"{k}: {v}" for k, v in fields.items()))
