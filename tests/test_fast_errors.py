@@ -55,6 +55,18 @@ CASES = {
         ],
         "is not a file",
     ),
+    "train: missing vae": (
+        lambda t: [
+            "train",
+            "--config",
+            _config(t, f"base_model: {DEMO_BASE}\ntrain_data_dir: {t}\nvae: {t}/nope.safetensors\n"),
+        ],
+        "VAE",
+    ),
+    "generate: missing --vae": (
+        lambda t: ["generate", "-m", str(DEMO_BASE), "--vae", f"{t}/nope.safetensors", "phone"],
+        "VAE",
+    ),
     "generate: missing -m": (
         lambda t: ["generate", "-m", f"{t}/nope.safetensors", "phone"],
         "does not exist",
