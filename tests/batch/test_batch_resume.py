@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from batch_helpers import assert_same_images, progress_events, recorded, start, wait_for
+from batch_helpers import assert_same_images, index_rows, progress_events, recorded, start, wait_for
 
 
 @pytest.mark.slow
@@ -21,17 +21,23 @@ def test_ctrl_c_then_kill_9_then_resume_equals_an_unbroken_run(crash_job, tmp_pa
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "Stopped by the user" in stderr and "Traceback" not in stderr
-    stopped = recorded(out)
-    assert stopped % 2 == 0 and stopped < 24  # whole batches only
+    rows = index_rows(out)  # the finish step ran: the parts merged into index.csv, the contact sheet written
+    stopped = len(rows)
+    assert stopped % 2 == 0 and 2 <= stopped < 24 and recorded(out) == 0  # whole batches only
+    assert sorted(p.relative_to(out).as_posix() for p in (out / "images").rglob("*.png")) == sorted(
+        r["file"] for r in rows
+    )
+    sheet = (out / "index.html").read_text(encoding="utf-8")
+    assert sheet.count("<figure") == stopped and all(f'src="{r["file"]}"' in sheet for r in rows)
     events = progress_events(out)
     assert events[-1]["event"] == "end" and events[-1]["state"] == "stopped"
 
     proc = start(job)  # kill -9 (no handler, no cleanup) in the middle of the rest
-    wait_for(lambda: recorded(out) >= stopped + 4, proc)
+    wait_for(lambda: recorded(out) >= 4, proc)  # its parts: this run's images (index.csv: the stopped run's)
     proc.kill()
     proc.wait()
     done_before = {p: p.stat().st_mtime_ns for p in (out / "images").rglob("*.png")}
-    assert stopped + 4 <= recorded(out) < 24, "killed after the end: nothing to resume"
+    assert 4 <= recorded(out) < 24 - stopped, "killed after the end: nothing to resume"
 
     again = subprocess.run([sys.executable, "-m", "lora_scripts.cli", "batch", str(job)], capture_output=True)
     assert again.returncode == 0, again.stderr

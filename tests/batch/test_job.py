@@ -64,17 +64,68 @@ def test_rows_that_cannot_be_made_go_to_failed_csv(cli, make_job, tmp_path):
         {"id": "A1", "brand": "Apple", "model": "iPhone", "colour": "red"},
         {"id": "B2", "brand": "Oppo", "model": "Find X"},  # no colour
         {"id": "C3", "brand": "Vivo", "model": "<lora:metal:1> X", "colour": "red"},
+        {"id": "D4", "brand": "Honor", "model": None, "colour": "red"},  # null
     ]
     (tmp_path / "items.jsonl").write_text("\n".join(json.dumps(x) for x in lines), encoding="utf-8")
     job = make_job(items="items.jsonl", images_per_item=1)
     assert cli("batch", job).returncode == 0
     assert [r["id"] for r in read_index(tmp_path / "out")] == ["A1"]
-    with open(tmp_path / "out" / "failed.csv", encoding="utf-8") as handle:
-        failed = {r["id"]: r["reason"] for r in csv.DictReader(handle)}
-    assert failed == {
-        "B2": "the column 'colour' is missing",
+    assert read_failed(tmp_path / "out") == {
+        "B2": "the column 'colour' is missing for item 'B2'",
         "C3": "the column 'model' holds a '<' (LoRA tags belong in the job file)",
+        "D4": "the column 'model' is empty for item 'D4'",
     }
+
+
+def test_empty_nan_and_missing_cells_go_to_failed_csv_and_are_made_once_filled(cli, make_job, tmp_path):
+    """A cell the prompt, the negative prompt or `by` uses that is empty, blank, NaN/None/null or cut off (a
+    short row) is not made with a hole in its prompt: failed.csv names the item and the column, the rest is
+    made, and the row filled in later is made on the next run."""
+    header = "id,brand,model,colour,category,avoid"
+    lines = [
+        "A1,Apple,iPhone,,phone,glare",
+        "B2,Oppo,Find X,NaN,phone,glare",
+        "C3,Vivo",
+        "D4,Honor,Magic, null ,phone,glare",
+        "E5,Huawei,P60,white,,glare",
+        "F6,Nokia,G42,blue,phone,None",
+        "G7,Google,Pixel,black,phone,glare",
+        "H8,Sony,Xperia,   ,phone,glare",
+    ]
+    job = make_job(negative_prompt="blurry, {avoid}", by="category", images_per_item=1)
+    items = tmp_path / "items.csv"  # in place of the rows make_job wrote
+    items.write_text("\n".join([header, *lines]) + "\n", encoding="utf-8")
+    result = cli("batch", job)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    (made,) = read_index(out)
+    assert made["id"] == "G7" and made["prompt"] == "<lora:tech_phone:0.8> Google Pixel, black, neon style"
+    expected = {
+        "A1": "the column 'colour' is empty for item 'A1'",
+        "B2": "the column 'colour' is empty for item 'B2'",
+        "C3": "the column 'category' is missing for item 'C3'",
+        "D4": "the column 'colour' is empty for item 'D4'",
+        "E5": "the column 'category' is empty for item 'E5'",
+        "F6": "the column 'avoid' is empty for item 'F6'",
+        "H8": "the column 'colour' is empty for item 'H8'",
+    }
+    assert read_failed(out) == expected
+    assert [p.relative_to(out).as_posix() for p in out.rglob("*.png")] == ["images/phone/G7_0.png"]
+
+    lines[1] = "B2,Oppo,Find X,gold,phone,glare"  # filled in: made on the next run, no longer failed
+    items.write_text("\n".join([header, *lines]) + "\n", encoding="utf-8")
+    assert cli("batch", job).returncode == 0
+    assert [(r["id"], r["prompt"]) for r in read_index(out)] == [
+        ("B2", "<lora:tech_phone:0.8> Oppo Find X, gold, neon style"),
+        ("G7", made["prompt"]),
+    ]
+    assert read_failed(out) == {k: v for k, v in expected.items() if k != "B2"}
+    assert (out / "index.html").read_text(encoding="utf-8").count("<figure") == 2
+
+
+def read_failed(out: Path) -> dict[str, str]:
+    with open(out / "failed.csv", encoding="utf-8") as handle:
+        return {r["id"]: r["reason"] for r in csv.DictReader(handle)}
 
 
 def test_bad_job_files_are_one_sentence(cli, make_job, tmp_path, rows):

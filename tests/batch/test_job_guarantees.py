@@ -117,6 +117,55 @@ def test_a_changed_row_is_refused(cli, make_job, tmp_path, rows, monkeypatch):
     assert read_csv(tmp_path / "out" / "index.csv") == before
 
 
+def test_a_row_changed_in_its_negative_prompt_folder_loras_or_an_emptied_cell_is_refused(
+    cli, make_job, tmp_path, rows
+):
+    """index.csv's prompt is not all that makes a finished image: a column used only in the negative prompt,
+    a category whose override differs only in its negative prompt or LoRAs, or that only moves the image to
+    another folder, and a cell emptied since, are each refused; a new row is still made, and an output
+    folder from before negative_prompts.json existed resumes and is checked from then on."""
+    for row in rows:
+        row["avoid"] = "glare"
+    overrides = {
+        "laptop": {"negative_prompt": "blurry, {avoid}, keyboard"},
+        "tablet": {"loras": {"metal": 0.5}},
+    }
+    keys = {**SMALL, "negative_prompt": "blurry, {avoid}", "by": "category", "overrides": overrides}
+    job = make_job(rows=rows[:2], **keys)
+    assert cli("batch", job).returncode == 0
+    out = tmp_path / "out"
+    before = read_csv(out / "index.csv")
+    made = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    changes = [
+        ({"avoid": "dust"}, "(negative prompt 'blurry, glare', now 'blurry, dust')"),
+        ({"category": "laptop"}, "(negative prompt 'blurry, glare', now 'blurry, glare, keyboard')"),
+        ({"category": "watch"}, "(file 'images/phone/SM-S24_0.png', now 'images/watch/SM-S24_0.png')"),
+        ({"category": "tablet"}, "<lora:metal:0.5>"),
+        ({"colour": "NaN"}, "now cannot be made (the column 'colour' is empty for item 'SM-S24')"),
+    ]
+    for change, named in changes:
+        make_job(rows=[rows[0], {**rows[1], **change}], **keys)
+        refused = cli("batch", job)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr, change
+        assert "The item 'SM-S24' changed since its images were made" in refused.stderr, change
+        assert named in refused.stderr, refused.stderr
+    assert read_csv(out / "index.csv") == before
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == made
+
+    (out / "negative_prompts.json").unlink()  # as a job started before the file existed left its folder
+    make_job(rows=rows, **keys)  # one more row: made
+    assert cli("batch", job).returncode == 0
+    assert [r["id"] for r in read_csv(out / "index.csv")] == [r["id"] for r in rows]
+    assert json.loads((out / "negative_prompts.json").read_text(encoding="utf-8")) == {
+        "AP-IP15": "blurry, glare",
+        "SM-S24": "blurry, glare",
+        "LN-X1C": "blurry, glare, keyboard",
+    }
+    make_job(rows=[*rows[:2], {**rows[2], "avoid": "dust"}], **keys)
+    refused = cli("batch", job)
+    assert refused.returncode == 2 and "The item 'LN-X1C' changed" in refused.stderr
+
+
 def test_a_changed_prompt_negative_prompt_or_sampler_is_refused(cli, make_job, tmp_path, rows):
     job = make_job(rows=rows[:1], **SMALL)
     assert cli("batch", job).returncode == 0

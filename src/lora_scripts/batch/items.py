@@ -16,6 +16,7 @@ from ..generate.prompts import LoraRef, PromptSpec, parse_prompt
 from .config import JobConfig
 
 UNSAFE = re.compile(r"[^\w.-]+")
+NOTHING = {"", "nan", "none", "null"}  # a cell's value (stripped, lower case) that stands for no value
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ def read_items(path: Path, id_column: str) -> tuple[list[Item], list[str]]:
 
 def _csv(text: str) -> tuple[list[tuple[int, dict[str, str]]], list[str]]:
     reader = csv.DictReader(text.splitlines())
-    rows = [(i + 2, {k: (v or "") for k, v in row.items() if k is not None}) for i, row in enumerate(reader)]
+    # a short row's missing cells (None) are left out: plan_item names them missing
+    rows = [(i + 2, {k: v for k, v in row.items() if None not in (k, v)}) for i, row in enumerate(reader)]
     return rows, list(reader.fieldnames or [])
 
 
@@ -136,20 +138,20 @@ def folder_of(item: Item, job: JobConfig) -> str:
 
 
 def plan_item(item: Item, job: JobConfig) -> list[Work]:
-    """The item's images; a value that is missing or holds a LoRA tag raises DataError (-> failed.csv)."""
-    override = job.overrides.get(item.values.get(job.by, "")) if job.by else None
+    """The item's images; a value that is missing, empty or holds a LoRA tag: DataError (-> failed.csv)."""
+    if job.by:
+        check_value(item, job.by)
+    override = job.overrides.get(item.values[job.by]) if job.by else None
     template = (override.prompt if override and override.prompt else None) or job.prompt
     negative = override.negative_prompt if override and override.negative_prompt is not None else None
-    values = dict(item.values)
-    for name in template_fields(template, "`prompt`") + template_fields(negative or job.negative_prompt, ""):
-        if name not in values:
-            raise DataError(f"the column '{name}' is missing")
-        if "<" in values[name]:
+    negative = job.negative_prompt if negative is None else negative
+    for name in template_fields(template, "`prompt`") + template_fields(negative, "`negative_prompt`"):
+        check_value(item, name)
+        if "<" in item.values[name]:
             raise DataError(f"the column '{name}' holds a '<' (LoRA tags belong in the job file)")
-    text = template.format_map(values)
     spec = PromptSpec.from_text(
-        text,
-        negative_prompt=(negative if negative is not None else job.negative_prompt).format_map(values),
+        template.format_map(item.values),
+        negative_prompt=negative.format_map(item.values),
         steps=job.steps,
         cfg_scale=job.cfg,
         width=job.width,
@@ -164,10 +166,19 @@ def plan_item(item: Item, job: JobConfig) -> list[Work]:
             n,
             replace(spec, seed=derive_seed(job.seed, item.id, n)),
             f"images/{stem}_{n}.png",
-            item.values.get(job.by, "") if job.by else "",
+            item.values[job.by] if job.by else "",
         )
         for n in range(job.images_per_item)
     ]
+
+
+def check_value(item: Item, name: str) -> None:
+    """A cell a template or `by` uses must hold a value: not missing (a short CSV row, a JSONL line without
+    the key), not blank, not a stand-in for nothing (NaN, None, null: what spreadsheets and pandas write)."""
+    if name not in item.values:
+        raise DataError(f"the column '{name}' is missing for item '{item.id}'")
+    if item.values[name].strip().lower() in NOTHING:
+        raise DataError(f"the column '{name}' is empty for item '{item.id}'")
 
 
 def add_loras(spec: PromptSpec, loras: dict[str, float]) -> PromptSpec:
@@ -184,6 +195,11 @@ def add_loras(spec: PromptSpec, loras: dict[str, float]) -> PromptSpec:
 def lora_name(name_or_path: str) -> str:
     """`loras:` may name a file by path: its tag name is the file's stem."""
     return Path(name_or_path).stem if name_or_path.endswith(".safetensors") else name_or_path
+
+
+def lora_tags(spec: PromptSpec) -> str:
+    """index.csv's `loras`: every LoRA of the image as a tag."""
+    return " ".join(r.tag() for r in spec.loras)
 
 
 def mix_of(spec: PromptSpec) -> tuple[tuple[str, float], ...]:

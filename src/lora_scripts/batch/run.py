@@ -23,12 +23,13 @@ from ..stopping import GracefulStop
 from .config import JobConfig, load_job
 from .engine import Engine
 from .fingerprint import check_or_start, facts
-from .items import Work, check_columns, lora_name, mix_of, plan_item, read_items, template_mixes
+from .items import Work, check_columns, lora_name, lora_tags, mix_of, plan_item, read_items, template_mixes
 from .ledger import Ledger, ObjectLedger, open_ledger
 from .progress_bar import bar
 from .shard import Shard, current_shard
 from .sheet import write_sheet
 from .store import LocalOutput, ObjectOutput, open_output
+from .unchanged import check_unchanged, remember_negatives
 
 log = logging.getLogger(__name__)
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -118,7 +119,10 @@ def start_job(job_path: Path, new: bool, shard: Shard) -> Started:
         ledger.merge(order)  # what a crashed run left in its parts, into index.csv
         out.remove_stale_temps()
     done = ledger.done()
-    _check_unchanged(plan.works, done)
+    with shard.first():  # rank 0 keeps the negative prompts before any rank makes an image
+        check_unchanged(plan.works, plan.failed, done, out)
+        if shard.rank == 0:
+            remember_negatives(out, plan.works)
     if shard.rank == 0:
         for item_id, n, reason in plan.failed:
             ledger.fail(item_id, n, reason)
@@ -148,15 +152,18 @@ def run_job(job_path: Path, new: bool = False, show_bar: bool = True) -> dict:
     todo = [b for b in mine if any((w.id, w.n) not in s.done for w in b)]
     total = sum(len(b) for b in mine)
     counts = {"total": total, "done": total - _count(todo, s.done), "per_item": s.job.images_per_item}
+    stopped = False
     if todo:
         engine = make_engine(s, shard.device)
         try:
-            _make(engine, todo, s.done, s.ledger, s.out, shard, counts, show_bar)
+            stopped = _make(engine, todo, s.done, s.ledger, s.out, shard, counts, show_bar)
         finally:
             engine.close()
     shard.wait()
-    if shard.rank == 0:
+    if shard.rank == 0:  # also after Ctrl-C: index.csv and index.html show what is finished
         counts["index"], counts["failed"] = finish_job(s, f"{job_path.stem}: {s.out.name}")
+    if stopped:
+        raise KeyboardInterrupt  # the CLI says "Stopped by the user" and exits 130
     return counts
 
 
@@ -164,18 +171,8 @@ def _count(batches: list[list[Work]], done: dict) -> int:
     return sum(1 for b in batches for w in b if (w.id, w.n) not in done)
 
 
-def _check_unchanged(works: list[Work], done: dict) -> None:
-    for w in works:
-        row = done.get((w.id, w.n))
-        if row is not None and row["prompt"] != w.spec.text:
-            raise ConfigError(
-                f"The item '{w.id}' changed since its images were made (prompt '{row['prompt']}', now "
-                f"'{w.spec.text}')",
-                "Run with --new, set a new output_dir, or give the changed row a new id",
-            )
-
-
-def _make(engine, todo, done, ledger, out, shard: Shard, counts: dict, show_bar: bool) -> None:
+def _make(engine, todo, done, ledger, out, shard: Shard, counts: dict, show_bar: bool) -> bool:
+    """Make the batches of `todo`; True when a stop was asked for (after the batch being made)."""
     events = out.progress()
     events.event("start", rank=shard.rank, world=shard.world, pid=os.getpid(), **counts)
     started, made = time.time(), 0
@@ -206,8 +203,9 @@ def _make(engine, todo, done, ledger, out, shard: Shard, counts: dict, show_bar:
             )
             if stop.requested:
                 events.event("end", rank=shard.rank, state="stopped", done=counts["done"])
-                raise KeyboardInterrupt
+                return True
     events.event("end", rank=shard.rank, state="done", done=counts["done"])
+    return False
 
 
 def save_image(work: Work, image: np.ndarray, engine, ledger, out, seconds: float) -> str | None:
@@ -219,13 +217,12 @@ def save_image(work: Work, image: np.ndarray, engine, ledger, out, seconds: floa
     data = png_bytes(picture, parameters_text(work.spec, engine.model_name, hashes))
     out.write_bytes(work.file, data)  # whole or absent: temp file + rename, or one PUT
     sha = hashlib.sha256(data).hexdigest()
-    loras = " ".join(r.tag() for r in work.spec.loras)
     row = {
         "id": work.id,
         "n": work.n,
         "seed": work.spec.seed,
         "prompt": work.spec.text,
-        "loras": loras,
+        "loras": lora_tags(work.spec),
         "file": work.file,
         "sha256": sha,
         "seconds": f"{seconds:.3f}",
