@@ -28,7 +28,7 @@ def test_ctrl_c_then_kill_9_then_resume_equals_an_unbroken_run(crash_job, tmp_pa
         r["file"] for r in rows
     )
     sheet = (out / "index.html").read_text(encoding="utf-8")
-    assert sheet.count("<figure") == stopped and all(f'src="{r["file"]}"' in sheet for r in rows)
+    assert sheet.count("<figure") == stopped and all(f'href="{r["file"]}"' in sheet for r in rows)
     events = progress_events(out)
     assert events[-1]["event"] == "end" and events[-1]["state"] == "stopped"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import shutil
 from pathlib import Path
@@ -53,6 +54,11 @@ def test_job_writes_images_index_and_contact_sheet(cli, make_job, tmp_path, rows
     assert len({im.tobytes() for im in images}) == len(images)  # every image its own seed
     sheet = (out / "index.html").read_text(encoding="utf-8")
     assert sheet.count("<figure") == 6 and '<option value="laptop">' in sheet
+    for row in rows:  # each a small thumbnail linking to its full image
+        thumb = Path(row["file"]).with_suffix(".jpg").as_posix().replace("images/", "thumbs/", 1)
+        assert f'<a href="{row["file"]}"><img loading="lazy" src="{thumb}"' in sheet
+        with Image.open(out / thumb) as small:
+            assert small.format == "JPEG" and small.size == Image.open(out / row["file"]).size  # 32 px: as is
     assert (out / "failed.csv").read_text().strip() == "id,n,reason"
     events = [json.loads(line) for line in (out / "progress.jsonl").read_text().splitlines()]
     assert events[0]["event"] == "start" and events[-1] == {**events[-1], "event": "end", "state": "done"}
@@ -200,3 +206,12 @@ def test_a_changed_lora_file_is_refused(cli, make_job, tmp_path, rows, batch_lor
     assert (
         refused.returncode == 2 and "The job changed" in refused.stderr and "(lora_files)" in refused.stderr
     )
+
+
+def test_thumbnails_are_small_jpegs_of_the_image():
+    from lora_scripts.batch.run import thumbnail
+
+    wide = Image.new("RGB", (1024, 768), (200, 40, 90))
+    with Image.open(io.BytesIO(thumbnail(wide))) as small:
+        assert small.format == "JPEG" and small.size == (256, 192)
+        assert max(abs(a - b) for a, b in zip(small.getpixel((100, 100)), (200, 40, 90), strict=True)) < 4

@@ -14,7 +14,10 @@ from .unchanged import FILE as NEGATIVES
 
 FILE = "job.json"
 # What a previous run leaves in output_dir; --new moves these aside, nothing is deleted
-OUTPUTS = ("images", "parts", "index.csv", "failed.csv", "index.html", FILE, NEGATIVES, "progress.jsonl")
+OUTPUTS = (
+    *("images", "thumbs", "parts", "index.csv", "failed.csv", "index.html"),
+    *(FILE, NEGATIVES, "progress.jsonl"),
+)
 WEIGHTS = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")  # the files of a diffusers folder that are sampled
 SAMPLE = 1 << 20
 # Facts added after jobs were started without them: such a job.json is completed, not refused (its other

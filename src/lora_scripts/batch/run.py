@@ -27,7 +27,7 @@ from .items import Work, check_columns, lora_name, lora_tags, mix_of, plan_item,
 from .ledger import Ledger, ObjectLedger, open_ledger
 from .progress_bar import bar
 from .shard import Shard, current_shard
-from .sheet import write_sheet
+from .sheet import THUMB, thumb_of, write_sheet
 from .store import LocalOutput, ObjectOutput, open_output
 from .unchanged import check_unchanged, remember_negatives
 
@@ -188,24 +188,28 @@ def _make(engine, todo, done, ledger, out, shard: Shard, counts: dict, show_bar:
             ]
             ledger.commit()  # an object store: the batch's rows, one object, after its images
             made += len(files)
-            counts["done"] += len(files)
-            rate = made / max(time.time() - started, 1e-9) * 60
-            eta = (counts["total"] - counts["done"]) / rate * 60 if rate else None
-            tick(counts["done"], rate, eta)
-            events.event(
-                "batch",
-                rank=shard.rank,
-                done=counts["done"],
-                total=counts["total"],
-                images_per_min=round(rate, 2),
-                eta_s=None if eta is None else round(eta, 1),
-                files=[f for f in files if f],
-            )
+            tell_batch(events, tick, counts, shard.rank, files, made / max(time.time() - started, 1e-9) * 60)
             if stop.requested:
                 events.event("end", rank=shard.rank, state="stopped", done=counts["done"])
                 return True
     events.event("end", rank=shard.rank, state="done", done=counts["done"])
     return False
+
+
+def tell_batch(events, tick, counts: dict, rank: int, files: list[str | None], rate: float) -> None:
+    """A finished batch of len(files) images (None: failed), made at `rate` images/min: the bar, an event."""
+    counts["done"] += len(files)
+    eta = (counts["total"] - counts["done"]) / rate * 60 if rate else None
+    tick(counts["done"], rate, eta)
+    events.event(
+        "batch",
+        rank=rank,
+        done=counts["done"],
+        total=counts["total"],
+        images_per_min=round(rate, 2),
+        eta_s=None if eta is None else round(eta, 1),
+        files=[f for f in files if f],
+    )
 
 
 def save_image(work: Work, image: np.ndarray, engine, ledger, out, seconds: float) -> str | None:
@@ -216,6 +220,7 @@ def save_image(work: Work, image: np.ndarray, engine, ledger, out, seconds: floa
     hashes = {r.name: engine.lora_hashes[r.name] for r in work.spec.loras if r.weight != 0}
     data = png_bytes(picture, parameters_text(work.spec, engine.model_name, hashes))
     out.write_bytes(work.file, data)  # whole or absent: temp file + rename, or one PUT
+    out.write_bytes(thumb_of(work.file), thumbnail(picture))  # for the contact sheet of thousands
     sha = hashlib.sha256(data).hexdigest()
     row = {
         "id": work.id,
@@ -229,6 +234,15 @@ def save_image(work: Work, image: np.ndarray, engine, ledger, out, seconds: floa
     }
     ledger.record(row)  # only now: the image is complete where it goes
     return work.file
+
+
+def thumbnail(picture: Image.Image, side: int = THUMB) -> bytes:
+    """A small JPEG of the image for index.html: a sheet of full 1024 px PNGs would load gigabytes."""
+    small = picture.copy()
+    small.thumbnail((side, side), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    small.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
 
 
 def png_bytes(picture: Image.Image, parameters: str) -> bytes:
