@@ -215,3 +215,34 @@ def test_thumbnails_are_small_jpegs_of_the_image():
     with Image.open(io.BytesIO(thumbnail(wide))) as small:
         assert small.format == "JPEG" and small.size == (256, 192)
         assert max(abs(a - b) for a, b in zip(small.getpixel((100, 100)), (200, 40, 90), strict=True)) < 4
+
+
+def test_a_job_with_a_vae_decodes_with_it_and_a_swapped_vae_is_refused(cli, make_job, tmp_path, rows):
+    """`vae:` as training's: the PNGs name it as WebUI does, job.json holds it, and another file at that path
+    (a retrained VAE) is refused like a changed LoRA; a missing one is one sentence before anything runs."""
+    from safetensors.torch import save_file
+
+    from lora_scripts.models.tiny import build_tiny_sd
+
+    def save_vae(seed: int) -> None:
+        weights = build_tiny_sd(seed=seed).vae.state_dict()
+        save_file({k: v.contiguous() for k, v in weights.items()}, tmp_path / "my-vae.safetensors")
+
+    plain = make_job(rows=rows[:1], images_per_item=1, output_dir="plain", name="plain.yaml")
+    assert cli("batch", plain).returncode == 0
+    save_vae(7)
+    job = make_job(rows=rows[:1], images_per_item=1, vae="my-vae.safetensors")  # beside the job file
+    assert cli("batch", job).returncode == 0, "VAE"
+    (row,) = read_index(tmp_path / "out")
+    (same,) = read_index(tmp_path / "plain")
+    assert row["seed"] == same["seed"] and row["sha256"] != same["sha256"]  # same latents, other decoder
+    assert "VAE: my-vae.safetensors" in Image.open(tmp_path / "out" / row["file"]).info["parameters"]
+    assert json.loads((tmp_path / "out" / "job.json").read_text())["vae"] == str(
+        tmp_path / "my-vae.safetensors"
+    )
+    save_vae(8)  # retrained, same name and size
+    refused = cli("batch", job)
+    assert refused.returncode == 2 and "The job changed" in refused.stderr and "vae_sha256" in refused.stderr
+    missing = cli("batch", make_job(vae="nowhere.safetensors", output_dir="other"))
+    assert missing.returncode == 2 and "VAE 'nowhere.safetensors'" in missing.stderr
+    assert "Traceback" not in missing.stderr and not (tmp_path / "other").exists()

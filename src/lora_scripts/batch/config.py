@@ -66,6 +66,11 @@ class JobConfig(Section):
         "batch is faster on a GPU (on a CPU it rarely pays back). Part of job.json when on.",
     )
     prediction_type: Literal["auto", "epsilon", "v_prediction"] = Field("auto", description="As training.")
+    vae: str | None = Field(
+        None,
+        description="A VAE instead of the base model's (a WebUI VAE file or diffusers VAE folder), as "
+        "training's vae; part of job.json when set.",
+    )
 
 
 def load_job(path: Path) -> JobConfig:
@@ -90,9 +95,12 @@ def load_job(path: Path) -> JobConfig:
         updates["output_dir"] = str(base / where)
     else:
         filesystem_class(job.output_dir, protocol)  # a missing s3fs/gcsfs: one sentence before anything runs
-    model = Path(job.base_model)
-    if not model.is_absolute() and (base / model).exists():
-        updates["base_model"] = str(base / model)
+    for key in ("base_model", "vae"):  # a file beside the job file, or a hub id / absolute path as given
+        given = getattr(job, key)
+        if given and not Path(given).is_absolute() and (base / given).exists():
+            updates[key] = str(base / given)
+    if job.vae and not Path(updates.get("vae", job.vae)).exists():
+        raise ConfigError(f"VAE '{job.vae}' in {path} does not exist", "Fix the path in vae, or remove vae")
     updates["loras"] = _lora_paths(job.loras, base)
     updates["overrides"] = {
         k: o.model_copy(update={"loras": _lora_paths(o.loras, base)}) for k, o in job.overrides.items()

@@ -25,12 +25,15 @@ class Engine:
     def __init__(self, job, library: LoraLibrary, mixes: set[Mix], device: str, dtype: torch.dtype):
         from ..models.registry import load_model
 
-        model = load_model(ModelConfig(base_model=job.base_model, prediction_type=job.prediction_type))
+        model = load_model(
+            ModelConfig(base_model=job.base_model, prediction_type=job.prediction_type, vae=job.vae)
+        )
         if model.info.sample_kind != "image":
             raise ConfigError(
                 f"'{job.base_model}' is a language model, not an image model", "Use an SD model"
             )
         self.model_name = Path(model.parts.source).stem
+        self.vae_name = Path(job.vae).name if job.vae else None  # WebUI's `VAE: name` in each PNG
         self.fused: Mix | None = None
         self.stack: LoraStack | None = None
         names = sorted({name for mix in mixes for name, _ in mix})

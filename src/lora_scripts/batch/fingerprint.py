@@ -72,6 +72,7 @@ def facts(job: JobConfig, lora_files: dict[str, Path], dtype: str) -> dict:
             },
         ),
         "dtype": dtype,
+        **({"vae": job.vae, "vae_sha256": sampled_sha256(Path(job.vae))} if job.vae else {}),
         **({"compile": True} if job.compile else {}),  # compiled kernels may round differently; absent
         # when off, so the job.json of a job started before the key existed still matches
     }

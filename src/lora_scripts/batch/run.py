@@ -218,7 +218,7 @@ def save_image(work: Work, image: np.ndarray, engine, ledger, out, seconds: floa
         return None
     picture = Image.fromarray((image * 255).round().astype("uint8"))
     hashes = {r.name: engine.lora_hashes[r.name] for r in work.spec.loras if r.weight != 0}
-    data = png_bytes(picture, parameters_text(work.spec, engine.model_name, hashes))
+    data = png_bytes(picture, parameters_text(work.spec, engine.model_name, hashes, engine.vae_name))
     out.write_bytes(work.file, data)  # whole or absent: temp file + rename, or one PUT
     out.write_bytes(thumb_of(work.file), thumbnail(picture))  # for the contact sheet of thousands
     sha = hashlib.sha256(data).hexdigest()
