@@ -68,9 +68,13 @@ def recorded_at(fs, root: str) -> int:
     return sum(max(0, len(fs.cat_file(p).decode().splitlines()) - 1) for p in parts)
 
 
-def start(job: Path, *args: str) -> subprocess.Popen:
+def start(job: Path, *args: str, new_session: bool = False) -> subprocess.Popen:
+    """The job in the background; `new_session`: in a process group of its own, as a terminal runs a
+    command (Ctrl-C is then os.killpg(proc.pid, SIGINT): the command and its children)."""
     command = [sys.executable, "-m", "lora_scripts.cli", "batch", str(job), *args]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=new_session
+    )
 
 
 def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:

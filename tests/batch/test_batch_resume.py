@@ -50,6 +50,20 @@ def test_ctrl_c_then_kill_9_then_resume_equals_an_unbroken_run(crash_job, tmp_pa
 @pytest.mark.slow
 def test_two_processes_equal_one_and_a_killed_rank_resumes(crash_job, tmp_path):
     job, out = crash_job
+    # Ctrl-C in the terminal: SIGINT to the launcher and both ranks (one process group); each rank finishes
+    # its batch, they meet, rank 0 merges the parts and writes the contact sheet, and the command exits 130
+    proc = start(job, "--processes", "2", new_session=True)
+    wait_for(lambda: recorded(out) >= 2, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-3000:]
+    rows = index_rows(out)
+    assert 2 <= len(rows) < 24 and recorded(out) == 0  # merged, no parts left
+    assert sorted(p.relative_to(out).as_posix() for p in (out / "images").rglob("*.png")) == sorted(
+        r["file"] for r in rows
+    )
+    assert (out / "index.html").read_text(encoding="utf-8").count("<figure") == len(rows)
+
     proc = start(job, "--processes", "2")
 
     def ranks() -> dict[int, int]:
@@ -59,7 +73,7 @@ def test_two_processes_equal_one_and_a_killed_rank_resumes(crash_job, tmp_path):
     os.kill(ranks()[1], signal.SIGKILL)  # one rank dies; the launcher stops the other
     proc.communicate(timeout=120)
     assert proc.returncode != 0 and recorded(out) < 24
-    finished = recorded(out)
+    finished = len(rows) + recorded(out)  # the stopped run's, merged, and this run's parts
 
     parts = sorted(p.name for p in (out / "parts").glob("index-*.csv"))
     assert parts == ["index-0.csv", "index-1.csv"]  # both ranks had recorded images
