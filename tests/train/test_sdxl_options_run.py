@@ -40,24 +40,9 @@ def kept(monkeypatch) -> dict:
     return kept
 
 
-def _config(folder, data, tmp_path, **extra) -> dict:
-    return {
-        "base_model": str(folder),
-        "train_data_dir": str(data),
-        "output_dir": str(tmp_path / "out"),
-        "output_name": "xl",
-        "resolution": 64,
-        "min_bucket_reso": 32,
-        "max_bucket_reso": 128,
-        "bucket_reso_steps": 32,
-        "lora_rank": 4,
-        "batch_size": 2,
-        "max_train_steps": 3,
-        "learning_rate": 1e-3,
-        "device": "cpu",
-        "doctor": "off",
-        **extra,
-    }
+def _config(base_config: dict, folder, **extra) -> dict:
+    """The suite's tiny run (64 px, rank 4, batch 2) on the tiny SDXL, 3 steps."""
+    return {**base_config, "base_model": str(folder), "output_name": "xl", "max_train_steps": 3, **extra}
 
 
 def _saved(result) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -75,16 +60,15 @@ def _saved(result) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     return weights, meta
 
 
-def test_an_sdxl_run_with_many_kohya_options_trains_and_saves(sdxl_folder, sample_data, tmp_path, kept):
+def test_an_sdxl_run_with_many_kohya_options_trains_and_saves(sdxl_folder, base_config, tmp_path, kept):
     reg = tmp_path / "reg" / "1_device"
     reg.mkdir(parents=True)
     for i in range(2):
         Image.new("RGB", (64, 64), (60 * i, 80, 120)).save(reg / f"r{i}.png")
     cfg = build_config(
         _config(
+            base_config,
             sdxl_folder,
-            sample_data,
-            tmp_path,
             lr_scheduler="cosine_with_restarts",
             lr_scheduler_num_cycles=2,
             lr_warmup_steps=1,
@@ -128,10 +112,8 @@ def test_an_sdxl_run_with_many_kohya_options_trains_and_saves(sdxl_folder, sampl
     assert rates == {1e-3, 4e-3}  # LoRA+: the up weights learn loraplus_lr_ratio times faster
 
 
-def test_an_sdxl_v_prediction_run_with_zero_terminal_snr(sdxl_folder, sample_data, tmp_path, kept):
-    cfg = build_config(
-        _config(sdxl_folder, sample_data, tmp_path, v_parameterization=True, zero_terminal_snr=True)
-    )
+def test_an_sdxl_v_prediction_run_with_zero_terminal_snr(sdxl_folder, base_config, kept):
+    cfg = build_config(_config(base_config, sdxl_folder, v_parameterization=True, zero_terminal_snr=True))
     result = run_training(cfg)
     assert result.steps == 3 and all(map(math.isfinite, result.losses))
     model = kept["model"]
