@@ -1,8 +1,9 @@
 """--ray on a local Ray cluster of 2 CPUs: a worker killed mid-run is restarted by Ray and its batch retried;
 the images equal a one-process run's and every (id, n) is in index.csv once, in a local folder and in a
 bucket of a real S3 server (moto's) that the workers write to directly. Through the real CLI: a driver
-killed with SIGKILL leaves no Ray process behind and its job resumes, and a worker that keeps dying stops the
-job with one sentence after Ray's RESTARTS."""
+killed with SIGKILL leaves no Ray process behind and its job resumes, a worker that keeps dying stops the
+job with one sentence after Ray's RESTARTS, and Ctrl-C finishes the running batches and merges them. Every run
+writes the progress events of a one-process run."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from batch_helpers import (
     catalogue,
     download,
     index_rows,
+    progress_events,
     recorded,
     recorded_at,
     wait_for,
@@ -77,6 +79,8 @@ def test_ray_job_survives_a_killed_worker_in_a_folder_and_in_a_bucket(
         ray.shutdown()
     assert killed and recorded(out) == 0  # a worker died mid-run; the parts are merged at the end
     assert counts["index"] == 24
+    [events] = _runs(out)  # the retried batch counted once
+    assert_progress(events, 24, 0, "done", 24)
     assert_same_images(out, tmp_path / "reference", 24)
     before = index_rows(out)
     assert cli("batch", job).returncode == 0  # resumed: nothing left to make
@@ -115,9 +119,12 @@ def ray_env():
     shutil.rmtree(folder, ignore_errors=True)
 
 
-def start_on_ray(job: Path, env: dict) -> subprocess.Popen:
+def start_on_ray(job: Path, env: dict, session: bool = False) -> subprocess.Popen:
+    """The CLI with `--ray local`; `session`: in a process group of its own (a terminal's foreground job)."""
     command = [sys.executable, "-m", "lora_scripts.cli", "batch", str(job), "--ray", "local"]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=session
+    )
 
 
 def ray_processes(folder: str, agents: bool = True) -> list[psutil.Process]:
@@ -192,6 +199,7 @@ def test_a_killed_driver_and_then_a_worker_that_keeps_dying_lose_nothing(small_j
     _, stderr = proc.communicate(timeout=60)
     assert_cluster_ends(ray_env["RAY_TMPDIR"])
     assert proc.returncode == 2 and "Traceback" not in stderr, stderr
+    assert progress_events(out)[-1]["state"] == "failed"
     made = len(index_rows(out))
     sentence = f"A Ray worker died {RESTARTS + 1} times (Ray restarted it {RESTARTS} times), so the job"
     assert sentence in stderr and f"with {made} of 32 images made and recorded in index.csv" in stderr
@@ -205,6 +213,71 @@ def test_a_killed_driver_and_then_a_worker_that_keeps_dying_lose_nothing(small_j
     assert_same_images(out, tmp_path / "reference", 32)  # every (id, n) once, as an unbroken run's
     assert all(path.stat().st_mtime_ns == mtime for path, mtime in kept.items())  # not made again
     assert not list((out / "parts").glob("*.csv")) and not list(out.rglob("*.tmp*"))
+
+
+def _runs(out: Path) -> list[list[dict]]:
+    """The progress events of each run of the job, split at its start events."""
+    runs: list[list[dict]] = []
+    for event in progress_events(out):
+        if event["event"] == "start":
+            runs.append([])
+        runs[-1].append(event)
+    return runs
+
+
+def assert_progress(events: list[dict], total: int, done_before: int, state: str, done_after: int) -> None:
+    """One run's events: start with the totals, done rising batch by batch (of 2), end with its state."""
+    start, *batches, end = events
+    assert start["event"] == "start" and (start["total"], start["done"]) == (total, done_before), start
+    done = [e["done"] for e in batches]
+    assert all(e["event"] == "batch" and e["total"] == total for e in batches) and done == sorted(done)
+    assert end == {**end, "event": "end", "state": state, "done": done_after}, end
+    assert done[-1] == done_after and len(done) == (done_after - done_before) // SMALL["batch_size"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_finishes_the_running_batches_merges_and_the_rerun_makes_the_rest(make_job, ray_env):
+    """Ctrl-C as a terminal sends it: SIGINT to the driver's process group (with Ray's GCS and raylet), and
+    here to the actors too, which Ray puts in groups of their own. The batches running on the actors are
+    finished and recorded, no new one starts, index.csv and index.html are written, exit 130 with the usual
+    sentence; the same command then makes only the rest. Progress events and the bar as in one process."""
+    job = make_job(rows=catalogue(12), **SMALL)
+    out = job.parent / "out"
+    proc = start_on_ray(job, ray_env, session=True)  # a process group of its own, as a terminal's job
+    wait_for(lambda: _made(out) >= 4, proc)
+    signalled = time.time()
+    os.killpg(proc.pid, signal.SIGINT)  # the driver and Ray's GCS and raylet
+    for worker in workers_of(ray_env):  # the actors too, as if they were in that group (they are not)
+        worker.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr
+    assert "Stopping after the running batches" in stderr and "Stopped by the user." in stderr
+    rows = index_rows(out)
+    stopped = len(rows)
+    assert len({(r["id"], r["n"]) for r in rows}) == stopped and 4 <= stopped < 24 and stopped % 2 == 0
+    assert sorted(p.relative_to(out).as_posix() for p in (out / "images").rglob("*.png")) == sorted(
+        r["file"] for r in rows
+    )  # every image made is recorded once: no batch was cut off
+    assert recorded(out) == 0  # the parts were merged
+    sheet = (out / "index.html").read_text(encoding="utf-8")
+    assert sheet.count("<figure") == stopped and all(f'"{r["file"]}"' in sheet for r in rows)
+    [events] = _runs(out)
+    assert_progress(events, 24, 0, "stopped", stopped)
+    assert any(e["time"] > signalled for e in events if e["event"] == "batch")  # those running were finished
+    assert_cluster_ends(ray_env["RAY_TMPDIR"])
+
+    kept = {out / r["file"]: (out / r["file"]).stat().st_mtime_ns for r in rows}
+    proc = start_on_ray(job, ray_env)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert "24/24 images  12/12 items" in stderr and "img/min" in stderr  # the bar's last state
+    rows = index_rows(out)
+    assert len(rows) == 24 and len({(r["id"], r["n"]) for r in rows}) == 24  # every (id, n) once
+    assert sorted(p.relative_to(out).as_posix() for p in (out / "images").rglob("*.png")) == sorted(
+        r["file"] for r in rows
+    )
+    assert all(path.stat().st_mtime_ns == mtime for path, mtime in kept.items())  # not made again
+    assert_progress(_runs(out)[1], 24, stopped, "done", 24)
 
 
 def test_the_sentence_of_a_worker_that_could_not_start():
@@ -244,16 +317,17 @@ def test_an_error_raised_in_a_batch_is_its_own_sentence_after_the_batches_before
         def make(self, index):
             if index == 1:
                 raise ConfigError("The LoRA file 'metal.safetensors' went missing", "Put it back")
-            return 2
+            return [f"{index}a.png", f"{index}b.png"]
 
     ray.init(num_cpus=2, num_gpus=0, log_to_driver=False, include_dashboard=False)
+    finished = []
     try:
         actor = ray.remote(num_cpus=1)(Failing).remote()  # one actor: batches in order
-        made, died = _make_all(ray, [actor], [0, 1, 2, 3])
+        died = _make_all(ray, [actor], [0, 1, 2, 3], lambda index, files: finished.append((index, files)))
     finally:
         ray.shutdown()
-    assert made == 2  # batch 0 only: 2 and 3 were not started
-    err = worker_failed(died, made, 8)
+    assert finished == [(0, ["0a.png", "0b.png"])]  # batch 0 only: 2 and 3 were not started
+    err = worker_failed(died, 2, 8)
     assert isinstance(err, ConfigError) and str(err).startswith(
         "The LoRA file 'metal.safetensors' went missing"
     )
