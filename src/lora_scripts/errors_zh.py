@@ -51,6 +51,7 @@ HINTS_ZH: tuple[tuple[str, str], ...] = (
     (r"is a folder, but it must be the metadata\.csv file", "填 metadata.csv 文件本身"),
     (r"is neither UTF-8 nor GB18030", "另存为 UTF-8（Excel 里选「CSV UTF-8」）"),
     (r"has the header '.*' but needs the columns", "改正第一行表头"),
+    (r"uses ';' between columns", "另存为逗号分隔的 CSV（Excel 里选「CSV UTF-8（逗号分隔）」）"),
     (r"^Metadata file '.*' lists '", "改正这一行，或把图片放进来"),
     (r"^The dataset doctor found a problem", "用 `lora-scripts doctor 文件夹` 查看，或设 `doctor: warn`"),
     (r"^output_dir '.*' is inside train_data_dir", "输出文件夹不要放在训练图片文件夹里"),

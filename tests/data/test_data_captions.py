@@ -41,6 +41,17 @@ def test_csv_wrong_header(tmp_path):
         read_metadata_csv(path)
 
 
+def test_csv_with_semicolons_says_so(tmp_path):
+    """Excel in many locales saves `filename;prompt`: the separator, not the column names, is the fault."""
+    path = _csv(tmp_path, "filename;prompt\na.png;neon, phone\n")
+    with pytest.raises(DataError) as caught:
+        read_metadata_csv(path)
+    assert caught.value.message == (
+        f"Metadata file '{path}' uses ';' between columns. Save it as a comma-separated CSV "
+        "(in Excel: 'CSV UTF-8 (comma delimited)')."
+    )
+
+
 def test_csv_not_utf8(tmp_path):
     path = _csv(tmp_path, "filename,prompt\na.png,café crème\n", "cp1252")
     with pytest.raises(DataError, match="UTF-8"):

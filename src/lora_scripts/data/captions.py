@@ -142,6 +142,11 @@ def _header_columns(header: list[str], path: Path) -> tuple[int, int]:
     file_col = next((header.index(c) for c in FILENAME_COLUMNS if c in header), None)
     prompt_col = next((header.index(c) for c in PROMPT_COLUMNS if c in header), None)
     if file_col is None or prompt_col is None:
+        if any(";" in cell for cell in header):  # `filename;prompt`: Excel's CSV where ',' is a decimal mark
+            raise DataError(
+                f"Metadata file '{path}' uses ';' between columns",
+                "Save it as a comma-separated CSV (in Excel: 'CSV UTF-8 (comma delimited)')",
+            )
         raise DataError(
             f"Metadata file '{path}' has the header '{','.join(header)}' "
             "but needs the columns 'filename,prompt'",
