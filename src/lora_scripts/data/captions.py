@@ -186,13 +186,20 @@ def repeats_from_folder(folder_name: str) -> tuple[int, str] | None:
     return int(match.group(1)), match.group(2)
 
 
+def subset_folder(image: Path, root: Path) -> Path | None:
+    """The closest kohya `N_name` folder between ``root`` and ``image`` (kohya's subset), or None."""
+    folder = image.parent
+    while folder != root and root in folder.parents:
+        if repeats_from_folder(folder.name) is not None:
+            return folder
+        folder = folder.parent
+    return None
+
+
 def class_folder(image: Path, root: Path) -> tuple[int, str] | None:
     """The closest kohya `N_name` folder between ``root`` and ``image``: (repeats, class name), or None."""
-    for folder in reversed(image.parent.relative_to(root).parts):
-        parsed = repeats_from_folder(folder)
-        if parsed is not None:
-            return parsed
-    return None
+    folder = subset_folder(image, root)
+    return repeats_from_folder(folder.name) if folder is not None else None
 
 
 def class_caption(image: Path, root: Path, class_tokens: str | None) -> str:

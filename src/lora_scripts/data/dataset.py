@@ -17,7 +17,7 @@ from ..config.data import DataConfig
 from ..errors import DataError
 from .augment import Augment, apply_color
 from .buckets import bucket_crop, bucket_for, buckets_for, resize_to_bucket
-from .captions import class_caption, class_folder, metadata_folder_error, split_tags
+from .captions import class_caption, class_folder, metadata_folder_error, split_tags, subset_folder
 from .images import image_size, list_images, open_image
 from .matching import csv_captions, image_caption
 from .textfile import EncodingNotes
@@ -75,16 +75,24 @@ class DatasetIndex:
         return [i for i in self.items if i.bucket == (w, h)], f"{w}x{h}"
 
     def facts(self) -> dict:
-        """What the trainer records of the data (kohya's ss_num_images, ss_tag_frequency, buckets)."""
-        counts: dict[str, int] = {}
+        """What the trainer records of the data (kohya's ss_num_images, ss_dataset_dirs, ss_tag_frequency,
+        buckets). As kohya, one entry per subset, named by its folder: each `N_name` folder (`10_neon
+        phone`), and the training folder's own name for the images outside any."""
+        dirs: dict[str, dict[str, int]] = {}
+        tags: dict[str, dict[str, int]] = {}
         for item in self.items:
+            folder = subset_folder(item.path, self.root)
+            name = (folder or self.root).name
+            entry = dirs.setdefault(name, {"n_repeats": item.repeats, "img_count": 0})
+            entry["img_count"] += 1
+            counts = tags.setdefault(name, {})
             for tag in split_tags(item.caption):  # "，" and "、" separate Chinese tags as "," does
-                if tag:
-                    counts[tag] = counts.get(tag, 0) + 1
+                counts[tag] = counts.get(tag, 0) + 1
         return {
             "num_images": self.num_images,
             "num_samples": self.num_samples,
-            "tag_frequency": {self.root.name: counts},
+            "dataset_dirs": dirs,
+            "tag_frequency": tags,
             "buckets": {f"{w}x{h}": n for (w, h), n in self.buckets.items()},
         }
 

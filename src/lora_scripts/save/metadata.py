@@ -41,7 +41,8 @@ class RunFacts:
     num_images: int = 0
     num_samples: int = 0
     started_at: float = field(default_factory=time.time)
-    tag_frequency: dict[str, dict[str, int]] = field(default_factory=dict)
+    tag_frequency: dict[str, dict[str, int]] = field(default_factory=dict)  # subset folder -> tag -> images
+    dataset_dirs: dict[str, dict[str, int]] = field(default_factory=dict)  # subset folder -> repeats, images
     buckets: dict[str, int] = field(default_factory=dict)
 
 
@@ -90,9 +91,7 @@ def build_metadata(cfg: Config, facts: RunFacts) -> dict[str, str]:
         "ss_flip_aug": str(data.flip_aug),
         "ss_cache_latents": str(tr.cache_latents != "no"),
         "ss_tag_frequency": json.dumps(facts.tag_frequency, ensure_ascii=False),
-        "ss_dataset_dirs": json.dumps(
-            {str(data.train_data_dir.name): {"n_repeats": data.num_repeats, "img_count": facts.num_images}}
-        ),
+        "ss_dataset_dirs": json.dumps(facts.dataset_dirs or _one_dir(data, facts), ensure_ascii=False),
     }
     if cfg.model.vae:  # kohya names the VAE file (ss_vae_name), without its folder
         meta["ss_vae_name"] = str(cfg.model.vae).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
@@ -102,6 +101,11 @@ def build_metadata(cfg: Config, facts: RunFacts) -> dict[str, str]:
     meta.update(facts.lineage)
     meta.update(facts.validation)
     return meta
+
+
+def _one_dir(data, facts: RunFacts) -> dict[str, dict[str, int]]:
+    """ss_dataset_dirs when the run did not name its subsets: the training folder as one."""
+    return {str(data.train_data_dir.name): {"n_repeats": data.num_repeats, "img_count": facts.num_images}}
 
 
 def _lycoris_args(network_type: str, convs: bool) -> dict[str, str]:
