@@ -52,6 +52,10 @@ HINTS_ZH: tuple[tuple[str, str], ...] = (
     (r"is neither UTF-8 nor GB18030", "另存为 UTF-8（Excel 里选「CSV UTF-8」）"),
     (r"has the header '.*' but needs the columns", "改正第一行表头"),
     (r"uses ';' between columns", "另存为逗号分隔的 CSV（Excel 里选「CSV UTF-8（逗号分隔）」）"),
+    (
+        r"is in a folder switched off by its 0_ name",
+        "文件夹名以 0_ 开头表示关闭：把 0 改成重复次数，例如 1_名字",
+    ),
     (r"^Metadata file '.*' lists '", "改正这一行，或把图片放进来"),
     (r"^The dataset doctor found a problem", "用 `lora-scripts doctor 文件夹` 查看，或设 `doctor: warn`"),
     (r"^output_dir '.*' is inside train_data_dir", "输出文件夹不要放在训练图片文件夹里"),

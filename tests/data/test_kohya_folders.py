@@ -1,13 +1,16 @@
-"""kohya's folder conventions beyond `N_name` repeats: one metadata entry per subset folder."""
+"""kohya's folder conventions beyond `N_name` repeats: one metadata entry per subset folder and `0_name`
+folders switched off."""
 
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 
 from lora_scripts.config import build_config
 from lora_scripts.data import scan_dataset
+from lora_scripts.errors import DataError
 from lora_scripts.save.metadata import RunFacts, build_metadata
 
 
@@ -46,3 +49,33 @@ def test_the_saved_metadata_names_the_subset_folders(kohya_dir, tiny_model, tmp_
     assert json.loads(meta["ss_dataset_dirs"]) == facts["dataset_dirs"]
     assert set(json.loads(meta["ss_tag_frequency"])) == {"10_neon phone", "img"}
     assert meta["ss_num_train_images"] == str(4 * 10 + 2)
+
+
+def test_zero_repeats_folders_are_left_out_with_one_log_line(kohya_dir, data_config, make_image, caplog):
+    """kohya ignores a subset with fewer than 1 repeat: renaming a folder to `0_x` switches it off, at any
+    depth; its metadata.csv rows are passed over, not called missing images."""
+    make_image(kohya_dir / "0_disabled" / "off.png")
+    make_image(kohya_dir / "loose" / "0_old" / "deep" / "gone.png")
+    (kohya_dir / "metadata.csv").write_text(
+        "filename,prompt\n0_disabled/off.png,off\ngone.png,gone\nb.png,neon, cup\n", encoding="utf-8"
+    )
+    with caplog.at_level(logging.INFO):
+        index = scan_dataset(data_config(kohya_dir))
+    names = sorted(item.path.name for item in index.items)
+    assert names == ["a.png", "b.png", "p0.png", "p1.png", "p2.png", "p3.png"]
+    skipped = [r.getMessage() for r in caplog.records if "0_" in r.getMessage()]
+    assert len(skipped) == 1 and "2 images in '0_disabled', 'loose/0_old'" in skipped[0]
+
+
+def test_only_switched_off_images_is_a_sentence(tmp_path, data_config, make_image):
+    make_image(tmp_path / "img" / "0_neon" / "a.png")
+    with pytest.raises(DataError, match=r"Every image in .* switched off by its 0_ name \(0_neon: 0 repeats"):
+        scan_dataset(data_config(tmp_path / "img"))
+
+
+def test_regularisation_images_in_a_zero_repeats_folder_are_left_out(kohya_dir, data_config, make_image):
+    reg = kohya_dir.parent / "reg"
+    make_image(reg / "1_device" / "r0.png")
+    make_image(reg / "0_device" / "r1.png")
+    index = scan_dataset(data_config(kohya_dir, reg_data_dir=reg))
+    assert [item.path.name for item in index.reg_items] == ["r0.png"]

@@ -186,6 +186,24 @@ def repeats_from_folder(folder_name: str) -> tuple[int, str] | None:
     return int(match.group(1)), match.group(2)
 
 
+def switched_off_folder(image: Path, root: Path) -> Path | None:
+    """The outermost kohya `0_name` folder between ``root`` and ``image``, or None: kohya leaves out a subset
+    with fewer than 1 repeat, and people rename a folder to `0_name` to switch it off."""
+    found, folder = None, image.parent
+    while folder != root and root in folder.parents:
+        match = _REPEATS_FOLDER.match(folder.name)
+        if match is not None and int(match.group(1)) == 0:
+            found = folder
+        folder = folder.parent
+    return found
+
+
+def switched_off_names(images: list[Path], root: Path) -> list[str]:
+    """The `0_name` folders (relative to ``root``) that switch off ``images``, each once."""
+    folders = {switched_off_folder(image, root) for image in images} - {None}
+    return sorted(folder.relative_to(root).as_posix() for folder in folders)
+
+
 def subset_folder(image: Path, root: Path) -> Path | None:
     """The closest kohya `N_name` folder between ``root`` and ``image`` (kohya's subset), or None."""
     folder = image.parent

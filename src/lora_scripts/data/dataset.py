@@ -17,8 +17,15 @@ from ..config.data import DataConfig
 from ..errors import DataError
 from .augment import Augment, apply_color
 from .buckets import bucket_crop, bucket_for, buckets_for, resize_to_bucket
-from .captions import class_caption, class_folder, metadata_folder_error, split_tags, subset_folder
-from .images import image_size, list_images, open_image
+from .captions import (
+    class_caption,
+    class_folder,
+    metadata_folder_error,
+    split_tags,
+    subset_folder,
+    switched_off_names,
+)
+from .images import image_size, list_images, open_image, switched_off_error, training_images
 from .matching import csv_captions, image_caption
 from .textfile import EncodingNotes
 
@@ -168,8 +175,9 @@ class DatasetIndex:
         return lines
 
 
-def scan_dataset(cfg: DataConfig) -> DatasetIndex:
-    """Find every image, its caption, repeats, size and bucket; fail now on anything unreadable."""
+def scan_dataset(cfg: DataConfig, setting: str = "train_data_dir") -> DatasetIndex:
+    """Find every image, its caption, repeats, size and bucket; fail now on anything unreadable.
+    ``setting``: the key that names this folder (reg_data_dir, validation_dir scan theirs here too)."""
     root = cfg.train_data_dir
     if not root.is_dir():
         raise DataError(
@@ -181,18 +189,21 @@ def scan_dataset(cfg: DataConfig) -> DatasetIndex:
             f"Regularisation folder '{cfg.reg_data_dir}' (reg_data_dir) does not exist",
             "Set reg_data_dir to the folder of regularisation images, or remove it",
         )
-    images = list_images(root)
+    images, off = training_images(root)
+    _log_folders(root, images, off, setting)
+    if not images and off:
+        raise switched_off_error(root, off)
     if not images:
         raise DataError(
             f"No images (jpg, png, webp) found in '{root}'",
-            "Put your training images in that folder or set train_data_dir to the folder that has them",
+            f"Put your training images in that folder or set {setting} to the folder that has them",
         )
     lenient = (
         cfg.doctor == "warn"
     )  # `doctor: warn`: skip what the doctor calls errors, say so, train the rest
     csv_path = _metadata_source(cfg)
     notes = EncodingNotes()  # files not in UTF-8: one log line per kind of file
-    captions = csv_captions(csv_path, root, images, lenient, notes) if csv_path else {}
+    captions = csv_captions(csv_path, root, images, lenient, notes, off) if csv_path else {}
     sizes = _read_sizes(images, skip_bad=lenient)
     images = [path for path in images if path in sizes]
     if not images:
@@ -234,7 +245,7 @@ def scan_reg_images(cfg: DataConfig) -> list[ImageItem]:
             "class_tokens": cfg.reg_class_tokens,
         }
     )
-    reg = scan_dataset(reg_cfg)
+    reg = scan_dataset(reg_cfg, "reg_data_dir")
     return [replace(item, loss_weight=cfg.prior_loss_weight) for item in reg.items]
 
 
@@ -299,6 +310,19 @@ def _repeats(path: Path, root: Path, default: int) -> int:
     """Repeats from the closest `N_name` folder between ``root`` and the image, else ``default``."""
     named = class_folder(path, root)
     return named[0] if named else default
+
+
+def _log_folders(root: Path, images: list[Path], off: list[Path], setting: str) -> None:
+    """Say which `0_name` folders are left out."""
+    if off:
+        folders = ", ".join(f"'{name}'" for name in switched_off_names(off, root))
+        log.info(
+            "Leaving out %d images in %s of '%s': a 0_ folder name means 0 repeats, which switches the "
+            "folder off as in kohya",
+            len(off),
+            folders,
+            root,
+        )
 
 
 def _log_scan(index: DatasetIndex, csv_path: Path | None) -> None:

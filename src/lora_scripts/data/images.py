@@ -10,6 +10,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DataError
+from .captions import switched_off_folder, switched_off_names
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,24 @@ def list_images(folder: Path) -> list[Path]:
         if path.is_file():
             found.append(path)
     return sorted(found)
+
+
+def training_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(images training reads, images it leaves out) under ``folder``: an image under a kohya `0_name`
+    folder (0 repeats) is left out, as kohya does; training and the doctor both list images here."""
+    kept, off = [], []
+    for path in list_images(folder):
+        (off if switched_off_folder(path, folder) else kept).append(path)
+    return kept, off
+
+
+def switched_off_error(root: Path, off: list[Path]) -> DataError:
+    """Every image under ``root`` is in a `0_name` folder (``off``)."""
+    return DataError(
+        f"Every image in '{root}' is in a folder switched off by its 0_ name "
+        f"({', '.join(switched_off_names(off, root))}: 0 repeats, as in kohya)",
+        "Rename the folder to start with how often to repeat its images, e.g. '1_name'",
+    )
 
 
 def unreadable_image_error(path: Path, exc: BaseException) -> DataError:

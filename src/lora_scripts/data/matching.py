@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,16 +35,25 @@ class CsvMatch:
         return [p for p in self.problems if not isinstance(p, MissingImageRow)]
 
 
-def match_csv(rows: dict[str, str], csv_path: Path, root: Path, images: list[Path]) -> CsvMatch:
-    """Match ``read_metadata_csv`` rows to ``images`` the way training does (the doctor uses this too)."""
+def match_csv(
+    rows: dict[str, str], csv_path: Path, root: Path, images: list[Path], left_out: Iterable[Path] = ()
+) -> CsvMatch:
+    """Match ``read_metadata_csv`` rows to ``images`` the way training does (the doctor uses this too).
+    Rows naming only an image of ``left_out`` (in a switched-off `0_name` folder) are passed over."""
     by_rel = {image.relative_to(root).as_posix(): image for image in images}
     by_name: dict[str, list[Path]] = defaultdict(list)
     for image in images:
         by_name[image.name].append(image)
+    off = {image.relative_to(root).as_posix() for image in left_out}
+    off_names = {image.name for image in left_out}
     match = CsvMatch()
     for name, prompt in rows.items():
         try:
             match.captions[_match_row(name, csv_path, root, by_rel, by_name)] = prompt
+        except MissingImageRow as err:
+            rel = _relative_inside(name, csv_path, root)
+            if rel not in off and ("/" in rel or rel not in off_names):
+                match.problems.append(err)
         except DataError as err:
             match.problems.append(err)
     return match
@@ -55,10 +65,11 @@ def csv_captions(
     images: list[Path],
     skip_missing: bool = False,
     notes: EncodingNotes | None = None,
+    left_out: Iterable[Path] = (),
 ) -> dict[Path, str]:
     """Captions from ``csv_path`` keyed by image path; every row must name an image inside ``root``
-    (with skip_missing, rows naming no existing image are logged and ignored)."""
-    match = match_csv(read_metadata_csv(csv_path, notes), csv_path, root, images)
+    (with skip_missing, rows naming no existing image are logged and ignored) or one of ``left_out``."""
+    match = match_csv(read_metadata_csv(csv_path, notes), csv_path, root, images, left_out)
     for err in match.problems:
         if not (skip_missing and isinstance(err, MissingImageRow)):
             raise err

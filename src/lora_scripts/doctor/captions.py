@@ -37,22 +37,29 @@ class Captions:
 
 
 def load_captions(
-    root: Path, images: list[Path], metadata: Path | None, extension: str, class_tokens: str | None = None
+    root: Path,
+    images: list[Path],
+    metadata: Path | None,
+    extension: str,
+    class_tokens: str | None = None,
+    left_out: list[Path] | None = None,
 ) -> Captions:
     """Captions the trainer would use: metadata.csv rows matched by data/'s own matcher, for images
     without a (non-empty) row ``<stem><extension>`` files, and for images with neither data/'s class caption
-    (``class_tokens``, else the `N_name` folder's class)."""
+    (``class_tokens``, else the `N_name` folder's class). The captions of ``left_out`` images (in `0_name`
+    folders) are passed over, not called orphans."""
+    left_out = left_out or []
     extension = extension if extension.startswith(".") else "." + extension
     csv_path = metadata or root / "metadata.csv"
     with_csv = metadata is not None or csv_path.is_file()
     notes = EncodingNotes()
     if with_csv:
-        captions = _from_csv(csv_path, root, images, notes)
+        captions = _from_csv(csv_path, root, images, notes, left_out)
         if captions.problem is not None:
             return captions
     else:
         captions = Captions(f"{extension} files", encodings=notes)
-        stems = {image.with_suffix("") for image in images}
+        stems = {image.with_suffix("") for image in images + left_out}
         captions.orphans = [
             p.relative_to(root).as_posix()
             for p in sorted(root.rglob(f"*{extension}"))
@@ -74,7 +81,9 @@ def load_captions(
     return captions
 
 
-def _from_csv(csv_path: Path, root: Path, images: list[Path], notes: EncodingNotes) -> Captions:
+def _from_csv(
+    csv_path: Path, root: Path, images: list[Path], notes: EncodingNotes, left_out: list[Path]
+) -> Captions:
     captions = Captions(f"'{csv_path.name}'", orphan_level="error", encodings=notes)
     try:
         rows = read_metadata_csv(csv_path, notes)
@@ -83,7 +92,7 @@ def _from_csv(csv_path: Path, root: Path, images: list[Path], notes: EncodingNot
         return captions
     if not rows:
         captions.header_only = csv_path
-    match = match_csv(rows, csv_path, root, images)
+    match = match_csv(rows, csv_path, root, images, left_out)
     captions.by_image = match.captions
     captions.orphans = [err.row for err in match.missing]
     captions.refused = [err.message for err in match.refused]

@@ -11,6 +11,7 @@ from PIL import Image, ImageOps
 
 from ..config.data import DataConfig
 from ..data.buckets import bucket_crop, bucket_for, buckets_for
+from ..data.captions import switched_off_names
 from ..data.images import image_size
 from ..errors import DataError
 from .report import Finding, plural
@@ -34,6 +35,22 @@ def file_params(paths: list[Path], root: Path, limit: int = 5) -> dict:
     """The files a sentence names, as data: {"n", "files" (the first `limit`, relative), "more"}."""
     shown = [path.relative_to(root).as_posix() for path in paths[:limit]]
     return {"n": len(paths), "files": shown, "more": max(0, len(paths) - limit)}
+
+
+def folder_findings(root: Path, images: list[Path], off: list[Path]) -> list[Finding]:
+    """Folders training reads differently from what their names suggest: `0_name` folders left out (kohya's
+    switch)."""
+    findings = []
+    if off:
+        folders = switched_off_names(off, root)
+        shown = ", ".join(f"'{name}'" for name in folders)
+        message = (
+            f"{plural(len(off), 'image')} in {shown} are left out of training because a 0_ folder name means "
+            "0 repeats, which switches the folder off as in kohya; rename it to e.g. '1_name' to train them"
+        )
+        params = {"n": len(off), "folders": "、".join(folders)}
+        findings.append(Finding("note", "switched off", message, params=params))
+    return findings
 
 
 def read_sizes(images: list[Path]) -> tuple[dict[Path, tuple[int, int]], dict[Path, str]]:

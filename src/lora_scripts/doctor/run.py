@@ -9,7 +9,7 @@ import imagehash
 from tqdm import tqdm
 
 from ..config.data import DataConfig
-from ..data.images import list_images
+from ..data.images import switched_off_error, training_images
 from ..errors import DataError
 from ..progress import StageProgress, stage_progress
 from .captions import caption_findings, load_captions, tag_frequency
@@ -18,6 +18,7 @@ from .images import (
     broken_finding,
     duplicate_findings,
     file_params,
+    folder_findings,
     names,
     preview,
     read_sizes,
@@ -39,7 +40,9 @@ def _run_doctor(data: DataConfig, progress: StageProgress) -> DoctorReport:
     folder = Path(data.train_data_dir)
     if not folder.is_dir():
         raise DataError(f"Folder '{folder}' does not exist", "Pass the folder with your training images")
-    images = list_images(folder)
+    images, off = training_images(folder)
+    if not images and off:
+        raise switched_off_error(folder, off)
     if not images:
         raise DataError(
             f"No images (jpg, png, webp, bmp) found in '{folder}'", "Pass the folder that has your images"
@@ -53,7 +56,10 @@ def _run_doctor(data: DataConfig, progress: StageProgress) -> DoctorReport:
     progress.advance(len(broken))
     report.findings += duplicate_findings(hashes, folder)
     report.findings += _clutter_finding(report.clutter, folder)
-    captions = load_captions(folder, images, data.metadata_path, data.caption_extension, data.class_tokens)
+    report.findings += folder_findings(folder, images, off)
+    captions = load_captions(
+        folder, images, data.metadata_path, data.caption_extension, data.class_tokens, left_out=off
+    )
     report.caption_source = captions.source
     report.captions = {image: captions.by_image[image] for image in images if image in captions.by_image}
     report.num_captioned = len(report.captions)

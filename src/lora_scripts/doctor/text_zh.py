@@ -52,6 +52,10 @@ FINDINGS_ZH: dict[str, str] = {
         "这些中文对模型几乎没有意义：{files}。请翻译成英文或写英文标签（触发词可以不改）。"
     ),
     "encoding": "文件编码说明（英文）：{detail}",
+    "switched off": (
+        "文件夹“{folders}”的名字以 0_ 开头，表示重复 0 次，和 kohya 一样算作关闭，"
+        "里面的 {n} 张图片不参与训练；想训练它们，请把开头的 0 改成重复次数，例如“1_名字”。"
+    ),
 }
 # each check's title (Finding.check) on the Chinese page and in the Chinese HTML report
 CHECK_ZH: dict[str, str] = {
@@ -79,6 +83,7 @@ CHECK_ZH: dict[str, str] = {
     "no caption": "没有描述",
     "class caption": "用类别词当描述",
     "smaller than resolution": "图片比训练尺寸小",
+    "switched off": "文件夹已关闭（0_）",
 }
 
 FALLBACK_ZH = "（暂无中文说明）{message}"

@@ -34,7 +34,8 @@ def split_validation(index: DatasetIndex, data: DataConfig) -> tuple[DatasetInde
         items, held = hold_out(items, data.validation_split, "validation_split", "images")
     if data.validation_dir:
         extra = scan_dataset(
-            data.model_copy(update={"train_data_dir": data.validation_dir, "metadata_path": None})
+            data.model_copy(update={"train_data_dir": data.validation_dir, "metadata_path": None}),
+            "validation_dir",
         )
         held += extra.items
     if not held:
