@@ -1,5 +1,5 @@
-"""kohya's folder conventions beyond `N_name` repeats: one metadata entry per subset folder and `0_name`
-folders switched off."""
+"""kohya's folder conventions beyond `N_name` repeats: one metadata entry per subset folder, `0_name`
+folders switched off, and a training folder that is itself an `N_name` folder."""
 
 from __future__ import annotations
 
@@ -79,3 +79,21 @@ def test_regularisation_images_in_a_zero_repeats_folder_are_left_out(kohya_dir, 
     make_image(reg / "0_device" / "r1.png")
     index = scan_dataset(data_config(kohya_dir, reg_data_dir=reg))
     assert [item.path.name for item in index.reg_items] == ["r0.png"]
+
+
+def test_a_training_folder_that_is_itself_a_repeats_folder_is_warned_about(tmp_path, make_image, caplog):
+    from lora_scripts.config.data import DataConfig
+
+    folder = tmp_path / "img" / "10_neon phone"
+    make_image(folder / "a.png")
+    with caplog.at_level(logging.WARNING):
+        index = scan_dataset(DataConfig(train_data_dir=folder, resolution=64))
+    assert index.items[0].repeats == 1 and index.items[0].caption == ""  # what the warning is about
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING][0] == (
+        "'10_neon phone' is a kohya repeats folder: its repeats and class name are read only from subfolders "
+        "of train_data_dir; set train_data_dir to its parent folder"
+    )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        scan_dataset(DataConfig(train_data_dir=tmp_path / "img", resolution=64))  # its parent: as meant
+    assert not [r for r in caplog.records if "repeats folder" in r.getMessage()]

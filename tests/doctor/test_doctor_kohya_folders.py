@@ -1,5 +1,5 @@
-"""The doctor reads kohya's folder names as training does: `0_name` folders are switched off (a note, with
-its Chinese sentence)."""
+"""The doctor reads kohya's folder names as training does: `0_name` folders are switched off (a note), and a
+training folder that is itself an `N_name` folder is a warning; each with its Chinese sentence."""
 
 from __future__ import annotations
 
@@ -54,3 +54,16 @@ def test_only_switched_off_images_is_the_trainings_sentence(tmp_path, painter):
     clean_image(1).save(tmp_path / "img" / "0_x" / "a.png")
     with pytest.raises(DataError, match="switched off by its 0_ name"):
         run_doctor(DataConfig(train_data_dir=tmp_path / "img", resolution=64))
+
+
+def test_a_training_folder_that_is_a_repeats_folder_is_a_warning(clean_folder):
+    folder = clean_folder.rename(clean_folder.parent / "10_neon phone")
+    report = run_doctor(DataConfig(train_data_dir=folder, resolution=64, trigger_word="tchphn"))
+    (warning,) = [f for f in report.findings if f.kind == "repeats folder"]
+    assert warning.level == "warning" and report.warnings == [
+        "'10_neon phone' is a kohya repeats folder: its repeats and class name are read only from subfolders "
+        "of train_data_dir; set train_data_dir to its parent folder"
+    ]
+    assert "“10_neon phone”本身是 kohya 的“数字_名字”文件夹" in _zh(warning)
+    parent = run_doctor(DataConfig(train_data_dir=folder.parent, resolution=64, trigger_word="tchphn"))
+    assert not [f for f in parent.findings if f.kind == "repeats folder"]

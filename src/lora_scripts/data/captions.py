@@ -204,6 +204,18 @@ def switched_off_names(images: list[Path], root: Path) -> list[str]:
     return sorted(folder.relative_to(root).as_posix() for folder in folders)
 
 
+def repeats_folder_warning(root: Path, images: list[Path], setting: str = "train_data_dir") -> str | None:
+    """The sentence for ``setting`` pointed at a kohya `N_name` folder with images directly in it (they train
+    with the default repeats and no class caption: kohya reads `N_name` only below the folder), or None."""
+    name = root.absolute().name
+    if repeats_from_folder(name) is None or not any(image.parent == root for image in images):
+        return None
+    return (
+        f"'{name}' is a kohya repeats folder: its repeats and class name are read only from subfolders of "
+        f"{setting}; set {setting} to its parent folder"
+    )
+
+
 def subset_folder(image: Path, root: Path) -> Path | None:
     """The closest kohya `N_name` folder between ``root`` and ``image`` (kohya's subset), or None."""
     folder = image.parent

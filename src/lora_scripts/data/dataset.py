@@ -21,6 +21,7 @@ from .captions import (
     class_caption,
     class_folder,
     metadata_folder_error,
+    repeats_folder_warning,
     split_tags,
     subset_folder,
     switched_off_names,
@@ -313,7 +314,7 @@ def _repeats(path: Path, root: Path, default: int) -> int:
 
 
 def _log_folders(root: Path, images: list[Path], off: list[Path], setting: str) -> None:
-    """Say which `0_name` folders are left out."""
+    """Say which `0_name` folders are left out, and when ``setting`` points at an `N_name` folder itself."""
     if off:
         folders = ", ".join(f"'{name}'" for name in switched_off_names(off, root))
         log.info(
@@ -323,6 +324,8 @@ def _log_folders(root: Path, images: list[Path], off: list[Path], setting: str) 
             folders,
             root,
         )
+    if warning := repeats_folder_warning(root, images, setting):
+        log.warning(warning)
 
 
 def _log_scan(index: DatasetIndex, csv_path: Path | None) -> None:

@@ -11,7 +11,7 @@ from PIL import Image, ImageOps
 
 from ..config.data import DataConfig
 from ..data.buckets import bucket_crop, bucket_for, buckets_for
-from ..data.captions import switched_off_names
+from ..data.captions import repeats_folder_warning, switched_off_names
 from ..data.images import image_size
 from ..errors import DataError
 from .report import Finding, plural
@@ -39,7 +39,7 @@ def file_params(paths: list[Path], root: Path, limit: int = 5) -> dict:
 
 def folder_findings(root: Path, images: list[Path], off: list[Path]) -> list[Finding]:
     """Folders training reads differently from what their names suggest: `0_name` folders left out (kohya's
-    switch)."""
+    switch), and a training folder that is itself an `N_name` folder (data/'s own sentence)."""
     findings = []
     if off:
         folders = switched_off_names(off, root)
@@ -50,6 +50,9 @@ def folder_findings(root: Path, images: list[Path], off: list[Path]) -> list[Fin
         )
         params = {"n": len(off), "folders": "、".join(folders)}
         findings.append(Finding("note", "switched off", message, params=params))
+    if warning := repeats_folder_warning(root, images):
+        params = {"folder": root.absolute().name}
+        findings.append(Finding("warning", "repeats folder", warning, params=params))
     return findings
 
 

@@ -56,6 +56,10 @@ FINDINGS_ZH: dict[str, str] = {
         "文件夹“{folders}”的名字以 0_ 开头，表示重复 0 次，和 kohya 一样算作关闭，"
         "里面的 {n} 张图片不参与训练；想训练它们，请把开头的 0 改成重复次数，例如“1_名字”。"
     ),
+    "repeats folder": (
+        "“{folder}”本身是 kohya 的“数字_名字”文件夹，但重复次数和类别名只从训练文件夹的子文件夹名读取，"
+        "现在它里面的图片按默认次数重复、也没有类别词；请把训练文件夹设成它的上一级文件夹。"
+    ),
 }
 # each check's title (Finding.check) on the Chinese page and in the Chinese HTML report
 CHECK_ZH: dict[str, str] = {
@@ -84,6 +88,7 @@ CHECK_ZH: dict[str, str] = {
     "class caption": "用类别词当描述",
     "smaller than resolution": "图片比训练尺寸小",
     "switched off": "文件夹已关闭（0_）",
+    "repeats folder": "训练文件夹选错了一层",
 }
 
 FALLBACK_ZH = "（暂无中文说明）{message}"
