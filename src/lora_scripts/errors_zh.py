@@ -12,6 +12,11 @@ import re
 
 HINTS_ZH: tuple[tuple[str, str], ...] = (
     # the config file and the command line
+    (  # before "has value ..., but it must be": kohya's `--n blurry` in a sample prompt
+        r"has kohya's per-prompt option --",
+        "删掉样图提示词里的 --n、--s 等参数，"
+        "改用 sample_negative_prompt、sample_steps 等配置项（对每张样图都生效）",
+    ),
     (r"has value .*, but it must be a (number|float)", "填数字，例如 `2e-4`"),
     (r"must be a whole number written with digits only", "直接写数字，不要写成 1e30"),
     (r"has value .*, but it must be", "把这一项改成英文说明里允许的值"),
