@@ -86,3 +86,27 @@ def test_bad_input_is_one_sentence_and_exit_2(case, lora_dir, tmp_path, tiny_mod
     assert words in result.output, result.output
     assert result.output.count("Error:") == 1 and "Traceback" not in result.output
     assert not out.is_dir() or not list(out.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words", "example"),
+    [
+        ("--seeds", "1,x", "is not a comma-separated list of whole numbers", "--seeds 1,2,3"),
+        ("--seeds", "1.5", "is not a comma-separated list of whole numbers", "--seeds 1,2,3"),
+        ("--seeds", ",", "--seeds is empty", "--seeds 1,2,3"),
+        ("--weights", "0,half", "is not a comma-separated list of numbers", "--weights 0,0.5,1"),
+    ],
+)
+def test_a_bad_number_list_gets_an_example_that_works(
+    cli, tiny_model, tmp_path, option, value, words, example
+):
+    """The example in the sentence is of the option's own kind: `--seeds 0,0.5,1` would itself be refused."""
+    out = tmp_path / "out"
+    args = ["<lora:tech_phone> phone", "-m", str(tiny_model["single_file"]), "-o", str(out)]
+    result = cli("generate", *args, option, value, *FAST)
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr and f"Write it like {example}." in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+    from lora_scripts.generate.commands import _numbers
+
+    assert _numbers(example.split()[1], int if option == "--seeds" else float, option)  # it is accepted

@@ -134,12 +134,13 @@ def _seed_range(seed: int, count: int) -> list[int]:
 def _numbers(text: str, kind: type, option: str) -> list:
     from ..errors import ConfigError
 
+    what, example = ("whole numbers", "1,2,3") if kind is int else ("numbers", "0,0.5,1")  # seeds, weights
     try:
         values = [kind(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError as exc:
         raise ConfigError(
-            f"{option} '{text}' is not a comma-separated list of numbers", f"Write it like {option} 0,0.5,1"
+            f"{option} '{text}' is not a comma-separated list of {what}", f"Write it like {option} {example}"
         ) from exc
     if not values:
-        raise ConfigError(f"{option} is empty", f"Write it like {option} 0,0.5,1")
+        raise ConfigError(f"{option} is empty", f"Write it like {option} {example}")
     return values
