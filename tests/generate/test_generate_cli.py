@@ -110,3 +110,26 @@ def test_a_bad_number_list_gets_an_example_that_works(
     from lora_scripts.generate.commands import _numbers
 
     assert _numbers(example.split()[1], int if option == "--seeds" else float, option)  # it is accepted
+
+
+@pytest.mark.parametrize("prompt", ["phone", "<lora:tech_phone:0.7> phone"])
+def test_weights_without_a_lora_to_sweep_is_refused_before_the_model_loads(
+    cli, tiny_model, lora_dir, tmp_path, monkeypatch, prompt
+):
+    """Without a tag or --lora, every column would be the same image: one sentence, nothing loaded."""
+    import lora_scripts.models.registry as registry
+
+    def no_load(*_args, **_kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(registry, "load_model", no_load)
+    out = tmp_path / "out"
+    args = [prompt, "laptop", "-m", str(tiny_model["single_file"]), "-l", str(lora_dir), "-o", str(out)]
+    result = cli("generate", *args, "--weights", "0,1", *FAST)
+    assert result.returncode == 2, result.stderr
+    bare = "laptop" if "<lora:" in prompt else "phone"  # the first prompt without a tag
+    assert (
+        f"--weights compares a LoRA's weights, but the prompt '{bare}' has no <lora:name:w> tag and no "
+        "--lora is given" in result.stderr
+    )
+    assert "--lora tech_phone" in result.stderr and "Traceback" not in result.stderr and not out.exists()

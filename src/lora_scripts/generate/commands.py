@@ -45,7 +45,9 @@ def generate(
         None, "--seeds", help="Exact seeds, comma-separated (replaces --seed/--count)."
     ),
     weights: str = typer.Option(
-        None, "--weights", help="LoRA weights to compare, e.g. 0,0.5,1 (grid columns)."
+        None,
+        "--weights",
+        help="LoRA weights to compare, e.g. 0,0.5,1 (grid columns): of --lora, else of each prompt's tags.",
     ),
     sweep_lora: str = typer.Option(
         None, "--lora", help="The LoRA --weights applies to (default: every tag)."
