@@ -119,6 +119,10 @@ HINTS_ZH: tuple[tuple[str, str], ...] = (
     # LoRA files and the tools
     (r"is not a weight", "写成 `文件:权重`，例如 `style.safetensors:0.7`"),
     (r"^No LoRA named '", "用列出来的名字之一"),
+    (
+        r"is a folder, but this command needs a LoRA \.safetensors file",
+        "填 LoRA 文件本身（.safetensors），不是它所在的文件夹",
+    ),
     (r"is a LoRA for .*, but the base model is", "换成对应底模的 LoRA"),
 )
 _COMPILED = tuple((re.compile(pattern), hint) for pattern, hint in HINTS_ZH)
