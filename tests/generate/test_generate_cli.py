@@ -133,3 +133,17 @@ def test_weights_without_a_lora_to_sweep_is_refused_before_the_model_loads(
         "--lora is given" in result.stderr
     )
     assert "--lora tech_phone" in result.stderr and "Traceback" not in result.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("option", ["-m", "--vae"])
+def test_a_pickle_model_or_vae_gets_advice_generate_can_follow(cli, tiny_model, tmp_path, option):
+    """generate has no allow_pickle: the sentence says to use the .safetensors version, not to set one."""
+    pickle = tmp_path / ("base.ckpt" if option == "-m" else "vae.pt")
+    pickle.write_bytes(b"never unpickled")
+    given = {"-m": str(tiny_model["single_file"]), option: str(pickle)}
+    out = tmp_path / "out"
+    result = cli("generate", "phone", *[x for kv in given.items() for x in kv], "-o", str(out), *FAST)
+    assert result.returncode == 2, result.stderr
+    assert f"'{pickle}' is a pickle" in result.stderr and "which can run hidden code" in result.stderr
+    assert "Use its .safetensors version" in result.stderr and "allow_pickle" not in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()

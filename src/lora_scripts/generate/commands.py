@@ -67,12 +67,13 @@ def generate(
 
     def action():
         from ..errors import ModelError
-        from ..models.detect import locate
+        from ..models.detect import locate, refuse_pickle
 
         config = _model_config(model, prediction_type, vae)
-        locate(config.base_model, config.allow_pickle)  # a wrong -m path: a sentence before torch is imported
+        locate(config.base_model)  # a wrong -m path (or a .ckpt): a sentence before torch is imported
         if vae and not Path(vae).exists():  # so is a wrong --vae
             raise ModelError(f"VAE '{vae}' does not exist", "Fix the --vae path, or leave it out")
+        refuse_pickle(vae, "VAE")  # generate has no allow_pickle
         from .prompts import parse_prompt
 
         for text in prompts or []:  # so is a malformed <lora:...> tag
