@@ -12,6 +12,11 @@ import re
 
 HINTS_ZH: tuple[tuple[str, str], ...] = (
     # the config file and the command line
+    (  # before "has value ..., but it must be": kohya's `--n blurry` in a sample prompt
+        r"has kohya's per-prompt option --",
+        "删掉样图提示词里的 --n、--s 等参数，"
+        "改用 sample_negative_prompt、sample_steps 等配置项（对每张样图都生效）",
+    ),
     (r"has value .*, but it must be a (number|float)", "填数字，例如 `2e-4`"),
     (r"must be a whole number written with digits only", "直接写数字，不要写成 1e30"),
     (r"has value .*, but it must be", "把这一项改成英文说明里允许的值"),
@@ -60,6 +65,20 @@ HINTS_ZH: tuple[tuple[str, str], ...] = (
     (r"^The dataset doctor found a problem", "用 `lora-scripts doctor 文件夹` 查看，或设 `doctor: warn`"),
     (r"^output_dir '.*' is inside train_data_dir", "输出文件夹不要放在训练图片文件夹里"),
     # the base model
+    (  # a VAE in place of the base model's (config `vae`, generate --vae, a batch job's vae)
+        r"^VAE '.*'( in .*)? does not exist",  # a batch job's: "VAE 'v.safetensors' in job.yaml ..."
+        "检查 VAE 的路径（配置里的 `vae` 或 `--vae`）；不需要单独的 VAE 就删掉这一项，用底模自带的",
+    ),
+    (
+        r"^VAE '.*' is not a \.safetensors file|^VAE folder '.*' has no config\.json",
+        "VAE 要填 .safetensors 文件（WebUI 的 models/VAE 里那种），或 diffusers 格式的 VAE 文件夹",
+    ),
+    (r"^VAE '.*' is a pickle file", "改用 .safetensors 格式的 VAE（下载页一般都提供）"),
+    (r"^VAE (folder )?'.*' cannot be (read|loaded)", "VAE 文件损坏或不是 VAE：重新下载"),
+    (
+        r"^VAE '.*' does not fit the base model's VAE",
+        "换成和底模同一系列的 VAE：SD 1.x/2.x 底模用 SD 的 VAE，SDXL 底模用 SDXL 的 VAE",
+    ),
     (
         r"is not on this machine, and the model hub at",
         "设置 `HF_ENDPOINT` 使用镜像，或在别处下载模型文件夹后用 `--model ./models/名称`",
@@ -119,6 +138,10 @@ HINTS_ZH: tuple[tuple[str, str], ...] = (
     # LoRA files and the tools
     (r"is not a weight", "写成 `文件:权重`，例如 `style.safetensors:0.7`"),
     (r"^No LoRA named '", "用列出来的名字之一"),
+    (
+        r"is a folder, but this command needs a LoRA \.safetensors file",
+        "填 LoRA 文件本身（.safetensors），不是它所在的文件夹",
+    ),
     (r"is a LoRA for .*, but the base model is", "换成对应底模的 LoRA"),
 )
 _COMPILED = tuple((re.compile(pattern), hint) for pattern, hint in HINTS_ZH)

@@ -246,3 +246,16 @@ def test_a_job_with_a_vae_decodes_with_it_and_a_swapped_vae_is_refused(cli, make
     missing = cli("batch", make_job(vae="nowhere.safetensors", output_dir="other"))
     assert missing.returncode == 2 and "VAE 'nowhere.safetensors'" in missing.stderr
     assert "Traceback" not in missing.stderr and not (tmp_path / "other").exists()
+
+
+def test_a_pickle_base_model_or_vae_is_refused_with_advice_a_job_can_follow(cli, make_job, tmp_path):
+    """A job has no allow_pickle: the sentence says to use the .safetensors version, not to set one."""
+    (tmp_path / "base.ckpt").write_bytes(b"never unpickled")
+    (tmp_path / "vae.pt").write_bytes(b"never unpickled")
+    for keys, what in (({"base_model": "base.ckpt"}, "Base model"), ({"vae": "vae.pt"}, "VAE")):
+        result = cli("batch", make_job(**keys))
+        assert result.returncode == 2, result.stderr
+        assert f"{what} '{tmp_path}" in result.stderr and "is a pickle" in result.stderr
+        assert "Use its .safetensors version" in result.stderr and "allow_pickle" not in result.stderr
+        assert "Traceback" not in result.stderr and result.stderr.count("Error:") == 1
+    assert not (tmp_path / "out").exists()

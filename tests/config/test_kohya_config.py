@@ -307,7 +307,10 @@ def test_unknown_network_args_are_named_in_one_sentence(tmp_path):
         ({"LoRA_type": "Kohya DyLoRA"}, ["'LoRA_type'", "Kohya DyLoRA", "network_type"]),
         ({"log_with": "wandb"}, ["'log_with'", "'wandb'", "TensorBoard only"]),
         ({"dataset_config": "no_such_dataset.toml"}, ["'dataset_config'", "no such file"]),
-        ({"sample_prompts": "a cat --n blurry --w 512"}, ["per-prompt options", "sample_negative_prompt"]),
+        (
+            {"sample_prompts": "a cat --n blurry --w 512"},
+            ["per-prompt option --n", "set sample_negative_prompt instead"],
+        ),
         ({"t5xxl": "t5.safetensors"}, ["'t5xxl'", "FLUX/SD3"]),
     ],
 )

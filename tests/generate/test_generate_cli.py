@@ -86,3 +86,64 @@ def test_bad_input_is_one_sentence_and_exit_2(case, lora_dir, tmp_path, tiny_mod
     assert words in result.output, result.output
     assert result.output.count("Error:") == 1 and "Traceback" not in result.output
     assert not out.is_dir() or not list(out.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words", "example"),
+    [
+        ("--seeds", "1,x", "is not a comma-separated list of whole numbers", "--seeds 1,2,3"),
+        ("--seeds", "1.5", "is not a comma-separated list of whole numbers", "--seeds 1,2,3"),
+        ("--seeds", ",", "--seeds is empty", "--seeds 1,2,3"),
+        ("--weights", "0,half", "is not a comma-separated list of numbers", "--weights 0,0.5,1"),
+    ],
+)
+def test_a_bad_number_list_gets_an_example_that_works(
+    cli, tiny_model, tmp_path, option, value, words, example
+):
+    """The example in the sentence is of the option's own kind: `--seeds 0,0.5,1` would itself be refused."""
+    out = tmp_path / "out"
+    args = ["<lora:tech_phone> phone", "-m", str(tiny_model["single_file"]), "-o", str(out)]
+    result = cli("generate", *args, option, value, *FAST)
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr and f"Write it like {example}." in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+    from lora_scripts.generate.commands import _numbers
+
+    assert _numbers(example.split()[1], int if option == "--seeds" else float, option)  # it is accepted
+
+
+@pytest.mark.parametrize("prompt", ["phone", "<lora:tech_phone:0.7> phone"])
+def test_weights_without_a_lora_to_sweep_is_refused_before_the_model_loads(
+    cli, tiny_model, lora_dir, tmp_path, monkeypatch, prompt
+):
+    """Without a tag or --lora, every column would be the same image: one sentence, nothing loaded."""
+    import lora_scripts.models.registry as registry
+
+    def no_load(*_args, **_kwargs):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(registry, "load_model", no_load)
+    out = tmp_path / "out"
+    args = [prompt, "laptop", "-m", str(tiny_model["single_file"]), "-l", str(lora_dir), "-o", str(out)]
+    result = cli("generate", *args, "--weights", "0,1", *FAST)
+    assert result.returncode == 2, result.stderr
+    bare = "laptop" if "<lora:" in prompt else "phone"  # the first prompt without a tag
+    assert (
+        f"--weights compares a LoRA's weights, but the prompt '{bare}' has no <lora:name:w> tag and no "
+        "--lora is given" in result.stderr
+    )
+    assert "--lora tech_phone" in result.stderr and "Traceback" not in result.stderr and not out.exists()
+
+
+@pytest.mark.parametrize("option", ["-m", "--vae"])
+def test_a_pickle_model_or_vae_gets_advice_generate_can_follow(cli, tiny_model, tmp_path, option):
+    """generate has no allow_pickle: the sentence says to use the .safetensors version, not to set one."""
+    pickle = tmp_path / ("base.ckpt" if option == "-m" else "vae.pt")
+    pickle.write_bytes(b"never unpickled")
+    given = {"-m": str(tiny_model["single_file"]), option: str(pickle)}
+    out = tmp_path / "out"
+    result = cli("generate", "phone", *[x for kv in given.items() for x in kv], "-o", str(out), *FAST)
+    assert result.returncode == 2, result.stderr
+    assert f"'{pickle}' is a pickle" in result.stderr and "which can run hidden code" in result.stderr
+    assert "Use its .safetensors version" in result.stderr and "allow_pickle" not in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()

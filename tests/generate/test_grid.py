@@ -85,3 +85,11 @@ def test_prompt_file_unknown_column(tmp_path):
     path.write_text("prompt,negativ_prompt\nphone,blurry\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="Unknown column 'negativ_prompt'.*Did you mean 'negative_prompt'"):
         read_prompt_file(path, {})
+
+
+def test_plan_sweeps_every_tag_when_no_lora_is_named_and_refuses_a_prompt_without_one():
+    batch = plan_batch([PromptSpec.from_text("<lora:metal:0.3> phone")], seeds=[1], weights=[0, 1])
+    assert [s.text for s in batch.specs] == ["<lora:metal:0> phone", "<lora:metal:1> phone"]
+    with pytest.raises(ConfigError, match=r"the prompt 'phone' has no <lora:name:w> tag and no --lora"):
+        plan_batch([PromptSpec.from_text("phone")], seeds=[1], weights=[0, 1])
+    assert len(plan_batch([PromptSpec.from_text("phone")], seeds=[1], weights=[0, 1], lora="x").specs) == 2

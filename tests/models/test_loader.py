@@ -145,3 +145,15 @@ def test_bad_base_models_get_a_sentence(tiny_model, tmp_path, case):
         load_components(ModelConfig(base_model=str(target)))
     message = str(err.value)
     assert str(target.name) in message and message.endswith(".") and "\n" not in message
+
+
+def test_pickle_advice_names_allow_pickle_only_where_the_config_has_it(tmp_path):
+    from lora_scripts.models.detect import locate
+
+    ckpt = tmp_path / "base.ckpt"
+    ckpt.write_bytes(b"never unpickled")
+    with pytest.raises(ModelError, match=r"is a pickle checkpoint.*set allow_pickle: true in the config"):
+        locate(str(ckpt), allow_pickle=False)  # a training config: the key exists
+    with pytest.raises(ModelError) as err:
+        locate(str(ckpt))  # the lora tools, generate: no such option
+    assert "allow_pickle" not in str(err.value) and "this command loads no pickle files" in str(err.value)

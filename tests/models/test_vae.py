@@ -64,7 +64,7 @@ def test_a_vae_of_another_architecture_or_a_pickle_is_one_sentence(tiny_model, t
             ModelConfig(base_model=str(tiny_model["single_file"]), vae=str(tmp_path / "half.safetensors"))
         )
     (tmp_path / "v.pt").write_bytes(b"not looked at")
-    with pytest.raises(ModelError, match="is a pickle file, which can hide code"):
+    with pytest.raises(ModelError, match="is a pickle file, which can run hidden code.*allow_pickle: true"):
         load_model(ModelConfig(base_model=str(tiny_model["single_file"]), vae=str(tmp_path / "v.pt")))
 
 
@@ -130,3 +130,54 @@ def test_generate_decodes_with_the_given_vae_and_names_it(tiny_model, other_vae,
     assert "VAE: webui-vae.safetensors" in other.text["parameters"] and "VAE" not in base.text["parameters"]
     missing = cli("generate", "neon phone", *fast, "--vae", str(tmp_path / "nowhere.safetensors"))
     assert missing.returncode == 2 and "VAE '" in missing.stderr and "does not exist" in missing.stderr
+
+
+def _vae_error(tmp_path, case: str) -> str:
+    from lora_scripts.models.vae import load_vae
+
+    path = tmp_path / {"missing": "no.safetensors", "text": "vae.txt", "pickle": "vae.pt"}.get(case, case)
+    if case in ("text", "pickle"):
+        path.write_bytes(b"never read")
+    elif case == "damaged.safetensors":
+        path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken")
+    elif case == "other.safetensors":
+        save_file({"decoder.conv_in.weight": torch.zeros(2, 2)}, path)
+    elif case.startswith("folder"):
+        path.mkdir()
+        if case == "folder_bad_config":
+            (path / "config.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelError) as err:
+        load_vae(str(path), build_tiny_sd(seed=0).vae)
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("case", "english", "chinese"),
+    [
+        ("missing", "does not exist", "检查 VAE 的路径"),
+        ("text", "is not a .safetensors file", "VAE 要填 .safetensors 文件"),
+        ("folder_empty", "has no config.json", "VAE 要填 .safetensors 文件"),
+        ("pickle", "is a pickle file", "改用 .safetensors 格式的 VAE"),
+        ("damaged.safetensors", "cannot be read", "重新下载"),
+        ("folder_bad_config", "cannot be loaded", "重新下载"),
+        ("other.safetensors", "does not fit the base model's VAE", "同一系列的 VAE"),
+    ],
+)
+def test_each_vae_error_has_a_chinese_hint(tmp_path, case, english, chinese):
+    from lora_scripts.errors_zh import hint_zh
+
+    message = _vae_error(tmp_path, case)
+    assert english in message and chinese in (hint_zh(message) or ""), (message, hint_zh(message))
+
+
+def test_a_missing_vae_gets_the_chinese_hint_in_generate_and_a_batch_job(
+    cli, tiny_model, tmp_path, monkeypatch
+):
+    from lora_scripts.errors_zh import hint_zh
+
+    monkeypatch.setenv("LORA_SCRIPTS_LANG", "zh")
+    missing = tmp_path / "vae-ft-mse.safetensors"
+    done = cli("generate", "phone", "-m", str(tiny_model["single_file"]), "--vae", str(missing))
+    assert done.returncode == 2 and f"VAE '{missing}' does not exist" in done.stderr, done.stderr
+    assert "怎么办：检查 VAE 的路径" in done.stderr and "Traceback" not in done.stderr
+    assert "检查 VAE 的路径" in hint_zh("VAE 'v.safetensors' in /jobs/job.yaml does not exist. Fix the path.")

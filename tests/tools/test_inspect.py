@@ -110,3 +110,27 @@ def test_cli_inspect_prints_tables(loras, tmp_path, cli):
         assert text in result.stdout, text
     assert f"LoRA{path}" in "".join(result.stdout.split())  # the name as it is, not read as rich markup
     assert json.loads(json.dumps(describe(path)))["trigger_words"] == ["neon style"]  # what --json prints
+
+
+def test_cli_inspect_of_a_folder_names_the_lora_files_in_it(loras, tmp_path, cli):
+    """A folder is not 'missing': the sentence says it is one and names a file in it to give instead."""
+    folder = tmp_path / "Lora"
+    folder.mkdir()
+    result = cli("lora", "inspect", str(folder))
+    assert result.returncode == 2 and "does not exist" not in result.stderr, result.stderr
+    assert f"'{folder}' is a folder, but this command needs a LoRA .safetensors file" in result.stderr
+    assert "holds no .safetensors file" in result.stderr and "Traceback" not in result.stderr
+    for name in ("b_neon", "a_metal", "c_glass"):
+        loras.save(loras.parts(rank=2), folder / f"{name}.safetensors")
+    result = cli("lora", "inspect", str(folder))
+    assert result.returncode == 2, result.stderr
+    assert f"e.g. '{folder / 'a_metal.safetensors'}' or '{folder / 'b_neon.safetensors'}'." in result.stderr
+    assert "c_glass" not in result.stderr and result.stderr.count("Error:") == 1
+
+
+def test_a_folder_gets_a_chinese_hint(tmp_path):
+    from lora_scripts.errors_zh import hint_zh
+
+    with pytest.raises(FormatError) as err:
+        describe(tmp_path)
+    assert hint_zh(str(err.value)) == "填 LoRA 文件本身（.safetensors），不是它所在的文件夹"

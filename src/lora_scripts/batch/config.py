@@ -12,6 +12,7 @@ from ..config.base import Section
 from ..config.load import read_yaml
 from ..config.sample import sampler_name
 from ..errors import ConfigError
+from ..models.detect import refuse_pickle
 from .store import filesystem_class, split_uri
 
 
@@ -101,6 +102,8 @@ def load_job(path: Path) -> JobConfig:
             updates[key] = str(base / given)
     if job.vae and not Path(updates.get("vae", job.vae)).exists():
         raise ConfigError(f"VAE '{job.vae}' in {path} does not exist", "Fix the path in vae, or remove vae")
+    refuse_pickle(updates.get("base_model", job.base_model), "Base model")  # no allow_pickle in a job: now,
+    refuse_pickle(updates.get("vae", job.vae), "VAE")  # not once the model libraries load in every rank
     updates["loras"] = _lora_paths(job.loras, base)
     updates["overrides"] = {
         k: o.model_copy(update={"loras": _lora_paths(o.loras, base)}) for k, o in job.overrides.items()

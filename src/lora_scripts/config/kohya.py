@@ -9,13 +9,13 @@ the notes once the config is valid.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from .kohya_dataset import DOC as DATASET_DOC
 from .kohya_gui import GUI_KEYS, GUI_OURS, family_field
 from .kohya_network import DROPOUT, network_args_rule, network_module_rule
 from .kohya_rules import Given, Outcome, Refused, Rule, gui_config, noop, off, on, refused, shown, to
+from .sample import prompt_option, prompt_option_advice
 
 ATTENTION = (
     "attention runs through PyTorch's scaled_dot_product_attention here (diffusers' default), which picks "
@@ -26,7 +26,6 @@ LOADER = (
 )
 TENSORBOARD = "TensorBoard logs are written to <output_dir>/logs here"
 REMOVE = "Remove it"
-_PROMPT_OPTIONS = re.compile(r"(^|\s)--[nwhdlsf]\b")  # kohya's per-prompt --n --w --h --d --l --s --f
 
 
 def _unet_lr(value, given: Given) -> Outcome:
@@ -93,13 +92,14 @@ def _sample_prompts(value, given: Given) -> Outcome:
             raise Refused("names a prompt file that does not exist", "Check the path, or write the prompts")
         text, note = path.read_text(encoding="utf-8-sig"), f"prompts read from {path}"
     lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
-    options = next((line for line in lines if _PROMPT_OPTIONS.search(line)), None)
-    if options:
-        raise Refused(
-            f"has kohya's per-prompt options ({shown(options)}), which are not read here",
-            "Remove the --n/--w/--h/--d/--l/--s parts; sample_negative_prompt, sample_size, sample_seed, "
-            "sample_cfg_scale and sample_steps set them for every sample",
-        )
+    for line in lines:
+        option = prompt_option(line)
+        if option:
+            advice = prompt_option_advice(option)
+            raise Refused(
+                f"has kohya's per-prompt option {option} ({shown(line)}), which is not read here",
+                advice[0].upper() + advice[1:],
+            )
     return {"sample_prompts": lines}, note
 
 

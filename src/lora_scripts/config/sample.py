@@ -39,6 +39,22 @@ SAMPLERS: dict[str, tuple[SchedulerClass, dict]] = {  # WebUI name -> (scheduler
 # kohya's sample_sampler names for the same schedulers (its dpmsolver++ is DPMSolverMultistep's default)
 KOHYA_SAMPLERS = {"k_euler": "Euler", "k_euler_a": "Euler a", "dpmsolver++": "DPM++ 2M"}
 _LORA_TAG = re.compile(r"<\s*(lora|lyco)\s*:", re.IGNORECASE)
+# kohya's per-prompt options (sd-scripts' line_to_prompt_dict), each followed by the value kohya reads: a
+# number for the numeric ones, any word for the others. "neon phone --s 30" is an option there, prompt text
+# here; "t-shirt -- red" or "--sigh" is text in both.
+_PROMPT_OPTION = re.compile(
+    r"(?:^|\s)--(?P<flag>(?:w|h|d|s|f|l|g|ctr|rcfg|fs|am)(?=\s+[\d.,-]*\d)|(?:n|ss|cn|i)(?=\s+\S))",
+    re.IGNORECASE,
+)
+_PROMPT_OPTION_KEYS = {  # kohya's option -> our key, which sets it for every sample
+    "n": "sample_negative_prompt",
+    "s": "sample_steps",
+    "d": "sample_seed",
+    "l": "sample_cfg_scale",
+    "w": "sample_size",
+    "h": "sample_size",
+    "ss": "sample_sampler",
+}
 
 
 def _key(name: str) -> str:
@@ -66,12 +82,30 @@ def sampler_name(name: str) -> str:
     return found
 
 
+def prompt_option(prompt: str) -> str | None:
+    """The first of kohya's per-prompt options in ``prompt`` ("--n"), or None."""
+    found = _PROMPT_OPTION.search(prompt)
+    return f"--{found['flag'].lower()}" if found else None
+
+
+def prompt_option_advice(option: str) -> str:
+    """What to do instead of kohya's per-prompt ``option`` (both the YAML check and the kohya import)."""
+    key = _PROMPT_OPTION_KEYS.get(option.removeprefix("--"))
+    instead = f"set {key} instead" if key else f"leave {option} out (it has no counterpart here)"
+    return (
+        f"remove the --options from the prompt and {instead}; kohya's --n, --s, --d, --l, --w/--h and --ss "
+        "are sample_negative_prompt, sample_steps, sample_seed, sample_cfg_scale, sample_size and "
+        "sample_sampler here, one value for every sample"
+    )
+
+
 class SampleConfig(Section):
     sample_prompts: list[str] = Field(
         default_factory=list,
         description="Prompts rendered with the LoRA being trained into output_dir/samples/ (and TensorBoard, "
-        "and the grid in report.html). Plain text without <lora:...> tags; the trained LoRA is applied at "
-        "weight 1. A failed sample is logged and skipped; training goes on. LLM route: questions, answered "
+        "and the grid in report.html). Plain text without <lora:...> tags (the trained LoRA is applied at "
+        "weight 1) or kohya's per-prompt --n/--s/--w... options (sample_negative_prompt, sample_steps... set "
+        "them). A failed sample is logged and skipped; training goes on. LLM route: questions, answered "
         "greedily by the base model and by the LoRA (samples/stepNNNNNN.json, TensorBoard, report.html).",
     )
     sample_every_n_steps: int = Field(
@@ -111,6 +145,12 @@ class SampleConfig(Section):
                 raise ValueError(
                     f"plain prompts: '{prompt}' has a <lora:...> tag, and samples apply only the LoRA "
                     "being trained (at weight 1); remove the tag"
+                )
+            option = prompt_option(prompt)
+            if option:  # kohya's "--n blurry": here it would be drawn as prompt text
+                raise ValueError(
+                    f"plain prompts: '{prompt}' has kohya's per-prompt option {option}, which is not read "
+                    f"here; {prompt_option_advice(option)}"
                 )
         return prompts
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..errors import ConfigError
 from ..save.grid import make_grid
 from ..save.png import save_png
 from .images import generate_images, next_index, parameters_text
@@ -31,6 +32,13 @@ def plan_batch(
     if not weights:
         specs = [replace(p, seed=s) for p in prompts for s in seeds]
         return Batch(specs, [_short(p.text) for p in prompts], [f"seed {s}" for s in seeds])
+    bare = next((p for p in prompts if not p.loras), None) if lora is None else None
+    if bare is not None:  # its row would be the same image in every column
+        raise ConfigError(
+            f"--weights compares a LoRA's weights, but the prompt '{_short(bare.text)}' has no <lora:name:w> "
+            "tag and no --lora is given",
+            "Add a tag such as <lora:tech_phone:1> to the prompt, or name the LoRA with --lora tech_phone",
+        )
     rows = [(p, s) for p in prompts for s in seeds]
     specs = [replace(p, seed=s).with_weight(lora, w) for p, s in rows for w in weights]
     row_labels = [_short(p.prompt) + (f"\nseed {s}" if len(seeds) > 1 else "") for p, s in rows]

@@ -45,7 +45,9 @@ def generate(
         None, "--seeds", help="Exact seeds, comma-separated (replaces --seed/--count)."
     ),
     weights: str = typer.Option(
-        None, "--weights", help="LoRA weights to compare, e.g. 0,0.5,1 (grid columns)."
+        None,
+        "--weights",
+        help="LoRA weights to compare, e.g. 0,0.5,1 (grid columns): of --lora, else of each prompt's tags.",
     ),
     sweep_lora: str = typer.Option(
         None, "--lora", help="The LoRA --weights applies to (default: every tag)."
@@ -65,12 +67,13 @@ def generate(
 
     def action():
         from ..errors import ModelError
-        from ..models.detect import locate
+        from ..models.detect import locate, refuse_pickle
 
         config = _model_config(model, prediction_type, vae)
-        locate(config.base_model, config.allow_pickle)  # a wrong -m path: a sentence before torch is imported
+        locate(config.base_model)  # a wrong -m path (or a .ckpt): a sentence before torch is imported
         if vae and not Path(vae).exists():  # so is a wrong --vae
             raise ModelError(f"VAE '{vae}' does not exist", "Fix the --vae path, or leave it out")
+        refuse_pickle(vae, "VAE")  # generate has no allow_pickle
         from .prompts import parse_prompt
 
         for text in prompts or []:  # so is a malformed <lora:...> tag
@@ -134,12 +137,13 @@ def _seed_range(seed: int, count: int) -> list[int]:
 def _numbers(text: str, kind: type, option: str) -> list:
     from ..errors import ConfigError
 
+    what, example = ("whole numbers", "1,2,3") if kind is int else ("numbers", "0,0.5,1")  # seeds, weights
     try:
         values = [kind(part) for part in text.replace(" ", "").split(",") if part]
     except ValueError as exc:
         raise ConfigError(
-            f"{option} '{text}' is not a comma-separated list of numbers", f"Write it like {option} 0,0.5,1"
+            f"{option} '{text}' is not a comma-separated list of {what}", f"Write it like {option} {example}"
         ) from exc
     if not values:
-        raise ConfigError(f"{option} is empty", f"Write it like {option} 0,0.5,1")
+        raise ConfigError(f"{option} is empty", f"Write it like {option} {example}")
     return values

@@ -24,8 +24,31 @@ class ModelSource:
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
 
 
-def locate(base_model: str, allow_pickle: bool = False) -> ModelSource:
-    """Classify the config's `base_model` value, or say clearly why it cannot be used."""
+def pickle_refused(path: str, what: str, allow_pickle: bool | None) -> ModelError:
+    """The sentence for a refused pickle base model or VAE. Only a training config has `allow_pickle` (False
+    there); generate, batch and the lora tools (None) have no such option and load .safetensors only."""
+    if allow_pickle is None:
+        hint = (
+            "Use its .safetensors version (model sites offer one, or convert the file once); this command "
+            "loads no pickle files"
+        )
+    else:
+        hint = "Use its .safetensors version, or set allow_pickle: true in the config if you trust the file"
+    noun = "checkpoint" if what == "Base model" else "file"
+    sentence = f"{what} '{path}' is a pickle {noun}, which can run hidden code and is not loaded"
+    return ModelError(sentence, hint)
+
+
+def refuse_pickle(path: str | None, what: str) -> None:
+    """For the commands with no allow_pickle (generate, batch): a pickle base model or VAE is one sentence
+    before anything loads, with advice that fits them (a missing file gets its own sentence elsewhere)."""
+    if path and Path(path).suffix.lower() in PICKLE_SUFFIXES and Path(path).is_file():
+        raise pickle_refused(path, what, None)
+
+
+def locate(base_model: str, allow_pickle: bool | None = None) -> ModelSource:
+    """Classify the config's `base_model` value, or say clearly why it cannot be used. ``allow_pickle`` is
+    the training config's key; None where the command has no such option (the advice differs)."""
     path = Path(base_model).expanduser()
     if path.is_dir():
         if (path / "unet" / "config.json").is_file():
@@ -38,10 +61,7 @@ def locate(base_model: str, allow_pickle: bool = False) -> ModelSource:
         )
     if path.is_file():
         if path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
-            raise ModelError(
-                f"Base model '{path}' is a pickle checkpoint, which can run hidden code and is not loaded",
-                "Use the .safetensors version of the model, or set allow_pickle: true if you trust the file",
-            )
+            raise pickle_refused(str(path), "Base model", allow_pickle)
         return ModelSource("single_file", str(path))
     if HUB_ID.match(base_model) and not base_model.startswith((".", "/")) and len(path.parts) == 2:
         return ModelSource("hub", base_model)

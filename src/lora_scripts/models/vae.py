@@ -15,7 +15,7 @@ from diffusers import AutoencoderKL
 from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
 from ..errors import ModelError
-from .detect import PICKLE_SUFFIXES, read_checkpoint
+from .detect import PICKLE_SUFFIXES, pickle_refused, read_checkpoint
 
 log = logging.getLogger(__name__)
 WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
@@ -44,10 +44,7 @@ def load_vae(path: str, like: AutoencoderKL, allow_pickle: bool = False) -> Auto
             "Give the VAE's .safetensors file (or a diffusers folder)",
         )
     if where.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
-        raise ModelError(
-            f"VAE '{path}' is a pickle file, which can hide code",
-            "Use its .safetensors version, or set allow_pickle: true if you trust the file",
-        )
+        raise pickle_refused(path, "VAE", allow_pickle)  # generate and batch refused it before: None there
     log.info("VAE %s instead of the base model's", path)
     try:
         tensors = read_checkpoint(str(where))

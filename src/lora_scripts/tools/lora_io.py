@@ -41,6 +41,8 @@ class LoraFile:
 def read_lora(path: Path, strict: bool = True, dora: bool = False) -> LoraFile:
     """Read a kohya LoRA; `strict` refuses tensors that are not plain lora_down/lora_up/alpha, and DoRA
     modules unless `dora` (`lora merge`, which applies them against the base weight)."""
+    if path.is_dir():
+        raise FormatError(f"'{path}' is a folder, but this command needs a LoRA .safetensors file", _in(path))
     if not path.is_file():
         raise FormatError(f"LoRA file '{path}' does not exist", "Check the path")
     tensors, metadata = read_lora_file(str(path))
@@ -88,6 +90,14 @@ def read_lora(path: Path, strict: bool = True, dora: bool = False) -> LoraFile:
     for note in lora.notes:
         log.warning(note)
     return lora
+
+
+def _in(folder: Path) -> str:
+    """What to give instead of a folder: one or two of the LoRA files in it, by name."""
+    files = [str(f) for f in sorted(folder.glob("*.safetensors"))[:2]]
+    if not files:
+        return "It holds no .safetensors file; give the path of the LoRA file itself"
+    return "Give one of the files in it, e.g. " + " or ".join(f"'{f}'" for f in files)
 
 
 def _complete_lyco(group: dict[str, torch.Tensor]) -> bool:
