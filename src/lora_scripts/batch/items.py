@@ -17,6 +17,8 @@ from .config import JobConfig
 
 UNSAFE = re.compile(r"[^\w.-]+")
 NOTHING = {"", "nan", "none", "null"}  # a cell's value (stripped, lower case) that stands for no value
+CLOSE = 0.8  # difflib ratio (case ignored) above which an `overrides` key that matches no value is its typo:
+# 'laptp'/'laptop' and 'phones'/'phone' 0.91 are typos; 'headphone'/'phone' 0.71 is a category of its own
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,36 @@ def check_columns(job: JobConfig, columns: list[str]) -> None:
             close = difflib.get_close_matches(name, columns, n=1)
             hint = f"Did you mean '{close[0]}'?" if close else f"Columns: {', '.join(columns)}"
             raise ConfigError(f"{label} uses the column '{name}', which the items file does not have", hint)
+
+
+def check_overrides(job: JobConfig, items: list[Item]) -> list[str]:
+    """`overrides` keys are compared with the values of the `by` column, as a typo is not silently ignored: a
+    key that matches no value but is close to one ('laptp', 'Laptop', 'lap top' for 'laptop') is an error with
+    a did-you-mean; the keys close to none (a category planned for later) are returned, for a warning."""
+    if not job.by or not job.overrides:
+        return []
+    values = sorted({v for i in items if (v := i.values.get(job.by, "")).strip().lower() not in NOTHING})
+    unused = []
+    for key in job.overrides:
+        if key in values:
+            continue
+        close = _closest(key, values)
+        if close is not None:
+            raise ConfigError(
+                f"overrides key '{key}' matches no value of column '{job.by}'; did you mean '{close}'?"
+            )
+        unused.append(key)
+    return unused
+
+
+def _closest(key: str, values: list[str]) -> str | None:
+    """The value `key` is a typo of: equal ignoring case and spaces, else the closest one above CLOSE."""
+    same = [v for v in values if "".join(v.split()).casefold() == "".join(key.split()).casefold()]
+    if same:
+        return same[0]
+    folded = {v.strip().casefold(): v for v in values}
+    close = difflib.get_close_matches(key.strip().casefold(), list(folded), n=1, cutoff=CLOSE)
+    return folded[close[0]] if close else None
 
 
 def _templates(job: JobConfig) -> list[tuple[str, str]]:

