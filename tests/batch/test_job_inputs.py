@@ -36,3 +36,21 @@ def test_an_overrides_key_no_row_has_yet_is_used_once_rows_have_it_and_said_once
         "SM-S24": "<lora:tech_phone:0.8>",
         "LN-X1C": "<lora:tech_phone:0.8> <lora:metal:0.5>",  # the laptop override is applied
     }
+
+
+def test_a_catalogue_without_rows_is_refused_in_one_sentence(cli, make_job, tmp_path):
+    job = make_job()
+    items = tmp_path / "items.csv"
+    header = "id,brand,model,category,colour"
+    for text, sentence in (
+        (header + "\n", "has no rows. Add one row per device model under the header."),
+        ("", f"is empty. Add a header line (e.g. {header}) and one row per device model."),
+    ):
+        items.write_text(text, encoding="utf-8")
+        result = cli("batch", job)
+        assert result.returncode == 2, result.stderr
+        assert f"The catalogue '{items}' {sentence}" in result.stderr and "Traceback" not in result.stderr
+        assert "in the index" not in result.stderr and not (tmp_path / "out").exists()
+    (tmp_path / "items.jsonl").write_text("\n\n", encoding="utf-8")
+    result = cli("batch", make_job(items="items.jsonl"))
+    assert result.returncode == 2 and "items.jsonl' has no rows. Add one line" in result.stderr

@@ -40,7 +40,8 @@ class Work:
 
 
 def read_items(path: Path, id_column: str) -> tuple[list[Item], list[str]]:
-    """The rows and the column names; an unreadable file, a missing id column or a repeated id is an error."""
+    """The rows and the column names; an unreadable or empty file, a missing id column or a repeated id is an
+    error."""
     if not path.is_file():
         raise ConfigError(f"The items file '{path}' does not exist", "Check `items:` in the job file")
     try:
@@ -48,6 +49,8 @@ def read_items(path: Path, id_column: str) -> tuple[list[Item], list[str]]:
     except UnicodeDecodeError as exc:
         raise DataError(f"'{path}' is not UTF-8 text (byte {exc.start + 1})", "Save it as UTF-8") from exc
     rows, columns = _jsonl(text, path) if path.suffix.lower() in (".jsonl", ".json") else _csv(text)
+    if not rows:
+        raise _no_rows(path, columns)
     if id_column not in columns:
         close = difflib.get_close_matches(id_column, columns, n=1)
         hint = f"Did you mean '{close[0]}'?" if close else f"Columns: {', '.join(columns)}"
@@ -65,6 +68,19 @@ def read_items(path: Path, id_column: str) -> tuple[list[Item], list[str]]:
         seen[item_id] = line
         items.append(Item(line, item_id, values))
     return items, columns
+
+
+def _no_rows(path: Path, columns: list[str]) -> DataError:
+    """A catalogue without a single item: an export that lost its rows, not a job with nothing left to do."""
+    what = f"The catalogue '{path}' has no rows"
+    if path.suffix.lower() in (".jsonl", ".json"):
+        return DataError(what, 'Add one line {"id": ...} per device model')
+    if columns:
+        return DataError(what, "Add one row per device model under the header")
+    return DataError(
+        f"The catalogue '{path}' is empty",
+        "Add a header line (e.g. id,brand,model,category,colour) and one row per device model",
+    )
 
 
 def _csv(text: str) -> tuple[list[tuple[int, dict[str, str]]], list[str]]:
