@@ -54,3 +54,24 @@ def test_a_catalogue_without_rows_is_refused_in_one_sentence(cli, make_job, tmp_
     (tmp_path / "items.jsonl").write_text("\n\n", encoding="utf-8")
     result = cli("batch", make_job(items="items.jsonl"))
     assert result.returncode == 2 and "items.jsonl' has no rows. Add one line" in result.stderr
+
+
+def test_the_last_line_says_how_many_images_failed_and_where_the_reasons_are(cli, make_job, tmp_path, rows):
+    rows[1]["colour"] = "NaN"  # SM-S24 cannot be made: failed.csv, and the run still exits 0
+    result = cli("batch", make_job(rows=rows))
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "out"
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        f"4 image(s) in the index; 2 image(s) failed: the reasons are in {out / 'failed.csv'}; "
+        "fix them and run the same command again to make the rest"
+    )
+    with open(out / "failed.csv", encoding="utf-8") as handle:
+        assert [r["id"] for r in csv.DictReader(handle)] == ["SM-S24", "SM-S24"]
+    rows[1]["colour"] = "blue"  # filled in: made on the next run, nothing failed
+    result = cli("batch", make_job(rows=rows))
+    assert result.returncode == 0, result.stderr
+    assert (
+        result.stderr.strip().splitlines()[-1]
+        == f"6 image(s) in the index, none failed; see index.html in {out}"
+    )
