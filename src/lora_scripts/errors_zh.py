@@ -100,6 +100,10 @@ HINTS_ZH: tuple[tuple[str, str], ...] = (
         "这一行的内容变了：给它一个新的 id，或加 `--new` 重新开始，或换个 `output_dir`",
     ),
     (
+        r"^'[^']+' in .* must be .*, not ",
+        "把这一项改成英文提示要求的值（例如 `images_per_item: 2`，数字不要写成文字）",
+    ),
+    (
         r"^The catalogue '.*' (has no rows|is empty)",
         "目录表里没有数据：在表头下面每个设备型号写一行（Excel 导出前检查数据没有丢）",
     ),

@@ -75,3 +75,24 @@ def test_the_last_line_says_how_many_images_failed_and_where_the_reasons_are(cli
         result.stderr.strip().splitlines()[-1]
         == f"6 image(s) in the index, none failed; see index.html in {out}"
     )
+
+
+def test_a_value_of_the_wrong_kind_is_one_plain_sentence(cli, make_job, tmp_path):
+    cases = [
+        ({"images_per_item": "two"}, "'images_per_item' in {job} must be a whole number, not 'two'."),
+        ({"images_per_item": 0}, "'images_per_item' in {job} must be at least 1, not 0."),
+        ({"cfg": "high"}, "'cfg' in {job} must be a number, not 'high'."),
+        ({"compile": "maybe"}, "'compile' in {job} must be true or false, not 'maybe'."),
+        ({"precision": "fp8"}, "'precision' in {job} must be one of auto, fp32, fp16 or bf16, not 'fp8'."),
+        (
+            {"by": "category", "overrides": {"laptop": {"loras": {"metal": "half"}}}},
+            "'overrides.laptop.loras.metal' in {job} must be a number, not 'half'.",
+        ),
+    ]
+    for keys, sentence in cases:
+        job = make_job(**keys)
+        result = cli("batch", job)
+        assert result.returncode == 2, result.stderr
+        assert f"Error: {sentence.format(job=job)}" in result.stderr, result.stderr
+        assert "Input should be" not in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()

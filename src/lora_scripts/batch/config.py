@@ -113,7 +113,25 @@ def _lora_paths(loras: dict[str, float], base: Path) -> dict[str, float]:
     return {str(base / k) if k.endswith(".safetensors") else k: w for k, w in loras.items()}
 
 
+# pydantic's error types, as the end of "'key' in job.yaml must be ..."
+_KINDS = {
+    "int_parsing": "a whole number",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "finite_number": "an ordinary number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "path_type": "a path",
+    "dict_type": "`name: value` lines",
+}
+_BOUNDS = {"greater_than": "more than", "greater_than_equal": "at least", "less_than": "less than"}
+
+
 def _explain(err: dict, path: Path) -> str:
+    """One plain sentence for pydantic's error: what the key must be and what it was."""
     where = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         key = str(err["loc"][-1])
@@ -123,4 +141,21 @@ def _explain(err: dict, path: Path) -> str:
         return f"Unknown key '{where}' in {path}. {hint}"
     if err["type"] == "missing":
         return f"The job file {path} has no '{where}' key. Add it (see configs/batch_catalogue.yaml)"
-    return f"'{where}' in {path} is not valid: {err['msg']} (got {err.get('input')!r})"
+    return f"'{where}' in {path} must be {_allowed(err)}, not {_shown(err.get('input'))}"
+
+
+def _allowed(err: dict) -> str:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind in _KINDS:
+        return _KINDS[kind]
+    if kind in _BOUNDS:
+        return f"{_BOUNDS[kind]} {next(iter(ctx.values()), '')}"
+    if kind == "literal_error":
+        return f"one of {str(ctx.get('expected', '')).replace(chr(39), '')}"
+    msg = str(err.get("msg", "")).rstrip(".")
+    return msg.removeprefix("Input should be ") if msg.startswith("Input should be ") else f"valid ({msg})"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
