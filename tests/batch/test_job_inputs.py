@@ -96,3 +96,24 @@ def test_a_value_of_the_wrong_kind_is_one_plain_sentence(cli, make_job, tmp_path
         assert f"Error: {sentence.format(job=job)}" in result.stderr, result.stderr
         assert "Input should be" not in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_size_that_is_not_a_multiple_of_8_gets_the_nearest_multiples(cli, make_job, tmp_path):
+    cases = [
+        ({"width": 60}, "Image size 60x32 in {job} is not a multiple of 8. Set width to e.g. 56 or 64."),
+        (
+            {"width": 1000, "height": 770},
+            "Image size 1000x770 in {job} is not a multiple of 8. Set height to e.g. 768 or 776.",
+        ),
+        (
+            {"width": 4, "height": 510},
+            "Image size 4x510 in {job} is not a multiple of 8. "
+            "Set width to e.g. 8 and height to e.g. 504 or 512.",
+        ),
+    ]
+    for keys, sentence in cases:
+        job = make_job(**keys)
+        result = cli("batch", job)
+        assert result.returncode == 2 and f"Error: {sentence.format(job=job)}" in result.stderr, result.stderr
+        assert "512x512" not in result.stderr
+    assert not (tmp_path / "out").exists()

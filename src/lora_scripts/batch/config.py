@@ -83,8 +83,12 @@ def load_job(path: Path) -> JobConfig:
         raise ConfigError(_explain(errors[0], path)) from None
     sampler_name(job.sampler)  # an unknown sampler: one sentence now, not after the model loads
     if job.width % 8 or job.height % 8:
+        near = [
+            f"{k} to e.g. {_eights(v)}" for k, v in (("width", job.width), ("height", job.height)) if v % 8
+        ]
         raise ConfigError(
-            f"Image size {job.width}x{job.height} in {path} is not a multiple of 8", "Use 512x512"
+            f"Image size {job.width}x{job.height} in {path} is not a multiple of 8",
+            f"Set {' and '.join(near)}",
         )
     if job.by is None and job.overrides:
         raise ConfigError(f"{path} has `overrides` but no `by` column", "Add e.g. `by: category`")
@@ -106,6 +110,12 @@ def load_job(path: Path) -> JobConfig:
         k: o.model_copy(update={"loras": _lora_paths(o.loras, base)}) for k, o in job.overrides.items()
     }
     return job.model_copy(update=updates)
+
+
+def _eights(size: int) -> str:
+    """The multiples of 8 either side of `size` (60: '56 or 64'), the size a designer meant."""
+    below = size // 8 * 8
+    return f"{below} or {below + 8}" if below else "8"
 
 
 def _lora_paths(loras: dict[str, float], base: Path) -> dict[str, float]:
