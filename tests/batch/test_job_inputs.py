@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 
 def read_index(out: Path) -> list[dict]:
     with open(out / "index.csv", encoding="utf-8") as handle:
@@ -117,3 +119,45 @@ def test_a_size_that_is_not_a_multiple_of_8_gets_the_nearest_multiples(cli, make
         assert result.returncode == 2 and f"Error: {sentence.format(job=job)}" in result.stderr, result.stderr
         assert "512x512" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_a_catalogue_saved_as_gbk_by_chinese_excel_is_read_and_said_once(cli, make_job, tmp_path):
+    job = make_job(by="category", overrides={"笔记本": {"loras": {"metal": 0.5}}}, images_per_item=1)
+    header = "id,brand,model,category,colour"
+    lines = [
+        "HW-M60,华为,Mate 60 Pro,手机,雅川青",
+        "MI-14,小米,14 Ultra,手机,黑色",
+        "LN-X1C,联想,ThinkPad X1,笔记本,黑色",
+    ]
+    data = "\r\n".join([header, *lines]).encode("gbk")  # what Excel on Chinese Windows saves as "CSV"
+    (tmp_path / "items.csv").write_bytes(data)
+    with pytest.raises(UnicodeDecodeError):
+        data.decode("utf-8")
+    result = cli("batch", job)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("Read 'items.csv' as GB18030 (Chinese Windows encoding)") == 1
+    rows = read_index(tmp_path / "out")  # written as UTF-8, as every file the job writes
+    assert [(r["prompt"], r["loras"], r["file"]) for r in rows] == [
+        (
+            "<lora:tech_phone:0.8> 华为 Mate 60 Pro, 雅川青, neon style",
+            "<lora:tech_phone:0.8>",
+            "images/手机/HW-M60_0.png",
+        ),
+        (
+            "<lora:tech_phone:0.8> 小米 14 Ultra, 黑色, neon style",
+            "<lora:tech_phone:0.8>",
+            "images/手机/MI-14_0.png",
+        ),
+        (
+            "<lora:tech_phone:0.8> <lora:metal:0.5> 联想 ThinkPad X1, 黑色, neon style",
+            "<lora:tech_phone:0.8> <lora:metal:0.5>",
+            "images/笔记本/LN-X1C_0.png",
+        ),
+    ]
+    other = make_job(output_dir="other")  # cp1252 ("Crème") is not taken for Chinese: refused in one sentence
+    (tmp_path / "items.csv").write_bytes(header.encode() + b"\r\nA1,Cr\xe8me\x81\x7f,X,phone,red\r\n")
+    refused = cli("batch", other)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert (
+        "items.csv' is neither UTF-8 nor GB18030 (Chinese Windows) text. Save it as UTF-8" in refused.stderr
+    )

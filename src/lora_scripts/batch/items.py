@@ -11,6 +11,7 @@ import string
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..data.textfile import EncodingNotes, read_text_file
 from ..errors import ConfigError, DataError
 from ..generate.prompts import LoraRef, PromptSpec, parse_prompt
 from .config import JobConfig
@@ -19,6 +20,7 @@ UNSAFE = re.compile(r"[^\w.-]+")
 NOTHING = {"", "nan", "none", "null"}  # a cell's value (stripped, lower case) that stands for no value
 CLOSE = 0.8  # difflib ratio (case ignored) above which an `overrides` key that matches no value is its typo:
 # 'laptp'/'laptop' and 'phones'/'phone' 0.91 are typos; 'headphone'/'phone' 0.71 is a category of its own
+CSV_HINT = "Save it as UTF-8 (in Excel: 'CSV UTF-8 (comma delimited)') and try again"
 
 
 @dataclass(frozen=True)
@@ -39,15 +41,18 @@ class Work:
     category: str
 
 
-def read_items(path: Path, id_column: str) -> tuple[list[Item], list[str]]:
+def read_items(
+    path: Path, id_column: str, notes: EncodingNotes | None = None
+) -> tuple[list[Item], list[str]]:
     """The rows and the column names; an unreadable or empty file, a missing id column or a repeated id is an
-    error."""
+    error. Read as training reads metadata.csv: UTF-8, or GB18030/GBK as Excel on Chinese Windows saves a CSV
+    (added to `notes`, for one line saying so)."""
     if not path.is_file():
         raise ConfigError(f"The items file '{path}' does not exist", "Check `items:` in the job file")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"'{path}' is not UTF-8 text (byte {exc.start + 1})", "Save it as UTF-8") from exc
+    decoded = read_text_file(path, "The items file", CSV_HINT)
+    if notes is not None:
+        notes.add("items file", path, decoded)
+    text = decoded.text
     rows, columns = _jsonl(text, path) if path.suffix.lower() in (".jsonl", ".json") else _csv(text)
     if not rows:
         raise _no_rows(path, columns)

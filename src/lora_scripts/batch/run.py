@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from ..data.textfile import EncodingNotes
 from ..errors import ConfigError, DataError
 from ..generate.images import parameters_text
 from ..generate.library import LoraLibrary
@@ -53,6 +54,7 @@ class Plan:
     library: LoraLibrary
     lora_files: dict[str, Path]
     unused_overrides: list[str]  # `overrides` keys no row has (yet): said once, by rank 0
+    encodings: EncodingNotes  # an items file read as GB18030: said once, by rank 0
 
 
 class JobLibrary(LoraLibrary):
@@ -72,7 +74,8 @@ class JobLibrary(LoraLibrary):
 
 def plan_job(job: JobConfig) -> Plan:
     """Everything checked before the model loads: items, columns, LoRA names, output folder."""
-    items, columns = read_items(job.items, job.id_column)
+    encodings = EncodingNotes()
+    items, columns = read_items(job.items, job.id_column, encodings)
     check_columns(job, columns)
     unused = check_overrides(job, items)
     works, failed = [], []
@@ -91,7 +94,7 @@ def plan_job(job: JobConfig) -> Plan:
     )
     lora_files = {name: library.find(name) for name in names}
     open_output(job.output_dir, job.storage_options).check_writable()
-    return Plan(works, failed, batches_of(works, job.batch_size), library, lora_files, unused)
+    return Plan(works, failed, batches_of(works, job.batch_size), library, lora_files, unused, encodings)
 
 
 def batches_of(works: list[Work], size: int) -> list[list[Work]]:
@@ -146,6 +149,7 @@ def start_job(job_path: Path, new: bool, shard: Shard) -> Started:
 
 def tell_plan(job: JobConfig, plan: Plan) -> None:
     """What the checks let pass but the user should know, in one line each."""
+    plan.encodings.log()
     for key in plan.unused_overrides:
         log.warning(
             "overrides key '%s' matches no value of column '%s' in %s, so no image uses it (yet)",
