@@ -123,6 +123,18 @@ HINTS_ZH: tuple[tuple[str, str], ...] = (
         r"^The item '.*' changed since its images were made",
         "这一行的内容变了：给它一个新的 id，或加 `--new` 重新开始，或换个 `output_dir`",
     ),
+    (
+        r"^'[^']+' in .* must be .*, not ",
+        "把这一项改成英文提示要求的值（例如 `images_per_item: 2`，数字不要写成文字）",
+    ),
+    (
+        r"^The catalogue '.*' (has no rows|is empty)",
+        "目录表里没有数据：在表头下面每个设备型号写一行（Excel 导出前检查数据没有丢）",
+    ),
+    (
+        r"^overrides key '.*' matches no value of column",
+        "overrides 下的这一项要和目录表里 `by` 那一列的值一字不差：按英文提示改正拼写（大小写、空格也算）",
+    ),
     # the batch job on a Ray cluster
     (
         r"^A Ray worker died \d+ times",

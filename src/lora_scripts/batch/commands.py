@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from ..console import console, guarded, setup_logging
 
@@ -62,7 +63,7 @@ def batch(
             )
         from .config import load_job
 
-        load_job(job)  # a bad job file: one sentence before the model libraries load (8 s), not one per rank
+        spec = load_job(job)  # a bad job file: one sentence before the model libraries load, not one per rank
         if processes not in (None, 1):  # 1, given or not: this process
             from ..train.launch import relaunch
 
@@ -75,17 +76,28 @@ def batch(
             from .ray_run import run_on_ray
 
             counts = run_on_ray(job, ray, new)
-            console.print(
-                f"[bold green]{counts['index']} image(s) in the index[/], {counts['failed']} failed"
-            )
+            console.print(summary(counts, spec.output_dir), soft_wrap=True)
             return
         from .run import run_job
 
         counts = run_job(job, new=new)
-        if "index" in counts:
-            console.print(
-                f"[bold green]{counts['index']} image(s) in the index[/], {counts['failed']} failed; "
-                f"see index.html and failed.csv in the output folder"
-            )
+        if "index" in counts:  # rank 0, which merged the index
+            console.print(summary(counts, spec.output_dir), soft_wrap=True)
 
     guarded(action, debug)
+
+
+def summary(counts: dict, output_dir: str) -> str:
+    """The run's last line. Failed images leave the exit status 0 (a partial catalogue is a normal day), so
+    the line itself says how many failed and which file says why."""
+    from .store import split_uri
+
+    made = f"{counts['index']} image(s) in the index"
+    if not counts["failed"]:
+        return f"[bold green]{made}[/], none failed; see index.html in {escape(output_dir)}"
+    local = split_uri(output_dir)[0] is None
+    failed = str(Path(output_dir, "failed.csv")) if local else f"{output_dir.rstrip('/')}/failed.csv"
+    return (
+        f"[bold green]{made}[/]; [bold yellow]{counts['failed']} image(s) failed[/]: the reasons are in "
+        f"{escape(failed)}; fix them and run the same command again to make the rest"
+    )

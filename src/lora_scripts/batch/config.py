@@ -84,8 +84,12 @@ def load_job(path: Path) -> JobConfig:
         raise ConfigError(_explain(errors[0], path)) from None
     sampler_name(job.sampler)  # an unknown sampler: one sentence now, not after the model loads
     if job.width % 8 or job.height % 8:
+        near = [
+            f"{k} to e.g. {_eights(v)}" for k, v in (("width", job.width), ("height", job.height)) if v % 8
+        ]
         raise ConfigError(
-            f"Image size {job.width}x{job.height} in {path} is not a multiple of 8", "Use 512x512"
+            f"Image size {job.width}x{job.height} in {path} is not a multiple of 8",
+            f"Set {' and '.join(near)}",
         )
     if job.by is None and job.overrides:
         raise ConfigError(f"{path} has `overrides` but no `by` column", "Add e.g. `by: category`")
@@ -111,12 +115,36 @@ def load_job(path: Path) -> JobConfig:
     return job.model_copy(update=updates)
 
 
+def _eights(size: int) -> str:
+    """The multiples of 8 either side of `size` (60: '56 or 64'), the size a designer meant."""
+    below = size // 8 * 8
+    return f"{below} or {below + 8}" if below else "8"
+
+
 def _lora_paths(loras: dict[str, float], base: Path) -> dict[str, float]:
     """`loras:` keys that are files are read relative to the job file's folder."""
     return {str(base / k) if k.endswith(".safetensors") else k: w for k, w in loras.items()}
 
 
+# pydantic's error types, as the end of "'key' in job.yaml must be ..."
+_KINDS = {
+    "int_parsing": "a whole number",
+    "int_type": "a whole number",
+    "int_from_float": "a whole number",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "finite_number": "an ordinary number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "text",
+    "path_type": "a path",
+    "dict_type": "`name: value` lines",
+}
+_BOUNDS = {"greater_than": "more than", "greater_than_equal": "at least", "less_than": "less than"}
+
+
 def _explain(err: dict, path: Path) -> str:
+    """One plain sentence for pydantic's error: what the key must be and what it was."""
     where = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         key = str(err["loc"][-1])
@@ -126,4 +154,21 @@ def _explain(err: dict, path: Path) -> str:
         return f"Unknown key '{where}' in {path}. {hint}"
     if err["type"] == "missing":
         return f"The job file {path} has no '{where}' key. Add it (see configs/batch_catalogue.yaml)"
-    return f"'{where}' in {path} is not valid: {err['msg']} (got {err.get('input')!r})"
+    return f"'{where}' in {path} must be {_allowed(err)}, not {_shown(err.get('input'))}"
+
+
+def _allowed(err: dict) -> str:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind in _KINDS:
+        return _KINDS[kind]
+    if kind in _BOUNDS:
+        return f"{_BOUNDS[kind]} {next(iter(ctx.values()), '')}"
+    if kind == "literal_error":
+        return f"one of {str(ctx.get('expected', '')).replace(chr(39), '')}"
+    msg = str(err.get("msg", "")).rstrip(".")
+    return msg.removeprefix("Input should be ") if msg.startswith("Input should be ") else f"valid ({msg})"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

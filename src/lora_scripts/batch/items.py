@@ -11,12 +11,16 @@ import string
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..data.textfile import EncodingNotes, read_text_file
 from ..errors import ConfigError, DataError
 from ..generate.prompts import LoraRef, PromptSpec, parse_prompt
 from .config import JobConfig
 
 UNSAFE = re.compile(r"[^\w.-]+")
 NOTHING = {"", "nan", "none", "null"}  # a cell's value (stripped, lower case) that stands for no value
+CLOSE = 0.8  # difflib ratio (case ignored) above which an `overrides` key that matches no value is its typo:
+# 'laptp'/'laptop' and 'phones'/'phone' 0.91 are typos; 'headphone'/'phone' 0.71 is a category of its own
+CSV_HINT = "Save it as UTF-8 (in Excel: 'CSV UTF-8 (comma delimited)') and try again"
 
 
 @dataclass(frozen=True)
@@ -37,15 +41,21 @@ class Work:
     category: str
 
 
-def read_items(path: Path, id_column: str) -> tuple[list[Item], list[str]]:
-    """The rows and the column names; an unreadable file, a missing id column or a repeated id is an error."""
+def read_items(
+    path: Path, id_column: str, notes: EncodingNotes | None = None
+) -> tuple[list[Item], list[str]]:
+    """The rows and the column names; an unreadable or empty file, a missing id column or a repeated id is an
+    error. Read as training reads metadata.csv: UTF-8, or GB18030/GBK as Excel on Chinese Windows saves a CSV
+    (added to `notes`, for one line saying so)."""
     if not path.is_file():
         raise ConfigError(f"The items file '{path}' does not exist", "Check `items:` in the job file")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"'{path}' is not UTF-8 text (byte {exc.start + 1})", "Save it as UTF-8") from exc
+    decoded = read_text_file(path, "The items file", CSV_HINT)
+    if notes is not None:
+        notes.add("items file", path, decoded)
+    text = decoded.text
     rows, columns = _jsonl(text, path) if path.suffix.lower() in (".jsonl", ".json") else _csv(text)
+    if not rows:
+        raise _no_rows(path, columns)
     if id_column not in columns:
         close = difflib.get_close_matches(id_column, columns, n=1)
         hint = f"Did you mean '{close[0]}'?" if close else f"Columns: {', '.join(columns)}"
@@ -63,6 +73,19 @@ def read_items(path: Path, id_column: str) -> tuple[list[Item], list[str]]:
         seen[item_id] = line
         items.append(Item(line, item_id, values))
     return items, columns
+
+
+def _no_rows(path: Path, columns: list[str]) -> DataError:
+    """A catalogue without a single item: an export that lost its rows, not a job with nothing left to do."""
+    what = f"The catalogue '{path}' has no rows"
+    if path.suffix.lower() in (".jsonl", ".json"):
+        return DataError(what, 'Add one line {"id": ...} per device model')
+    if columns:
+        return DataError(what, "Add one row per device model under the header")
+    return DataError(
+        f"The catalogue '{path}' is empty",
+        "Add a header line (e.g. id,brand,model,category,colour) and one row per device model",
+    )
 
 
 def _csv(text: str) -> tuple[list[tuple[int, dict[str, str]]], list[str]]:
@@ -113,6 +136,36 @@ def check_columns(job: JobConfig, columns: list[str]) -> None:
             close = difflib.get_close_matches(name, columns, n=1)
             hint = f"Did you mean '{close[0]}'?" if close else f"Columns: {', '.join(columns)}"
             raise ConfigError(f"{label} uses the column '{name}', which the items file does not have", hint)
+
+
+def check_overrides(job: JobConfig, items: list[Item]) -> list[str]:
+    """`overrides` keys are compared with the values of the `by` column, as a typo is not silently ignored: a
+    key that matches no value but is close to one ('laptp', 'Laptop', 'lap top' for 'laptop') is an error with
+    a did-you-mean; the keys close to none (a category planned for later) are returned, for a warning."""
+    if not job.by or not job.overrides:
+        return []
+    values = sorted({v for i in items if (v := i.values.get(job.by, "")).strip().lower() not in NOTHING})
+    unused = []
+    for key in job.overrides:
+        if key in values:
+            continue
+        close = _closest(key, values)
+        if close is not None:
+            raise ConfigError(
+                f"overrides key '{key}' matches no value of column '{job.by}'; did you mean '{close}'?"
+            )
+        unused.append(key)
+    return unused
+
+
+def _closest(key: str, values: list[str]) -> str | None:
+    """The value `key` is a typo of: equal ignoring case and spaces, else the closest one above CLOSE."""
+    same = [v for v in values if "".join(v.split()).casefold() == "".join(key.split()).casefold()]
+    if same:
+        return same[0]
+    folded = {v.strip().casefold(): v for v in values}
+    close = difflib.get_close_matches(key.strip().casefold(), list(folded), n=1, cutoff=CLOSE)
+    return folded[close[0]] if close else None
 
 
 def _templates(job: JobConfig) -> list[tuple[str, str]]:

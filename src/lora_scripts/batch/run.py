@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from ..data.textfile import EncodingNotes
 from ..errors import ConfigError, DataError
 from ..generate.images import parameters_text
 from ..generate.library import LoraLibrary
@@ -23,7 +24,17 @@ from ..stopping import GracefulStop
 from .config import JobConfig, load_job
 from .engine import Engine
 from .fingerprint import check_or_start, facts
-from .items import Work, check_columns, lora_name, lora_tags, mix_of, plan_item, read_items, template_mixes
+from .items import (
+    Work,
+    check_columns,
+    check_overrides,
+    lora_name,
+    lora_tags,
+    mix_of,
+    plan_item,
+    read_items,
+    template_mixes,
+)
 from .ledger import Ledger, ObjectLedger, open_ledger
 from .progress_bar import bar
 from .shard import Shard, current_shard
@@ -42,6 +53,8 @@ class Plan:
     batches: list[list[Work]]
     library: LoraLibrary
     lora_files: dict[str, Path]
+    unused_overrides: list[str]  # `overrides` keys no row has (yet): said once, by rank 0
+    encodings: EncodingNotes  # an items file read as GB18030: said once, by rank 0
 
 
 class JobLibrary(LoraLibrary):
@@ -61,8 +74,10 @@ class JobLibrary(LoraLibrary):
 
 def plan_job(job: JobConfig) -> Plan:
     """Everything checked before the model loads: items, columns, LoRA names, output folder."""
-    items, columns = read_items(job.items, job.id_column)
+    encodings = EncodingNotes()
+    items, columns = read_items(job.items, job.id_column, encodings)
     check_columns(job, columns)
+    unused = check_overrides(job, items)
     works, failed = [], []
     for item in items:
         try:
@@ -79,7 +94,7 @@ def plan_job(job: JobConfig) -> Plan:
     )
     lora_files = {name: library.find(name) for name in names}
     open_output(job.output_dir, job.storage_options).check_writable()
-    return Plan(works, failed, batches_of(works, job.batch_size), library, lora_files)
+    return Plan(works, failed, batches_of(works, job.batch_size), library, lora_files, unused, encodings)
 
 
 def batches_of(works: list[Work], size: int) -> list[list[Work]]:
@@ -108,6 +123,8 @@ class Started:
 def start_job(job_path: Path, new: bool, shard: Shard) -> Started:
     job = load_job(job_path)
     plan = plan_job(job)
+    if shard.rank == 0:  # once per job, not once per process
+        tell_plan(job, plan)
     precision = job.precision if job.precision != "auto" else "fp16" if shard.device != "cpu" else "fp32"
     out = open_output(job.output_dir, job.storage_options)
     now = facts(job, plan.lora_files, precision)
@@ -128,6 +145,18 @@ def start_job(job_path: Path, new: bool, shard: Shard) -> Started:
             ledger.fail(item_id, n, reason)
         ledger.commit()
     return Started(job, plan, out, ledger, order, done, now, precision)
+
+
+def tell_plan(job: JobConfig, plan: Plan) -> None:
+    """What the checks let pass but the user should know, in one line each."""
+    plan.encodings.log()
+    for key in plan.unused_overrides:
+        log.warning(
+            "overrides key '%s' matches no value of column '%s' in %s, so no image uses it (yet)",
+            key,
+            job.by,
+            job.items.name,
+        )
 
 
 def make_engine(s: Started, device: str) -> Engine:

@@ -30,7 +30,7 @@ KNOWN = [
     (re.compile(r"uses the column '(?P<column>[^']+)', which the items file does"), "batch.no_column"),
     (re.compile(r"has no id column '(?P<column>[^']+)'"), "batch.no_id_column"),
     (re.compile(r"The id '(?P<id>[^']+)' appears twice"), "batch.repeated_id"),
-    (re.compile(r"is not UTF-8 text"), "batch.not_utf8"),
+    (re.compile(r"is neither UTF-8 nor GB18030"), "batch.not_utf8"),
     (re.compile(r"'\{(?P<column>[^}]*)\}' in the template .* is not a column name"), "batch.bad_placeholder"),
 ]
 

@@ -62,8 +62,10 @@ BATCH_MESSAGES: dict[str, dict[str, str]] = {
         "zh": "表格里的 id“{id}”出现了两次。请让每一行的 id 都不一样。",
     },
     "batch.not_utf8": {
-        "en": "The table is not saved as UTF-8 text. Save it as “CSV UTF-8” and upload it again.",
-        "zh": "表格不是 UTF-8 编码。请在 Excel 里“另存为 CSV UTF-8”后重新上传。",
+        "en": "The table is neither UTF-8 nor GBK (Chinese Excel) text. "
+        "Save it as “CSV UTF-8” and upload it again.",
+        "zh": "表格既不是 UTF-8 编码，也不是中文 Excel 的 GBK 编码。"
+        "请在 Excel 里“另存为 CSV UTF-8”后重新上传。",
     },
     "batch.bad_placeholder": {
         "en": "'{{{column}}}' in the template is not a column name. Write {{column}} with the column's name.",
