@@ -12,7 +12,6 @@ import typer
 from rich.markup import escape
 
 from .console import console, guarded, setup_logging
-from .errors import ModelError
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, help="Train LoRA adapters for Stable Diffusion."
@@ -56,14 +55,11 @@ def train(
         if os.environ.get(LAUNCHED):  # one of --processes N: the launching command said the config's notes
             logging.getLogger("lora_scripts.config.load").setLevel(logging.WARNING)
         cfg = load_config(config, overrides)  # before torch & co.: a config error takes 0.3 s, not 8
-        from .models.detect import locate
+        from .models.detect import check_vae, locate
 
         locate(cfg.model.base_model, cfg.model.allow_pickle)  # a wrong base_model too, before the imports
-        if cfg.model.vae and not Path(cfg.model.vae).exists():  # and a wrong vae
-            raise ModelError(
-                f"VAE '{cfg.model.vae}' does not exist",
-                "Fix the path in vae, or remove vae to use the base's",
-            )
+        if cfg.model.vae:  # and a wrong vae
+            check_vae(cfg.model.vae, cfg.model.allow_pickle)
         from .train.family_defaults import with_family_defaults
         from .train.run import device_note, prepare_data, run_training, will_write
         from .train.versions import as_new_version

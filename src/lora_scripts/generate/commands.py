@@ -66,14 +66,12 @@ def generate(
     setup_logging(debug)
 
     def action():
-        from ..errors import ModelError
-        from ..models.detect import locate, refuse_pickle
+        from ..models.detect import check_vae, locate
 
         config = _model_config(model, prediction_type, vae)
         locate(config.base_model)  # a wrong -m path (or a .ckpt): a sentence before torch is imported
-        if vae and not Path(vae).exists():  # so is a wrong --vae
-            raise ModelError(f"VAE '{vae}' does not exist", "Fix the --vae path, or leave it out")
-        refuse_pickle(vae, "VAE")  # generate has no allow_pickle
+        if vae:  # so is a wrong --vae (generate has no allow_pickle)
+            check_vae(vae, None, "Fix the --vae path, or leave it out")
         from .prompts import parse_prompt
 
         for text in prompts or []:  # so is a malformed <lora:...> tag

@@ -22,6 +22,7 @@ class ModelSource:
 
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin")
+VAE_FIX = "Fix the path in vae, or remove vae to use the base's"
 
 
 def pickle_refused(path: str, what: str, allow_pickle: bool | None) -> ModelError:
@@ -44,6 +45,17 @@ def refuse_pickle(path: str | None, what: str) -> None:
     before anything loads, with advice that fits them (a missing file gets its own sentence elsewhere)."""
     if path and Path(path).suffix.lower() in PICKLE_SUFFIXES and Path(path).is_file():
         raise pickle_refused(path, what, None)
+
+
+def check_vae(path: str, allow_pickle: bool | None, fix: str = VAE_FIX) -> None:
+    """A `vae` (`--vae`) that cannot be used, said before torch is imported: missing, or a pickle file where
+    ``allow_pickle`` does not allow it (None: the command has no such option). ``fix``: the advice for a
+    missing one, in the words of the option the user gave."""
+    where = Path(path)
+    if not where.exists():
+        raise ModelError(f"VAE '{path}' does not exist", fix)
+    if where.is_file() and where.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
+        raise pickle_refused(path, "VAE", allow_pickle)
 
 
 def locate(base_model: str, allow_pickle: bool | None = None) -> ModelSource:

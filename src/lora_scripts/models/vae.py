@@ -15,7 +15,7 @@ from diffusers import AutoencoderKL
 from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
 from ..errors import ModelError
-from .detect import PICKLE_SUFFIXES, pickle_refused, read_checkpoint
+from .detect import PICKLE_SUFFIXES, check_vae, read_checkpoint
 
 log = logging.getLogger(__name__)
 WEIGHT_SUFFIXES = (".safetensors", *PICKLE_SUFFIXES)
@@ -31,20 +31,15 @@ def with_vae(parts, vae: str | None, allow_pickle: bool = False):
 def load_vae(path: str, like: AutoencoderKL, allow_pickle: bool = False) -> AutoencoderKL:
     """The VAE at ``path`` in ``like``'s architecture, dtype and scaling factor; one sentence when it is
     missing, unreadable or does not fit."""
+    check_vae(path, allow_pickle)  # generate and batch refused a pickle before, in their own words
     where = Path(path)
     if where.is_dir():
         return _from_folder(where, like)
-    if not where.is_file():
-        raise ModelError(
-            f"VAE '{path}' does not exist", "Fix the path in vae, or remove vae to use the base's"
-        )
     if where.suffix.lower() not in WEIGHT_SUFFIXES:
         raise ModelError(
             f"VAE '{path}' is not a .safetensors file",
             "Give the VAE's .safetensors file (or a diffusers folder)",
         )
-    if where.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
-        raise pickle_refused(path, "VAE", allow_pickle)  # generate and batch refused it before: None there
     log.info("VAE %s instead of the base model's", path)
     try:
         tensors = read_checkpoint(str(where))
