@@ -11,6 +11,7 @@ import string
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..data.captions import CSV_HINT
 from ..data.textfile import EncodingNotes, read_text_file
 from ..errors import ConfigError, DataError
 from ..generate.prompts import LoraRef, PromptSpec, parse_prompt
@@ -20,7 +21,6 @@ UNSAFE = re.compile(r"[^\w.-]+")
 NOTHING = {"", "nan", "none", "null"}  # a cell's value (stripped, lower case) that stands for no value
 CLOSE = 0.8  # difflib ratio (case ignored) above which an `overrides` key that matches no value is its typo:
 # 'laptp'/'laptop' and 'phones'/'phone' 0.91 are typos; 'headphone'/'phone' 0.71 is a category of its own
-CSV_HINT = "Save it as UTF-8 (in Excel: 'CSV UTF-8 (comma delimited)') and try again"
 
 
 @dataclass(frozen=True)

@@ -186,16 +186,17 @@ def repeats_from_folder(folder_name: str) -> tuple[int, str] | None:
     return int(match.group(1)), match.group(2)
 
 
+def _folders_between(image: Path, root: Path) -> list[Path]:
+    """The folders from ``image``'s own up to (not including) ``root``, closest first."""
+    return [folder for folder in image.parents if root in folder.parents]
+
+
 def switched_off_folder(image: Path, root: Path) -> Path | None:
     """The outermost kohya `0_name` folder between ``root`` and ``image``, or None: kohya leaves out a subset
     with fewer than 1 repeat, and people rename a folder to `0_name` to switch it off."""
-    found, folder = None, image.parent
-    while folder != root and root in folder.parents:
-        match = _REPEATS_FOLDER.match(folder.name)
-        if match is not None and int(match.group(1)) == 0:
-            found = folder
-        folder = folder.parent
-    return found
+    folders = _folders_between(image, root)
+    off = [f for f in folders if (match := _REPEATS_FOLDER.match(f.name)) and int(match[1]) == 0]
+    return off[-1] if off else None
 
 
 def switched_off_names(images: list[Path], root: Path) -> list[str]:
@@ -218,12 +219,7 @@ def repeats_folder_warning(root: Path, images: list[Path], setting: str = "train
 
 def subset_folder(image: Path, root: Path) -> Path | None:
     """The closest kohya `N_name` folder between ``root`` and ``image`` (kohya's subset), or None."""
-    folder = image.parent
-    while folder != root and root in folder.parents:
-        if repeats_from_folder(folder.name) is not None:
-            return folder
-        folder = folder.parent
-    return None
+    return next((f for f in _folders_between(image, root) if repeats_from_folder(f.name)), None)
 
 
 def class_folder(image: Path, root: Path) -> tuple[int, str] | None:
