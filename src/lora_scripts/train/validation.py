@@ -34,7 +34,10 @@ def split_validation(index: DatasetIndex, data: DataConfig) -> tuple[DatasetInde
         items, held = hold_out(items, data.validation_split, "validation_split", "images")
     if data.validation_dir:
         extra = scan_dataset(
-            data.model_copy(update={"train_data_dir": data.validation_dir, "metadata_path": None}),
+            # its own images only: the regularisation images were scanned with the training folder
+            data.model_copy(
+                update={"train_data_dir": data.validation_dir, "metadata_path": None, "reg_data_dir": None}
+            ),
             "validation_dir",
         )
         held += extra.items
