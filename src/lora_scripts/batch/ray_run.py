@@ -25,7 +25,7 @@ from ..stopping import GracefulStop
 from .config import load_job
 from .ledger import open_ledger
 from .progress_bar import bar
-from .run import Started, finish_job, make_engine, save_image, start_job, tell_batch
+from .run import Started, finish_job, make_batch, make_engine, start_job, tell_batch
 from .shard import Shard
 
 log = logging.getLogger(__name__)
@@ -49,20 +49,8 @@ class BatchMaker:
 
     def make(self, index: int) -> list[str | None]:
         """Each image's file in index.csv (None: it failed), those an earlier try recorded included."""
-        batch = self.s.plan.batches[index]
         done = self.s.ledger.done()  # fresh: a retried batch skips what its first try recorded
-        started = time.time()
-        images = self.engine.render(batch)
-        seconds = (time.time() - started) / len(batch)
-        out, ledger = self.s.out, self.s.ledger
-        files = [
-            done[w.id, w.n]["file"]
-            if (w.id, w.n) in done
-            else save_image(w, im, self.engine, ledger, out, seconds)
-            for w, im in zip(batch, images, strict=True)
-        ]
-        ledger.commit()  # an object store: the batch's rows, one object, after its images
-        return files
+        return make_batch(self.engine, self.s.plan.batches[index], done, self.s.ledger, self.s.out)
 
 
 def run_on_ray(job_path: Path, address: str | None, new: bool = False, show_bar: bool = True) -> dict:

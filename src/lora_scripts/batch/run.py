@@ -207,15 +207,8 @@ def _make(engine, todo, done, ledger, out, shard: Shard, counts: dict, show_bar:
     started, made = time.time(), 0
     with GracefulStop(_say_stopping) as stop, bar(show_bar, counts, shard) as tick:
         for batch in todo:
-            t0 = time.time()
-            images = engine.render(batch)
-            seconds = (time.time() - t0) / len(batch)
-            files = [
-                save_image(w, img, engine, ledger, out, seconds)
-                for w, img in zip(batch, images, strict=True)
-                if (w.id, w.n) not in done
-            ]
-            ledger.commit()  # an object store: the batch's rows, one object, after its images
+            made_now = make_batch(engine, batch, done, ledger, out)
+            files = [f for w, f in zip(batch, made_now, strict=True) if (w.id, w.n) not in done]
             made += len(files)
             tell_batch(events, tick, counts, shard.rank, files, made / max(time.time() - started, 1e-9) * 60)
             if stop.requested:
@@ -223,6 +216,20 @@ def _make(engine, todo, done, ledger, out, shard: Shard, counts: dict, show_bar:
                 return True
     events.event("end", rank=shard.rank, state="done", done=counts["done"])
     return False
+
+
+def make_batch(engine, batch: list[Work], done: dict, ledger, out) -> list[str | None]:
+    """Render ``batch`` and save each image that ``done`` (index rows by (id, n)) does not hold: each work's
+    file in index.csv (an earlier one's as recorded; None: it failed), once the batch's rows are committed."""
+    started = time.time()
+    images = engine.render(batch)
+    seconds = (time.time() - started) / len(batch)
+    files = [
+        done[w.id, w.n]["file"] if (w.id, w.n) in done else save_image(w, im, engine, ledger, out, seconds)
+        for w, im in zip(batch, images, strict=True)
+    ]
+    ledger.commit()  # an object store: the batch's rows, one object, after its images
+    return files
 
 
 def tell_batch(events, tick, counts: dict, rank: int, files: list[str | None], rate: float) -> None:
