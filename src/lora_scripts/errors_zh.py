@@ -88,7 +88,14 @@ HINTS_ZH: tuple[tuple[str, str], ...] = (
     (r"is a LoRA file, not a base model", "`base_model` 要填底模文件，不是 LoRA 文件"),
     (r"device is 'cuda' but no CUDA GPU is visible", "设 `device: auto` 或 `cpu`"),
     # the output and a run
-    (r"already exists and would be overwritten", "换个 `output_name`，或设 `overwrite: true`"),
+    (
+        r"already exists and would be overwritten",
+        "移走旧文件、换个 `output_name` 并放进它自己的 `output_dir`，或设 `overwrite: true`",
+    ),
+    (
+        r"holds the training files of another LoRA",
+        "每个 LoRA 用自己的输出文件夹：把 `output_dir` 改成英文提示里的新文件夹",
+    ),
     (
         r"^Another training \(process",
         "另一个训练正在用这个文件夹：等它结束、停掉它，或换个 `output_dir`",

@@ -28,6 +28,7 @@ from .family_defaults import with_family_defaults
 from .init_lora import check_init_lora
 from .lock import output_lock, remove_stale_temp_files
 from .loop import Trainer, TrainResult
+from .owner import check_owner, claim
 from .report import write_report
 from .sharding import check_sharding
 from .state import find_state
@@ -129,8 +130,10 @@ def final_path(out: OutputConfig, suffix: str = ".safetensors") -> Path:
     if path.exists() and not out.overwrite:
         raise OutputError(
             f"'{path}' already exists and would be overwritten",
-            "Set a new output_name, move the old file, or set overwrite: true",
+            "Move the old file, train under a new output_name in a folder of its own (output_dir), or set "
+            "overwrite: true",
         )
+    check_owner(out)
     parent = nearest_existing(out.output_dir)
     try:
         probe_writable(out.output_dir)
@@ -181,6 +184,7 @@ def run_training(cfg: Config) -> TrainResult:
         with output_lock(out) if main else contextlib.nullcontext():
             if main:
                 remove_stale_temp_files(out)
+                claim(cfg.output)
                 handler = _file_log(out / "train.log")
                 early.setTarget(handler)
                 early.flush()
