@@ -97,3 +97,23 @@ def test_a_training_folder_that_is_itself_a_repeats_folder_is_warned_about(tmp_p
     with caplog.at_level(logging.WARNING):
         scan_dataset(DataConfig(train_data_dir=tmp_path / "img", resolution=64))  # its parent: as meant
     assert not [r for r in caplog.records if "repeats folder" in r.getMessage()]
+
+
+def test_the_regularisation_folders_are_recorded_as_kohya_does(kohya_dir, tiny_model, make_image):
+    """ss_reg_dataset_dirs: one entry per reg subset folder; ss_num_reg_images counts repeats, as kohya."""
+    reg = kohya_dir.parent / "reg"
+    for i in range(3):
+        make_image(reg / "2_device" / f"r{i}.png")
+    make_image(reg / "loose.png")
+    base = {"base_model": str(tiny_model["single_file"]), "train_data_dir": str(kohya_dir), "resolution": 64}
+    cfg = build_config({**base, "reg_data_dir": str(reg)})
+    facts = scan_dataset(cfg.data).facts()
+    meta = build_metadata(cfg, RunFacts("sd1", **facts))
+    assert json.loads(meta["ss_reg_dataset_dirs"]) == {
+        "2_device": {"n_repeats": 2, "img_count": 3},
+        "reg": {"n_repeats": 1, "img_count": 1},
+    }
+    assert meta["ss_num_reg_images"] == str(3 * 2 + 1)
+    without = build_config(base)
+    meta = build_metadata(without, RunFacts("sd1", **scan_dataset(without.data).facts()))
+    assert meta["ss_reg_dataset_dirs"] == "{}" and meta["ss_num_reg_images"] == "0"

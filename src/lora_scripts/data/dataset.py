@@ -84,23 +84,18 @@ class DatasetIndex:
 
     def facts(self) -> dict:
         """What the trainer records of the data (kohya's ss_num_images, ss_dataset_dirs, ss_tag_frequency,
-        buckets). As kohya, one entry per subset, named by its folder: each `N_name` folder (`10_neon
-        phone`), and the training folder's own name for the images outside any."""
-        dirs: dict[str, dict[str, int]] = {}
-        tags: dict[str, dict[str, int]] = {}
-        for item in self.items:
-            folder = subset_folder(item.path, self.root)
-            name = (folder or self.root).name
-            entry = dirs.setdefault(name, {"n_repeats": item.repeats, "img_count": 0})
-            entry["img_count"] += 1
-            counts = tags.setdefault(name, {})
-            for tag in split_tags(item.caption):  # "，" and "、" separate Chinese tags as "," does
-                counts[tag] = counts.get(tag, 0) + 1
+        buckets, and the same of the regularisation images). As kohya, one entry per subset, named by its
+        folder: each `N_name` folder (`10_neon phone`), and the training folder's own name for the images
+        outside any."""
+        dirs, tags = _subsets(self.items, self.root)
+        reg_dirs = _subsets(self.reg_items, self.reg_root)[0] if self.reg_root else {}
         return {
             "num_images": self.num_images,
             "num_samples": self.num_samples,
             "dataset_dirs": dirs,
             "tag_frequency": tags,
+            "reg_dataset_dirs": reg_dirs,
+            "num_reg_samples": sum(item.repeats for item in self.reg_items),
             "buckets": {f"{w}x{h}": n for (w, h), n in self.buckets.items()},
         }
 
@@ -397,3 +392,17 @@ def size_conditioning(item: ImageItem, aug: Augment | None = None) -> tuple[int,
     (width, height), (target_w, target_h) = item.size, item.bucket
     left = crop.resized[0] - crop.left - target_w if aug.flip else crop.left
     return height, width, crop.top, left, target_h, target_w
+
+
+def _subsets(items: list[ImageItem], root: Path) -> tuple[dict, dict]:
+    """(subset folder -> repeats and image count, subset folder -> tag -> images), as kohya names them."""
+    dirs: dict[str, dict[str, int]] = {}
+    tags: dict[str, dict[str, int]] = {}
+    for item in items:
+        name = (subset_folder(item.path, root) or root).name
+        entry = dirs.setdefault(name, {"n_repeats": item.repeats, "img_count": 0})
+        entry["img_count"] += 1
+        counts = tags.setdefault(name, {})
+        for tag in split_tags(item.caption):  # "，" and "、" separate Chinese tags as "," does
+            counts[tag] = counts.get(tag, 0) + 1
+    return dirs, tags

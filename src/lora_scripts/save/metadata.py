@@ -43,6 +43,8 @@ class RunFacts:
     started_at: float = field(default_factory=time.time)
     tag_frequency: dict[str, dict[str, int]] = field(default_factory=dict)  # subset folder -> tag -> images
     dataset_dirs: dict[str, dict[str, int]] = field(default_factory=dict)  # subset folder -> repeats, images
+    reg_dataset_dirs: dict[str, dict[str, int]] = field(default_factory=dict)  # the same of reg_data_dir
+    num_reg_samples: int = 0  # regularisation images, each counted once per repeat (kohya's num_reg_images)
     buckets: dict[str, int] = field(default_factory=dict)
 
 
@@ -92,6 +94,8 @@ def build_metadata(cfg: Config, facts: RunFacts) -> dict[str, str]:
         "ss_cache_latents": str(tr.cache_latents != "no"),
         "ss_tag_frequency": json.dumps(facts.tag_frequency, ensure_ascii=False),
         "ss_dataset_dirs": json.dumps(facts.dataset_dirs or _one_dir(data, facts), ensure_ascii=False),
+        "ss_reg_dataset_dirs": json.dumps(facts.reg_dataset_dirs, ensure_ascii=False),
+        "ss_num_reg_images": str(facts.num_reg_samples),
     }
     if cfg.model.vae:  # kohya names the VAE file (ss_vae_name), without its folder
         meta["ss_vae_name"] = str(cfg.model.vae).replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
