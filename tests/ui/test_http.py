@@ -90,6 +90,9 @@ ATTEMPTS = {
     "generate with a model outside": lambda c, o, p: c.post(
         "/api/generate", json={"model": str(o / "secret.txt"), "prompt": "a phone"}
     ),
+    "generate with a VAE outside": lambda c, o, p: c.post(
+        "/api/generate", json={"model": "models/m.safetensors", "vae": str(o / "secret.txt"), "prompt": "a"}
+    ),
 }
 
 

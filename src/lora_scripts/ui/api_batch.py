@@ -126,6 +126,8 @@ def job_text(ws: Workspace, req: BatchRequest) -> tuple[str, str]:
         "batch_size": req.batch_size,
         "output_dir": f"../{out}",
     }
+    if req.vae:  # right after base_model, as a person would write it
+        job = {"base_model": job.pop("base_model"), "vae": f"../{ws.relative(req.vae)}", **job}
     head = "# Made by the web UI's batch page; run again to resume: lora-scripts batch THIS_FILE\n"
     return head + yaml.safe_dump(job, allow_unicode=True, sort_keys=False), out
 

@@ -63,11 +63,23 @@ def models(ws: Workspace) -> list[str]:
     return found
 
 
+def vaes(ws: Workspace) -> list[str]:
+    """VAEs in `workspace/models/VAE` (WebUI's place for them): .safetensors files, diffusers VAE folders."""
+    folder = ws.root / "models" / "VAE"
+    found = []
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        single = entry.is_file() and entry.suffix.lower() == ".safetensors"
+        usable = single or (entry / "config.json").is_file()
+        if usable and not entry.name.startswith(".") and ws._inside(entry):
+            found.append(entry.relative_to(ws.root).as_posix())
+    return found
+
+
 def register(app: FastAPI, ws: Workspace, jobs: JobStore) -> None:
     @app.get("/api/workspace")
     def workspace():
         listing = ws.listing()
-        return {"root": str(ws.root), **listing, "models": models(ws)}
+        return {"root": str(ws.root), **listing, "models": models(ws), "vaes": vaes(ws)}
 
     @app.post("/api/models/demo")
     def add_demo_model():

@@ -26,6 +26,7 @@ class DrawSettings(BaseModel):
     """What the Generate page sends, and what "send to batch" carries over to the Batch tab."""
 
     model: str
+    vae: str = ""  # a workspace path (models/VAE/...); "" decodes with the base model's own VAE
     loras: list[LoraPick] = []
     prompt: str = ""
     negative: str = ""
@@ -95,6 +96,8 @@ def _generate_command(ws: Workspace, req: GenerateRequest) -> tuple[list[str], s
     args = ["generate", "-m", model, "-l", "loras", "-o", out, "-n", req.negative]
     args += ["--sampler", req.sampler, "--steps", str(req.steps), "--cfg", f"{req.cfg:g}"]
     args += ["-W", str(req.width), "-H", str(req.height)]
+    if req.vae:
+        args += ["--vae", ws.relative(req.vae)]
     if req.grid_seeds.strip():
         args += ["--seeds", req.grid_seeds.strip()]
     else:

@@ -178,6 +178,12 @@ PAGE_MESSAGES: dict[str, dict[str, str]] = {
     # generate page
     "gen.model": {"en": "Base model", "zh": "底模"},
     "gen.add_demo": {"en": "Add the built-in demo model", "zh": "加入内置演示模型"},
+    "gen.vae": {"en": "VAE", "zh": "VAE（解码颜色的模型）"},
+    "gen.vae_base": {"en": "the base model's own", "zh": "用底模自带的"},
+    "gen.vae_where": {
+        "en": "Other VAEs: put their .safetensors into the workspace's models/VAE folder (as in WebUI).",
+        "zh": "想换别的 VAE：把它的 .safetensors 文件放进工作区的 models/VAE 文件夹（和 WebUI 一样）。",
+    },
     "gen.loras": {"en": "LoRAs (tick to use, slide for strength)", "zh": "LoRA（勾选使用，拖动调强度）"},
     "gen.no_loras": {
         "en": "No LoRA in the library yet: train one first.",

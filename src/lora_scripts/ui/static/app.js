@@ -64,6 +64,10 @@ async function refreshWorkspace() {
   const model = $("#gen-model"), was = model.value;
   model.replaceChildren(...ws.models.map((m) => el("option", {value: m, text: m.replace(/^models\//, "")})));
   if (ws.models.includes(was)) model.value = was;
+  const vae = $("#gen-vae"), vaeWas = vae.value;
+  vae.replaceChildren(el("option", {value: "", text: t("gen.vae_base")}),
+    ...ws.vaes.map((v) => el("option", {value: v, text: v.replace(/^models\/VAE\//, "")})));
+  if (ws.vaes.includes(vaeWas)) vae.value = vaeWas;
   return ws;
 }
 async function openDataset(path) {
@@ -338,7 +342,7 @@ function genSettings() {
   const loras = [...document.querySelectorAll(".lora-pick")].filter((r) => r.querySelector("input[type=checkbox]").checked)
     .map((r) => ({path: r.dataset.path, weight: Number(r.querySelector("input[type=range]").value)}));
   const num = (id) => Number($(id).value);
-  return {model: $("#gen-model").value, loras, prompt: $("#gen-prompt").value, negative: $("#gen-negative").value,
+  return {model: $("#gen-model").value, vae: $("#gen-vae").value, loras, prompt: $("#gen-prompt").value, negative: $("#gen-negative").value,
     sampler: $("#gen-sampler").value, steps: num("#gen-steps"), cfg: num("#gen-cfg"), seed: num("#gen-seed"),
     width: num("#gen-width"), height: num("#gen-height")};
 }
@@ -357,7 +361,8 @@ function showBatchError(text) { const box = $("#batch-error"); box.textContent =
 async function refreshBatch(pick) {
   $("#batch-intro").textContent = t("batch.intro", {example: "{brand} {model}, {colour}"});
   const f = S.batchFrom;
-  $("#batch-from").textContent = !f ? t("batch.nothing_sent") : [`${t("gen.model")}: ${f.model}`,
+  $("#batch-from").textContent = !f ? t("batch.nothing_sent") : [`${t("gen.model")}: ${f.model}` +
+    (f.vae ? ` · ${t("gen.vae")}: ${f.vae.replace(/^models\/VAE\//, "")}` : ""),
     ...f.loras.map((l) => `LoRA: ${l.path} × ${l.weight}`),
     `${t("gen.sampler")}: ${f.sampler} · ${t("gen.steps")}: ${f.steps} · ${t("gen.cfg")}: ${f.cfg} · ` +
     `${t("gen.seed")}: ${f.seed} · ${f.width}×${f.height}`].join("\n");
