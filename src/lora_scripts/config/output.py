@@ -12,7 +12,9 @@ from .base import Section
 
 class OutputConfig(Section):
     output_dir: Path = Field(
-        Path("output"), description="Folder for the LoRA files, samples and the run log."
+        Path("output"),
+        description="Folder for the LoRA files, samples, report and the run log: one folder per LoRA "
+        "(e.g. `output/tech_phone`); a folder that holds another LoRA's run is refused.",
     )
     output_name: str | None = Field(
         None,
