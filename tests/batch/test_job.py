@@ -259,3 +259,15 @@ def test_a_pickle_base_model_or_vae_is_refused_with_advice_a_job_can_follow(cli,
         assert "Use its .safetensors version" in result.stderr and "allow_pickle" not in result.stderr
         assert "Traceback" not in result.stderr and result.stderr.count("Error:") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_job_with_processes_is_one_sentence_before_any_process_starts(run_cli, make_job, tmp_path):
+    """--processes 2 used to start both ranks, and each printed the same error."""
+    for keys, what in (
+        ({"prompt": "{brand} {colur}"}, "column 'colur'"),
+        ({"prompt": "<lora:tech_phon:1> {brand}"}, "No LoRA named 'tech_phon'"),
+    ):
+        result = run_cli("batch", str(make_job(**keys)), "--processes", "2")
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.count(what) == 1, result.stderr
+    assert not (tmp_path / "out").exists()

@@ -66,6 +66,9 @@ def batch(
         spec = load_job(job)  # a bad job file: one sentence before the model libraries load, not one per rank
         if processes not in (None, 1):  # 1, given or not: this process
             from ..train.launch import relaunch
+            from .run import plan_job
+
+            plan_job(spec)  # items, columns, LoRA names, output: one sentence here, not one per rank
 
             extra = [*(["--new"] if new else []), *(["--debug"] if debug else [])]
             code = relaunch(processes, ["batch", str(job), *extra])  # accelerate launch -m lora_scripts
