@@ -37,6 +37,7 @@ from .versions import as_new_version
 
 log = logging.getLogger(__name__)
 MIN_FREE_BYTES = 512 * 2**20  # a few LoRA files + training states of a rank-128 SD LoRA
+SAID_WHILE_SCANNING = {"repeats folder"}  # doctor findings whose sentence the dataset scan has just logged
 
 
 def check_inputs(cfg: Config) -> DatasetIndex:
@@ -116,8 +117,10 @@ def check_dataset(data: DataConfig) -> None:
     from ..doctor import run_doctor
 
     report = run_doctor(data)
+    said = {f.message for f in report.findings if f.kind in SAID_WHILE_SCANNING}
     for line in report.errors + report.warnings:
-        log.warning("doctor: %s", line)
+        if line not in said:
+            log.warning("doctor: %s", line)
     if data.doctor == "error":
         report.raise_for_errors(
             "Fix them (details: lora-scripts doctor DIR), or set doctor: warn to train anyway"
