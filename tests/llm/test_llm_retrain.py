@@ -42,6 +42,7 @@ def test_init_lora_continues_an_adapter_as_its_next_version(cli, llm_config, tmp
 def test_a_dora_adapter_is_continued_as_dora(llm_config, tmp_path):
     v1 = run_training(build_config({**llm_config, "use_dora": True, "save_precision": "float"})).lora_path
     again = {**llm_config, "init_lora": str(v1), "output_name": "next", "save_precision": "float"}
+    again["output_dir"] = str(tmp_path / "next")  # one folder per LoRA
     v2 = run_training(build_config(again)).lora_path
     conf = json.loads((v2 / "adapter_config.json").read_text(encoding="utf-8"))
     assert conf["use_dora"] is True

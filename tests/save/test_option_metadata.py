@@ -35,5 +35,7 @@ def test_kohyas_training_comment_is_written_and_inspect_shows_it(base_config, tm
     shown = cli("lora", "inspect", str(lora))
     assert shown.returncode == 0, shown.stderr
     assert comment in shown.stdout and "comment" in shown.stdout
-    plain = run_training(build_config({**base_config, "max_train_steps": 1, "output_name": "plain"}))
+    plain_config = {**base_config, "max_train_steps": 1, "output_name": "plain"}
+    plain_config["output_dir"] = str(tmp_path / "plain")  # one folder per LoRA
+    plain = run_training(build_config(plain_config))
     assert "ss_training_comment" not in _meta(plain.lora_path)
