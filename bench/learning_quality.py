@@ -73,18 +73,17 @@ def eps_loss(pipe: StableDiffusionPipeline, images: list[Image.Image], captions:
 
 @torch.no_grad()
 def generate(pipe: StableDiffusionPipeline, weight: float | None) -> np.ndarray:
-    """Every PROMPTS x SEEDS image (20 PNDM steps, CFG 4, 64 px) as one uint8 array."""
+    """Every PROMPTS x SEEDS image (20 PNDM steps, CFG 4, 64 px) as one uint8 array. One pipeline call for
+    all of them: a generator per image draws the same starting noise as one call per image, in a fraction of
+    the time (the tiny UNet's time is per call, not per image)."""
     if weight is not None:
         pipe.set_adapters(["style"], adapter_weights=[weight])
-    out = []
-    for prompt in PROMPTS:
-        for seed in SEEDS:
-            gen = torch.Generator("cpu").manual_seed(seed)
-            image = pipe(
-                prompt, num_inference_steps=20, guidance_scale=GUIDANCE, height=64, width=64, generator=gen
-            ).images[0]
-            out.append(np.asarray(image))
-    return np.stack(out)
+    prompts = [prompt for prompt in PROMPTS for _ in SEEDS]
+    generators = [torch.Generator("cpu").manual_seed(seed) for _ in PROMPTS for seed in SEEDS]
+    images = pipe(
+        prompts, num_inference_steps=20, guidance_scale=GUIDANCE, height=64, width=64, generator=generators
+    ).images
+    return np.stack([np.asarray(image) for image in images])
 
 
 def measure(run: Path) -> dict:
