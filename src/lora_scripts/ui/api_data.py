@@ -52,25 +52,23 @@ def dataset_path(ws: Workspace, path: str) -> Path:
 
 def models(ws: Workspace) -> list[str]:
     """Base models in `workspace/models`: single files and diffusers folders."""
-    folder = ws.root / "models"
+    return _weights_in(ws, ws.root / "models", "model_index.json")
+
+
+def vaes(ws: Workspace) -> list[str]:
+    """VAEs in `workspace/models/VAE` (WebUI's place for them): single files and diffusers VAE folders."""
+    return _weights_in(ws, ws.root / "models" / "VAE", "config.json")
+
+
+def _weights_in(ws: Workspace, folder: Path, folder_marker: str) -> list[str]:
+    """Workspace paths of the .safetensors files in ``folder`` and of its subfolders holding
+    ``folder_marker`` (a diffusers folder), hidden entries and those resolving outside left out."""
     found = []
     for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
         if entry.name.startswith("."):
             continue
         single = entry.is_file() and entry.suffix.lower() in MODEL_SUFFIXES
-        if (single or (entry / "model_index.json").is_file()) and ws._inside(entry):
-            found.append(entry.relative_to(ws.root).as_posix())
-    return found
-
-
-def vaes(ws: Workspace) -> list[str]:
-    """VAEs in `workspace/models/VAE` (WebUI's place for them): .safetensors files, diffusers VAE folders."""
-    folder = ws.root / "models" / "VAE"
-    found = []
-    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
-        single = entry.is_file() and entry.suffix.lower() == ".safetensors"
-        usable = single or (entry / "config.json").is_file()
-        if usable and not entry.name.startswith(".") and ws._inside(entry):
+        if (single or (entry / folder_marker).is_file()) and ws._inside(entry):
             found.append(entry.relative_to(ws.root).as_posix())
     return found
 
